@@ -1,0 +1,79 @@
+"""Seeded (stratified) splits and standardisation fitted on the training part only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from .errors import DataError
+
+
+def train_val_split(
+    labels: np.ndarray, val_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices (train, val), stratified by ``labels`` (class indices), drawn from ``seed``.
+
+    Each class sends round(val_fraction * its count) rows to validation, but always keeps at
+    least one in training. Both index arrays are sorted, so the rows keep the file's order.
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise DataError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    labels = np.asarray(labels)
+    if val_fraction == 0.0:
+        return np.arange(len(labels)), np.arange(0)
+    rng = np.random.default_rng(seed)
+    val_parts = []
+    for cls in np.unique(labels):
+        members = np.flatnonzero(labels == cls)
+        n_val = min(int(np.floor(val_fraction * len(members) + 0.5)), len(members) - 1)
+        val_parts.append(rng.permutation(members)[:n_val])
+    val = np.sort(np.concatenate(val_parts)) if val_parts else np.arange(0)
+    train = np.setdiff1d(np.arange(len(labels)), val, assume_unique=True)
+    return train, val
+
+
+@dataclass(frozen=True)
+class Standardizer:
+    """x -> (x - mean) / scale per feature. ``mean`` is None for sparse data (no centring,
+    which would make the matrix dense); ``scale`` is the standard deviation (ddof=0), or 1 for
+    a constant column, which is left unscaled."""
+
+    mean: np.ndarray | None
+    scale: np.ndarray
+
+    def transform(self, X):
+        """Standardised copy of X (n_samples, n_features); sparse X stays sparse."""
+        if sp.issparse(X):
+            return sp.csr_matrix(X @ sp.diags(1.0 / self.scale).astype(X.dtype))
+        out = np.array(X, dtype=X.dtype if X.dtype == np.float32 else np.float64)
+        if self.mean is not None:
+            out -= self.mean.astype(out.dtype)
+        out /= self.scale.astype(out.dtype)
+        return out
+
+
+def fit_standardizer(X) -> Standardizer:
+    """Mean and standard deviation (ddof=0) of each column of the training data.
+
+    Sums are taken in float64 whatever X's dtype. Sparse X is scaled but not centred.
+    """
+    if sp.issparse(X):
+        X = sp.csr_matrix(X, dtype=np.float64)
+        mean = np.asarray(X.mean(axis=0)).ravel()
+        sq_mean = np.asarray(X.multiply(X).mean(axis=0)).ravel()
+        std = np.sqrt(np.maximum(sq_mean - mean * mean, 0.0))
+        center = None
+    else:
+        with np.errstate(over="ignore", invalid="ignore"):
+            center = np.mean(X, axis=0, dtype=np.float64)
+            std = np.std(X, axis=0, dtype=np.float64)
+        if not (np.all(np.isfinite(center)) and np.all(np.isfinite(std))):
+            bad = np.flatnonzero(~(np.isfinite(center) & np.isfinite(std)))
+            raise DataError(
+                f"standardisation overflows for feature column(s) {bad.tolist()[:10]}: "
+                "their values are too large; rescale them or use --no-standardize"
+            )
+    scale = np.where(std > 0, std, 1.0)
+    return Standardizer(center, scale)

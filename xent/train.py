@@ -1,0 +1,293 @@
+"""The training loop, top to bottom: epochs, batches, evaluation, stopping, history.
+
+Nothing here prints: progress goes to an optional ``callback(record)`` called once per epoch.
+
+Epoch 0 is the starting point. For full-batch optimisers the gradient evaluated for epoch e's
+record is the one used for the step to e + 1, so the history costs nothing extra and the final
+record describes exactly the returned parameters. Mini-batch optimisers take their steps on
+shuffled batches and then evaluate the full training objective once per epoch.
+
+Stopping, checked after each epoch's record:
+  converged   ||g|| / ||g_0|| < tol (the gradient of the full objective, bias included)
+  early_stop  the validation loss has not improved for ``patience`` epochs (best params kept)
+  max_epochs  the epoch budget is spent
+  diverged    the objective or the parameters became non-finite (last finite params kept)
+  stalled     L-BFGS could make no further progress before reaching tol
+  interrupted Ctrl-C (KeyboardInterrupt) during training (the params so far are kept)
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import scipy.optimize
+
+from .errors import ConfigError
+from .links import Link
+from .loss import Target, evaluate, lipschitz_bound
+from .optim import OPTIMIZERS, make_optimizer
+
+#: Adam's step is a distance in parameter space, not a fraction of 1/L: this is its "auto".
+ADAM_AUTO_LR = 0.01
+
+
+@dataclass
+class EpochRecord:
+    """One row of the history: the state after ``epoch`` epochs."""
+
+    epoch: int
+    objective: float  # training objective, l2 penalty included
+    train_loss: float  # mean cross-entropy on the training data
+    train_accuracy: float
+    val_loss: float  # NaN without validation data
+    val_accuracy: float
+    grad_norm: float  # ||g|| of the full training objective
+    grad_norm_rel: float  # ||g|| / ||g_0||
+    lr: float
+    seconds: float  # elapsed since training began
+
+
+HISTORY_COLUMNS = tuple(EpochRecord.__dataclass_fields__)
+
+
+@dataclass
+class History:
+    records: list[EpochRecord] = field(default_factory=list)
+
+    def column(self, name: str) -> np.ndarray:
+        return np.array([getattr(r, name) for r in self.records])
+
+    def rows(self) -> list[dict]:
+        return [asdict(r) for r in self.records]
+
+    @property
+    def last(self) -> EpochRecord:
+        return self.records[-1]
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
+@dataclass
+class FitResult:
+    params: np.ndarray  # (n_features + 1, n_outputs), W over b
+    history: History
+    stop_reason: str
+    lr: float
+    n_evaluations: int
+
+    @property
+    def converged(self) -> bool:
+        return self.stop_reason == "converged"
+
+    @property
+    def n_epochs(self) -> int:
+        return self.history.last.epoch
+
+
+@dataclass(frozen=True)
+class Validation:
+    X: object
+    target: Target
+    weights: np.ndarray | None = None
+
+
+def resolve_lr(lr, optimizer: str, X, link: Link, l2, weights, fit_intercept) -> float:
+    """A number stays; "auto" is 1/L for gd, momentum and nesterov (L from ``lipschitz_bound``)
+    and ``ADAM_AUTO_LR`` for Adam. L-BFGS chooses its own steps (reported as NaN)."""
+    if optimizer == "lbfgs":
+        return float("nan")
+    if lr == "auto":
+        if optimizer == "adam":
+            return ADAM_AUTO_LR
+        return 1.0 / lipschitz_bound(X, link, l2, weights, fit_intercept=fit_intercept)
+    try:
+        value = float(lr)
+    except (TypeError, ValueError):
+        raise ConfigError(f"lr must be a positive number or 'auto', got {lr!r}") from None
+    if not value > 0 or not math.isfinite(value):
+        raise ConfigError(f"lr must be a positive number or 'auto', got {lr!r}")
+    return value
+
+
+def fit(
+    X,
+    target: Target,
+    link: Link,
+    *,
+    optimizer: str = "gd",
+    lr: float | str = "auto",
+    max_epochs: int = 1000,
+    batch_size: int | None = None,
+    tol: float = 1e-6,
+    l2: float = 0.0,
+    weights: np.ndarray | None = None,
+    fit_intercept: bool = True,
+    validation: Validation | None = None,
+    patience: int | None = None,
+    seed: int = 0,
+    init_params: np.ndarray | None = None,
+    callback: Callable[[EpochRecord], None] | None = None,
+) -> FitResult:
+    """Minimise the cross-entropy objective of ``loss.evaluate`` from ``init_params`` (zeros).
+
+    X: (n_samples, n_features) dense or CSR; target: its ``Target``; weights: (n_samples,) or
+    None. ``batch_size`` None (or >= n_samples) is full batch. Returns the parameters, the
+    per-epoch history and why training stopped.
+    """
+    if optimizer not in OPTIMIZERS:
+        raise ConfigError(f"unknown optimizer {optimizer!r}: use one of {', '.join(OPTIMIZERS)}")
+    if max_epochs < 0:
+        raise ConfigError(f"max_epochs must be >= 0, got {max_epochs}")
+    if batch_size is not None and batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    n, d = X.shape
+    k = link.n_outputs(target.n_classes)
+    params = np.zeros((d + 1, k)) if init_params is None else np.array(init_params, np.float64)
+    if params.shape != (d + 1, k):
+        raise ConfigError(f"init_params must have shape {(d + 1, k)}, got {params.shape}")
+    step = resolve_lr(lr, optimizer, X, link, l2, weights, fit_intercept)
+    loop = _Loop(X, target, link, l2, weights, fit_intercept, validation, patience, tol, step,
+                 callback, params)
+    try:
+        if optimizer == "lbfgs":
+            reason = loop.run_lbfgs(params, max_epochs)
+        else:
+            reason = loop.run_first_order(params, optimizer, max_epochs, batch_size, seed)
+    except KeyboardInterrupt:
+        reason = "interrupted"
+    params = loop.last_finite
+    if reason == "early_stop" and loop.best_params is not None:
+        params = loop.best_params
+    return FitResult(params, loop.history, reason, step, loop.n_evaluations)
+
+
+class _Loop:
+    """The state shared by one training run: the data, the history, and the stopping rules.
+
+    ``last_finite`` is always the parameters of the last record (the ones to return), or the
+    starting point before the first.
+    """
+
+    def __init__(self, X, target, link, l2, weights, fit_intercept, validation, patience, tol,
+                 lr, callback, start_params):
+        self.X, self.target, self.link = X, target, link
+        self.l2, self.weights, self.fit_intercept = l2, weights, fit_intercept
+        self.validation, self.patience, self.tol = validation, patience, tol
+        self.lr, self.callback = lr, callback
+        self.history = History()
+        self.start = time.perf_counter()
+        self.grad_norm0: float | None = None
+        self.best_val = math.inf
+        self.best_params: np.ndarray | None = None
+        self.epochs_since_best = 0
+        self.n_evaluations = 0
+        self.last_finite: np.ndarray = start_params
+
+    def evaluate(self, params, X=None, target=None, weights=None, with_grad=True):
+        if X is None:
+            X, target, weights = self.X, self.target, self.weights
+        self.n_evaluations += with_grad
+        return evaluate(params, X, target, self.link, self.l2, weights,
+                        fit_intercept=self.fit_intercept, with_grad=with_grad)
+
+    def record(self, epoch: int, params, result) -> str | None:
+        """Append epoch ``epoch``'s record for ``params`` (evaluated as ``result``) and return a
+        stop reason, or None to go on."""
+        if not (math.isfinite(result.objective) and np.all(np.isfinite(params))
+                and np.all(np.isfinite(result.grad))):
+            return "diverged"
+        self.last_finite = params
+        grad_norm = float(np.linalg.norm(result.grad))
+        if self.grad_norm0 is None:
+            self.grad_norm0 = grad_norm
+        rel = grad_norm / self.grad_norm0 if self.grad_norm0 > 0 else 0.0
+        val_loss = val_acc = float("nan")
+        if self.validation is not None and self.validation.target.n_samples:
+            v = self.evaluate(params, self.validation.X, self.validation.target,
+                              self.validation.weights, with_grad=False)
+            val_loss, val_acc = v.data_loss, v.accuracy
+        record = EpochRecord(epoch, result.objective, result.data_loss, result.accuracy,
+                             val_loss, val_acc, grad_norm, rel, self.lr,
+                             time.perf_counter() - self.start)
+        self.history.records.append(record)
+        if self.callback is not None:
+            self.callback(record)
+        if rel < self.tol:
+            return "converged"
+        if self.patience and math.isfinite(val_loss):
+            if val_loss < self.best_val - 1e-9 * max(1.0, abs(self.best_val)):
+                self.best_val, self.best_params, self.epochs_since_best = val_loss, params, 0
+            else:
+                self.epochs_since_best += 1
+                if self.epochs_since_best >= self.patience:
+                    return "early_stop"
+        return None
+
+    def run_first_order(self, params, optimizer, max_epochs, batch_size, seed) -> str:
+        n = self.X.shape[0]
+        full_batch = batch_size is None or batch_size >= n
+        opt = make_optimizer(optimizer, self.lr, full_batch)
+        state = opt.init(params)
+        rng = np.random.default_rng(seed)
+        result = self.evaluate(params)
+        for epoch in range(max_epochs + 1):
+            reason = self.record(epoch, params, result)
+            if reason is not None:
+                return reason
+            if epoch == max_epochs:
+                break
+            if full_batch:
+                params, state = opt.update(result.grad, state, params)
+            else:
+                order = rng.permutation(n)
+                for start in range(0, n, batch_size):
+                    rows = np.sort(order[start:start + batch_size])
+                    w = None if self.weights is None else self.weights[rows]
+                    batch = self.evaluate(params, self.X[rows], self.target.take(rows), w)
+                    params, state = opt.update(batch.grad, state, params)
+            result = self.evaluate(params)
+        return "max_epochs"
+
+    def run_lbfgs(self, params, max_epochs) -> str:
+        """scipy's L-BFGS-B on our objective; the history gets one record per iteration.
+
+        scipy's own stopping rules are switched off (gtol=0, ftol at machine precision) so that
+        ours, ||g|| / ||g_0|| < tol, decides; the callback raises StopIteration to stop.
+        """
+        shape = params.shape
+        cache = {}
+
+        def fun(flat):
+            result = self.evaluate(flat.reshape(shape))
+            cache["x"], cache["result"] = flat.copy(), result
+            return result.objective, result.grad.ravel()
+
+        reasons = []
+
+        def on_iteration(intermediate_result):
+            x = intermediate_result.x
+            result = cache["result"] if np.array_equal(cache.get("x"), x) else \
+                self.evaluate(x.reshape(shape))
+            reason = self.record(len(self.history), x.reshape(shape).copy(), result)
+            if reason is not None:
+                reasons.append(reason)
+                raise StopIteration
+
+        reason = self.record(0, params, self.evaluate(params))
+        if reason is not None or max_epochs == 0:
+            return reason or "max_epochs"
+        with np.errstate(over="ignore", invalid="ignore"):
+            outcome = scipy.optimize.minimize(
+                fun, params.ravel(), jac=True, method="L-BFGS-B", callback=on_iteration,
+                options={"maxiter": max_epochs, "gtol": 0.0, "ftol": 1e-15, "maxcor": 20},
+            )
+        if reasons:
+            return reasons[0]
+        if outcome.nit >= max_epochs:
+            return "max_epochs"
+        return "stalled"
