@@ -3,8 +3,8 @@
 One gradient, X^T (Q - P) / n + l2 W, trains both links (``xent.loss.loss_and_grad``).
 """
 
-from .estimator import SoftmaxRegression
 from .errors import XentError
+from .estimator import SoftmaxRegression
 from .model import Model
 
 __version__ = "0.1.0"

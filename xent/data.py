@@ -266,7 +266,7 @@ def load_builtin(name: str) -> Dataset:
     )
 
 
-def _is_libsvm(path: Path) -> bool:
+def is_libsvm(path: Path) -> bool:
     if path.suffix.lower() in LIBSVM_SUFFIXES:
         return True
     if path.suffix.lower() in (".csv", ".tsv"):
@@ -384,13 +384,13 @@ def load(
     if is_builtin(source):
         return load_builtin(source[len(BUILTIN_PREFIX) :])
     path = Path(source)
-    _check_file(path)
-    if _is_libsvm(path):
+    check_file(path)
+    if is_libsvm(path):
         return load_libsvm(path)
     return frame_dataset(read_csv(path), str(path), target=target, impute=impute)
 
 
-def _check_file(path: Path) -> None:
+def check_file(path: Path) -> None:
     if not path.exists():
         raise DataError(
             f"{path}: no such file; give a CSV, a LIBSVM file or sklearn:NAME "

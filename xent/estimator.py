@@ -19,6 +19,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
+from .config import ModelConfig, OptimConfig
 from .links import get_link
 from .loss import class_weighted, labels_target
 from .train import fit
@@ -60,12 +61,12 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     def __init__(
         self,
         link="auto",
-        l2=1e-4,
-        optimizer="gd",
-        lr="auto",
-        max_epochs=5000,
+        l2=ModelConfig.l2,
+        optimizer=OptimConfig.optimizer,
+        lr=OptimConfig.lr,
+        max_epochs=OptimConfig.epochs,
         batch_size=None,
-        tol=1e-6,
+        tol=OptimConfig.tol,
         label_smoothing=0.0,
         class_weight=None,
         fit_intercept=True,

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import scipy.optimize
 
+from .config import OptimConfig
 from .errors import ConfigError
 from .links import Link
 from .loss import Target, evaluate, lipschitz_bound
@@ -121,9 +122,9 @@ def fit(
     *,
     optimizer: str = "gd",
     lr: float | str = "auto",
-    max_epochs: int = 1000,
+    max_epochs: int = OptimConfig.epochs,
     batch_size: int | None = None,
-    tol: float = 1e-6,
+    tol: float = OptimConfig.tol,
     l2: float = 0.0,
     weights: np.ndarray | None = None,
     fit_intercept: bool = True,
@@ -153,13 +154,15 @@ def fit(
     step = resolve_lr(lr, optimizer, X, link, l2, weights, fit_intercept)
     loop = _Loop(X, target, link, l2, weights, fit_intercept, validation, patience, tol, step,
                  callback, params)
-    try:
-        if optimizer == "lbfgs":
-            reason = loop.run_lbfgs(params, max_epochs)
-        else:
-            reason = loop.run_first_order(params, optimizer, max_epochs, batch_size, seed)
-    except KeyboardInterrupt:
-        reason = "interrupted"
+    # Overflow can only come from a diverging run, which `record` detects and reports.
+    with np.errstate(over="ignore", invalid="ignore"):
+        try:
+            if optimizer == "lbfgs":
+                reason = loop.run_lbfgs(params, max_epochs)
+            else:
+                reason = loop.run_first_order(params, optimizer, max_epochs, batch_size, seed)
+        except KeyboardInterrupt:
+            reason = "interrupted"
     params = loop.last_finite
     if reason == "early_stop" and loop.best_params is not None:
         params = loop.best_params
@@ -220,7 +223,8 @@ class _Loop:
         if rel < self.tol:
             return "converged"
         if self.patience and math.isfinite(val_loss):
-            if val_loss < self.best_val - 1e-9 * max(1.0, abs(self.best_val)):
+            margin = 1e-9 * max(1.0, abs(self.best_val)) if self.best_val < math.inf else 0.0
+            if val_loss < self.best_val - margin:
                 self.best_val, self.best_params, self.epochs_since_best = val_loss, params, 0
             else:
                 self.epochs_since_best += 1
@@ -281,11 +285,10 @@ class _Loop:
         reason = self.record(0, params, self.evaluate(params))
         if reason is not None or max_epochs == 0:
             return reason or "max_epochs"
-        with np.errstate(over="ignore", invalid="ignore"):
-            outcome = scipy.optimize.minimize(
-                fun, params.ravel(), jac=True, method="L-BFGS-B", callback=on_iteration,
-                options={"maxiter": max_epochs, "gtol": 0.0, "ftol": 1e-15, "maxcor": 20},
-            )
+        outcome = scipy.optimize.minimize(
+            fun, params.ravel(), jac=True, method="L-BFGS-B", callback=on_iteration,
+            options={"maxiter": max_epochs, "gtol": 0.0, "ftol": 1e-15, "maxcor": 20},
+        )
         if reasons:
             return reasons[0]
         if outcome.nit >= max_epochs:

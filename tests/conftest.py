@@ -1,0 +1,37 @@
+import numpy as np
+import pytest
+from sklearn import datasets
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+
+from xent.links import get_link
+from xent.loss import evaluate, labels_target
+
+LOADERS = {
+    "iris": datasets.load_iris,
+    "wine": datasets.load_wine,
+    "breast_cancer": datasets.load_breast_cancer,
+    "digits": datasets.load_digits,
+}
+
+
+def standardised(name):
+    X, y = LOADERS[name](return_X_y=True)
+    return StandardScaler().fit_transform(X), y
+
+
+def sklearn_optimum(X, y, l2):
+    """scikit-learn LogisticRegression's optimum of the same objective: C = 1 / (l2 n).
+    Returns (its parameters stacked as xent's (d + 1, k), its objective value in xent's
+    terms)."""
+    n_classes = len(np.unique(y))
+    clf = LogisticRegression(C=1.0 / (l2 * len(y)), tol=1e-12, max_iter=100_000).fit(X, y)
+    params = np.vstack([clf.coef_.T, clf.intercept_[None, :]])
+    link = get_link("auto", n_classes)
+    value = evaluate(params, X, labels_target(y, n_classes), link, l2).objective
+    return params, value
+
+
+@pytest.fixture(scope="session")
+def optimum_cache():
+    return {}

@@ -1,0 +1,243 @@
+"""The Python API: ``train(config) -> Run``, ``evaluate(model, data)``, ``predict(model, data)``.
+
+This is the orchestration the command line and the config files sit on: load, split,
+standardise, fit, package the model. Nothing here prints or parses options.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from . import data as data_mod
+from .config import Config
+from .data import Dataset, FeatureEncoder
+from .errors import DataError
+from .links import get_link
+from .loss import class_weighted, labels_target
+from .loss import evaluate as evaluate_objective
+from .metrics import (
+    accuracy,
+    confusion_matrix,
+    log_loss,
+    per_class_scores,
+    prior_log_loss,
+)
+from .model import Model
+from .preprocess import fit_standardizer, train_val_split
+from .train import FitResult, History, Validation, fit
+
+
+@dataclass
+class Run:
+    """What one training run produced."""
+
+    config: Config
+    model: Model
+    history: History
+    summary: dict
+    fit: FitResult = field(repr=False)
+
+
+def load_training_data(config: Config) -> Dataset:
+    """The data named by ``config.data``, checked to be trainable (two classes at least)."""
+    cfg = config.data
+    if not cfg.source:
+        raise DataError("no data given: name a CSV, a LIBSVM file or sklearn:NAME")
+    dataset = data_mod.load(
+        cfg.source,
+        target=cfg.target or None,
+        impute=None if cfg.impute == "none" else cfg.impute,
+    )
+    data_mod.finite_or_raise(dataset.X, dataset.name)
+    if dataset.encoder is None and not sp.issparse(dataset.X):
+        dataset.encoder = FeatureEncoder(tuple(dataset.feature_names))
+    counts = np.bincount(dataset.labels, minlength=dataset.n_classes)
+    if dataset.n_classes < 2 or np.count_nonzero(counts) < 2:
+        raise DataError(
+            f"{dataset.name}: only one class ({dataset.classes[0]!r}) in the labels; "
+            "a classifier needs at least two"
+        )
+    if dataset.n_samples < 2:
+        raise DataError(f"{dataset.name}: a single row is not enough to train on")
+    return dataset
+
+
+def n_validation(config: Config, dataset: Dataset) -> int:
+    """How many rows the stratified split of ``config`` holds out."""
+    return len(train_val_split(dataset.labels, config.data.val_fraction, config.data.seed)[1])
+
+
+def resolved_link(config: Config, dataset: Dataset) -> str:
+    return get_link(config.model.link, dataset.n_classes).name
+
+
+def _as_dtype(X, dtype: str):
+    target = np.float32 if dtype == "float32" else np.float64
+    return X.astype(target, copy=False)
+
+
+def train(config: Config, callback=None, dataset: Dataset | None = None) -> Run:
+    """Train the model that ``config`` describes. ``callback(record)`` sees each epoch.
+
+    The validation part is a stratified split of ``val_fraction`` of the rows, drawn from
+    ``config.data.seed``; standardisation is fitted on the training part only.
+    """
+    started = time.perf_counter()
+    dataset = dataset or load_training_data(config)
+    cfg_d, cfg_m, cfg_o = config.data, config.model, config.optim
+    train_rows, val_rows = train_val_split(dataset.labels, cfg_d.val_fraction, cfg_d.seed)
+    X_train, X_val = dataset.X[train_rows], dataset.X[val_rows]
+    standardizer = fit_standardizer(X_train) if cfg_d.standardize else None
+    if standardizer is not None:
+        X_train, X_val = standardizer.transform(X_train), standardizer.transform(X_val)
+    X_train, X_val = _as_dtype(X_train, cfg_d.dtype), _as_dtype(X_val, cfg_d.dtype)
+    n_classes = dataset.n_classes
+    link = get_link(cfg_m.link, n_classes)
+    target = labels_target(dataset.labels[train_rows], n_classes, cfg_m.label_smoothing)
+    val_target = labels_target(dataset.labels[val_rows], n_classes)
+    weights = None
+    if cfg_m.class_weight == "balanced":
+        counts = np.bincount(target.labels, minlength=n_classes).astype(np.float64)
+        class_weight = np.divide(len(train_rows), n_classes * counts,
+                                 out=np.zeros(n_classes), where=counts > 0)
+        weights = class_weighted(target, None, class_weight)
+    result = fit(
+        X_train,
+        target,
+        link,
+        optimizer=cfg_o.optimizer,
+        lr=cfg_o.lr,
+        max_epochs=cfg_o.epochs,
+        batch_size=cfg_o.batch_size or None,
+        tol=cfg_o.tol,
+        l2=cfg_m.l2,
+        weights=weights,
+        fit_intercept=cfg_m.fit_intercept,
+        validation=Validation(X_val, val_target) if len(val_rows) else None,
+        patience=cfg_o.patience or None,
+        seed=cfg_d.seed,
+        callback=callback,
+    )
+    model = Model.from_params(
+        result.params,
+        classes=dataset.classes,
+        link=link.name,
+        feature_names=dataset.feature_names,
+        standardizer=standardizer,
+        encoder=dataset.encoder,
+        metadata={"target": dataset.target_column, "data": dataset.name},
+    )
+    # The summary describes the returned parameters (which early stopping may have taken from
+    # an earlier epoch than the last record), so evaluate them once more.
+    final = evaluate_objective(result.params, X_train, target, link, cfg_m.l2, weights,
+                               fit_intercept=cfg_m.fit_intercept, with_grad=False)
+    val = evaluate_objective(result.params, X_val, val_target, link, 0.0,
+                             with_grad=False) if len(val_rows) else None
+    baseline_labels = dataset.labels[val_rows] if len(val_rows) else target.labels
+    summary = {
+        "objective": final.objective,
+        "train_loss": final.data_loss,
+        "train_accuracy": final.accuracy,
+        "val_loss": val.data_loss if val else None,
+        "val_accuracy": val.accuracy if val else None,
+        "epochs": result.n_epochs,
+        "converged": result.converged,
+        "stop_reason": result.stop_reason,
+        "grad_norm_rel": result.history.last.grad_norm_rel if len(result.history) else None,
+        "lr": None if np.isnan(result.lr) else result.lr,
+        "seconds": time.perf_counter() - started,
+        "n_samples": dataset.n_samples,
+        "n_train": len(train_rows),
+        "n_val": len(val_rows),
+        "n_features": dataset.n_features,
+        "n_classes": n_classes,
+        "classes": dataset.classes,
+        "link": link.name,
+        "optimizer": cfg_o.optimizer,
+        "l2": cfg_m.l2,
+        "baseline_loss": prior_log_loss(target.labels, baseline_labels, n_classes),
+    }
+    return Run(config, model, result.history, summary, result)
+
+
+def load_model(path: str | Path) -> Model:
+    """A model from a model file, or from a run directory (its model.npz)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.npz"
+    return Model.load(path)
+
+
+def load_for_model(source: str, model: Model, require_labels: bool) -> Dataset:
+    """Data to evaluate or predict with ``model``: encoded as in training, labels (when
+    present) mapped to the model's classes. Extra columns are ignored; missing ones are an
+    error."""
+    source = str(source)
+    if data_mod.is_builtin(source):
+        dataset = data_mod.load_builtin(source[len(data_mod.BUILTIN_PREFIX):])
+    else:
+        path = Path(source)
+        data_mod.check_file(path)
+        if data_mod.is_libsvm(path):
+            dataset = data_mod.load_libsvm(path, n_features=model.n_features)
+        elif model.encoder is None:
+            raise DataError(f"{source}: the model was trained on LIBSVM data; give LIBSVM data")
+        else:
+            dataset = data_mod.frame_dataset(
+                data_mod.read_csv(path), source, target=model.metadata.get("target"),
+                encoder=model.encoder, classes=model.classes, require_target=require_labels,
+            )
+    if dataset.labels is not None and dataset.classes != list(model.classes):
+        own_labels = [dataset.classes[i] for i in dataset.labels]
+        dataset.labels = data_mod.encode_labels(own_labels, model.classes, source)
+        dataset.classes = list(model.classes)
+    if dataset.n_features != model.n_features:
+        raise DataError(
+            f"{source}: {dataset.n_features} features, but the model was trained on "
+            f"{model.n_features}"
+        )
+    data_mod.finite_or_raise(dataset.X, source)
+    if require_labels and dataset.labels is None:
+        raise DataError(f"{source}: no label column to evaluate against")
+    return dataset
+
+
+def evaluate(model: Model, dataset: Dataset) -> dict:
+    """Log-loss, accuracy, confusion matrix and per-class precision/recall/F1/support of
+    ``model`` on ``dataset`` (whose labels index ``model.classes``)."""
+    logits = model.decision_function(dataset.X)
+    link = get_link(model.link)
+    predicted = link.predict_index(logits)
+    true = dataset.labels
+    confusion = confusion_matrix(true, predicted, model.n_classes)
+    scores = per_class_scores(confusion)
+    return {
+        "n_samples": int(len(true)),
+        "log_loss": log_loss(true, link.log_proba(logits)),
+        "accuracy": accuracy(true, predicted),
+        "classes": list(model.classes),
+        "confusion_matrix": confusion.tolist(),
+        "per_class": [
+            {
+                "class": cls,
+                "precision": float(scores["precision"][i]),
+                "recall": float(scores["recall"][i]),
+                "f1": float(scores["f1"][i]),
+                "support": int(scores["support"][i]),
+            }
+            for i, cls in enumerate(model.classes)
+        ],
+    }
+
+
+def predict(model: Model, dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """(predicted labels (n_samples,), class probabilities (n_samples, n_classes))."""
+    logits = model.decision_function(dataset.X)
+    link = get_link(model.link)
+    labels = np.asarray(model.classes, dtype=object)[link.predict_index(logits)]
+    return labels, link.proba(logits)

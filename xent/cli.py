@@ -1,0 +1,340 @@
+"""The ``xent`` command line: a thin shell over ``xent.api``.
+
+Options become config overrides; results go to stdout, progress and diagnostics to stderr;
+xent's own errors become one line on stderr and an exit code (see ``XentError``):
+0 ok, 1 data/model/runtime error, 2 usage or config error, 3 did not converge (--strict),
+4 diverged, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import click
+import numpy as np
+
+from . import __version__, api
+from . import config as cfg
+from .atomic import write_text
+from .data import BUILTIN_PREFIX, describe_builtin
+from .errors import ConfigError, DivergenceError, XentError
+from .report import RUN_FILES, evaluation_text, summary_text, to_json, write_run
+
+EXIT_NOT_CONVERGED = 3
+EXIT_INTERRUPTED = 130
+
+
+class XentGroup(click.Group):
+    """Turns xent's errors (and the operating system's, e.g. a full disk) into one line on
+    stderr and an exit code, never a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except XentError as exc:
+            click.echo(f"xent: error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename else ""
+            click.echo(f"xent: error: {where}{exc.strerror or exc}", err=True)
+            ctx.exit(1)
+
+
+@click.group(cls=XentGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="xent")
+def cli():
+    """Sigmoid and softmax regression trained on the cross-entropy gradient X^T(Q - P).
+
+    DATA is a CSV file (header row; label column --target, default the last), a LIBSVM file,
+    or sklearn:NAME for a bundled data set (see `xent datasets`).
+    """
+
+
+# ---- xent train ---------------------------------------------------------------------------
+
+def _lr_type(text):
+    return text if text == "auto" else cfg.parse_value(text)
+
+
+#: command-line option -> config key. Each option's help and shown default come from config.py.
+TRAIN_OPTIONS = {
+    "target": "data.target",
+    "link": "model.link",
+    "optimizer": "optim.optimizer",
+    "lr": "optim.lr",
+    "epochs": "optim.epochs",
+    "batch_size": "optim.batch_size",
+    "tol": "optim.tol",
+    "l2": "model.l2",
+    "label_smoothing": "model.label_smoothing",
+    "class_weight": "model.class_weight",
+    "patience": "optim.patience",
+    "val_fraction": "data.val_fraction",
+    "seed": "data.seed",
+    "impute": "data.impute",
+    "dtype": "data.dtype",
+}
+
+
+def _config_options(func):
+    defaults = cfg.Config()
+    for name in reversed(TRAIN_OPTIONS):
+        key = TRAIN_OPTIONS[name]
+        meta = cfg._meta(key)
+        default = defaults.get(key)
+        if meta.metadata["choices"]:
+            kind = click.Choice(meta.metadata["choices"])
+        elif key == "optim.lr":
+            kind = _lr_type
+        else:
+            kind = type(default)
+        func = click.option(
+            f"--{name.replace('_', '-')}", name, type=kind, default=default,
+            show_default=key != "data.target", help=meta.metadata["help"],
+            metavar="NUMBER|auto" if key == "optim.lr" else None,
+        )(func)
+    return func
+
+
+def _given(ctx: click.Context, name: str) -> bool:
+    """Whether option ``name`` was typed (not just its default), so a config file's value
+    is overridden only by options the user gave."""
+    source = ctx.get_parameter_source(name)
+    return source not in (None, click.core.ParameterSource.DEFAULT)
+
+
+def _resolve_config(ctx, data, config_file, sets, standardize, options) -> cfg.Config:
+    """defaults < --config file < --set key=value < options typed < DATA."""
+    config = cfg.load_toml(config_file) if config_file else cfg.Config()
+    overrides = {}
+    for item in sets:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set {item!r}: write it as section.key=value")
+        overrides[key.strip()] = cfg.parse_value(value.strip())
+    config = cfg.with_overrides(config, overrides, "--set")
+    given = {TRAIN_OPTIONS[name]: value for name, value in options.items() if _given(ctx, name)}
+    if _given(ctx, "standardize"):
+        given["data.standardize"] = standardize
+    if data is not None:
+        given["data.source"] = data
+    config = cfg.with_overrides(config, given, "option")
+    if not config.data.source:
+        raise click.UsageError("give DATA (a CSV, a LIBSVM file or sklearn:NAME) or --config")
+    return config
+
+
+def _default_run_dir(source: str) -> Path:
+    name = source[len(BUILTIN_PREFIX):] if source.startswith(BUILTIN_PREFIX) else Path(source).stem
+    return Path("runs") / f"{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+class Progress:
+    """The progress table on stderr: rows at epochs 0, 1, 2, 5, 10, 20, 50, ... and at least
+    every few seconds, plus the last; on a terminal, a progress bar between rows."""
+
+    HEADER = (f"{'epoch':>7} {'train loss':>11} {'val loss':>11} {'val acc':>8} "
+              f"{'|g|/|g0|':>10} {'lr':>9} {'elapsed':>8}")
+
+    def __init__(self, max_epochs: int, every_seconds: float = 5.0):
+        self.max_epochs = max_epochs
+        self.every = every_seconds
+        self.tty = sys.stderr.isatty()
+        self.last_row = self.last_bar = -1e9
+        self.last = None
+        self.marks = {0} | {m * 10**e for e in range(12) for m in (1, 2, 5)}
+        click.echo(self.HEADER, err=True)
+
+    def row(self, r) -> str:
+        def f(v, spec):
+            return "-" if v != v else format(v, spec)
+        return (f"{r.epoch:>7} {f(r.train_loss, '11.6f')} {f(r.val_loss, '11.6f')} "
+                f"{f(r.val_accuracy, '8.4f')} {f(r.grad_norm_rel, '10.2e')} {f(r.lr, '9.3g')} "
+                f"{r.seconds:7.2f}s")
+
+    def __call__(self, record):
+        now = time.monotonic()
+        self.last = record
+        if record.epoch in self.marks or now - self.last_row > self.every:
+            self._clear()
+            click.echo(self.row(record), err=True)
+            self.last_row = now
+        elif self.tty and now - self.last_bar > 0.1:
+            done = min(1.0, record.epoch / max(self.max_epochs, 1))
+            bar = "#" * int(30 * done) + "." * (30 - int(30 * done))
+            click.echo(f"\r[{bar}] {record.epoch}/{self.max_epochs}", err=True, nl=False)
+            self.last_bar = now
+
+    def _clear(self):
+        if self.tty and self.last_bar > 0:
+            click.echo("\r\033[K", err=True, nl=False)
+
+    def finish(self):
+        self._clear()
+        if self.last is not None and self.last_row >= 0 and self.last.epoch not in self.marks:
+            click.echo(self.row(self.last), err=True)
+
+
+def _header(config: cfg.Config, dataset, n_val: int) -> str:
+    m, o, d = config.model, config.optim, config.data
+    n_train = dataset.n_samples - n_val
+    if m.l2 == 0:
+        penalty = "unregularised"
+    else:
+        penalty = f"l2 {m.l2:g} (scikit-learn C = {1.0 / (m.l2 * n_train):.4g})"
+    classes = ", ".join(str(c) for c in dataset.classes[:10])
+    if dataset.n_classes > 10:
+        classes += ", ..."
+    batch = "full batch" if not o.batch_size else f"batch {o.batch_size}"
+    return (
+        f"data {dataset.name}: n={dataset.n_samples} (train {n_train}, val {n_val}), "
+        f"d={dataset.n_features}, K={dataset.n_classes} [{classes}]\n"
+        f"link {api.resolved_link(config, dataset)}, optimizer {o.optimizer}, lr {o.lr}, "
+        f"{batch}, {penalty}, epochs <= {o.epochs}, tol {o.tol:g}, seed {d.seed}, "
+        f"{'standardised' if d.standardize else 'not standardised'}"
+    )
+
+
+def _schema(dataset) -> dict:
+    counts = np.bincount(dataset.labels, minlength=dataset.n_classes)
+    encoder = dataset.encoder
+    return {
+        "data": dataset.name,
+        "n_samples": dataset.n_samples,
+        "n_features": dataset.n_features,
+        "sparse": not isinstance(dataset.X, np.ndarray),
+        "target": dataset.target_column,
+        "classes": {str(c): int(n) for c, n in zip(dataset.classes, counts, strict=True)},
+        "categorical": {} if encoder is None else {k: list(v) for k, v in
+                                                   encoder.categories.items()},
+        "features": dataset.feature_names,
+    }
+
+
+@cli.command()
+@click.argument("data", required=False)
+@_config_options
+@click.option("--standardize/--no-standardize", default=True, show_default=True,
+              help="Standardise features (mean, std) fitted on the training part.")
+@click.option("-c", "--config", "config_file", type=click.Path(dir_okay=False),
+              help="TOML file of settings (see configs/).")
+@click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE",
+              help="Override one setting; repeatable.")
+@click.option("-o", "--out", type=click.Path(file_okay=False),
+              help="Run directory.  [default: runs/<data>-<time>]")
+@click.option("--force", is_flag=True, help="Overwrite an existing run directory.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
+@click.option("--dry-run", is_flag=True,
+              help="Print the resolved settings and the data's schema; train nothing.")
+@click.option("--strict", is_flag=True, help="Exit 3 if training did not converge.")
+@click.pass_context
+def train(ctx, data, standardize, config_file, sets, out, force, quiet, as_json, dry_run, strict,
+          **options):
+    """Train a model on DATA and write a run directory.
+
+    The run directory holds config.toml (the resolved settings: pass it to --config to run
+    again), metrics.csv (one row per epoch), model.npz, loss.png and summary.json.
+    """
+    config = _resolve_config(ctx, data, config_file, sets, standardize, options)
+    dataset = api.load_training_data(config)
+    if dry_run:
+        click.echo(cfg.to_toml(config))
+        click.echo(to_json(_schema(dataset)))
+        return
+    run_dir = Path(out) if out else _default_run_dir(config.data.source)
+    if run_dir.exists() and any((run_dir / f).exists() for f in RUN_FILES) and not force:
+        raise XentError(f"{run_dir}: a run directory exists there; pass --force to overwrite "
+                        "it, or -o to choose another")
+    n_val = api.n_validation(config, dataset)
+    progress = None
+    if not quiet:
+        click.echo(_header(config, dataset, n_val), err=True)
+        progress = Progress(config.optim.epochs)
+    run = api.train(config, callback=progress, dataset=dataset)
+    if progress is not None:
+        progress.finish()
+    write_run(run_dir, run)
+    summary = run.summary
+    if not quiet:
+        click.echo(summary_text(summary), err=True)
+        click.echo(f"run directory: {run_dir}", err=True)
+    if as_json:
+        click.echo(to_json(dict(summary, run_dir=str(run_dir))))
+    reason = summary["stop_reason"]
+    if reason == "diverged":
+        raise DivergenceError(
+            f"training diverged (a non-finite loss or weight) at epoch {summary['epochs'] + 1}; "
+            f"the last finite model is saved in {run_dir}. Try a smaller --lr "
+            f"(this run used {summary['lr']:.3g}) or standardised features"
+        )
+    if reason == "interrupted":
+        click.echo(f"xent: interrupted; the model so far is saved in {run_dir}", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    if strict and not summary["converged"]:
+        click.echo(f"xent: did not converge ({reason}); exit {EXIT_NOT_CONVERGED} (--strict)",
+                   err=True)
+        sys.exit(EXIT_NOT_CONVERGED)
+
+
+# ---- xent eval / predict / datasets -------------------------------------------------------
+
+@cli.command("eval")
+@click.argument("model_path", metavar="MODEL")
+@click.argument("data")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def eval_command(model_path, data, as_json):
+    """Evaluate MODEL (a run directory or model file) on labelled DATA."""
+    model = api.load_model(model_path)
+    dataset = api.load_for_model(data, model, require_labels=True)
+    result = api.evaluate(model, dataset)
+    click.echo(to_json(result) if as_json else evaluation_text(result))
+
+
+@cli.command()
+@click.argument("model_path", metavar="MODEL")
+@click.argument("data")
+@click.option("-o", "--out", type=click.Path(dir_okay=False), help="Write the CSV here.")
+@click.option("--proba", is_flag=True, help="Add one probability column per class.")
+def predict(model_path, data, out, proba):
+    """Predict a class for each row of DATA with MODEL; CSV to stdout or --out.
+
+    The label column is not needed. Columns: prediction (the class by its original label)
+    and, with --proba, proba_<class> for each class.
+    """
+    model = api.load_model(model_path)
+    dataset = api.load_for_model(data, model, require_labels=False)
+    labels, probabilities = api.predict(model, dataset)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["prediction"] + ([f"proba_{c}" for c in model.classes] if proba else []))
+    for i, label in enumerate(labels):
+        writer.writerow([label] + ([repr(float(p)) for p in probabilities[i]] if proba else []))
+    if out:
+        write_text(out, buffer.getvalue())
+    else:
+        click.echo(buffer.getvalue(), nl=False)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def datasets(as_json):
+    """List the built-in data sets (use them as sklearn:NAME)."""
+    rows = describe_builtin()
+    if as_json:
+        click.echo(to_json(rows))
+        return
+    click.echo(f"{'name':<22}{'n':>6}{'d':>5}{'K':>4}  classes")
+    for r in rows:
+        classes = ", ".join(str(c) for c in r["classes"])
+        click.echo(f"{r['name']:<22}{r['n_samples']:>6}{r['n_features']:>5}"
+                   f"{r['n_classes']:>4}  {classes}")
+
+
+def main():
+    cli(prog_name="xent")

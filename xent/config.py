@@ -1,0 +1,226 @@
+"""Settings: the defaults (frozen dataclasses, one commented line per setting), TOML files,
+``section.key=value`` overrides, and validation.
+
+TOML has no null, so "not set" is spelled in-band: ``target = ""`` (the last column),
+``batch_size = 0`` (full batch), ``patience = 0`` (no early stopping), ``impute = "none"``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+
+def _setting(default, help: str, choices=None, minimum=None, maximum=None, types=None):
+    return field(
+        default=default,
+        metadata={"help": help, "choices": choices, "min": minimum, "max": maximum,
+                  "types": types},
+    )
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: str = _setting("", "CSV path, LIBSVM path, or sklearn:NAME")
+    target: str = _setting("", "label column of a CSV; empty means the last column")
+    val_fraction: float = _setting(0.2, "fraction held out for validation (stratified)",
+                                   minimum=0.0, maximum=0.99)
+    seed: int = _setting(0, "seed of the split, shuffles and anything random", minimum=0)
+    standardize: bool = _setting(True, "standardise features on the training part")
+    impute: str = _setting("none", "missing values: none (an error), mean, median or drop",
+                           choices=("none", "mean", "median", "drop"))
+    dtype: str = _setting("float64", "feature dtype in memory; sums are float64 either way",
+                          choices=("float64", "float32"))
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    link: str = _setting("auto", "auto (sigmoid for 2 classes), sigmoid or softmax",
+                         choices=("auto", "sigmoid", "softmax"))
+    l2: float = _setting(1e-4, "penalty l2/2 ||W||^2; scikit-learn's C = 1/(l2 n)", minimum=0.0)
+    label_smoothing: float = _setting(0.0, "train on (1-eps) onehot + eps/K", minimum=0.0,
+                                      maximum=0.99)
+    class_weight: str = _setting("none", "none, or balanced (n / (K * class count))",
+                                 choices=("none", "balanced"))
+    fit_intercept: bool = _setting(True, "learn a bias b")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    optimizer: str = _setting("gd", "gd, momentum, nesterov, adam or lbfgs",
+                              choices=("gd", "momentum", "nesterov", "adam", "lbfgs"))
+    lr: Any = _setting("auto", "step size, or auto (1/L; 0.01 for adam)", types=(float, str))
+    epochs: int = _setting(5000, "maximum epochs (iterations for full batch)", minimum=0)
+    batch_size: int = _setting(0, "mini-batch rows; 0 is full batch", minimum=0)
+    tol: float = _setting(1e-6, "stop when ||g|| / ||g0|| < tol", minimum=0.0)
+    patience: int = _setting(0, "early stop after this many epochs without a better "
+                                "validation loss; 0 is off", minimum=0)
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+    def to_dict(self) -> dict:
+        return {s.name: {f.name: getattr(getattr(self, s.name), f.name)
+                         for f in fields(getattr(self, s.name))} for s in fields(self)}
+
+    def get(self, dotted: str):
+        section, key = dotted.split(".", 1)
+        return getattr(getattr(self, section), key)
+
+
+SECTIONS = {f.name: f.default_factory for f in fields(Config)}
+
+
+def all_keys() -> list[str]:
+    return [f"{s}.{f.name}" for s, cls in SECTIONS.items() for f in fields(cls)]
+
+
+def _meta(dotted: str):
+    section, key = dotted.split(".", 1)
+    return {f.name: f for f in fields(SECTIONS[section])}[key]
+
+
+def _unknown(key: str, where: str) -> ConfigError:
+    known = all_keys()
+    bare = {k.split(".", 1)[1]: k for k in known}
+    close = difflib.get_close_matches(key, known, n=1) or [
+        bare[m] for m in difflib.get_close_matches(key.split(".")[-1], list(bare), n=1)
+    ]
+    hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(known)}"
+    return ConfigError(f"{where}: unknown setting {key!r}{hint}")
+
+
+def check_value(dotted: str, value, where: str = "config"):
+    """The value of setting ``dotted`` checked against its type, choices and range; integral
+    floats are accepted for ints and ints for floats. Returns the value, converted."""
+    meta = _meta(dotted)
+    default = meta.default
+    spec = meta.metadata
+    allowed = spec["types"] or (type(default),)
+    value_ok = False
+    if isinstance(value, bool) or bool in allowed:
+        value_ok = isinstance(value, bool) and bool in allowed
+    elif float in allowed and isinstance(value, int | float):
+        value, value_ok = float(value), True
+    elif int in allowed and isinstance(value, float) and value.is_integer():
+        value, value_ok = int(value), True
+    else:
+        value_ok = isinstance(value, allowed)
+    if not value_ok:
+        names = " or ".join(t.__name__.replace("str", "string") for t in allowed)
+        raise ConfigError(f"{where}: {dotted} must be a {names}, got {value!r}")
+    if dotted == "optim.lr" and isinstance(value, str) and value != "auto":
+        raise ConfigError(f"{where}: optim.lr must be a positive number or 'auto', got {value!r}")
+    if spec["choices"] and value not in spec["choices"]:
+        raise ConfigError(
+            f"{where}: {dotted} must be one of {', '.join(spec['choices'])}, got {value!r}"
+        )
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{where}: {dotted} must be finite, got {value!r}")
+        low, high = spec["min"], spec["max"]
+        if (low is not None and value < low) or (high is not None and value > high):
+            bounds = f">= {low}" if high is None else f"between {low} and {high}"
+            raise ConfigError(f"{where}: {dotted} must be {bounds}, got {value!r}")
+        if dotted == "optim.lr" and value <= 0:
+            raise ConfigError(f"{where}: optim.lr must be > 0 or 'auto', got {value!r}")
+    return value
+
+
+def from_mapping(mapping: dict, where: str = "config", base: Config | None = None) -> Config:
+    """A Config from nested ``{section: {key: value}}``, starting from ``base`` (defaults)."""
+    config = base or Config()
+    if not isinstance(mapping, dict):
+        raise ConfigError(f"{where}: expected a table of sections")
+    for section, values in mapping.items():
+        if not isinstance(values, dict):
+            raise _unknown(section, where)
+        if section not in SECTIONS:
+            raise ConfigError(
+                f"{where}: unknown section [{section}]; the sections are {', '.join(SECTIONS)}"
+            )
+        updates = {}
+        for key, value in values.items():
+            dotted = f"{section}.{key}"
+            if dotted not in all_keys():
+                raise _unknown(dotted, where)
+            updates[key] = check_value(dotted, value, where)
+        config = replace(config, **{section: replace(getattr(config, section), **updates)})
+    return config
+
+
+def parse_value(text: str):
+    """A ``--set`` value: TOML syntax where it parses (numbers, true/false, "strings"), else
+    the bare text as a string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def with_overrides(config: Config, overrides: dict[str, Any], where: str = "--set") -> Config:
+    """``config`` with ``{"section.key": value}`` replaced, each value checked."""
+    nested: dict[str, dict] = {}
+    for dotted, value in overrides.items():
+        if "." not in dotted or dotted not in all_keys():
+            raise _unknown(dotted, where)
+        section, key = dotted.split(".", 1)
+        nested.setdefault(section, {})[key] = value
+    return from_mapping(nested, where, base=config)
+
+
+def load_toml(path: str | Path, _seen: tuple = ()) -> Config:
+    """A Config from a TOML file; ``extends = "base.toml"`` (relative to the file) starts from
+    another file's settings."""
+    path = Path(path)
+    if path.resolve() in _seen:
+        raise ConfigError(f"{path}: 'extends' makes a cycle")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({exc})") from None
+    try:
+        mapping = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: TOML syntax error: {exc}") from None
+    base = None
+    extends = mapping.pop("extends", None)
+    if extends is not None:
+        if not isinstance(extends, str):
+            raise ConfigError(f"{path}: extends must be a file name (a string)")
+        base = load_toml(path.parent / extends, _seen + (path.resolve(),))
+    mapping.pop("sweep", None)  # read by the sweep command, not by a single run
+    return from_mapping(mapping, str(path), base)
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return repr(value)
+
+
+def to_toml(config: Config) -> str:
+    """The resolved settings as TOML, each with its help as a comment; ``load_toml`` of this
+    text gives back ``config``."""
+    lines = []
+    for section, cls in SECTIONS.items():
+        lines.append(f"[{section}]")
+        for f in fields(cls):
+            value = getattr(getattr(config, section), f.name)
+            lines.append(f"{f.name} = {_toml_value(value)}  # {f.metadata['help']}")
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,131 @@
+"""Run directories: history -> metrics.csv, the loss-curve PNG, summary.json, config.toml and the
+model, each written atomically; and the plain-text renderings the command line prints."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from .atomic import atomic_open, write_text
+from .config import to_toml
+from .train import HISTORY_COLUMNS, History
+
+RUN_FILES = ("config.toml", "metrics.csv", "model.npz", "loss.png", "summary.json")
+
+
+def _jsonable(value):
+    """NaN and infinities become null (JSON has neither); numpy scalars become Python ones."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def to_json(value, indent: int | None = 2) -> str:
+    return json.dumps(_jsonable(value), indent=indent, ensure_ascii=False)
+
+
+def history_csv(history: History) -> str:
+    """One row per epoch, the history columns; floats written exactly (repr)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(HISTORY_COLUMNS)
+    for row in history.rows():
+        writer.writerow(repr(row[c]) if isinstance(row[c], float) else row[c]
+                        for c in HISTORY_COLUMNS)
+    return out.getvalue()
+
+
+def plot_history(history: History, path: str | Path, title: str = "") -> None:
+    """Loss and accuracy curves, training and validation, as a PNG (matplotlib, Agg)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(10, 4), dpi=100)
+    FigureCanvasAgg(figure)
+    loss_ax, acc_ax = figure.subplots(1, 2)
+    epochs = history.column("epoch")
+    for ax, name, label in ((loss_ax, "loss", "cross-entropy"), (acc_ax, "accuracy", "accuracy")):
+        ax.plot(epochs, history.column(f"train_{name}"), label="training")
+        val = history.column(f"val_{name}")
+        if np.any(np.isfinite(val)):
+            ax.plot(epochs, val, label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    loss_ax.set_title("loss")
+    acc_ax.set_title("accuracy")
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    with atomic_open(path, "wb") as handle:
+        figure.savefig(handle, format="png")
+
+
+def write_run(run_dir: str | Path, run) -> None:
+    """Write the files of a run directory: config.toml, metrics.csv, model.npz, loss.png and
+    summary.json (the last, so that a run with a summary is complete)."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_text(run_dir / "config.toml", to_toml(run.config))
+    write_text(run_dir / "metrics.csv", history_csv(run.history))
+    run.model.save(run_dir / "model.npz")
+    if len(run.history):
+        plot_history(run.history, run_dir / "loss.png", title=str(run.config.data.source))
+    write_text(run_dir / "summary.json", to_json(run.summary) + "\n")
+
+
+def _fmt(value, spec=".4f") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return format(value, spec)
+
+
+def summary_text(summary: dict) -> str:
+    """The end-of-training summary, for people."""
+    verdict = "converged" if summary["converged"] else "did NOT converge"
+    lines = [
+        f"stopped: {summary['stop_reason']} after {summary['epochs']} epochs "
+        f"({verdict}; |g|/|g0| = {_fmt(summary.get('grad_norm_rel'), '.2e')}), "
+        f"{summary['seconds']:.2f} s",
+        f"objective {_fmt(summary['objective'], '.6f')}   "
+        f"train loss {_fmt(summary['train_loss'])}  accuracy {_fmt(summary['train_accuracy'])}",
+        f"val loss {_fmt(summary['val_loss'])}  accuracy {_fmt(summary['val_accuracy'])}   "
+        f"(class-prior baseline loss {_fmt(summary['baseline_loss'])})",
+    ]
+    return "\n".join(lines)
+
+
+def evaluation_text(result: dict) -> str:
+    """``xent eval``'s report: n, log-loss, accuracy, confusion matrix, per-class scores."""
+    classes = [str(c) for c in result["classes"]]
+    width = max(9, *(len(c) for c in classes)) + 1
+    lines = [
+        f"n_samples  {result['n_samples']}",
+        f"log_loss   {result['log_loss']:.6f}",
+        f"accuracy   {result['accuracy']:.4f}",
+        "",
+        "confusion matrix (rows: true class, columns: predicted)",
+        " " * width + "".join(c.rjust(width) for c in classes),
+    ]
+    for cls, row in zip(classes, result["confusion_matrix"], strict=True):
+        lines.append(cls.rjust(width) + "".join(str(v).rjust(width) for v in row))
+    lines += ["", "class".rjust(width) + "precision".rjust(11) + "recall".rjust(9)
+              + "f1".rjust(9) + "support".rjust(9)]
+    for row in result["per_class"]:
+        lines.append(
+            str(row["class"]).rjust(width) + f"{row['precision']:11.4f}{row['recall']:9.4f}"
+            f"{row['f1']:9.4f}{row['support']:9d}"
+        )
+    return "\n".join(lines)
