@@ -43,6 +43,18 @@ class Run:
     fit: FitResult = field(repr=False)
 
 
+def versions() -> dict[str, str]:
+    """Versions of xent and the libraries that decide its numbers."""
+    import pandas
+    import scipy
+    import sklearn
+
+    from . import __version__
+
+    return {"xent": __version__, "numpy": np.__version__, "scipy": scipy.__version__,
+            "pandas": pandas.__version__, "scikit-learn": sklearn.__version__}
+
+
 def load_training_data(config: Config) -> Dataset:
     """The data named by ``config.data``, checked to be trainable (two classes at least)."""
     cfg = config.data
@@ -161,6 +173,9 @@ def train(config: Config, callback=None, dataset: Dataset | None = None) -> Run:
         "optimizer": cfg_o.optimizer,
         "l2": cfg_m.l2,
         "baseline_loss": prior_log_loss(target.labels, baseline_labels, n_classes),
+        "data_sha256": dataset.sha256,
+        "versions": versions(),
+        "config": config.to_dict(),
     }
     return Run(config, model, result.history, summary, result)
 

@@ -23,7 +23,16 @@ from . import config as cfg
 from .atomic import write_text
 from .data import BUILTIN_PREFIX, describe_builtin
 from .errors import ConfigError, DivergenceError, XentError
-from .report import RUN_FILES, evaluation_text, summary_text, to_json, write_run
+from .report import (
+    RUN_FILES,
+    evaluation_text,
+    leaderboard,
+    leaderboard_markdown,
+    summary_text,
+    to_json,
+    write_leaderboard,
+    write_run,
+)
 
 EXIT_NOT_CONVERGED = 3
 EXIT_INTERRUPTED = 130
@@ -334,6 +343,77 @@ def datasets(as_json):
         classes = ", ".join(str(c) for c in r["classes"])
         click.echo(f"{r['name']:<22}{r['n_samples']:>6}{r['n_features']:>5}"
                    f"{r['n_classes']:>4}  {classes}")
+
+
+# ---- xent sweep / compare ----------------------------------------------------------------
+
+def _leaderboard(run_dirs, out_dir) -> str:
+    rows, _ = leaderboard(run_dirs)
+    write_leaderboard(rows, {Path(d).name: Path(d) for d in run_dirs}, out_dir)
+    return leaderboard_markdown(rows)
+
+
+@cli.command()
+@click.argument("sweep_file", metavar="FILE.toml", type=click.Path(dir_okay=False))
+@click.option("-o", "--out", type=click.Path(file_okay=False),
+              help="Sweep directory.  [default: runs/sweep-<file name>]")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Points trained at once (separate processes).")
+@click.option("--resume", is_flag=True, help="Skip points already finished in the directory.")
+@click.option("--force", is_flag=True, help="Rerun every point in an existing directory.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
+def sweep(sweep_file, out, jobs, resume, force, quiet):
+    """Train every point of the [sweep] table in FILE.toml; write a leaderboard.
+
+    Each point is a run directory inside the sweep directory. The sweep writes
+    leaderboard.csv, leaderboard.md (also printed) and curves.png, an overlay of the runs'
+    validation-loss curves. Ctrl-C stops it and keeps the finished runs; --resume goes on.
+    """
+    from .sweep import read_sweep, run_sweep
+
+    points = read_sweep(sweep_file)
+    sweep_dir = Path(out) if out else Path("runs") / f"sweep-{Path(sweep_file).stem}"
+    started = [p for p in points if (sweep_dir / p.name).exists()]
+    if started and not (resume or force):
+        raise XentError(f"{sweep_dir}: the sweep has run there before; pass --resume to go on, "
+                        "--force to run it again, or -o for another directory")
+    done = [0]
+
+    def on_event(point, what, summary):
+        if quiet or what == "started":
+            return
+        done[0] += 1
+        val = summary.get("val_loss")
+        click.echo(f"[{done[0]}/{len(points)}] {what} {point.name}: "
+                   f"val loss {'-' if val is None else format(val, '.6f')}, "
+                   f"{summary['stop_reason']}, {summary['seconds']:.2f} s", err=True)
+
+    try:
+        run_dirs = run_sweep(points, sweep_dir, jobs=jobs, resume=resume, on_event=on_event)
+    except KeyboardInterrupt:
+        _leaderboard([sweep_dir / p.name for p in points], sweep_dir)
+        click.echo(f"xent: sweep interrupted; finished runs are kept in {sweep_dir}: "
+                   "run it again with --resume to go on", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    click.echo(_leaderboard(run_dirs, sweep_dir), nl=False)
+    if not quiet:
+        click.echo(f"sweep directory: {sweep_dir}", err=True)
+
+
+@cli.command()
+@click.argument("run_dirs", metavar="RUN_DIR...", nargs=-1, required=True,
+                type=click.Path(exists=True, file_okay=False))
+@click.option("-o", "--out", type=click.Path(file_okay=False),
+              help="Where to write the leaderboard and plot.  [default: runs/compare-<time>]")
+def compare(run_dirs, out):
+    """Compare finished runs: a leaderboard (printed, and written as CSV and Markdown) and an
+    overlay plot of their validation-loss curves."""
+    names = [Path(d).name for d in run_dirs]
+    if len(set(names)) != len(names):
+        raise XentError("the run directories must have different names to be compared")
+    out_dir = Path(out) if out else Path("runs") / f"compare-{datetime.now():%Y%m%d-%H%M%S}"
+    click.echo(_leaderboard(list(run_dirs), out_dir), nl=False)
+    click.echo(f"written to {out_dir}", err=True)
 
 
 def main():

@@ -200,8 +200,17 @@ def load_toml(path: str | Path, _seen: tuple = ()) -> Config:
     if extends is not None:
         if not isinstance(extends, str):
             raise ConfigError(f"{path}: extends must be a file name (a string)")
-        base = load_toml(path.parent / extends, _seen + (path.resolve(),))
+        base_path = path.parent / extends
+        if not base_path.is_file():
+            raise ConfigError(f"{path}: extends {extends!r}, but there is no such config file "
+                              f"({base_path})")
+        base = load_toml(base_path, _seen + (path.resolve(),))
     mapping.pop("sweep", None)  # read by the sweep command, not by a single run
+    source = mapping.get("data", {}).get("source") if isinstance(mapping.get("data"), dict) \
+        else None
+    if isinstance(source, str) and source and not source.startswith("sklearn:"):
+        # a data path in a config file is relative to the file, so configs run from anywhere
+        mapping["data"]["source"] = str((path.parent / source).resolve())
     return from_mapping(mapping, str(path), base)
 
 

@@ -8,6 +8,7 @@ is a ``FeatureEncoder`` stored in the model, so that eval and predict apply the 
 from __future__ import annotations
 
 import csv
+import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -186,6 +187,7 @@ class Dataset:
     name: str
     encoder: FeatureEncoder | None = None
     target_column: str | None = None
+    sha256: str | None = None  # of the file's bytes, or of a built-in set's arrays
 
     @property
     def n_samples(self) -> int:
@@ -373,21 +375,36 @@ def frame_dataset(
     return Dataset(X, labels, list(classes or []), encoder.feature_names, name, encoder, target)
 
 
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def load(
     source: str,
     target: str | None = None,
     impute: str | None = None,
 ) -> Dataset:
     """Load training data: ``sklearn:NAME``, a LIBSVM file, or a CSV (label column ``target``,
-    default the last)."""
+    default the last). ``sha256`` identifies the data that were read."""
     source = str(source)
     if is_builtin(source):
-        return load_builtin(source[len(BUILTIN_PREFIX) :])
+        dataset = load_builtin(source[len(BUILTIN_PREFIX) :])
+        digest = hashlib.sha256(np.ascontiguousarray(dataset.X).tobytes())
+        digest.update(dataset.labels.astype(np.int64).tobytes())
+        dataset.sha256 = digest.hexdigest()
+        return dataset
     path = Path(source)
     check_file(path)
     if is_libsvm(path):
-        return load_libsvm(path)
-    return frame_dataset(read_csv(path), str(path), target=target, impute=impute)
+        dataset = load_libsvm(path)
+    else:
+        dataset = frame_dataset(read_csv(path), str(path), target=target, impute=impute)
+    dataset.sha256 = file_sha256(path)
+    return dataset
 
 
 def check_file(path: Path) -> None:

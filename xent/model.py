@@ -8,6 +8,7 @@ model can never run code.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import zipfile
@@ -26,6 +27,17 @@ from .preprocess import Standardizer
 
 FORMAT_NAME = "xent-model"
 FORMAT_VERSION = 1
+
+
+def _write_npz(handle, arrays: dict) -> None:
+    """An .npz that ``np.load`` reads, with fixed zip timestamps, so that the same model gives
+    the same bytes (np.savez stamps each member with the current time)."""
+    with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_STORED) as archive:
+        for name, array in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, np.asanyarray(array), allow_pickle=False)
+            archive.writestr(info, buffer.getvalue())
 
 
 @dataclass
@@ -127,7 +139,7 @@ class Model:
             if self.standardizer.mean is not None:
                 arrays["mean"] = self.standardizer.mean
         with atomic_open(path, "wb") as handle:
-            np.savez(handle, **arrays)
+            _write_npz(handle, arrays)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Model:

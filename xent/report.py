@@ -129,3 +129,116 @@ def evaluation_text(result: dict) -> str:
             f"{row['f1']:9.4f}{row['support']:9d}"
         )
     return "\n".join(lines)
+
+
+# ---- comparing runs: leaderboard and overlay plot -----------------------------------------
+
+def read_summary(run_dir: str | Path) -> dict:
+    """A run directory's summary.json (ValueError if it is not valid JSON)."""
+    return json.loads((Path(run_dir) / "summary.json").read_text(encoding="utf-8"))
+
+
+def read_metrics(run_dir: str | Path) -> dict[str, np.ndarray]:
+    """A run directory's metrics.csv as columns of floats."""
+    with open(Path(run_dir) / "metrics.csv", encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    return {c: np.array([float(r[c]) for r in rows]) for c in HISTORY_COLUMNS}
+
+
+def _flat_config(summary: dict) -> dict:
+    return {f"{section}.{key}": value
+            for section, values in (summary.get("config") or {}).items()
+            for key, value in values.items()}
+
+
+def leaderboard(run_dirs: list[str | Path]) -> tuple[list[dict], list[str]]:
+    """One row per finished run, best first, and the settings that differ between runs.
+
+    Rows: run, the differing settings, best and final validation loss and accuracy, epochs,
+    seconds, converged. Sorted by final validation loss (runs without validation data last,
+    by training loss).
+    """
+    loaded = []
+    for run_dir in run_dirs:
+        try:
+            loaded.append((Path(run_dir), read_summary(run_dir), read_metrics(run_dir)))
+        except (OSError, ValueError, KeyError):
+            continue  # not finished (or not a run directory): nothing to compare yet
+    configs = [_flat_config(summary) for _, summary, _ in loaded]
+    keys = sorted({k for c in configs for k in c})
+    varied = [k for k in keys if len({repr(c.get(k)) for c in configs}) > 1]
+    rows = []
+    for (run_dir, summary, metrics), config in zip(loaded, configs, strict=True):
+        val_loss, val_acc = metrics["val_loss"], metrics["val_accuracy"]
+        has_val = bool(np.any(np.isfinite(val_loss)))
+        row = {"run": run_dir.name}
+        row.update({k: config.get(k) for k in varied})
+        row.update({
+            "best_val_loss": float(np.nanmin(val_loss)) if has_val else None,
+            "val_loss": summary.get("val_loss"),
+            "best_val_accuracy": float(np.nanmax(val_acc)) if has_val else None,
+            "val_accuracy": summary.get("val_accuracy"),
+            "train_loss": summary.get("train_loss"),
+            "objective": summary.get("objective"),
+            "epochs": summary.get("epochs"),
+            "seconds": summary.get("seconds"),
+            "converged": summary.get("converged"),
+            "stop_reason": summary.get("stop_reason"),
+        })
+        rows.append(row)
+    rows.sort(key=lambda r: (r["val_loss"] is None,
+                             r["val_loss"] if r["val_loss"] is not None else r["train_loss"]))
+    return rows, varied
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return "" if value is None else str(value)
+
+
+def leaderboard_markdown(rows: list[dict]) -> str:
+    if not rows:
+        return "(no finished runs)\n"
+    columns = list(rows[0])
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_cell(r[c]) for c in columns) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_leaderboard(rows: list[dict], run_dirs: dict[str, Path], out_dir: str | Path) -> None:
+    """leaderboard.csv, leaderboard.md and curves.png (every run's validation loss, or
+    training loss where there is no validation part) in ``out_dir``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    buffer = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows({k: _cell(v) for k, v in r.items()} for r in rows)
+    write_text(out_dir / "leaderboard.csv", buffer.getvalue())
+    write_text(out_dir / "leaderboard.md", leaderboard_markdown(rows))
+    _plot_overlay([(r["run"], read_metrics(run_dirs[r["run"]])) for r in rows],
+                  out_dir / "curves.png")
+
+
+def _plot_overlay(curves, path: Path) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(8, 5), dpi=100)
+    FigureCanvasAgg(figure)
+    ax = figure.subplots()
+    for name, metrics in curves:
+        use_val = np.any(np.isfinite(metrics["val_loss"]))
+        values = metrics["val_loss"] if use_val else metrics["train_loss"]
+        ax.plot(metrics["epoch"], values, label=name + ("" if use_val else " (train)"))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation cross-entropy")
+    ax.set_xscale("symlog", linthresh=10)
+    ax.grid(alpha=0.3)
+    if curves:
+        ax.legend(fontsize="small")
+    figure.tight_layout()
+    with atomic_open(path, "wb") as handle:
+        figure.savefig(handle, format="png")
