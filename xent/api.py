@@ -16,6 +16,7 @@ import scipy.sparse as sp
 from . import data as data_mod
 from .config import Config
 from .data import Dataset, FeatureEncoder
+from .diagnostics import diagnose
 from .errors import DataError
 from .links import get_link
 from .loss import class_weighted, labels_target
@@ -105,6 +106,7 @@ def train(config: Config, callback=None, dataset: Dataset | None = None) -> Run:
     train_rows, val_rows = train_val_split(dataset.labels, cfg_d.val_fraction, cfg_d.seed)
     X_train, X_val = dataset.X[train_rows], dataset.X[val_rows]
     standardizer = fit_standardizer(X_train) if cfg_d.standardize else None
+    raw_stds = None if cfg_d.standardize else fit_standardizer(X_train).scale
     if standardizer is not None:
         X_train, X_val = standardizer.transform(X_train), standardizer.transform(X_val)
     X_train, X_val = _as_dtype(X_train, cfg_d.dtype), _as_dtype(X_val, cfg_d.dtype)
@@ -142,7 +144,8 @@ def train(config: Config, callback=None, dataset: Dataset | None = None) -> Run:
         feature_names=dataset.feature_names,
         standardizer=standardizer,
         encoder=dataset.encoder,
-        metadata={"target": dataset.target_column, "data": dataset.name},
+        metadata={"target": dataset.target_column, "data": dataset.name,
+                  "lr": None if np.isnan(result.lr) else result.lr},
     )
     # The summary describes the returned parameters (which early stopping may have taken from
     # an earlier epoch than the last record), so evaluate them once more.
@@ -173,11 +176,64 @@ def train(config: Config, callback=None, dataset: Dataset | None = None) -> Run:
         "optimizer": cfg_o.optimizer,
         "l2": cfg_m.l2,
         "baseline_loss": prior_log_loss(target.labels, baseline_labels, n_classes),
+        "target_entropy": result.target_entropy,
+        "kl_divergence": final.data_loss - result.target_entropy,
+        "diagnostics": diagnose(
+            result.history, stop_reason=result.stop_reason, lr=result.lr,
+            optimizer=cfg_o.optimizer, l2=cfg_m.l2, tol=cfg_o.tol,
+            full_batch=not cfg_o.batch_size or cfg_o.batch_size >= len(train_rows),
+            feature_stds=raw_stds, feature_names=dataset.feature_names),
         "data_sha256": dataset.sha256,
         "versions": versions(),
         "config": config.to_dict(),
     }
     return Run(config, model, result.history, summary, result)
+
+
+def gradcheck(config: Config, max_coordinates: int = 400, steps: int = 5) -> dict:
+    """The analytic gradient against central differences on the data of ``config``
+    (standardised as training would, all rows), at a random point drawn from the seed and
+    after ``steps`` epochs of gradient descent from zero. Returns both reports."""
+    from .explain import compare_gradients
+
+    dataset = load_training_data(config)
+    X = dataset.X
+    if config.data.standardize:
+        X = fit_standardizer(X).transform(X)
+    link = get_link(config.model.link, dataset.n_classes)
+    target = labels_target(dataset.labels, dataset.n_classes, config.model.label_smoothing)
+    l2 = config.model.l2
+    rng = np.random.default_rng(config.data.seed)
+    shape = (dataset.n_features + 1, link.n_outputs(dataset.n_classes))
+    random_point = rng.normal(scale=1.0 / np.sqrt(shape[0]), size=shape)
+    trained = fit(X, target, link, optimizer="gd", l2=l2, max_epochs=steps, tol=0.0).params
+    return {
+        "data": dataset.name, "link": link.name, "l2": l2, "shape": list(shape),
+        "random_point": compare_gradients(random_point, X, target, link, l2,
+                                          max_coordinates=max_coordinates, seed=config.data.seed),
+        f"after_{steps}_steps": compare_gradients(trained, X, target, link, l2,
+                                                  max_coordinates=max_coordinates,
+                                                  seed=config.data.seed),
+    }
+
+
+def trace(model: Model, dataset: Dataset, row: int, lr: float | None = None) -> dict:
+    """Row ``row`` of ``dataset`` through one gradient step of ``model`` (see
+    ``explain.trace_step``); ``lr`` defaults to the learning rate the model was trained with."""
+    from .explain import trace_step
+
+    if not 0 <= row < dataset.n_samples:
+        raise DataError(f"--row {row} is out of range: the data have rows 0 to "
+                        f"{dataset.n_samples - 1}")
+    x = model.features(dataset.X[row:row + 1])
+    x = np.asarray(x.todense() if sp.issparse(x) else x)[0]
+    step = lr if lr is not None else model.metadata.get("lr") or 1.0
+    result = trace_step(x, int(dataset.labels[row]), model.coef, model.intercept,
+                        get_link(model.link), model.n_classes, step)
+    result.update(row=row, label=model.classes[int(dataset.labels[row])],
+                  classes=list(model.classes), feature_names=list(model.feature_names),
+                  link=model.link)
+    return result
 
 
 def load_model(path: str | Path) -> Model:

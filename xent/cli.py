@@ -345,6 +345,152 @@ def datasets(as_json):
                    f"{r['n_classes']:>4}  {classes}")
 
 
+# ---- the math, visible: xent ce / gradcheck / trace ---------------------------------------
+
+def _numbers(ctx, param, text):
+    if text is None:
+        return None
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a comma-separated list of numbers") from None
+
+
+@cli.command()
+@click.option("--target", "-p", required=True, callback=_numbers, metavar="P1,P2,...",
+              help="Target distribution P (or one probability p for the binary case).")
+@click.option("--pred", "-q", callback=_numbers, metavar="Q1,Q2,...",
+              help="Predicted distribution Q (or one probability q).")
+@click.option("--logits", "-z", callback=_numbers, metavar="Z1,Z2,...",
+              help="Logits instead of Q: softmax of several values, sigmoid of one.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def ce(target, pred, logits, as_json):
+    """Cross-entropy H(P, Q) = -sum_k p_k log q_k, term by term.
+
+    \b
+    xent ce --target 1,0,0,0,0 --pred 0.1,0.5,0.1,0.1,0.2     # 2.302585
+    xent ce --target 1 --pred 0.6                              # -p log q - (1-p) log(1-q)
+    xent ce --target 0,1,0 --logits 2,1,0
+    """
+    from .explain import cross_entropy_terms
+
+    if (pred is None) == (logits is None):
+        raise click.UsageError("give exactly one of --pred and --logits")
+    try:
+        result = cross_entropy_terms(target, pred=pred, logits=logits)
+    except XentError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if as_json:
+        click.echo(to_json({k: v.tolist() if isinstance(v, np.ndarray) else v
+                            for k, v in result.items()}))
+        return
+    if result["binary"]:
+        click.echo("binary: H = -p log q - (1-p) log(1-q), with P = (1-p, p), Q = (1-q, q)")
+    else:
+        click.echo("H(P, Q) = -sum_k p_k log q_k")
+    click.echo(f"{'class':>7} {'p':>10} {'q':>12} {'log q':>14} {'-p log q':>14}")
+    for k, (p, q, log_q, term) in enumerate(zip(result["p"], result["q"], result["log_q"],
+                                                result["terms"], strict=True)):
+        click.echo(f"{k:>7} {p:>10.4g} {q:>12.6g} {log_q:>14.6f} {term:>14.6f}")
+    click.echo(f"cross-entropy = {result['cross_entropy']:.6f}")
+
+
+@cli.command()
+@click.argument("data")
+@click.option("--target", help="Label column of a CSV (default: the last).")
+@click.option("--link", type=click.Choice(["auto", "sigmoid", "softmax"]), default="auto",
+              show_default=True)
+@click.option("--l2", type=float, default=cfg.ModelConfig.l2, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random point.")
+@click.option("--max-params", type=click.IntRange(min=1), default=400, show_default=True,
+              help="Check at most this many parameters (drawn at random).")
+@click.option("--tol", type=float, default=1e-5, show_default=True,
+              help="Largest relative error accepted; above it the exit code is 1.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def gradcheck(data, target, link, l2, seed, max_params, tol, as_json):
+    """Check the analytic gradient X^T(Q-P)/n + l2 W against central finite differences
+    (J(w + h) - J(w - h)) / 2h, at a random point and after a few steps of training."""
+    overrides = {"data.source": data, "model.link": link, "model.l2": l2, "data.seed": seed}
+    if target:
+        overrides["data.target"] = target
+    report = api.gradcheck(cfg.with_overrides(cfg.Config(), overrides, "option"), max_params)
+    points = [k for k in report if k == "random_point" or k.startswith("after_")]
+    worst = max(report[p][part]["max_rel_error"] for p in points for part in ("W", "b"))
+    if as_json:
+        click.echo(to_json(dict(report, max_rel_error=worst, tol=tol, ok=worst <= tol)))
+    else:
+        click.echo(f"data {report['data']}, link {report['link']}, l2 {report['l2']:g}, "
+                   f"parameters {report['shape'][0]} x {report['shape'][1]} (W over b)")
+        click.echo(f"{'point':<16}{'part':>5}{'checked':>9}{'max abs err':>14}{'max rel err':>14}")
+        for p in points:
+            for part in ("W", "b"):
+                r = report[p][part]
+                click.echo(f"{p:<16}{part:>5}{r['n_checked']:>9}{r['max_abs_error']:>14.3e}"
+                           f"{r['max_rel_error']:>14.3e}")
+        verdict = "OK" if worst <= tol else "FAILED"
+        click.echo(f"{verdict}: largest relative error {worst:.3e} (tolerance {tol:g})")
+    if worst > tol:
+        sys.exit(1)
+
+
+def _vector(values, names=None, limit=12) -> str:
+    values = np.atleast_1d(values)
+    shown = [f"{v:.4g}" for v in values[:limit]]
+    more = f", ... ({len(values)} in all)" if len(values) > limit else ""
+    return "[" + ", ".join(shown) + more + "]"
+
+
+@cli.command()
+@click.argument("model_path", metavar="MODEL")
+@click.argument("data")
+@click.option("--row", type=click.IntRange(min=0), required=True,
+              help="Data row to trace (0 is the first row below the header).")
+@click.option("--lr", type=float, help="Step size.  [default: the model's training lr]")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def trace(model_path, data, row, lr, as_json):
+    """One example through one gradient step: x, z = xW + b, q = link(z), p, q - p, the
+    gradient x (q - p)^T and the update -lr x (q - p)^T."""
+    model = api.load_model(model_path)
+    dataset = api.load_for_model(data, model, require_labels=True)
+    t = api.trace(model, dataset, row, lr)
+    if as_json:
+        click.echo(to_json({k: v.tolist() if isinstance(v, np.ndarray) else
+                            ({a: b.tolist() if isinstance(b, np.ndarray) else b
+                              for a, b in v.items()} if isinstance(v, dict) else v)
+                            for k, v in t.items()}))
+        return
+    d, k = t["grad_W"].shape
+    sig = t["link"] == "sigmoid"
+    lines = [
+        f"row {row}: label {t['label']!r} (class {t['classes'].index(t['label'])} of "
+        f"{t['classes']})",
+        f"x (standardised, {d} features)  = {_vector(t['x'])}",
+        f"z = x W + b  ({k} logit{'s' if k > 1 else ''}) = {_vector(t['z'])}",
+        f"q = {'sigmoid' if sig else 'softmax'}(z)  = {_vector(t['q'])}"
+        + ("   (probability of class 1)" if sig else ""),
+        f"p (target)            = {_vector(t['p'])}",
+        f"q - p                 = {_vector(t['residual'])}",
+        f"dE/dW = x (q - p)^T, shape ({d}, {k}); first rows:",
+    ]
+    for i in range(min(d, 8)):
+        lines.append(f"  {t['feature_names'][i][:24]:<24} {_vector(t['grad_W'][i])}")
+    lines += [
+        f"dE/db = q - p         = {_vector(t['grad_b'])}",
+        f"update with lr {t['lr']:.4g}: W -= lr x (q - p)^T, b -= lr (q - p)",
+        f"loss of this example: {t['loss_before']:.6f} -> {t['loss_after']:.6f}",
+    ]
+    if sig:
+        s2 = t["softmax"]
+        lines += [
+            "the same as a two-class softmax with logits (0, z):",
+            f"  q = softmax(0, z) = {_vector(s2['q'])},  p = {_vector(s2['p'])},  "
+            f"q - p = {_vector(s2['residual'])}",
+            f"  loss {s2['loss']:.6f}; its gradient columns are -x(q1 - p1) and x(q1 - p1): "
+            "the sigmoid's single column, twice",
+        ]
+    click.echo("\n".join(lines))
+
+
 # ---- xent sweep / compare ----------------------------------------------------------------
 
 def _leaderboard(run_dirs, out_dir) -> str:

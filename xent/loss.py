@@ -132,6 +132,27 @@ def class_weighted(target: Target, sample_weight=None, class_weight=None) -> np.
     return w
 
 
+def target_entropy(target: Target, weights: np.ndarray | None = None) -> float:
+    """Mean entropy H(P_i) = -sum_k p_ik log p_ik of the targets (weighted like the loss).
+
+    No model gets below it: CE(P, Q) = H(P) + KL(P || Q) and KL >= 0. It is 0 for one-hot
+    targets.
+    """
+    if target.proba is not None:
+        P = target.proba
+        logs = np.log(P, out=np.zeros_like(P), where=P > 0)
+        per_row = -np.sum(P * logs, axis=1)
+    else:
+        eps, k = target.smoothing, target.n_classes
+        if not eps:
+            return 0.0
+        top, rest = 1.0 - eps + eps / k, eps / k
+        per_row = np.full(target.n_samples, -top * np.log(top) - (k - 1) * rest * np.log(rest))
+    if weights is None:
+        return float(per_row.mean())
+    return float(np.sum(weights * per_row) / np.sum(weights))
+
+
 class LossGrad(NamedTuple):
     """One evaluation: the objective J (penalty included), its gradient (n_features + 1,
     n_outputs), the data cross-entropy alone, and the fraction of rows whose most probable class

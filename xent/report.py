@@ -104,6 +104,12 @@ def summary_text(summary: dict) -> str:
         f"val loss {_fmt(summary['val_loss'])}  accuracy {_fmt(summary['val_accuracy'])}   "
         f"(class-prior baseline loss {_fmt(summary['baseline_loss'])})",
     ]
+    if summary.get("target_entropy"):
+        lines.append(
+            f"soft targets: train loss = H(P) {summary['target_entropy']:.4f} (the floor) "
+            f"+ KL(P||Q) {summary['kl_divergence']:.4f}"
+        )
+    lines += [f"diagnosis: {line}" for line in summary.get("diagnostics") or []]
     return "\n".join(lines)
 
 

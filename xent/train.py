@@ -29,7 +29,7 @@ import scipy.optimize
 from .config import OptimConfig
 from .errors import ConfigError
 from .links import Link
-from .loss import Target, evaluate, lipschitz_bound
+from .loss import Target, evaluate, lipschitz_bound, target_entropy
 from .optim import OPTIMIZERS, make_optimizer
 
 #: Adam's step is a distance in parameter space, not a fraction of 1/L: this is its "auto".
@@ -48,6 +48,8 @@ class EpochRecord:
     val_accuracy: float
     grad_norm: float  # ||g|| of the full training objective
     grad_norm_rel: float  # ||g|| / ||g_0||
+    weight_norm: float  # ||W||, the bias excluded
+    kl_divergence: float  # train_loss - H(P): the part of the loss a model can remove
     lr: float
     seconds: float  # elapsed since training began
 
@@ -80,6 +82,7 @@ class FitResult:
     stop_reason: str
     lr: float
     n_evaluations: int
+    target_entropy: float = 0.0
 
     @property
     def converged(self) -> bool:
@@ -166,7 +169,7 @@ def fit(
     params = loop.last_finite
     if reason == "early_stop" and loop.best_params is not None:
         params = loop.best_params
-    return FitResult(params, loop.history, reason, step, loop.n_evaluations)
+    return FitResult(params, loop.history, reason, step, loop.n_evaluations, loop.entropy)
 
 
 class _Loop:
@@ -190,6 +193,7 @@ class _Loop:
         self.epochs_since_best = 0
         self.n_evaluations = 0
         self.last_finite: np.ndarray = start_params
+        self.entropy = target_entropy(target, weights)
 
     def evaluate(self, params, X=None, target=None, weights=None, with_grad=True):
         if X is None:
@@ -215,8 +219,9 @@ class _Loop:
                               self.validation.weights, with_grad=False)
             val_loss, val_acc = v.data_loss, v.accuracy
         record = EpochRecord(epoch, result.objective, result.data_loss, result.accuracy,
-                             val_loss, val_acc, grad_norm, rel, self.lr,
-                             time.perf_counter() - self.start)
+                             val_loss, val_acc, grad_norm, rel,
+                             float(np.linalg.norm(params[:-1])), result.data_loss - self.entropy,
+                             self.lr, time.perf_counter() - self.start)
         self.history.records.append(record)
         if self.callback is not None:
             self.callback(record)
