@@ -7,7 +7,7 @@ standardise, fit, package the model. Nothing here prints or parses options.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +30,7 @@ from .metrics import (
 )
 from .model import Model
 from .preprocess import fit_standardizer, train_val_split
-from .train import FitResult, History, Validation, fit
+from .train import Checkpoint, FitResult, History, Validation, fit
 
 
 @dataclass
@@ -54,6 +54,15 @@ def versions() -> dict[str, str]:
 
     return {"xent": __version__, "numpy": np.__version__, "scipy": scipy.__version__,
             "pandas": pandas.__version__, "scikit-learn": sklearn.__version__}
+
+
+def with_absolute_paths(config: Config) -> Config:
+    """``config`` with a data file named by its absolute path, so that the config.toml saved
+    in a run directory finds the data from wherever it is read."""
+    source = config.data.source
+    if not source or data_mod.is_builtin(source):
+        return config
+    return replace(config, data=replace(config.data, source=str(Path(source).resolve())))
 
 
 def load_training_data(config: Config) -> Dataset:
@@ -94,18 +103,23 @@ def _as_dtype(X, dtype: str):
     return X.astype(target, copy=False)
 
 
-def train(config: Config, callback=None, dataset: Dataset | None = None) -> Run:
+def train(config: Config, callback=None, dataset: Dataset | None = None, *,
+          should_stop=None, checkpoint=None, checkpoint_every: int = 0,
+          resume: Checkpoint | None = None) -> Run:
     """Train the model that ``config`` describes. ``callback(record)`` sees each epoch.
 
     The validation part is a stratified split of ``val_fraction`` of the rows, drawn from
-    ``config.data.seed``; standardisation is fitted on the training part only.
+    ``config.data.seed``; standardisation is fitted on the training part only. ``should_stop``,
+    ``checkpoint``, ``checkpoint_every`` and ``resume`` are passed to ``train.fit``.
     """
     started = time.perf_counter()
+    config = with_absolute_paths(config)
     dataset = dataset or load_training_data(config)
     cfg_d, cfg_m, cfg_o = config.data, config.model, config.optim
     train_rows, val_rows = train_val_split(dataset.labels, cfg_d.val_fraction, cfg_d.seed)
     X_train, X_val = dataset.X[train_rows], dataset.X[val_rows]
-    standardizer = fit_standardizer(X_train) if cfg_d.standardize else None
+    standardizer = fit_standardizer(X_train, dataset.feature_names, dataset.name) \
+        if cfg_d.standardize else None
     raw_stds = None if cfg_d.standardize else fit_standardizer(X_train).scale
     if standardizer is not None:
         X_train, X_val = standardizer.transform(X_train), standardizer.transform(X_val)
@@ -136,6 +150,11 @@ def train(config: Config, callback=None, dataset: Dataset | None = None) -> Run:
         patience=cfg_o.patience or None,
         seed=cfg_d.seed,
         callback=callback,
+        should_stop=should_stop,
+        checkpoint=checkpoint,
+        checkpoint_every=checkpoint_every,
+        resume=resume,
+        lr_backoff=cfg_o.lr_backoff,
     )
     model = Model.from_params(
         result.params,

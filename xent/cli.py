@@ -8,8 +8,10 @@ xent's own errors become one line on stderr and an exit code (see ``XentError``)
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
+import signal
 import sys
 import time
 from datetime import datetime
@@ -24,10 +26,13 @@ from .atomic import write_text
 from .data import BUILTIN_PREFIX, describe_builtin
 from .errors import ConfigError, DivergenceError, XentError
 from .report import (
+    CHECKPOINT_FILE,
     RUN_FILES,
     evaluation_text,
     leaderboard,
     leaderboard_markdown,
+    load_checkpoint,
+    save_checkpoint,
     summary_text,
     to_json,
     write_leaderboard,
@@ -87,7 +92,10 @@ TRAIN_OPTIONS = {
     "seed": "data.seed",
     "impute": "data.impute",
     "dtype": "data.dtype",
+    "lr_backoff": "optim.lr_backoff",
 }
+#: what may change when a run is resumed: the budget and the stopping rule, not the objective
+RESUMABLE = {"epochs", "tol", "patience"}
 
 
 def _config_options(func):
@@ -96,6 +104,10 @@ def _config_options(func):
         key = TRAIN_OPTIONS[name]
         meta = cfg._meta(key)
         default = defaults.get(key)
+        if isinstance(default, bool):
+            func = click.option(f"--{name.replace('_', '-')}", name, is_flag=True,
+                                help=meta.metadata["help"])(func)
+            continue
         if meta.metadata["choices"]:
             kind = click.Choice(meta.metadata["choices"])
         elif key == "optim.lr":
@@ -136,6 +148,54 @@ def _resolve_config(ctx, data, config_file, sets, standardize, options) -> cfg.C
     if not config.data.source:
         raise click.UsageError("give DATA (a CSV, a LIBSVM file or sklearn:NAME) or --config")
     return config
+
+
+def _resume_settings(ctx, run_dir: Path, data, config_file, sets, options):
+    """The saved settings of ``run_dir`` with a new budget or stopping rule, and its
+    checkpoint."""
+    changed = sorted(n for n in options if _given(ctx, n) and n not in RESUMABLE)
+    if data or config_file or sets or changed or _given(ctx, "standardize"):
+        named = ", ".join(f"--{n.replace('_', '-')}" for n in changed) or "DATA/--config/--set"
+        raise click.UsageError(f"--resume continues the run as it was; {named} would change "
+                               "it (only --epochs, --tol and --patience may)")
+    config = cfg.load_toml(run_dir / "config.toml")
+    given = {TRAIN_OPTIONS[n]: options[n] for n in RESUMABLE if _given(ctx, n)}
+    config = cfg.with_overrides(config, given, "option")
+    return config, load_checkpoint(run_dir / CHECKPOINT_FILE)
+
+
+class StopOnSignal:
+    """While active, the first SIGINT (Ctrl-C) or SIGTERM asks training to stop after the
+    current epoch (it then saves everything); a second one stops at once. ``exit_code`` is
+    130 for SIGINT and 143 for SIGTERM, as shells report them."""
+
+    def __init__(self):
+        self.signal_number = None
+
+    def __call__(self) -> bool:
+        return self.signal_number is not None
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + (self.signal_number or signal.SIGINT)
+
+    def _handle(self, number, frame):
+        if self.signal_number is not None:
+            raise KeyboardInterrupt
+        self.signal_number = number
+        click.echo("\nxent: stopping after this epoch (again to stop now)", err=True)
+
+    def __enter__(self):
+        self.previous = {}
+        for number in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
+                self.previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
+        return False
 
 
 def _default_run_dir(source: str) -> Path:
@@ -242,33 +302,62 @@ def _schema(dataset) -> dict:
 @click.option("--dry-run", is_flag=True,
               help="Print the resolved settings and the data's schema; train nothing.")
 @click.option("--strict", is_flag=True, help="Exit 3 if training did not converge.")
+@click.option("--checkpoint-every", type=click.IntRange(min=0), default=100, show_default=True,
+              help="Write checkpoint.npz every N epochs (and always when training stops).")
+@click.option("--resume", "resume_dir", type=click.Path(file_okay=False, exists=True),
+              help="Go on from the checkpoint of this run directory (--epochs, --tol and "
+                   "--patience may change).")
 @click.pass_context
 def train(ctx, data, standardize, config_file, sets, out, force, quiet, as_json, dry_run, strict,
-          **options):
+          checkpoint_every, resume_dir, **options):
     """Train a model on DATA and write a run directory.
 
     The run directory holds config.toml (the resolved settings: pass it to --config to run
-    again), metrics.csv (one row per epoch), model.npz, loss.png and summary.json.
+    again), metrics.csv (one row per epoch), model.npz, loss.png, summary.json and
+    checkpoint.npz. Ctrl-C or SIGTERM stops after the current epoch and saves all of them;
+    --resume goes on from there.
     """
-    config = _resolve_config(ctx, data, config_file, sets, standardize, options)
+    resume = None
+    if resume_dir:
+        run_dir = Path(resume_dir)
+        config, resume = _resume_settings(ctx, run_dir, data, config_file, sets, options)
+    else:
+        config = _resolve_config(ctx, data, config_file, sets, standardize, options)
     dataset = api.load_training_data(config)
     if dry_run:
         click.echo(cfg.to_toml(config))
         click.echo(to_json(_schema(dataset)))
         return
-    run_dir = Path(out) if out else _default_run_dir(config.data.source)
-    if run_dir.exists() and any((run_dir / f).exists() for f in RUN_FILES) and not force:
-        raise XentError(f"{run_dir}: a run directory exists there; pass --force to overwrite "
-                        "it, or -o to choose another")
+    if resume is not None:
+        checkpoint, data_sha256 = resume
+        if data_sha256 and data_sha256 != dataset.sha256:
+            raise XentError(f"{config.data.source}: the data changed since {run_dir} was "
+                            "trained; resuming on other data would not continue that run")
+    else:
+        checkpoint = None
+        run_dir = Path(out) if out else _default_run_dir(config.data.source)
+        if run_dir.exists() and any((run_dir / f).exists() for f in RUN_FILES) and not force:
+            raise XentError(f"{run_dir}: a run directory exists there; pass --force to "
+                            "overwrite it, or -o to choose another")
     n_val = api.n_validation(config, dataset)
     progress = None
     if not quiet:
         click.echo(_header(config, dataset, n_val), err=True)
+        if checkpoint is not None:
+            click.echo(f"resuming {run_dir} from epoch {checkpoint.epoch}", err=True)
         progress = Progress(config.optim.epochs)
-    run = api.train(config, callback=progress, dataset=dataset)
-    if progress is not None:
-        progress.finish()
-    write_run(run_dir, run)
+
+    def save_checkpoint_file(state):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_checkpoint(run_dir / CHECKPOINT_FILE, state, dataset.sha256)
+
+    with StopOnSignal() as stop:
+        run = api.train(config, callback=progress, dataset=dataset, should_stop=stop,
+                        checkpoint=save_checkpoint_file, checkpoint_every=checkpoint_every,
+                        resume=checkpoint)
+        if progress is not None:
+            progress.finish()
+        write_run(run_dir, run)
     summary = run.summary
     if not quiet:
         click.echo(summary_text(summary), err=True)
@@ -283,8 +372,9 @@ def train(ctx, data, standardize, config_file, sets, out, force, quiet, as_json,
             f"(this run used {summary['lr']:.3g}) or standardised features"
         )
     if reason == "interrupted":
-        click.echo(f"xent: interrupted; the model so far is saved in {run_dir}", err=True)
-        sys.exit(EXIT_INTERRUPTED)
+        click.echo(f"xent: interrupted; the model so far is saved in {run_dir}; go on with "
+                   f"`xent train --resume {run_dir}`", err=True)
+        sys.exit(stop.exit_code)
     if strict and not summary["converged"]:
         click.echo(f"xent: did not converge ({reason}); exit {EXIT_NOT_CONVERGED} (--strict)",
                    err=True)
@@ -564,3 +654,7 @@ def compare(run_dirs, out):
 
 def main():
     cli(prog_name="xent")
+
+
+if __name__ == "__main__":
+    main()

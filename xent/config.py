@@ -61,6 +61,8 @@ class OptimConfig:
     tol: float = _setting(1e-6, "stop when ||g|| / ||g0|| < tol", minimum=0.0)
     patience: int = _setting(0, "early stop after this many epochs without a better "
                                 "validation loss; 0 is off", minimum=0)
+    lr_backoff: bool = _setting(False, "on divergence, halve lr and go on from the last "
+                                       "finite point")
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ model can never run code.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import zipfile
@@ -19,7 +18,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .atomic import atomic_open
+from .atomic import write_npz
 from .data import FeatureEncoder
 from .errors import DataError, ModelFileError
 from .links import get_link
@@ -27,17 +26,6 @@ from .preprocess import Standardizer
 
 FORMAT_NAME = "xent-model"
 FORMAT_VERSION = 1
-
-
-def _write_npz(handle, arrays: dict) -> None:
-    """An .npz that ``np.load`` reads, with fixed zip timestamps, so that the same model gives
-    the same bytes (np.savez stamps each member with the current time)."""
-    with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_STORED) as archive:
-        for name, array in arrays.items():
-            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            buffer = io.BytesIO()
-            np.lib.format.write_array(buffer, np.asanyarray(array), allow_pickle=False)
-            archive.writestr(info, buffer.getvalue())
 
 
 @dataclass
@@ -138,8 +126,7 @@ class Model:
             arrays["scale"] = self.standardizer.scale
             if self.standardizer.mean is not None:
                 arrays["mean"] = self.standardizer.mean
-        with atomic_open(path, "wb") as handle:
-            _write_npz(handle, arrays)
+        write_npz(path, arrays)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Model:
@@ -147,6 +134,14 @@ class Model:
         path = Path(path)
         if not path.is_file():
             raise ModelFileError(f"{path}: no such model file")
+        with open(path, "rb") as handle:
+            magic = handle.read(4)
+        if magic[:1] == b"\x80":
+            raise ModelFileError(f"{path}: the file is a Python pickle, which xent never loads "
+                                 "(it could run code); a xent model is an .npz archive")
+        if magic != b"PK\x03\x04":
+            raise ModelFileError(f"{path}: not a readable xent model file (not an .npz "
+                                 "archive; corrupt or truncated?)")
         try:
             with np.load(path, allow_pickle=False) as archive:
                 arrays = {key: archive[key] for key in archive.files}

@@ -113,6 +113,28 @@ def adam(lr: float, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Op
     return Optimizer(init, update)
 
 
+def state_to_arrays(state) -> dict:
+    """An optimiser state as named arrays and numbers (for a checkpoint file)."""
+    if isinstance(state, np.ndarray):
+        return {"array": state}
+    if hasattr(state, "_asdict"):
+        return dict(state._asdict())
+    return {}
+
+
+def state_from_arrays(template, values: dict):
+    """The inverse of ``state_to_arrays``, shaped like ``template`` (an ``init`` result)."""
+    if isinstance(template, np.ndarray):
+        return np.array(values["array"], dtype=np.float64)
+    if hasattr(template, "_replace"):
+        restored = {}
+        for name in template._fields:
+            value = np.asarray(values[name])
+            restored[name] = value.item() if value.ndim == 0 else np.array(value)
+        return type(template)(**restored)
+    return template
+
+
 def make_optimizer(name: str, lr: float, full_batch: bool) -> Optimizer:
     """The first-order optimiser called ``name`` with step size ``lr``.
 

@@ -54,10 +54,11 @@ class Standardizer:
         return out
 
 
-def fit_standardizer(X) -> Standardizer:
+def fit_standardizer(X, names: list[str] | None = None, source: str = "data") -> Standardizer:
     """Mean and standard deviation (ddof=0) of each column of the training data.
 
     Sums are taken in float64 whatever X's dtype. Sparse X is scaled but not centred.
+    ``names`` and ``source`` only make the error for overflowing columns name them.
     """
     if sp.issparse(X):
         X = sp.csr_matrix(X, dtype=np.float64)
@@ -70,10 +71,11 @@ def fit_standardizer(X) -> Standardizer:
             center = np.mean(X, axis=0, dtype=np.float64)
             std = np.std(X, axis=0, dtype=np.float64)
         if not (np.all(np.isfinite(center)) and np.all(np.isfinite(std))):
-            bad = np.flatnonzero(~(np.isfinite(center) & np.isfinite(std)))
+            bad = np.flatnonzero(~(np.isfinite(center) & np.isfinite(std)))[:10]
+            shown = [names[i] for i in bad] if names is not None else bad.tolist()
             raise DataError(
-                f"standardisation overflows for feature column(s) {bad.tolist()[:10]}: "
-                "their values are too large; rescale them or use --no-standardize"
+                f"{source}: standardisation overflows for feature column(s) {shown}: their "
+                "values are too large to square; rescale them (divide by a power of 10)"
             )
     scale = np.where(std > 0, std, 1.0)
     return Standardizer(center, scale)

@@ -11,11 +11,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_open, write_text
+from .atomic import atomic_open, write_npz, write_text
 from .config import to_toml
-from .train import HISTORY_COLUMNS, History
+from .errors import XentError
+from .train import HISTORY_COLUMNS, Checkpoint, EpochRecord, History
 
 RUN_FILES = ("config.toml", "metrics.csv", "model.npz", "loss.png", "summary.json")
+CHECKPOINT_FILE = "checkpoint.npz"
+CHECKPOINT_FORMAT = "xent-checkpoint"
 
 
 def _jsonable(value):
@@ -84,6 +87,50 @@ def write_run(run_dir: str | Path, run) -> None:
     if len(run.history):
         plot_history(run.history, run_dir / "loss.png", title=str(run.config.data.source))
     write_text(run_dir / "summary.json", to_json(run.summary) + "\n")
+
+
+def save_checkpoint(path: str | Path, checkpoint: Checkpoint, data_sha256: str | None) -> None:
+    """The training state, to go on from with ``xent train --resume``: arrays for the params
+    and optimiser state, a JSON header for the rest (history, counters, generator state)."""
+    arrays = {"params": checkpoint.params}
+    if checkpoint.best_params is not None:
+        arrays["best_params"] = checkpoint.best_params
+    arrays.update({f"opt_{k}": np.asarray(v) for k, v in checkpoint.optimizer_state.items()})
+    header = {
+        "format": CHECKPOINT_FORMAT, "version": 1, "epoch": checkpoint.epoch,
+        "lr": checkpoint.lr, "grad_norm0": checkpoint.grad_norm0,
+        "best_val": checkpoint.best_val if math.isfinite(checkpoint.best_val) else None,
+        "epochs_since_best": checkpoint.epochs_since_best, "rng_state": checkpoint.rng_state,
+        "elapsed": checkpoint.elapsed, "data_sha256": data_sha256,
+        "history": [[getattr(r, c) for c in HISTORY_COLUMNS] for r in checkpoint.history],
+    }
+    arrays["header"] = np.array(json.dumps(header))
+    write_npz(path, arrays)
+
+
+def load_checkpoint(path: str | Path) -> tuple[Checkpoint, str | None]:
+    """A checkpoint written by ``save_checkpoint`` and the hash of the data it was trained on."""
+    path = Path(path)
+    if not path.is_file():
+        raise XentError(f"{path}: no checkpoint to resume from (was the run started with "
+                        "checkpoints, by this version of xent?)")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {key: archive[key] for key in archive.files}
+        header = json.loads(str(arrays["header"]))
+        if header.get("format") != CHECKPOINT_FORMAT or header.get("version") != 1:
+            raise ValueError("not a xent checkpoint of version 1")
+        history = [EpochRecord(*row) for row in header["history"]]
+        checkpoint = Checkpoint(
+            int(header["epoch"]), arrays["params"],
+            {k[4:]: v for k, v in arrays.items() if k.startswith("opt_")},
+            float(header["lr"]), history, header["grad_norm0"],
+            math.inf if header["best_val"] is None else header["best_val"],
+            arrays.get("best_params"), int(header["epochs_since_best"]), header["rng_state"],
+            float(header["elapsed"]))
+    except (OSError, ValueError, KeyError, TypeError, EOFError) as exc:
+        raise XentError(f"{path}: the checkpoint cannot be read ({exc})") from None
+    return checkpoint, header.get("data_sha256")
 
 
 def _fmt(value, spec=".4f") -> str:

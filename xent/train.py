@@ -30,7 +30,7 @@ from .config import OptimConfig
 from .errors import ConfigError
 from .links import Link
 from .loss import Target, evaluate, lipschitz_bound, target_entropy
-from .optim import OPTIMIZERS, make_optimizer
+from .optim import OPTIMIZERS, make_optimizer, state_from_arrays, state_to_arrays
 
 #: Adam's step is a distance in parameter space, not a fraction of 1/L: this is its "auto".
 ADAM_AUTO_LR = 0.01
@@ -118,6 +118,25 @@ def resolve_lr(lr, optimizer: str, X, link: Link, l2, weights, fit_intercept) ->
     return value
 
 
+@dataclass
+class Checkpoint:
+    """Everything needed to go on from the end of ``epoch`` as if never stopped: the params
+    there, the optimiser's state (before its next update), the history so far, the stopping
+    rule's memory and the shuffling generator's state."""
+
+    epoch: int
+    params: np.ndarray
+    optimizer_state: dict
+    lr: float
+    history: list[EpochRecord]
+    grad_norm0: float
+    best_val: float
+    best_params: np.ndarray | None
+    epochs_since_best: int
+    rng_state: dict
+    elapsed: float
+
+
 def fit(
     X,
     target: Target,
@@ -136,12 +155,24 @@ def fit(
     seed: int = 0,
     init_params: np.ndarray | None = None,
     callback: Callable[[EpochRecord], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    checkpoint: Callable[[Checkpoint], None] | None = None,
+    checkpoint_every: int = 0,
+    resume: Checkpoint | None = None,
+    lr_backoff: bool = False,
 ) -> FitResult:
     """Minimise the cross-entropy objective of ``loss.evaluate`` from ``init_params`` (zeros).
 
     X: (n_samples, n_features) dense or CSR; target: its ``Target``; weights: (n_samples,) or
     None. ``batch_size`` None (or >= n_samples) is full batch. Returns the parameters, the
     per-epoch history and why training stopped.
+
+    ``should_stop()`` is asked after every epoch (a signal handler sets it): True stops with
+    reason "interrupted". ``checkpoint(c)`` receives a ``Checkpoint`` every ``checkpoint_every``
+    epochs and when training stops; ``resume`` goes on from one, and for the first-order
+    optimisers gives exactly the run that was never stopped (L-BFGS restarts its memory).
+    ``lr_backoff``: on divergence, halve the learning rate and go on from the last finite
+    point (first-order optimisers; at most 30 times).
     """
     if optimizer not in OPTIMIZERS:
         raise ConfigError(f"unknown optimizer {optimizer!r}: use one of {', '.join(OPTIMIZERS)}")
@@ -152,24 +183,30 @@ def fit(
     n, d = X.shape
     k = link.n_outputs(target.n_classes)
     params = np.zeros((d + 1, k)) if init_params is None else np.array(init_params, np.float64)
+    if resume is not None:
+        params = np.array(resume.params, np.float64)
     if params.shape != (d + 1, k):
-        raise ConfigError(f"init_params must have shape {(d + 1, k)}, got {params.shape}")
-    step = resolve_lr(lr, optimizer, X, link, l2, weights, fit_intercept)
+        raise ConfigError(f"the parameters must have shape {(d + 1, k)}, got {params.shape}")
+    step = resume.lr if resume is not None else resolve_lr(lr, optimizer, X, link, l2, weights,
+                                                            fit_intercept)
     loop = _Loop(X, target, link, l2, weights, fit_intercept, validation, patience, tol, step,
-                 callback, params)
+                 callback, params, should_stop, checkpoint, checkpoint_every)
+    if resume is not None:
+        loop.restore(resume)
     # Overflow can only come from a diverging run, which `record` detects and reports.
     with np.errstate(over="ignore", invalid="ignore"):
         try:
             if optimizer == "lbfgs":
                 reason = loop.run_lbfgs(params, max_epochs)
             else:
-                reason = loop.run_first_order(params, optimizer, max_epochs, batch_size, seed)
+                reason = loop.run_first_order(params, optimizer, max_epochs, batch_size, seed,
+                                              resume, lr_backoff)
         except KeyboardInterrupt:
             reason = "interrupted"
     params = loop.last_finite
     if reason == "early_stop" and loop.best_params is not None:
         params = loop.best_params
-    return FitResult(params, loop.history, reason, step, loop.n_evaluations, loop.entropy)
+    return FitResult(params, loop.history, reason, loop.lr, loop.n_evaluations, loop.entropy)
 
 
 class _Loop:
@@ -180,11 +217,13 @@ class _Loop:
     """
 
     def __init__(self, X, target, link, l2, weights, fit_intercept, validation, patience, tol,
-                 lr, callback, start_params):
+                 lr, callback, start_params, should_stop, checkpoint, checkpoint_every):
         self.X, self.target, self.link = X, target, link
         self.l2, self.weights, self.fit_intercept = l2, weights, fit_intercept
         self.validation, self.patience, self.tol = validation, patience, tol
         self.lr, self.callback = lr, callback
+        self.should_stop = should_stop or (lambda: False)
+        self.on_checkpoint, self.checkpoint_every = checkpoint, checkpoint_every
         self.history = History()
         self.start = time.perf_counter()
         self.grad_norm0: float | None = None
@@ -194,6 +233,22 @@ class _Loop:
         self.n_evaluations = 0
         self.last_finite: np.ndarray = start_params
         self.entropy = target_entropy(target, weights)
+
+    def restore(self, c: Checkpoint) -> None:
+        self.history.records = list(c.history)
+        self.grad_norm0, self.best_val = c.grad_norm0, c.best_val
+        self.best_params, self.epochs_since_best = c.best_params, c.epochs_since_best
+        self.start -= c.elapsed
+        self.last_finite = c.params
+
+    def save(self, epoch, params, state, rng) -> None:
+        if self.on_checkpoint is None:
+            return
+        self.on_checkpoint(Checkpoint(
+            epoch, params, state_to_arrays(state), self.lr, list(self.history.records),
+            self.grad_norm0, self.best_val, self.best_params, self.epochs_since_best,
+            rng.bit_generator.state if rng is not None else {},
+            time.perf_counter() - self.start))
 
     def evaluate(self, params, X=None, target=None, weights=None, with_grad=True):
         if X is None:
@@ -208,7 +263,6 @@ class _Loop:
         if not (math.isfinite(result.objective) and np.all(np.isfinite(params))
                 and np.all(np.isfinite(result.grad))):
             return "diverged"
-        self.last_finite = params
         grad_norm = float(np.linalg.norm(result.grad))
         if self.grad_norm0 is None:
             self.grad_norm0 = grad_norm
@@ -223,6 +277,7 @@ class _Loop:
                              float(np.linalg.norm(params[:-1])), result.data_loss - self.entropy,
                              self.lr, time.perf_counter() - self.start)
         self.history.records.append(record)
+        self.last_finite = params
         if self.callback is not None:
             self.callback(record)
         if rel < self.tol:
@@ -235,21 +290,45 @@ class _Loop:
                 self.epochs_since_best += 1
                 if self.epochs_since_best >= self.patience:
                     return "early_stop"
+        if self.should_stop():
+            return "interrupted"
         return None
 
-    def run_first_order(self, params, optimizer, max_epochs, batch_size, seed) -> str:
+    def run_first_order(self, params, optimizer, max_epochs, batch_size, seed, resume,
+                        lr_backoff) -> str:
         n = self.X.shape[0]
         full_batch = batch_size is None or batch_size >= n
         opt = make_optimizer(optimizer, self.lr, full_batch)
         state = opt.init(params)
         rng = np.random.default_rng(seed)
+        epoch, recorded = 0, False
+        if resume is not None:
+            epoch, recorded = resume.epoch, True  # its record is in the restored history
+            state = state_from_arrays(state, resume.optimizer_state)
+            if resume.rng_state:
+                rng.bit_generator.state = resume.rng_state
+        backoffs = 0
         result = self.evaluate(params)
-        for epoch in range(max_epochs + 1):
-            reason = self.record(epoch, params, result)
+        while True:
+            reason = None if recorded else self.record(epoch, params, result)
+            recorded = False
+            if reason == "diverged" and lr_backoff and backoffs < 30 and len(self.history):
+                # go on from the last finite point at half the step, with fresh momentum
+                backoffs += 1
+                self.lr /= 2.0
+                opt = make_optimizer(optimizer, self.lr, full_batch)
+                params = self.last_finite
+                state = opt.init(params)
+                epoch, recorded = self.history.last.epoch, True
+                result = self.evaluate(params)
+                continue
+            if reason is None and epoch >= max_epochs:
+                reason = "max_epochs"
+            due = self.checkpoint_every and epoch and epoch % self.checkpoint_every == 0
+            if reason != "diverged" and (reason is not None or due):
+                self.save(epoch, params, state, rng)
             if reason is not None:
                 return reason
-            if epoch == max_epochs:
-                break
             if full_batch:
                 params, state = opt.update(result.grad, state, params)
             else:
@@ -259,17 +338,19 @@ class _Loop:
                     w = None if self.weights is None else self.weights[rows]
                     batch = self.evaluate(params, self.X[rows], self.target.take(rows), w)
                     params, state = opt.update(batch.grad, state, params)
+            epoch += 1
             result = self.evaluate(params)
-        return "max_epochs"
 
     def run_lbfgs(self, params, max_epochs) -> str:
         """scipy's L-BFGS-B on our objective; the history gets one record per iteration.
 
         scipy's own stopping rules are switched off (gtol=0, ftol at machine precision) so that
-        ours, ||g|| / ||g_0|| < tol, decides; the callback raises StopIteration to stop.
+        ours, ||g|| / ||g_0|| < tol, decides; the callback raises StopIteration to stop. After a
+        resume L-BFGS starts with an empty memory from the checkpoint's params.
         """
         shape = params.shape
         cache = {}
+        first_epoch = self.history.last.epoch if len(self.history) else 0
 
         def fun(flat):
             result = self.evaluate(flat.reshape(shape))
@@ -282,20 +363,29 @@ class _Loop:
             x = intermediate_result.x
             result = cache["result"] if np.array_equal(cache.get("x"), x) else \
                 self.evaluate(x.reshape(shape))
-            reason = self.record(len(self.history), x.reshape(shape).copy(), result)
+            epoch = self.history.last.epoch + 1
+            reason = self.record(epoch, x.reshape(shape).copy(), result)
+            if reason is None and self.checkpoint_every and epoch % self.checkpoint_every == 0:
+                self.save(epoch, self.last_finite, (), None)
             if reason is not None:
                 reasons.append(reason)
                 raise StopIteration
 
-        reason = self.record(0, params, self.evaluate(params))
-        if reason is not None or max_epochs == 0:
-            return reason or "max_epochs"
-        outcome = scipy.optimize.minimize(
-            fun, params.ravel(), jac=True, method="L-BFGS-B", callback=on_iteration,
-            options={"maxiter": max_epochs, "gtol": 0.0, "ftol": 1e-15, "maxcor": 20},
-        )
-        if reasons:
-            return reasons[0]
-        if outcome.nit >= max_epochs:
-            return "max_epochs"
-        return "stalled"
+        if not len(self.history):
+            reason = self.record(0, params, self.evaluate(params))
+            if reason is not None:
+                return reason
+        if first_epoch >= max_epochs:
+            reasons.append("max_epochs")
+        else:
+            outcome = scipy.optimize.minimize(
+                fun, params.ravel(), jac=True, method="L-BFGS-B", callback=on_iteration,
+                options={"maxiter": max_epochs - first_epoch, "gtol": 0.0, "ftol": 1e-15,
+                         "maxcor": 20},
+            )
+            if not reasons:
+                reasons.append("max_epochs" if outcome.nit >= max_epochs - first_epoch
+                               else "stalled")
+        if reasons[0] != "diverged":
+            self.save(self.history.last.epoch, self.last_finite, (), None)
+        return reasons[0]

@@ -1,0 +1,296 @@
+"""Bad input never gives a traceback; interruptions and divergence lose nothing."""
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from xent import atomic
+from xent.cli import cli
+from xent.config import ConfigError, load_toml
+from xent.data import load
+from xent.errors import DataError, ModelFileError, XentError
+from xent.links import get_link
+from xent.loss import labels_target
+from xent.model import Model
+from xent.train import fit
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture()
+def run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    return lambda *args: runner.invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+IRIS_HEADER = "a,b,label\n"
+BAD_CSVS = {
+    "empty.csv": (b"", "empty"),
+    "header_only.csv": (IRIS_HEADER.encode(), "no data rows"),
+    "single_row.csv": ((IRIS_HEADER + "1,2,x\n").encode(), "only one class"),
+    "one_class.csv": ((IRIS_HEADER + "1,2,x\n3,4,x\n5,6,x\n").encode(), "only one class"),
+    "ragged.csv": ((IRIS_HEADER + "1,2,x\n3,4,y,9,9\n").encode(), "malformed CSV"),
+    "garbage.csv": (bytes(range(256)) * 4, "not a UTF-8"),
+    "nan.csv": ((IRIS_HEADER + "1,,x\n3,4,y\n").encode(), "missing values in column(s) 'b' (1)"),
+    "inf.csv": ((IRIS_HEADER + "1,inf,x\n3,4,y\n").encode(), "infinite values in column(s) 'b'"),
+    "huge.csv": ((IRIS_HEADER + "1e308,1,x\n-1e308,2,y\n1e308,3,x\n").encode(),
+                 "standardisation overflows"),
+    "dupes.csv": (b"a,a,label\n1,2,x\n3,4,y\n", "duplicate column name(s) 'a'"),
+    "no_label.csv": ((IRIS_HEADER + "1,2,x\n3,4,\n5,6,y\n").encode(), "have no label"),
+    "only_label.csv": (b"label\nx\ny\n", "no feature columns"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_CSVS))
+def test_bad_csvs_get_one_line_errors(run, tmp_path, name):
+    content, message = BAD_CSVS[name]
+    (tmp_path / name).write_bytes(content)
+    result = run("train", name, "-q", "-o", "out")
+    assert result.exit_code == 1, result.output
+    assert message in result.stderr
+    assert name in result.stderr  # the error names the file
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()  # no half-written output
+
+
+def test_missing_target_lists_the_columns(run):
+    result = run("train", ROOT / "data/iris.csv", "--target", "kind")
+    assert result.exit_code == 1
+    assert "no target column 'kind'" in result.stderr and "'species'" in result.stderr
+
+
+def test_unreadable_and_directory_inputs(run, tmp_path):
+    assert "is a directory" in run("train", tmp_path).stderr
+    if os.geteuid() != 0:  # root reads anything
+        locked = tmp_path / "locked.csv"
+        locked.write_text("a,b\n1,2\n")
+        locked.chmod(0)
+        assert run("train", locked).exit_code == 1
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"\x00\x01garbage", "not a readable xent model file"),
+    (b"", "not a readable xent model file"),
+])
+def test_bad_model_files(run, tmp_path, content, message):
+    (tmp_path / "m.npz").write_bytes(content)
+    result = run("eval", tmp_path / "m.npz", "sklearn:iris")
+    assert result.exit_code == 1 and message in result.stderr
+
+
+def test_a_crash_while_writing_leaves_the_old_file(tmp_path, monkeypatch):
+    path = tmp_path / "model.npz"
+    model = Model(np.ones((2, 1)), np.zeros(1), [0, 1], "sigmoid", ["a", "b"])
+    model.save(path)
+    before = path.read_bytes()
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np.lib.format, "write_array", crash)
+    with pytest.raises(OSError):
+        Model(np.zeros((2, 1)), np.ones(1), [0, 1], "sigmoid", ["a", "b"]).save(path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["model.npz"]  # no temporary left behind
+    with pytest.raises(RuntimeError), atomic.atomic_open(tmp_path / "new.txt") as handle:
+        handle.write("half")
+        raise RuntimeError
+    assert not (tmp_path / "new.txt").exists()
+
+
+# ---- divergence -------------------------------------------------------------------------
+
+def test_lr_backoff_recovers_from_divergence(run, tmp_path):
+    plain = run("train", "sklearn:iris", "--lr", "1e5", "--l2", "1", "-q", "-o", "plain")
+    assert plain.exit_code == 4 and "smaller --lr" in plain.stderr
+    backed = run("train", "sklearn:iris", "--lr", "1e5", "--l2", "1", "--lr-backoff", "-q",
+                 "--json", "-o", "backed", "--epochs", "300")
+    assert backed.exit_code == 0, backed.output
+    summary = json.loads(backed.stdout)
+    assert summary["stop_reason"] != "diverged" and summary["lr"] < 1e5
+    lrs = pd.read_csv(tmp_path / "backed/metrics.csv")["lr"]
+    assert lrs.is_monotonic_decreasing and lrs.iloc[0] == 1e5
+    assert np.isfinite(pd.read_csv(tmp_path / "backed/metrics.csv")["objective"]).all()
+
+
+# ---- interruption and resume -----------------------------------------------------------
+
+@pytest.mark.parametrize("optimizer, batch_size", [("gd", None), ("momentum", None),
+                                                  ("nesterov", None), ("adam", None),
+                                                  ("adam", 16), ("gd", 32)])
+def test_resume_gives_the_run_that_was_never_stopped(optimizer, batch_size):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 5))
+    y = rng.integers(0, 3, 120)
+    target, link = labels_target(y, 3), get_link("softmax")
+    settings = dict(optimizer=optimizer, batch_size=batch_size, max_epochs=60, l2=1e-2, seed=3,
+                    tol=0.0)
+    whole = fit(X, target, link, **settings)
+    saved = []
+    epochs_seen = []
+    stopped = fit(X, target, link, **settings, callback=lambda r: epochs_seen.append(r.epoch),
+                  should_stop=lambda: len(epochs_seen) > 25, checkpoint=saved.append)
+    assert stopped.stop_reason == "interrupted" and saved[-1].epoch == 25
+    resumed = fit(X, target, link, **settings, resume=saved[-1])
+    assert np.array_equal(resumed.params, whole.params)
+    assert [r.objective for r in resumed.history.records] == \
+        [r.objective for r in whole.history.records]
+
+
+def test_checkpoints_round_trip_through_files(tmp_path):
+    from xent.report import load_checkpoint, save_checkpoint
+
+    X = np.random.default_rng(1).normal(size=(50, 3))
+    target, link = labels_target(np.arange(50) % 2, 2), get_link("sigmoid")
+    saved = []
+    fit(X, target, link, optimizer="nesterov", max_epochs=10, checkpoint=saved.append,
+        batch_size=8, tol=0.0)
+    save_checkpoint(tmp_path / "c.npz", saved[-1], "abc")
+    loaded, sha = load_checkpoint(tmp_path / "c.npz")
+    assert sha == "abc" and loaded.epoch == saved[-1].epoch
+    assert np.array_equal(loaded.params, saved[-1].params)
+    assert loaded.rng_state == saved[-1].rng_state
+    assert [r.objective for r in loaded.history] == [r.objective for r in saved[-1].history]
+    for key, value in saved[-1].optimizer_state.items():
+        assert np.array_equal(loaded.optimizer_state[key], value)
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_stops_cleanly_and_resume_finishes_the_same_run(tmp_path, signum, code):
+    command = [sys.executable, "-m", "xent.cli", "train", "sklearn:digits", "-q"]
+    whole = subprocess.run(command + ["--epochs", "1500", "-o", str(tmp_path / "whole")],
+                           capture_output=True)
+    assert whole.returncode == 0, whole.stderr
+    cut = tmp_path / "cut"
+    process = subprocess.Popen(command + ["--epochs", "100000", "--checkpoint-every", "100",
+                                          "-o", str(cut)], stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not (cut / "checkpoint.npz").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)  # wait until training runs
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == code, stderr
+    assert b"--resume" in stderr
+    summary = json.loads((cut / "summary.json").read_text())
+    assert summary["stop_reason"] == "interrupted" and 100 <= summary["epochs"] < 1500
+    metrics = pd.read_csv(cut / "metrics.csv")
+    assert len(metrics) == summary["epochs"] + 1
+    Model.load(cut / "model.npz")
+    again = subprocess.run([sys.executable, "-m", "xent.cli", "train", "--resume", str(cut),
+                            "--epochs", "1500", "-q"], capture_output=True)
+    assert again.returncode == 0, again.stderr
+    assert (cut / "model.npz").read_bytes() == (tmp_path / "whole/model.npz").read_bytes()
+
+
+def test_resume_refuses_changes_to_the_objective_and_other_data(run, tmp_path):
+    frame = pd.read_csv(ROOT / "data/iris.csv")
+    frame.to_csv(tmp_path / "iris.csv", index=False)
+    assert run("train", "iris.csv", "--epochs", "5", "-q", "-o", "r").exit_code == 0
+    changed = run("train", "--resume", "r", "--l2", "0.5")
+    assert changed.exit_code == 2 and "--l2" in changed.stderr
+    changed_frame = frame.copy()
+    changed_frame.iloc[0, 0] += 1.0
+    changed_frame.to_csv(tmp_path / "iris.csv", index=False)  # the file changes
+    assert "the data changed" in run("train", "--resume", "r", "--epochs", "9").stderr
+    (tmp_path / "r" / "checkpoint.npz").unlink()
+    frame.to_csv(tmp_path / "iris.csv", index=False)
+    assert "no checkpoint" in run("train", "--resume", "r", "--epochs", "9").stderr
+
+
+# ---- property-based: any input gives a result or one of xent's errors -------------------
+
+FIXTURE_OK = [HealthCheck.function_scoped_fixture]  # tmp_path is reused; each example rewrites it
+csv_cells = st.one_of(st.integers(-5, 5).map(str), st.floats(allow_nan=True).map(repr),
+                      st.sampled_from(["", "a", "b", "NA", "inf", "x,y", '"q"', "é", " "]))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=FIXTURE_OK)
+@given(rows=st.lists(st.lists(csv_cells, min_size=0, max_size=4), max_size=6),
+       header=st.lists(st.sampled_from(["a", "b", "c", "label", "", "é"]), min_size=0,
+                       max_size=4))
+def test_csv_loader_gives_a_dataset_or_a_data_error(tmp_path, rows, header):
+    path = tmp_path / "h.csv"
+    path.write_text("\n".join([",".join(header)] + [",".join(r) for r in rows]) + "\n",
+                    encoding="utf-8")
+    try:
+        dataset = load(str(path))
+    except DataError:
+        return
+    assert dataset.X.shape[0] == len(dataset.labels)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=FIXTURE_OK)
+@given(content=st.binary(max_size=300))
+def test_csv_loader_on_random_bytes(tmp_path, content):
+    path = tmp_path / "b.csv"
+    path.write_bytes(content)
+    with contextlib.suppress(DataError):
+        load(str(path))
+
+
+toml_keys = st.sampled_from(["data", "model", "optim", "sweep", "extends", "lr", "x"])
+toml_values = st.one_of(st.integers(-3, 10**6), st.floats(allow_nan=True),
+                        st.booleans(), st.text(max_size=8),
+                        st.sampled_from(['"auto"', '"gd"', "[1, 2]", "{a = 1}", "1e400"]))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=FIXTURE_OK)
+@given(sections=st.dictionaries(
+    toml_keys, st.dictionaries(st.sampled_from(["source", "lr", "epochs", "l2", "link",
+                                                "optimizer", "seed", "tol", "zzz"]),
+                               toml_values, max_size=3), max_size=3),
+       noise=st.text(max_size=20))
+def test_config_loader_gives_a_config_or_a_config_error(tmp_path, sections, noise):
+    lines = []
+    for section, values in sections.items():
+        lines.append(f"[{section}]")
+        lines += [f"{k} = {_toml_literal(v)}" for k, v in values.items()]
+    path = tmp_path / "c.toml"
+    path.write_text("\n".join(lines) + "\n" + noise, encoding="utf-8")
+    with contextlib.suppress(ConfigError):
+        load_toml(path)
+
+
+def _toml_literal(value) -> str:
+    """Raw TOML for the sampled literals ("[1, 2]", '"auto"', ...), JSON for the rest."""
+    if isinstance(value, str) and value[:1] in ('[', '{', '"', "1"):
+        return value
+    return json.dumps(value)
+
+
+def _valid_model_bytes(tmp_path):
+    model = Model(np.ones((2, 3)), np.zeros(3), ["a", "b", "c"], "softmax", ["x", "y"])
+    model.save(tmp_path / "base.npz")
+    return (tmp_path / "base.npz").read_bytes()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=FIXTURE_OK)
+@given(position=st.integers(0, 10**6), value=st.integers(0, 255), cut=st.integers(0, 10**6))
+def test_model_loader_gives_a_model_or_a_model_file_error(tmp_path, position, value, cut):
+    data = bytearray(_valid_model_bytes(tmp_path))
+    data[position % len(data)] = value
+    data = data[: max(1, cut % (len(data) + 1))] if cut % 3 == 0 else data
+    path = tmp_path / "mutated.npz"
+    path.write_bytes(bytes(data))
+    try:
+        model = Model.load(path)
+    except ModelFileError:
+        return
+    assert model.coef.shape[1] == 3
+
+
+def test_every_error_class_is_a_xent_error():
+    assert issubclass(DataError, XentError) and issubclass(ModelFileError, XentError)
