@@ -35,3 +35,16 @@ def sklearn_optimum(X, y, l2):
 @pytest.fixture(scope="session")
 def optimum_cache():
     return {}
+
+
+@pytest.fixture()
+def run(tmp_path, monkeypatch):
+    """Invoke the xent command line in a fresh working directory (tmp_path); stdout and stderr
+    are kept apart, as a shell keeps them."""
+    from click.testing import CliRunner
+
+    from xent.cli import cli
+
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    return lambda *args: runner.invoke(cli, [str(a) for a in args], catch_exceptions=False)

@@ -8,23 +8,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from click.testing import CliRunner
 from conftest import sklearn_optimum, standardised
 
-from xent.cli import cli
-
 DATA = Path(__file__).resolve().parent.parent / "data"
-
-
-@pytest.fixture()
-def run(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    runner = CliRunner()
-
-    def invoke(*args):
-        return runner.invoke(cli, [str(a) for a in args], catch_exceptions=False)
-
-    return invoke
 
 
 def test_train_iris_then_eval(run, tmp_path):

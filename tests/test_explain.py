@@ -4,22 +4,13 @@ import json
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from test_links_and_loss import SEED_VECTORS
 
-from xent.cli import cli
 from xent.diagnostics import diagnose
 from xent.explain import compare_gradients, cross_entropy_terms
 from xent.links import get_link
 from xent.loss import labels_target, target_entropy
 from xent.train import fit
-
-
-@pytest.fixture()
-def run(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    runner = CliRunner()
-    return lambda *args: runner.invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 
 def csv_list(values):

@@ -12,12 +12,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from xent import atomic
-from xent.cli import cli
 from xent.config import ConfigError, load_toml
 from xent.data import load
 from xent.errors import DataError, ModelFileError, XentError
@@ -27,13 +25,6 @@ from xent.model import Model
 from xent.train import fit
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture()
-def run(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    runner = CliRunner()
-    return lambda *args: runner.invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 
 IRIS_HEADER = "a,b,label\n"

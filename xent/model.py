@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -145,13 +144,15 @@ class Model:
         try:
             with np.load(path, allow_pickle=False) as archive:
                 arrays = {key: archive[key] for key in archive.files}
+        except MemoryError:
+            raise
         except ValueError as exc:
             if "pickle" in str(exc):
                 raise ModelFileError(
                     f"{path}: the file holds pickled objects, which xent never loads"
                 ) from None
             raise ModelFileError(f"{path}: not a xent model file ({exc})") from None
-        except (OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        except Exception as exc:  # zipfile, zlib and numpy fail in many ways on damaged bytes
             raise ModelFileError(
                 f"{path}: not a readable xent model file (corrupt or truncated: {exc})"
             ) from None

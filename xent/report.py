@@ -128,7 +128,9 @@ def load_checkpoint(path: str | Path) -> tuple[Checkpoint, str | None]:
             math.inf if header["best_val"] is None else header["best_val"],
             arrays.get("best_params"), int(header["epochs_since_best"]), header["rng_state"],
             float(header["elapsed"]))
-    except (OSError, ValueError, KeyError, TypeError, EOFError) as exc:
+    except MemoryError:
+        raise
+    except Exception as exc:  # damaged bytes fail in many ways inside zipfile and numpy
         raise XentError(f"{path}: the checkpoint cannot be read ({exc})") from None
     return checkpoint, header.get("data_sha256")
 
