@@ -18,17 +18,22 @@ Parameters live in one float64 array ``params`` of shape (n_features + 1, n_outp
 L-BFGS wants, with no copy.
 
 X is read once per evaluation: it is walked in row blocks small enough to stay in cache, and each
-block is used for ``Z_b = X_b W`` and then, while still cached, for ``X_b^T R_b``.
+block is used for ``Z_b = X_b W`` and then, while still cached, for ``X_b^T R_b``. Inside a block
+the logits are held classes-by-rows, (n_outputs, rows), so that the softmax's reductions over
+the classes run along long contiguous rows; blocks are shared among threads.
 """
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
 from scipy.special import expit
+from threadpoolctl import ThreadpoolController
 
 from .errors import DataError
 from .links import Link
@@ -167,11 +172,11 @@ class LossGrad(NamedTuple):
 def _sigmoid_block(logits, target: Target, weights) -> tuple[float, int]:
     """Loss and residual of one block for the sigmoid link.
 
-    logits: (m, 1), overwritten by the residual q - p. Per row the loss is
-    ``-p log q - (1-p) log(1-q) = log(1 + e^z) - p z`` (from the logit, no log(0)).
+    logits: (1, m), the block's logits as a row, overwritten by the residual q - p. Per row the
+    loss is ``-p log q - (1-p) log(1-q) = log(1 + e^z) - p z`` (from the logit, no log(0)).
     Returns (sum of weighted losses, number of rows predicted right).
     """
-    z = logits[:, 0]
+    z = logits[0]
     if target.labels is not None:
         truth = target.labels
         p = truth.astype(np.float64)
@@ -181,7 +186,8 @@ def _sigmoid_block(logits, target: Target, weights) -> tuple[float, int]:
         p = target.proba[:, 1]
         truth = target.hard_labels()
     n_correct = int(np.count_nonzero((z > 0) == (truth == 1)))
-    losses = np.logaddexp(0.0, z) - p * z
+    losses = np.logaddexp(0.0, z)
+    losses -= p * z
     expit(z, out=z)
     z -= p
     if weights is not None:
@@ -193,49 +199,116 @@ def _sigmoid_block(logits, target: Target, weights) -> tuple[float, int]:
 def _softmax_block(logits, target: Target, weights) -> tuple[float, int]:
     """Loss and residual of one block for the softmax link.
 
-    logits: (m, K), overwritten by the residual Q - P. Per row the loss is
-    ``log sum_k e^{u_k} - sum_k p_k u_k`` with u the logits less their row maximum (log-sum-exp:
-    no overflow, no log(0)). Hard labels index the true column; no one-hot matrix is built.
-    Returns (sum of weighted losses, number of rows predicted right).
+    logits: (K, m), classes by rows (so that every reduction over the classes runs along whole
+    rows of length m, which numpy vectorises), overwritten by the residual Q - P. Per row of the
+    data the loss is ``log sum_k e^{u_k} - sum_k p_k u_k`` with u the logits less their maximum
+    (log-sum-exp: no overflow, no log(0)). Hard labels index the true class; no one-hot matrix is
+    built. Returns (sum of weighted losses, number of rows predicted right).
+
+    A row is predicted right when its true class's logit is strictly the largest: after the
+    shift that logit is 0 and it is the only 0 (a tie counts as wrong; np.argmax along the
+    short class axis would cost more than the rest of the block).
     """
-    m, k = logits.shape
-    predicted = np.argmax(logits, axis=1)
-    logits -= logits.max(axis=1, keepdims=True)
-    rows = np.arange(m)
+    k, m = logits.shape
+    logits -= logits.max(axis=0)
+    truth = target.labels if target.labels is not None else target.hard_labels()
+    true_entries = truth * m + np.arange(m)  # flat positions of (truth_i, i): faster than 2-D
+    flat = logits.reshape(-1)
+    true_logit = flat[true_entries]
+    at_max = np.count_nonzero(logits == 0.0, axis=0)
+    n_correct = int(np.count_nonzero((true_logit == 0.0) & (at_max == 1)))
     if target.labels is not None:
-        truth = target.labels
         eps = target.smoothing
-        target_term = (1.0 - eps) * logits[rows, truth]
+        target_term = (1.0 - eps) * true_logit
         if eps:
-            target_term += eps * logits.mean(axis=1)
+            target_term += eps * logits.mean(axis=0)
     else:
-        truth = target.hard_labels()
-        target_term = np.einsum("ij,ij->i", target.proba, logits)
+        target_term = np.einsum("ij,ji->i", target.proba, logits)
     np.exp(logits, out=logits)
-    sums = logits.sum(axis=1)
-    logits /= sums[:, None]
+    sums = logits.sum(axis=0)
+    logits *= 1.0 / sums
     losses = np.log(sums)
     losses -= target_term
     if target.labels is not None:
-        logits[rows, truth] -= 1.0 - target.smoothing
+        flat[true_entries] -= 1.0 - target.smoothing
         if target.smoothing:
             logits -= target.smoothing / k
     else:
-        logits -= target.proba
+        logits -= target.proba.T
     if weights is not None:
         losses *= weights
-        logits *= weights[:, None]
-    return float(losses.sum()), int(np.count_nonzero(predicted == truth))
+        logits *= weights
+    return float(losses.sum()), n_correct
 
 
-def block_rows_for(X) -> int:
-    """Rows per block so that a block of X takes about ``BLOCK_BYTES``."""
+def block_rows_for(X, n_threads: int = 1) -> int:
+    """Rows per block: about ``BLOCK_BYTES`` of X, and at least two blocks per thread when the
+    data are large enough, so that every thread has work."""
     n, d = X.shape
     if sp.issparse(X):
         row_bytes = max(1.0, X.nnz / max(n, 1)) * (X.dtype.itemsize + 4)
     else:
         row_bytes = max(d, 1) * X.dtype.itemsize
-    return int(max(64, BLOCK_BYTES // row_bytes))
+    rows = int(BLOCK_BYTES // row_bytes)
+    if n_threads > 1:
+        rows = min(rows, -(-n // (2 * n_threads)))
+    return max(64, rows)
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+_POOL: ThreadPoolExecutor | None = None
+_BLAS: ThreadpoolController | None = None
+
+
+def _threads(n_threads: int):
+    """The shared worker pool, and a context that keeps BLAS single-threaded while our threads
+    run (two pools of threads on the same cores slow each other down)."""
+    global _POOL, _BLAS
+    if _POOL is None or _POOL._max_workers < n_threads:
+        _POOL = ThreadPoolExecutor(max_workers=n_threads, thread_name_prefix="xent")
+    if _BLAS is None:
+        _BLAS = ThreadpoolController()
+    return _POOL, _BLAS.limit(limits=1, user_api="blas")
+
+
+def _accumulate(coef_t, intercept, X, target, link, weights, spans, with_grad):
+    """Sum over the row blocks ``spans`` of the weighted losses, the right predictions and (if
+    ``with_grad``) the residuals' products: returns (loss_sum, n_correct, grad_coef_t (k, d),
+    grad_intercept (k,)), all sums in float64.
+
+    Each block is used twice while it is in cache: Z^T = W^T X_b^T, then R^T X_b.
+    """
+    block = _sigmoid_block if link.name == "sigmoid" else _softmax_block
+    k, d = coef_t.shape
+    grad_coef_t = np.zeros((k, d))
+    grad_intercept = np.zeros(k)
+    loss_sum, n_correct = 0.0, 0
+    sparse = sp.issparse(X)
+    for start, stop in spans:
+        X_block = X[start:stop]
+        if sparse:
+            logits = np.ascontiguousarray((X_block @ coef_t.T).T, dtype=np.float64)
+        else:
+            logits = np.asarray(coef_t @ X_block.T, dtype=np.float64)
+        logits += intercept[:, None]
+        w_block = None if weights is None else weights[start:stop]
+        block_loss, block_correct = block(logits, target.take(slice(start, stop)), w_block)
+        loss_sum += block_loss
+        n_correct += block_correct
+        if with_grad:
+            residual = logits if X.dtype == np.float64 else logits.astype(X.dtype)
+            if sparse:
+                grad_coef_t += (X_block.T @ residual.T).T
+            else:
+                grad_coef_t += residual @ X_block
+            grad_intercept += logits.sum(axis=1)
+    return loss_sum, n_correct, grad_coef_t, grad_intercept
 
 
 def evaluate(
@@ -249,39 +322,44 @@ def evaluate(
     fit_intercept: bool = True,
     block_rows: int | None = None,
     with_grad: bool = True,
+    n_threads: int | None = None,
 ) -> LossGrad:
     """Objective, gradient, data loss and accuracy at ``params`` in one pass over X.
-
-    With ``with_grad=False`` (validation) the second product X^T R is skipped and ``grad`` is
-    zero.
 
     params: (n_features + 1, n_outputs) float64, W stacked over b.
     X: (n_samples, n_features), dense or scipy.sparse CSR, float64 or float32. Products are
     taken in X's dtype, the loss and gradient summed in float64.
     weights: (n_samples,) or None. The mean divides by their sum (n_samples when None).
+    With ``with_grad=False`` (validation) the second product is skipped and ``grad`` is zero.
+
+    Dense X of several blocks is shared out among ``n_threads`` threads (default: the cores
+    this process may use), each summing its own contiguous run of blocks; the partial sums are
+    added in a fixed order, so the result does not depend on timing.
     """
     n, d = X.shape
     coef, intercept = params[:d], params[d]
-    coef_x = coef if X.dtype == np.float64 else coef.astype(X.dtype)
-    block = _sigmoid_block if link.name == "sigmoid" else _softmax_block
+    coef_t = np.ascontiguousarray(coef.T, dtype=X.dtype)
+    threads = available_cores() if n_threads is None else max(1, n_threads)
+    if sp.issparse(X):
+        threads = 1  # scipy's sparse products hold the GIL: threads would only queue
+    step = block_rows or block_rows_for(X, threads)
+    spans = [(start, min(start + step, n)) for start in range(0, n, step)]
+    threads = min(threads, len(spans) // 2) if len(spans) >= 4 else 1
+    args = (coef_t, intercept, X, target, link, weights)
+    if threads > 1:
+        pool, single_blas = _threads(threads)
+        groups = np.array_split(np.arange(len(spans)), threads)
+        with single_blas:
+            parts = list(pool.map(
+                lambda group: _accumulate(*args, [spans[i] for i in group], with_grad),
+                groups))
+    else:
+        parts = [_accumulate(*args, spans, with_grad)]
+    loss_sum = sum(p[0] for p in parts)
+    n_correct = sum(p[1] for p in parts)
     grad = np.zeros_like(params, dtype=np.float64)
-    grad_coef = grad[:d]
-    loss_sum = 0.0
-    n_correct = 0
-    step = block_rows or block_rows_for(X)
-    for start in range(0, n, step):
-        stop = min(start + step, n)
-        X_block = X[start:stop]
-        logits = np.asarray(X_block @ coef_x, dtype=np.float64)
-        logits += intercept
-        w_block = None if weights is None else weights[start:stop]
-        block_loss, block_correct = block(logits, target.take(slice(start, stop)), w_block)
-        loss_sum += block_loss
-        n_correct += block_correct
-        if with_grad:
-            residual = logits if X.dtype == np.float64 else logits.astype(X.dtype)
-            grad_coef += X_block.T @ residual
-            grad[d] += logits.sum(axis=0)
+    grad[:d] = sum(p[2] for p in parts).T
+    grad[d] = sum(p[3] for p in parts)
     total_weight = float(n) if weights is None else float(weights.sum())
     grad /= total_weight
     if not fit_intercept:
@@ -291,7 +369,7 @@ def evaluate(
     if l2:
         objective += 0.5 * l2 * float(np.sum(coef * coef))
         if with_grad:
-            grad_coef += l2 * coef
+            grad[:d] += l2 * coef
     return LossGrad(objective, grad, data_loss, n_correct / max(n, 1))
 
 
