@@ -137,3 +137,42 @@ def test_bad_settings_are_config_errors():
                    {"max_epochs": -1}):
         with pytest.raises(ConfigError):
             fit(X, target, link, **kwargs)
+
+
+def test_split_in_place_equals_fancy_indexing():
+    from xent.preprocess import split_in_place, train_val_split
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(1000, 7))
+    labels = rng.integers(0, 3, 1000)
+    train_rows, val_rows = train_val_split(labels, 0.3, seed=2)
+    expected_train, expected_val = X[train_rows], X[val_rows]
+    work = X.copy()
+    got_train, got_val = split_in_place(work, train_rows, val_rows)
+    assert np.array_equal(got_train, expected_train) and np.array_equal(got_val, expected_val)
+    assert np.shares_memory(got_train, work)  # a view: no copy of the training part
+
+
+def test_stratified_split_is_seeded_and_keeps_every_class():
+    from xent.preprocess import train_val_split
+
+    labels = np.array([0] * 50 + [1] * 30 + [2] * 1)
+    train, val = train_val_split(labels, 0.2, seed=1)
+    assert np.array_equal(np.sort(np.concatenate([train, val])), np.arange(81))
+    assert np.bincount(labels[val], minlength=3).tolist() == [10, 6, 0]
+    assert 2 in labels[train]
+    again = train_val_split(labels, 0.2, seed=1)
+    assert np.array_equal(val, again[1])
+    assert not np.array_equal(val, train_val_split(labels, 0.2, seed=2)[1])
+
+
+def test_float32_training_is_confirmed_in_float64(optimum_cache):
+    X, target, link, (_, ref_value) = _setup("digits", optimum_cache)
+    result = fit(X.astype(np.float32), target, link, optimizer="lbfgs", l2=L2, tol=1e-6)
+    assert result.converged
+    # the last record was computed with float64 products: it matches a float64 evaluation
+    from xent.loss import evaluate
+
+    exact = evaluate(result.params, X.astype(np.float32).astype(np.float64), target, link, L2)
+    assert result.history.last.objective == pytest.approx(exact.objective, rel=1e-12)
+    assert abs(exact.objective - ref_value) <= 1e-6 * ref_value

@@ -29,7 +29,7 @@ from .metrics import (
     prior_log_loss,
 )
 from .model import Model
-from .preprocess import fit_standardizer, train_val_split
+from .preprocess import fit_standardizer, split_in_place, train_val_split
 from .train import Checkpoint, FitResult, History, Validation, fit
 
 
@@ -105,24 +105,34 @@ def _as_dtype(X, dtype: str):
 
 def train(config: Config, callback=None, dataset: Dataset | None = None, *,
           should_stop=None, checkpoint=None, checkpoint_every: int = 0,
-          resume: Checkpoint | None = None) -> Run:
+          resume: Checkpoint | None = None, consume_dataset: bool = False) -> Run:
     """Train the model that ``config`` describes. ``callback(record)`` sees each epoch.
 
     The validation part is a stratified split of ``val_fraction`` of the rows, drawn from
     ``config.data.seed``; standardisation is fitted on the training part only. ``should_stop``,
     ``checkpoint``, ``checkpoint_every`` and ``resume`` are passed to ``train.fit``.
+
+    Memory: a dataset loaded here (or passed with ``consume_dataset=True``) is split and
+    standardised in place, so training holds X plus its validation part; a dataset passed
+    without it is left untouched and copied.
     """
     started = time.perf_counter()
     config = with_absolute_paths(config)
+    owned = consume_dataset or dataset is None
     dataset = dataset or load_training_data(config)
     cfg_d, cfg_m, cfg_o = config.data, config.model, config.optim
     train_rows, val_rows = train_val_split(dataset.labels, cfg_d.val_fraction, cfg_d.seed)
-    X_train, X_val = dataset.X[train_rows], dataset.X[val_rows]
+    if owned and isinstance(dataset.X, np.ndarray) and dataset.X.dtype == np.float64:
+        X_train, X_val = split_in_place(dataset.X, train_rows, val_rows)
+        dataset.X = None  # its rows are now the training part, standardised below
+    else:
+        X_train, X_val = dataset.X[train_rows], dataset.X[val_rows]
     standardizer = fit_standardizer(X_train, dataset.feature_names, dataset.name) \
         if cfg_d.standardize else None
     raw_stds = None if cfg_d.standardize else fit_standardizer(X_train).scale
-    if standardizer is not None:
-        X_train, X_val = standardizer.transform(X_train), standardizer.transform(X_val)
+    if standardizer is not None:  # X_train and X_val are ours here: standardise in place
+        X_train = standardizer.transform(X_train, copy=False)
+        X_val = standardizer.transform(X_val, copy=False)
     X_train, X_val = _as_dtype(X_train, cfg_d.dtype), _as_dtype(X_val, cfg_d.dtype)
     n_classes = dataset.n_classes
     link = get_link(cfg_m.link, n_classes)
@@ -185,10 +195,10 @@ def train(config: Config, callback=None, dataset: Dataset | None = None, *,
         "grad_norm_rel": result.history.last.grad_norm_rel if len(result.history) else None,
         "lr": None if np.isnan(result.lr) else result.lr,
         "seconds": time.perf_counter() - started,
-        "n_samples": dataset.n_samples,
+        "n_samples": len(dataset.labels),
         "n_train": len(train_rows),
         "n_val": len(val_rows),
-        "n_features": dataset.n_features,
+        "n_features": X_train.shape[1],
         "n_classes": n_classes,
         "classes": dataset.classes,
         "link": link.name,

@@ -354,7 +354,7 @@ def train(ctx, data, standardize, config_file, sets, out, force, quiet, as_json,
     with StopOnSignal() as stop:
         run = api.train(config, callback=progress, dataset=dataset, should_stop=stop,
                         checkpoint=save_checkpoint_file, checkpoint_every=checkpoint_every,
-                        resume=checkpoint)
+                        resume=checkpoint, consume_dataset=True)
         if progress is not None:
             progress.finish()
         write_run(run_dir, run)

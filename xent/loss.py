@@ -266,18 +266,25 @@ _POOL: ThreadPoolExecutor | None = None
 _BLAS: ThreadpoolController | None = None
 
 
+def single_threaded_blas():
+    """A context in which every BLAS library of the process uses one thread (numpy's and
+    scipy's each bring an OpenBLAS pool; on few cores the two pools slow each other down)."""
+    global _BLAS
+    if _BLAS is None:
+        _BLAS = ThreadpoolController()
+    return _BLAS.limit(limits=1, user_api="blas")
+
+
 def _threads(n_threads: int):
     """The shared worker pool, and a context that keeps BLAS single-threaded while our threads
     run (two pools of threads on the same cores slow each other down)."""
-    global _POOL, _BLAS
+    global _POOL
     if _POOL is None or _POOL._max_workers < n_threads:
         _POOL = ThreadPoolExecutor(max_workers=n_threads, thread_name_prefix="xent")
-    if _BLAS is None:
-        _BLAS = ThreadpoolController()
-    return _POOL, _BLAS.limit(limits=1, user_api="blas")
+    return _POOL, single_threaded_blas()
 
 
-def _accumulate(coef_t, intercept, X, target, link, weights, spans, with_grad):
+def _accumulate(coef_t, intercept, X, target, link, weights, spans, with_grad, compute_dtype):
     """Sum over the row blocks ``spans`` of the weighted losses, the right predictions and (if
     ``with_grad``) the residuals' products: returns (loss_sum, n_correct, grad_coef_t (k, d),
     grad_intercept (k,)), all sums in float64.
@@ -292,6 +299,8 @@ def _accumulate(coef_t, intercept, X, target, link, weights, spans, with_grad):
     sparse = sp.issparse(X)
     for start, stop in spans:
         X_block = X[start:stop]
+        if X_block.dtype != compute_dtype:
+            X_block = X_block.astype(compute_dtype)  # one block at a time: float32 storage
         if sparse:
             logits = np.ascontiguousarray((X_block @ coef_t.T).T, dtype=np.float64)
         else:
@@ -302,7 +311,7 @@ def _accumulate(coef_t, intercept, X, target, link, weights, spans, with_grad):
         loss_sum += block_loss
         n_correct += block_correct
         if with_grad:
-            residual = logits if X.dtype == np.float64 else logits.astype(X.dtype)
+            residual = logits if compute_dtype == np.float64 else logits.astype(compute_dtype)
             if sparse:
                 grad_coef_t += (X_block.T @ residual.T).T
             else:
@@ -323,6 +332,7 @@ def evaluate(
     block_rows: int | None = None,
     with_grad: bool = True,
     n_threads: int | None = None,
+    compute_dtype=None,
 ) -> LossGrad:
     """Objective, gradient, data loss and accuracy at ``params`` in one pass over X.
 
@@ -331,6 +341,8 @@ def evaluate(
     taken in X's dtype, the loss and gradient summed in float64.
     weights: (n_samples,) or None. The mean divides by their sum (n_samples when None).
     With ``with_grad=False`` (validation) the second product is skipped and ``grad`` is zero.
+    ``compute_dtype`` float64 with float32 X converts each block to float64 before its products:
+    the exact objective of the stored data, at float64 cost (for a final check).
 
     Dense X of several blocks is shared out among ``n_threads`` threads (default: the cores
     this process may use), each summing its own contiguous run of blocks; the partial sums are
@@ -338,7 +350,8 @@ def evaluate(
     """
     n, d = X.shape
     coef, intercept = params[:d], params[d]
-    coef_t = np.ascontiguousarray(coef.T, dtype=X.dtype)
+    compute_dtype = np.dtype(compute_dtype or X.dtype)
+    coef_t = np.ascontiguousarray(coef.T, dtype=compute_dtype)
     threads = available_cores() if n_threads is None else max(1, n_threads)
     if sp.issparse(X):
         threads = 1  # scipy's sparse products hold the GIL: threads would only queue
@@ -351,10 +364,11 @@ def evaluate(
         groups = np.array_split(np.arange(len(spans)), threads)
         with single_blas:
             parts = list(pool.map(
-                lambda group: _accumulate(*args, [spans[i] for i in group], with_grad),
+                lambda group: _accumulate(*args, [spans[i] for i in group], with_grad,
+                                          compute_dtype),
                 groups))
     else:
-        parts = [_accumulate(*args, spans, with_grad)]
+        parts = [_accumulate(*args, spans, with_grad, compute_dtype)]
     loss_sum = sum(p[0] for p in parts)
     n_correct = sum(p[1] for p in parts)
     grad = np.zeros_like(params, dtype=np.float64)

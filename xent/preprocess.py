@@ -34,6 +34,23 @@ def train_val_split(
     return train, val
 
 
+def split_in_place(X: np.ndarray, train_rows: np.ndarray, val_rows: np.ndarray):
+    """(X[train_rows], X[val_rows]) for a dense X that may be overwritten: the validation rows
+    are copied out, then the training rows are moved to the top of X in place, so the training
+    part is a view and memory grows by the validation part only. ``train_rows`` must be sorted.
+
+    Moving in increasing order is safe: row train_rows[i] >= i is read before any write reaches
+    it, since the writes of a chunk go to rows below every row a later chunk reads.
+    """
+    X_val = X[val_rows]
+    chunk = max(1, (1 << 22) // max(1, X.shape[1] * X.itemsize))
+    for start in range(0, len(train_rows), chunk):
+        rows = train_rows[start:start + chunk]
+        if rows[0] != start or rows[-1] != start + len(rows) - 1:
+            X[start:start + len(rows)] = X[rows]
+    return X[:len(train_rows)], X_val
+
+
 @dataclass(frozen=True)
 class Standardizer:
     """x -> (x - mean) / scale per feature. ``mean`` is None for sparse data (no centring,
@@ -43,11 +60,13 @@ class Standardizer:
     mean: np.ndarray | None
     scale: np.ndarray
 
-    def transform(self, X):
-        """Standardised copy of X (n_samples, n_features); sparse X stays sparse."""
+    def transform(self, X, copy: bool = True):
+        """Standardised X (n_samples, n_features); sparse X stays sparse. ``copy=False``
+        overwrites a dense float X in place (for arrays the caller owns)."""
         if sp.issparse(X):
             return sp.csr_matrix(X @ sp.diags(1.0 / self.scale).astype(X.dtype))
-        out = np.array(X, dtype=X.dtype if X.dtype == np.float32 else np.float64)
+        dtype = X.dtype if X.dtype == np.float32 else np.float64
+        out = np.array(X, dtype=dtype) if copy or X.dtype != dtype else X
         if self.mean is not None:
             out -= self.mean.astype(out.dtype)
         out /= self.scale.astype(out.dtype)

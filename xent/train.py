@@ -29,7 +29,7 @@ import scipy.optimize
 from .config import OptimConfig
 from .errors import ConfigError
 from .links import Link
-from .loss import Target, evaluate, lipschitz_bound, target_entropy
+from .loss import Target, evaluate, lipschitz_bound, single_threaded_blas, target_entropy
 from .optim import OPTIMIZERS, make_optimizer, state_from_arrays, state_to_arrays
 
 #: Adam's step is a distance in parameter space, not a fraction of 1/L: this is its "auto".
@@ -233,6 +233,8 @@ class _Loop:
         self.n_evaluations = 0
         self.last_finite: np.ndarray = start_params
         self.entropy = target_entropy(target, weights)
+        self.exact = False  # products in float64 even for float32 data (see `record`)
+        self.current = None
 
     def restore(self, c: Checkpoint) -> None:
         self.history.records = list(c.history)
@@ -255,18 +257,34 @@ class _Loop:
             X, target, weights = self.X, self.target, self.weights
         self.n_evaluations += with_grad
         return evaluate(params, X, target, self.link, self.l2, weights,
-                        fit_intercept=self.fit_intercept, with_grad=with_grad)
+                        fit_intercept=self.fit_intercept, with_grad=with_grad,
+                        compute_dtype=np.float64 if self.exact else None)
 
-    def record(self, epoch: int, params, result) -> str | None:
-        """Append epoch ``epoch``'s record for ``params`` (evaluated as ``result``) and return a
-        stop reason, or None to go on."""
-        if not (math.isfinite(result.objective) and np.all(np.isfinite(params))
-                and np.all(np.isfinite(result.grad))):
-            return "diverged"
+    def _relative_norm(self, result) -> tuple[float, float]:
         grad_norm = float(np.linalg.norm(result.grad))
         if self.grad_norm0 is None:
             self.grad_norm0 = grad_norm
-        rel = grad_norm / self.grad_norm0 if self.grad_norm0 > 0 else 0.0
+        return grad_norm, grad_norm / self.grad_norm0 if self.grad_norm0 > 0 else 0.0
+
+    def record(self, epoch: int, params, result) -> str | None:
+        """Append epoch ``epoch``'s record for ``params`` (evaluated as ``result``) and return a
+        stop reason, or None to go on.
+
+        With float32 data the stopping rule is confirmed in float64: the first time the float32
+        gradient meets it, the point is evaluated again with float64 products, and from then on
+        every evaluation is (a float32 objective is off by 1e-8 to 3e-7, too coarse to confirm
+        an optimum). ``self.current`` is the evaluation the record used; the caller steps with
+        its gradient.
+        """
+        self.current = result
+        if not (math.isfinite(result.objective) and np.all(np.isfinite(params))
+                and np.all(np.isfinite(result.grad))):
+            return "diverged"
+        grad_norm, rel = self._relative_norm(result)
+        if rel < self.tol and not self.exact and self.X.dtype != np.float64:
+            self.exact = True
+            result = self.current = self.evaluate(params)
+            grad_norm, rel = self._relative_norm(result)
         val_loss = val_acc = float("nan")
         if self.validation is not None and self.validation.target.n_samples:
             v = self.evaluate(params, self.validation.X, self.validation.target,
@@ -310,7 +328,11 @@ class _Loop:
         backoffs = 0
         result = self.evaluate(params)
         while True:
-            reason = None if recorded else self.record(epoch, params, result)
+            if not recorded:
+                reason = self.record(epoch, params, result)
+                result = self.current
+            else:
+                reason = None
             recorded = False
             if reason == "diverged" and lr_backoff and backoffs < 30 and len(self.history):
                 # go on from the last finite point at half the step, with fresh momentum
@@ -346,11 +368,12 @@ class _Loop:
 
         scipy's own stopping rules are switched off (gtol=0, ftol at machine precision) so that
         ours, ||g|| / ||g_0|| < tol, decides; the callback raises StopIteration to stop. After a
-        resume L-BFGS starts with an empty memory from the checkpoint's params.
+        resume L-BFGS starts with an empty memory from the checkpoint's params. With float32
+        data, a line search that fails on float32 rounding before the tolerance is reached
+        switches to float64 products and L-BFGS goes on from where it was.
         """
         shape = params.shape
         cache = {}
-        first_epoch = self.history.last.epoch if len(self.history) else 0
 
         def fun(flat):
             result = self.evaluate(flat.reshape(shape))
@@ -375,17 +398,26 @@ class _Loop:
             reason = self.record(0, params, self.evaluate(params))
             if reason is not None:
                 return reason
-        if first_epoch >= max_epochs:
-            reasons.append("max_epochs")
-        else:
-            outcome = scipy.optimize.minimize(
-                fun, params.ravel(), jac=True, method="L-BFGS-B", callback=on_iteration,
-                options={"maxiter": max_epochs - first_epoch, "gtol": 0.0, "ftol": 1e-15,
-                         "maxcor": 20},
-            )
-            if not reasons:
-                reasons.append("max_epochs" if outcome.nit >= max_epochs - first_epoch
-                               else "stalled")
+        while not reasons:
+            done = self.history.last.epoch
+            if done >= max_epochs:
+                reasons.append("max_epochs")
+                break
+            with single_threaded_blas():  # L-BFGS-B's own BLAS calls must not spin a pool
+                outcome = scipy.optimize.minimize(
+                    fun, self.last_finite.ravel(), jac=True, method="L-BFGS-B",
+                    callback=on_iteration,
+                    options={"maxiter": max_epochs - done, "gtol": 0.0, "ftol": 1e-15,
+                             "maxcor": 20},
+                )
+            if reasons:
+                break
+            if outcome.nit >= max_epochs - done:
+                reasons.append("max_epochs")
+            elif not self.exact and self.X.dtype != np.float64:
+                self.exact = True  # stalled on float32 rounding: go on in float64
+            else:
+                reasons.append("stalled")
         if reasons[0] != "diverged":
             self.save(self.history.last.epoch, self.last_finite, (), None)
         return reasons[0]

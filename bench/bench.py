@@ -1,0 +1,230 @@
+"""Speed and memory of xent against scikit-learn (and torch, where installed), in one run.
+
+    python bench/bench.py --quick            # small variants, well under a minute
+    python bench/bench.py                    # A: 200,000 x 100, 10 classes; B: 1,000,000 x 50, 2
+
+Data: make_classification, standardised; l2 = 1 / (C n) with C = 1, the objective of
+scikit-learn's LogisticRegression. The target is the objective scikit-learn lbfgs reaches
+(default settings); "time to 1e-8" is how long a solver takes to get within 1e-8 relative of it
+(1e-6 for the first-order methods). scikit-learn lbfgs runs with tol=1e-10, so that it stops at
+its optimum (at its default tol=1e-4 it stops 1e-6 or more above it). Times of scikit-learn
+lbfgs and xent lbfgs are medians over --repeats runs, the rest single runs; ratios are to
+scikit-learn lbfgs's time in the same run. A table goes to stdout, everything to --out (JSON).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import sklearn
+from sklearn.datasets import make_classification
+from sklearn.linear_model import LogisticRegression, SGDClassifier
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from xent.links import get_link  # noqa: E402
+from xent.loss import evaluate, labels_target, single_threaded_blas  # noqa: E402
+from xent.train import fit  # noqa: E402
+
+SETS = {
+    "A": dict(n_samples=200_000, n_features=100, n_classes=10),
+    "B": dict(n_samples=1_000_000, n_features=50, n_classes=2),
+    "A-quick": dict(n_samples=20_000, n_features=100, n_classes=10),
+    "B-quick": dict(n_samples=100_000, n_features=50, n_classes=2),
+}
+
+
+def make_data(n_samples, n_features, n_classes, seed=0):
+    X, y = make_classification(n_samples, n_features, n_informative=n_features // 2,
+                               n_classes=n_classes, n_clusters_per_class=1, random_state=seed)
+    X -= X.mean(axis=0)
+    X /= X.std(axis=0)
+    return np.ascontiguousarray(X), y
+
+
+def median_time(function, repeats):
+    """(median seconds, last result) over ``repeats`` calls."""
+    times, result = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = function()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), result
+
+
+def objective_of(coef, intercept, X, target, link, l2):
+    params = np.vstack([np.asarray(coef).T, np.asarray(intercept)[None, :]])
+    with single_threaded_blas():
+        return evaluate(params, X, target, link, l2).objective
+
+
+def xent_to_target(X, target, link, l2, optimizer, goal, max_epochs, tol=0.0):
+    """xent from zeros until the objective is <= goal (or the budget runs out)."""
+    state = {}
+
+    def reached():
+        return state.get("objective", np.inf) <= goal
+
+    def remember(record):
+        state["objective"] = record.objective
+
+    result = fit(X, target, link, optimizer=optimizer, l2=l2, max_epochs=max_epochs, tol=tol,
+                 callback=remember, should_stop=reached if goal is not None else None)
+    return result
+
+
+def torch_lbfgs(X, y, n_classes, l2, goal, max_iter=1000):
+    import torch
+
+    Xt = torch.from_numpy(X)
+    yt = torch.from_numpy(y.astype(np.int64))
+    k = 1 if n_classes == 2 else n_classes
+    W = torch.zeros(X.shape[1], k, dtype=torch.float64, requires_grad=True)
+    b = torch.zeros(k, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([W, b], max_iter=max_iter, history_size=20, tolerance_grad=0,
+                            tolerance_change=0, line_search_fn="strong_wolfe")
+    values = []
+
+    def closure():
+        opt.zero_grad()
+        z = Xt @ W + b
+        if k == 1:
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(z[:, 0], yt.double())
+        else:
+            loss = torch.nn.functional.cross_entropy(z, yt)
+        loss = loss + 0.5 * l2 * (W * W).sum()
+        loss.backward()
+        values.append(float(loss))
+        return loss
+
+    for _ in range(max_iter):
+        opt.step(closure)
+        if values[-1] <= goal:
+            break
+        opt.max_iter = 1  # one iteration per step from now on, so the goal is checked
+    return W.detach().numpy().T, b.detach().numpy()
+
+
+def run_set(name, repeats, gd_budget, log):
+    spec = SETS[name]
+    X, y = make_data(**spec)
+    n, k = len(y), spec["n_classes"]
+    l2 = 1.0 / n  # C = 1
+    link = get_link("auto", k)
+    target = labels_target(y, k)
+    rows = {}
+    log(f"[{name}] n={n} d={X.shape[1]} K={k}, X {X.nbytes / 1e6:.0f} MB")
+
+    read, _ = median_time(lambda: np.add.reduce(X, axis=None), max(repeats, 5))
+    params = np.random.default_rng(0).normal(scale=0.01, size=(X.shape[1] + 1, link.n_outputs(k)))
+    ev, _ = median_time(lambda: evaluate(params, X, target, link, l2), max(repeats, 5))
+    rows["read X once (1 thread)"] = dict(seconds=read)
+    rows["xent loss+gradient"] = dict(seconds=ev, per_read=ev / read)
+    log(f"  read {read * 1e3:.1f} ms, xent loss+gradient {ev * 1e3:.1f} ms = {ev / read:.2f}x")
+
+    sk_time, sk = median_time(
+        lambda: LogisticRegression(C=1.0, solver="lbfgs", tol=1e-10, max_iter=10_000).fit(X, y),
+        repeats)
+    f_sk = objective_of(sk.coef_, sk.intercept_, X, target, link, l2)
+    goal8, goal6 = f_sk * (1 + 1e-8), f_sk * (1 + 1e-6)
+    rows["sklearn lbfgs"] = dict(seconds=sk_time, iterations=int(np.max(sk.n_iter_)), gap=0.0)
+    log(f"  sklearn lbfgs {sk_time:.2f} s ({int(np.max(sk.n_iter_))} iterations), "
+        f"objective {f_sk:.10f}")
+
+    def gap(value):
+        return (value - f_sk) / abs(f_sk)
+
+    t, nc = median_time(lambda: LogisticRegression(C=1.0, solver="newton-cholesky",
+                                                   max_iter=10_000).fit(X, y), 1)
+    rows["sklearn newton-cholesky"] = dict(
+        seconds=t, gap=gap(objective_of(nc.coef_, nc.intercept_, X, target, link, l2)))
+    t, sgd = median_time(lambda: SGDClassifier(loss="log_loss", alpha=l2,
+                                               random_state=0).fit(X, y), 1)
+    rows["sklearn SGDClassifier" + (" (one-vs-rest)" if k > 2 else "")] = dict(
+        seconds=t, gap=gap(objective_of(sgd.coef_, sgd.intercept_, X, target, link, l2)))
+
+    for dtype in (np.float64, np.float32):
+        data = X if dtype == np.float64 else X.astype(np.float32)
+        label = "" if dtype == np.float64 else " float32"
+        t, res = median_time(lambda d=data: xent_to_target(d, target, link, l2, "lbfgs", goal8,
+                                                           10_000), repeats)
+        final = objective_of(res.params[:-1].T, res.params[-1], X, target, link, l2)
+        rows[f"xent lbfgs{label}"] = dict(seconds=t, iterations=res.n_epochs, gap=gap(final))
+        log(f"  xent lbfgs{label} {t:.2f} s, gap {gap(final):.1e}")
+
+    for optimizer in ("nesterov", "gd"):
+        t, res = median_time(lambda o=optimizer: xent_to_target(X, target, link, l2, o, goal6,
+                                                                gd_budget), 1)
+        rows[f"xent {optimizer} (to 1e-6)"] = dict(
+            seconds=t, iterations=res.n_epochs, gap=gap(res.history.last.objective),
+            reached=bool(res.history.last.objective <= goal6))
+        log(f"  xent {optimizer} {t:.2f} s, {res.n_epochs} iterations")
+
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        log("  torch not installed: no torch LBFGS")
+    else:
+        t, (W, b) = median_time(lambda: torch_lbfgs(X, y, k, l2, goal8), repeats)
+        rows["torch LBFGS"] = dict(seconds=t, gap=gap(objective_of(W.T, b, X, target, link,
+                                                                   l2)))
+
+    tracemalloc.start()
+    fit(X, target, link, optimizer="lbfgs", l2=l2, max_epochs=30, tol=0.0)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    rows["xent lbfgs memory"] = dict(peak_extra_bytes=peak, per_X=peak / X.nbytes)
+    log(f"  memory while training: X + {100 * peak / X.nbytes:.1f}%")
+    for row in rows.values():
+        if "seconds" in row:
+            row["per_sklearn_lbfgs"] = row["seconds"] / sk_time
+    return rows
+
+
+def table(results) -> str:
+    lines = ["| data | solver | seconds | x sklearn lbfgs | iterations | gap to sklearn |",
+             "|---|---|---|---|---|---|"]
+    for name, rows in results.items():
+        for solver, row in rows.items():
+            if "seconds" not in row:
+                lines.append(f"| {name} | {solver} | X + {100 * row['per_X']:.1f}% | | | |")
+                continue
+            extra = f" ({row['per_read']:.2f}x read)" if "per_read" in row else ""
+            gap = f"{row['gap']:.1e}" if "gap" in row else ""
+            lines.append(f"| {name} | {solver} | {row['seconds']:.3f}{extra} | "
+                         f"{row['per_sklearn_lbfgs']:.2f} | {row.get('iterations', '')} | {gap} |")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="the small variants of A and B")
+    parser.add_argument("--sets", help="comma-separated: A, B, A-quick, B-quick")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--gd-budget", type=int, default=5000,
+                        help="most iterations for gd and nesterov")
+    parser.add_argument("--out", default="bench/results/latest.json")
+    args = parser.parse_args()
+    names = args.sets.split(",") if args.sets else (
+        ["A-quick", "B-quick"] if args.quick else ["A", "B"])
+    results = {name: run_set(name, args.repeats, args.gd_budget,
+                             lambda m: print(m, file=sys.stderr, flush=True)) for name in names}
+    machine = {"python": platform.python_version(), "numpy": np.__version__,
+               "scikit-learn": sklearn.__version__, "processor": platform.processor(),
+               "cores": len(__import__("os").sched_getaffinity(0))}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"machine": machine, "results": results}, indent=2))
+    print(table(results))
+    print(f"\nmachine: {machine}")
+
+
+if __name__ == "__main__":
+    main()
