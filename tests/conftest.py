@@ -32,6 +32,12 @@ def sklearn_optimum(X, y, l2):
     return params, value
 
 
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory, monkeypatch):
+    """Streamed data are cached under a directory of the test session, never ~/.cache."""
+    monkeypatch.setenv("XENT_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "xent-cache"))
+
+
 @pytest.fixture(scope="session")
 def optimum_cache():
     return {}

@@ -6,6 +6,8 @@ standardise, fit, package the model. Nothing here prints or parses options.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -14,6 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import data as data_mod
+from . import stream
 from .config import Config
 from .data import Dataset, FeatureEncoder
 from .diagnostics import diagnose
@@ -66,31 +69,83 @@ def with_absolute_paths(config: Config) -> Config:
 
 
 def load_training_data(config: Config) -> Dataset:
-    """The data named by ``config.data``, checked to be trainable (two classes at least)."""
+    """The data named by ``config.data``, checked to be trainable (two classes at least).
+
+    With ``data.stream`` the file is parsed into (or found in) the cache instead, and the
+    dataset has no X: its ``table`` is the cache, read block by block by ``train``.
+    """
     cfg = config.data
     if not cfg.source:
         raise DataError("no data given: name a CSV, a LIBSVM file or sklearn:NAME")
-    dataset = data_mod.load(
-        cfg.source,
-        target=cfg.target or None,
-        impute=None if cfg.impute == "none" else cfg.impute,
-    )
-    data_mod.finite_or_raise(dataset.X, dataset.name)
-    if dataset.encoder is None and not sp.issparse(dataset.X):
-        dataset.encoder = FeatureEncoder(tuple(dataset.feature_names))
+    if cfg.stream:
+        dataset = _streamed_dataset(config)
+    else:
+        dataset = data_mod.load(
+            cfg.source,
+            target=cfg.target or None,
+            impute=None if cfg.impute == "none" else cfg.impute,
+        )
+        data_mod.finite_or_raise(dataset.X, dataset.name)
+        if dataset.encoder is None and not sp.issparse(dataset.X):
+            dataset.encoder = FeatureEncoder(tuple(dataset.feature_names))
     counts = np.bincount(dataset.labels, minlength=dataset.n_classes)
     if dataset.n_classes < 2 or np.count_nonzero(counts) < 2:
         raise DataError(
             f"{dataset.name}: only one class ({dataset.classes[0]!r}) in the labels; "
             "a classifier needs at least two"
         )
-    if dataset.n_samples < 2:
+    if len(dataset.labels) < 2:
         raise DataError(f"{dataset.name}: a single row is not enough to train on")
     return dataset
 
 
+def _streamed_dataset(config: Config) -> Dataset:
+    source = config.data.source
+    if data_mod.is_builtin(source):
+        raise DataError(f"{source} is small and built in: train it without --stream")
+    path = Path(source)
+    data_mod.check_file(path)
+    if data_mod.is_libsvm(path):
+        raise DataError(f"{source}: LIBSVM files are read whole (they stay sparse); drop "
+                        "--stream")
+    table, _ = stream.build_cache(path, config.data.target or None, config.data.chunk_rows)
+    meta = table.meta
+    levels = {c: tuple(sorted(meta["levels"][j])) for j, c in enumerate(meta["categorical"])}
+    names = FeatureEncoder(tuple(meta["columns"]), levels).feature_names
+    return Dataset(None, table.labels, list(meta["classes"]), names, str(path),
+                   target_column=meta["target"], sha256=meta["sha256"], table=table)
+
+
+def memory_budget() -> int:
+    """Bytes a data set may take in memory before training streams it: $XENT_MEMORY_BUDGET,
+    else half of the memory available now."""
+    if os.environ.get("XENT_MEMORY_BUDGET"):
+        return int(float(os.environ["XENT_MEMORY_BUDGET"]))
+    with contextlib.suppress(OSError, ValueError, IndexError), \
+            open("/proc/meminfo", encoding="ascii") as handle:
+        for line in handle:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024 // 2
+    return 4 << 30
+
+
+def needs_streaming(config: Config) -> bool:
+    """Whether a data file is too big to train on in memory: parsed, a CSV takes several times
+    its size (float64 values, pandas' objects, the standardised copy); 4x is the estimate."""
+    source = config.data.source
+    if config.data.stream or not source or data_mod.is_builtin(source):
+        return False
+    path = Path(source)
+    if not path.is_file() or data_mod.is_libsvm(path):
+        return False
+    return 4 * path.stat().st_size > memory_budget()
+
+
 def n_validation(config: Config, dataset: Dataset) -> int:
-    """How many rows the stratified split of ``config`` holds out."""
+    """How many rows the split of ``config`` holds out."""
+    if dataset.table is not None:
+        return int(np.count_nonzero(stream.validation_mask(
+            len(dataset.labels), config.data.val_fraction, config.data.seed)))
     return len(train_val_split(dataset.labels, config.data.val_fraction, config.data.seed)[1])
 
 
@@ -103,24 +158,30 @@ def _as_dtype(X, dtype: str):
     return X.astype(target, copy=False)
 
 
-def train(config: Config, callback=None, dataset: Dataset | None = None, *,
-          should_stop=None, checkpoint=None, checkpoint_every: int = 0,
-          resume: Checkpoint | None = None, consume_dataset: bool = False) -> Run:
-    """Train the model that ``config`` describes. ``callback(record)`` sees each epoch.
+def _balanced(labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """Class weights n / (K * count of the class), as scikit-learn's "balanced"."""
+    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
+    return np.divide(len(labels), n_classes * counts, out=np.zeros(n_classes), where=counts > 0)
 
-    The validation part is a stratified split of ``val_fraction`` of the rows, drawn from
-    ``config.data.seed``; standardisation is fitted on the training part only. ``should_stop``,
-    ``checkpoint``, ``checkpoint_every`` and ``resume`` are passed to ``train.fit``.
 
-    Memory: a dataset loaded here (or passed with ``consume_dataset=True``) is split and
-    standardised in place, so training holds X plus its validation part; a dataset passed
-    without it is left untouched and copied.
-    """
-    started = time.perf_counter()
-    config = with_absolute_paths(config)
-    owned = consume_dataset or dataset is None
-    dataset = dataset or load_training_data(config)
-    cfg_d, cfg_m, cfg_o = config.data, config.model, config.optim
+@dataclass
+class _Prepared:
+    """Training and validation data ready for ``fit``, and the preprocessing they went
+    through."""
+
+    X_train: object
+    X_val: object
+    target: object
+    val_target: object
+    weights: np.ndarray | None
+    standardizer: object
+    encoder: FeatureEncoder | None
+    raw_stds: np.ndarray | None
+    feature_names: list[str]
+
+
+def _prepare_in_memory(config: Config, dataset: Dataset, owned: bool) -> _Prepared:
+    cfg_d, cfg_m = config.data, config.model
     train_rows, val_rows = train_val_split(dataset.labels, cfg_d.val_fraction, cfg_d.seed)
     if owned and isinstance(dataset.X, np.ndarray) and dataset.X.dtype == np.float64:
         X_train, X_val = split_in_place(dataset.X, train_rows, val_rows)
@@ -133,17 +194,73 @@ def train(config: Config, callback=None, dataset: Dataset | None = None, *,
     if standardizer is not None:  # X_train and X_val are ours here: standardise in place
         X_train = standardizer.transform(X_train, copy=False)
         X_val = standardizer.transform(X_val, copy=False)
-    X_train, X_val = _as_dtype(X_train, cfg_d.dtype), _as_dtype(X_val, cfg_d.dtype)
     n_classes = dataset.n_classes
-    link = get_link(cfg_m.link, n_classes)
     target = labels_target(dataset.labels[train_rows], n_classes, cfg_m.label_smoothing)
-    val_target = labels_target(dataset.labels[val_rows], n_classes)
     weights = None
     if cfg_m.class_weight == "balanced":
-        counts = np.bincount(target.labels, minlength=n_classes).astype(np.float64)
-        class_weight = np.divide(len(train_rows), n_classes * counts,
-                                 out=np.zeros(n_classes), where=counts > 0)
-        weights = class_weighted(target, None, class_weight)
+        weights = class_weighted(target, None, _balanced(target.labels, n_classes))
+    return _Prepared(_as_dtype(X_train, cfg_d.dtype), _as_dtype(X_val, cfg_d.dtype), target,
+                     labels_target(dataset.labels[val_rows], n_classes), weights, standardizer,
+                     dataset.encoder, raw_stds, dataset.feature_names)
+
+
+def _prepare_streamed(config: Config, dataset: Dataset) -> _Prepared:
+    cfg_d, cfg_m = config.data, config.model
+    table = dataset.table
+    val = stream.validation_mask(table.n_rows, cfg_d.val_fraction, cfg_d.seed)
+    train_rows = ~val
+    impute = None if cfg_d.impute == "none" else cfg_d.impute
+    if impute == "drop":
+        train_rows &= ~table.missing
+        val &= ~table.missing
+    encoder, standardizer = stream.fit_streamed(table, train_rows, impute, cfg_d.standardize,
+                                                cfg_d.chunk_rows)
+    raw_stds = None
+    if not cfg_d.standardize:
+        raw_stds = stream.fit_streamed(table, train_rows, impute, True,
+                                       cfg_d.chunk_rows)[1].scale
+    class_weight = _balanced(table.labels[train_rows], dataset.n_classes) \
+        if cfg_m.class_weight == "balanced" else None
+    dtype = np.float32 if cfg_d.dtype == "float32" else np.float64
+
+    def view(rows, smoothing):
+        return stream.StreamData(table, rows, encoder, standardizer, cfg_d.chunk_rows, dtype,
+                                 smoothing, class_weight)
+
+    X_train, X_val = view(train_rows, cfg_m.label_smoothing), view(val, 0.0)
+    return _Prepared(X_train, X_val, X_train.target, X_val.target, None, standardizer, encoder,
+                     raw_stds, encoder.feature_names)
+
+
+def train(config: Config, callback=None, dataset: Dataset | None = None, *,
+          should_stop=None, checkpoint=None, checkpoint_every: int = 0,
+          resume: Checkpoint | None = None, consume_dataset: bool = False) -> Run:
+    """Train the model that ``config`` describes. ``callback(record)`` sees each epoch.
+
+    The validation part is a stratified split of ``val_fraction`` of the rows, drawn from
+    ``config.data.seed`` (for streamed data: a draw per row, see ``xent.stream``);
+    standardisation is fitted on the training part only. ``should_stop``, ``checkpoint``,
+    ``checkpoint_every`` and ``resume`` are passed to ``train.fit``.
+
+    Memory: a dataset loaded here (or passed with ``consume_dataset=True``) is split and
+    standardised in place, so training holds X plus its validation part; a dataset passed
+    without it is left untouched and copied. Streamed data are read block by block.
+    """
+    started = time.perf_counter()
+    config = with_absolute_paths(config)
+    owned = consume_dataset or dataset is None
+    dataset = dataset or load_training_data(config)
+    cfg_d, cfg_m, cfg_o = config.data, config.model, config.optim
+    if dataset.table is not None:
+        prepared = _prepare_streamed(config, dataset)
+    else:
+        prepared = _prepare_in_memory(config, dataset, owned)
+    X_train, X_val = prepared.X_train, prepared.X_val
+    target, val_target, weights = prepared.target, prepared.val_target, prepared.weights
+    standardizer, raw_stds = prepared.standardizer, prepared.raw_stds
+    n_classes = dataset.n_classes
+    link = get_link(cfg_m.link, n_classes)
+    n_train, n_val = target.n_samples, val_target.n_samples
     result = fit(
         X_train,
         target,
@@ -156,7 +273,7 @@ def train(config: Config, callback=None, dataset: Dataset | None = None, *,
         l2=cfg_m.l2,
         weights=weights,
         fit_intercept=cfg_m.fit_intercept,
-        validation=Validation(X_val, val_target) if len(val_rows) else None,
+        validation=Validation(X_val, val_target) if n_val else None,
         patience=cfg_o.patience or None,
         seed=cfg_d.seed,
         callback=callback,
@@ -170,9 +287,9 @@ def train(config: Config, callback=None, dataset: Dataset | None = None, *,
         result.params,
         classes=dataset.classes,
         link=link.name,
-        feature_names=dataset.feature_names,
+        feature_names=prepared.feature_names,
         standardizer=standardizer,
-        encoder=dataset.encoder,
+        encoder=prepared.encoder,
         metadata={"target": dataset.target_column, "data": dataset.name,
                   "lr": None if np.isnan(result.lr) else result.lr},
     )
@@ -181,8 +298,8 @@ def train(config: Config, callback=None, dataset: Dataset | None = None, *,
     final = evaluate_objective(result.params, X_train, target, link, cfg_m.l2, weights,
                                fit_intercept=cfg_m.fit_intercept, with_grad=False)
     val = evaluate_objective(result.params, X_val, val_target, link, 0.0,
-                             with_grad=False) if len(val_rows) else None
-    baseline_labels = dataset.labels[val_rows] if len(val_rows) else target.labels
+                             with_grad=False) if n_val else None
+    baseline_labels = val_target.labels if n_val else target.labels
     summary = {
         "objective": final.objective,
         "train_loss": final.data_loss,
@@ -196,8 +313,8 @@ def train(config: Config, callback=None, dataset: Dataset | None = None, *,
         "lr": None if np.isnan(result.lr) else result.lr,
         "seconds": time.perf_counter() - started,
         "n_samples": len(dataset.labels),
-        "n_train": len(train_rows),
-        "n_val": len(val_rows),
+        "n_train": n_train,
+        "n_val": n_val,
         "n_features": X_train.shape[1],
         "n_classes": n_classes,
         "classes": dataset.classes,
@@ -210,8 +327,8 @@ def train(config: Config, callback=None, dataset: Dataset | None = None, *,
         "diagnostics": diagnose(
             result.history, stop_reason=result.stop_reason, lr=result.lr,
             optimizer=cfg_o.optimizer, l2=cfg_m.l2, tol=cfg_o.tol,
-            full_batch=not cfg_o.batch_size or cfg_o.batch_size >= len(train_rows),
-            feature_stds=raw_stds, feature_names=dataset.feature_names),
+            full_batch=not cfg_o.batch_size or cfg_o.batch_size >= n_train,
+            feature_stds=raw_stds, feature_names=prepared.feature_names),
         "data_sha256": dataset.sha256,
         "versions": versions(),
         "config": config.to_dict(),

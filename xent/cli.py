@@ -93,6 +93,8 @@ TRAIN_OPTIONS = {
     "impute": "data.impute",
     "dtype": "data.dtype",
     "lr_backoff": "optim.lr_backoff",
+    "stream": "data.stream",
+    "chunk_rows": "data.chunk_rows",
 }
 #: what may change when a run is resumed: the budget and the stopping rule, not the objective
 RESUMABLE = {"epochs", "tol", "patience"}
@@ -323,6 +325,12 @@ def train(ctx, data, standardize, config_file, sets, out, force, quiet, as_json,
         config, resume = _resume_settings(ctx, run_dir, data, config_file, sets, options)
     else:
         config = _resolve_config(ctx, data, config_file, sets, standardize, options)
+    if api.needs_streaming(config):
+        config = cfg.with_overrides(config, {"data.stream": True}, "option")
+        click.echo(f"note: {config.data.source} is too big to train on in memory (budget "
+                   f"{api.memory_budget() / 1e9:.1f} GB): streaming it (--stream)", err=True)
+    if config.data.stream and not quiet:
+        click.echo("reading the data into the cache (once per file) ...", err=True)
     dataset = api.load_training_data(config)
     if dry_run:
         click.echo(cfg.to_toml(config))
@@ -650,6 +658,44 @@ def compare(run_dirs, out):
     out_dir = Path(out) if out else Path("runs") / f"compare-{datetime.now():%Y%m%d-%H%M%S}"
     click.echo(_leaderboard(list(run_dirs), out_dir), nl=False)
     click.echo(f"written to {out_dir}", err=True)
+
+
+@cli.group()
+def cache():
+    """The cache of parsed data files that --stream reads (in $XENT_CACHE_DIR, else
+    ~/.cache/xent)."""
+
+
+@cache.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def cache_list(as_json):
+    """List the cached data files."""
+    from .stream import cache_root, list_caches
+
+    rows = list_caches()
+    if as_json:
+        click.echo(to_json(rows))
+        return
+    click.echo(f"cache directory: {cache_root()}")
+    for r in rows:
+        stale = "  (stale: the file changed or is gone)" if r["stale"] else ""
+        click.echo(f"{r['key']}  {r['n_rows']:>10} rows  {r['bytes'] / 1e6:>9.1f} MB  "
+                   f"{r['created']}  {r['source']}{stale}")
+    if not rows:
+        click.echo("(empty)")
+
+
+@cache.command("clear")
+@click.argument("keys", nargs=-1)
+@click.option("--stale", is_flag=True, help="Only caches whose file changed or is gone.")
+def cache_clear(keys, stale):
+    """Remove cached data files: those named by KEY, the stale ones, or all."""
+    from .stream import clear_caches, list_caches
+
+    if stale:
+        keys = [r["key"] for r in list_caches() if r["stale"]]
+    removed = clear_caches(list(keys) if keys or stale else None)
+    click.echo(f"removed {removed} cache(s)")
 
 
 def main():

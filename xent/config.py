@@ -37,6 +37,8 @@ class DataConfig:
                            choices=("none", "mean", "median", "drop"))
     dtype: str = _setting("float64", "feature dtype in memory; sums are float64 either way",
                           choices=("float64", "float32"))
+    stream: bool = _setting(False, "parse the file once into a cache and stream it in blocks")
+    chunk_rows: int = _setting(65536, "rows per block when streaming", minimum=64)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ is a ``FeatureEncoder`` stored in the model, so that eval and predict apply the 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import os
@@ -188,21 +189,22 @@ class Dataset:
     encoder: FeatureEncoder | None = None
     target_column: str | None = None
     sha256: str | None = None  # of the file's bytes, or of a built-in set's arrays
+    table: object = None  # a stream.CachedTable when the data are streamed (X is then None)
 
     @property
     def n_samples(self) -> int:
-        return self.X.shape[0]
+        return len(self.labels) if self.labels is not None else self.X.shape[0]
 
     @property
     def n_features(self) -> int:
-        return self.X.shape[1]
+        return len(self.feature_names) if self.X is None else self.X.shape[1]
 
     @property
     def n_classes(self) -> int:
         return len(self.classes)
 
 
-def _python_scalar(value):
+def python_scalar(value):
     """numpy scalars -> Python ones, integral floats -> int, so classes are JSON-ready."""
     if isinstance(value, np.generic):
         value = value.item()
@@ -214,7 +216,7 @@ def _python_scalar(value):
 def class_order(values) -> list:
     """The classes of a label column, in a stable order: sorted numerically if all numbers,
     else sorted as text."""
-    unique = [_python_scalar(v) for v in pd.unique(pd.Series(values))]
+    unique = [python_scalar(v) for v in pd.unique(pd.Series(values))]
     if all(isinstance(v, int | float) and not isinstance(v, bool) for v in unique):
         return sorted(unique)
     return sorted({str(v) for v in unique})
@@ -228,7 +230,7 @@ def encode_labels(values, classes: list, source: str = "data") -> np.ndarray:
     indices = np.empty(len(values), dtype=np.intp)
     unknown = []
     for row, value in enumerate(values):
-        value = _python_scalar(value)
+        value = python_scalar(value)
         index = lookup.get(value, by_text.get(str(value)))
         if index is None:
             unknown.append(value)
@@ -255,7 +257,7 @@ def load_builtin(name: str) -> Dataset:
             + ", ".join(BUILTIN_PREFIX + n for n in BUILTIN_NAMES)
         )
     bunch = loaders[name]()
-    classes = [_python_scalar(c) for c in bunch.target_names]
+    classes = [python_scalar(c) for c in bunch.target_names]
     names = [str(n) for n in getattr(bunch, "feature_names", [])] or [
         f"x{i}" for i in range(bunch.data.shape[1])
     ]
@@ -271,7 +273,7 @@ def load_builtin(name: str) -> Dataset:
 def is_libsvm(path: Path) -> bool:
     if path.suffix.lower() in LIBSVM_SUFFIXES:
         return True
-    if path.suffix.lower() in (".csv", ".tsv"):
+    if path.suffix.lower() in (".csv", ".tsv") or is_parquet(path):
         return False
     with open(path, "rb") as handle:
         first = handle.readline(4096).decode("utf-8", errors="replace").split("#")[0].split()
@@ -301,10 +303,8 @@ def load_libsvm(path: str | os.PathLike, n_features: int | None = None) -> Datas
     return Dataset(sp.csr_matrix(X), labels, classes, names, str(path))
 
 
-def read_csv(path: str | os.PathLike) -> pd.DataFrame:
-    """Read a CSV with a header row (UTF-8, with or without BOM). Every problem a file can have
-    becomes a ``DataError`` that names it."""
-    path = Path(path)
+def _check_header(path: Path) -> list[str]:
+    """The header row of a CSV, checked: readable, UTF-8, not empty, no duplicate names."""
     try:
         with open(path, encoding="utf-8-sig", newline="") as handle:
             header = next(csv.reader(handle), None)
@@ -312,21 +312,89 @@ def read_csv(path: str | os.PathLike) -> pd.DataFrame:
         raise DataError(f"{path}: not a UTF-8 text file (is it a CSV?)") from None
     except OSError as exc:
         raise DataError(f"{path}: cannot read the file ({exc.strerror})") from None
+    except csv.Error as exc:
+        raise DataError(f"{path}: malformed CSV header ({exc})") from None
     if not header:
         raise DataError(f"{path}: the file is empty; a CSV needs a header row and data rows")
     duplicated = sorted({c for c in header if header.count(c) > 1})
     if duplicated:
         raise DataError(f"{path}: duplicate column name(s) {_names(duplicated)}; rename them")
+    return header
+
+
+def _parse_errors(path: Path):
+    """pandas' parse errors as DataErrors naming the file."""
     try:
-        frame = pd.read_csv(path, encoding="utf-8-sig")
+        yield
     except pd.errors.ParserError as exc:
         raise DataError(f"{path}: malformed CSV ({str(exc).strip()})") from None
     except (UnicodeDecodeError, ValueError) as exc:
         raise DataError(f"{path}: cannot parse the file as CSV ({exc})") from None
+
+
+def read_csv(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a CSV with a header row (UTF-8, with or without BOM), or a Parquet file. Every
+    problem a file can have becomes a ``DataError`` that names it."""
+    path = Path(path)
+    if is_parquet(path):
+        frame = _read_parquet(path)
+    else:
+        _check_header(path)
+        with contextlib.contextmanager(_parse_errors)(path):
+            frame = pd.read_csv(path, encoding="utf-8-sig")
     if len(frame) == 0:
         raise DataError(f"{path}: the header has no data rows below it")
     frame.columns = [str(c) for c in frame.columns]
     return frame
+
+
+def table_chunks(path: str | os.PathLike, chunk_rows: int):
+    """A CSV or Parquet file as DataFrames of at most ``chunk_rows`` rows (Parquet by record
+    batches), so that no more than a chunk is in memory; errors name the file."""
+    path = Path(path)
+    if is_parquet(path):
+        parquet = _pyarrow_parquet()
+        try:
+            reader = parquet.ParquetFile(path)
+            for batch in reader.iter_batches(batch_size=chunk_rows):
+                yield batch.to_pandas()
+        except (OSError, ValueError) as exc:  # pyarrow's errors derive from these
+            raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
+        return
+    _check_header(path)
+    parse = contextlib.contextmanager(_parse_errors)
+    with parse(path):
+        reader = pd.read_csv(path, encoding="utf-8-sig", chunksize=chunk_rows)
+    while True:
+        with parse(path):
+            chunk = next(reader, None)
+        if chunk is None:
+            return
+        chunk.columns = [str(c) for c in chunk.columns]
+        yield chunk
+
+
+PARQUET_SUFFIXES = (".parquet", ".pq")
+
+
+def is_parquet(path: Path) -> bool:
+    return Path(path).suffix.lower() in PARQUET_SUFFIXES
+
+
+def _pyarrow_parquet():
+    try:
+        import pyarrow.parquet as parquet
+    except ImportError:
+        raise DataError("reading Parquet needs pyarrow: pip install 'xent[parquet]'") from None
+    return parquet
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    parquet = _pyarrow_parquet()
+    try:
+        return parquet.read_table(path).to_pandas()
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
 
 
 def frame_dataset(

@@ -320,6 +320,79 @@ def _accumulate(coef_t, intercept, X, target, link, weights, spans, with_grad, c
     return loss_sum, n_correct, grad_coef_t, grad_intercept
 
 
+class Sums(NamedTuple):
+    """What a pass over some rows adds up: weighted losses, right predictions, the gradient's
+    sums X^T R (as R^T X: (n_outputs, n_features)) and sum R, the rows and their weight."""
+
+    loss: float
+    n_correct: int
+    grad_coef_t: np.ndarray
+    grad_intercept: np.ndarray
+    n_rows: int
+    weight: float
+
+    def __add__(self, other: Sums) -> Sums:
+        return Sums(self.loss + other.loss, self.n_correct + other.n_correct,
+                    self.grad_coef_t + other.grad_coef_t,
+                    self.grad_intercept + other.grad_intercept,
+                    self.n_rows + other.n_rows, self.weight + other.weight)
+
+
+def sums(params, X, target: Target, link: Link, weights=None, *, block_rows=None,
+         with_grad=True, n_threads=None, compute_dtype=None) -> Sums:
+    """The sums of the objective over the rows of X (dense or CSR), in row blocks.
+
+    Dense X of several blocks is shared out among ``n_threads`` threads (default: the cores
+    this process may use), each summing its own contiguous run of blocks; the partial sums are
+    added in a fixed order, so the result does not depend on timing. Products are taken in
+    ``compute_dtype`` (default X's dtype), sums in float64.
+    """
+    n, d = X.shape
+    compute_dtype = np.dtype(compute_dtype or X.dtype)
+    coef_t = np.ascontiguousarray(params[:d].T, dtype=compute_dtype)
+    threads = available_cores() if n_threads is None else max(1, n_threads)
+    if sp.issparse(X):
+        threads = 1  # scipy's sparse products hold the GIL: threads would only queue
+    step = block_rows or block_rows_for(X, threads)
+    spans = [(start, min(start + step, n)) for start in range(0, n, step)]
+    threads = min(threads, len(spans) // 2) if len(spans) >= 4 else 1
+    args = (coef_t, params[d], X, target, link, weights)
+    if threads > 1:
+        pool, single_blas = _threads(threads)
+        groups = np.array_split(np.arange(len(spans)), threads)
+        with single_blas:
+            parts = list(pool.map(
+                lambda group: _accumulate(*args, [spans[i] for i in group], with_grad,
+                                          compute_dtype),
+                groups))
+    else:
+        parts = [_accumulate(*args, spans, with_grad, compute_dtype)]
+    weight = float(n) if weights is None else float(np.sum(weights))
+    return Sums(sum(p[0] for p in parts), sum(p[1] for p in parts), sum(p[2] for p in parts),
+                sum(p[3] for p in parts), n, weight)
+
+
+def finish(params, totals: Sums, l2: float = 0.0, *, fit_intercept=True,
+           with_grad=True) -> LossGrad:
+    """The objective and gradient from the sums over all rows: divide by the total weight and
+    add the penalty l2/2 ||W||^2 (and l2 W)."""
+    d = params.shape[0] - 1
+    coef = params[:d]
+    grad = np.zeros_like(params, dtype=np.float64)
+    grad[:d] = totals.grad_coef_t.T
+    grad[d] = totals.grad_intercept
+    grad /= totals.weight
+    if not fit_intercept:
+        grad[d] = 0.0
+    data_loss = totals.loss / totals.weight
+    objective = data_loss
+    if l2:
+        objective += 0.5 * l2 * float(np.sum(coef * coef))
+        if with_grad:
+            grad[:d] += l2 * coef
+    return LossGrad(objective, grad, data_loss, totals.n_correct / max(totals.n_rows, 1))
+
+
 def evaluate(
     params: np.ndarray,
     X,
@@ -338,53 +411,24 @@ def evaluate(
 
     params: (n_features + 1, n_outputs) float64, W stacked over b.
     X: (n_samples, n_features), dense or scipy.sparse CSR, float64 or float32. Products are
-    taken in X's dtype, the loss and gradient summed in float64.
+    taken in X's dtype, the loss and gradient summed in float64. X may also be a streamed
+    source (an object with ``chunks()`` yielding (X, target, weights) parts, see
+    ``xent.stream``): its chunks' sums are added up and ``target`` and ``weights`` are unused.
     weights: (n_samples,) or None. The mean divides by their sum (n_samples when None).
     With ``with_grad=False`` (validation) the second product is skipped and ``grad`` is zero.
     ``compute_dtype`` float64 with float32 X converts each block to float64 before its products:
     the exact objective of the stored data, at float64 cost (for a final check).
-
-    Dense X of several blocks is shared out among ``n_threads`` threads (default: the cores
-    this process may use), each summing its own contiguous run of blocks; the partial sums are
-    added in a fixed order, so the result does not depend on timing.
     """
-    n, d = X.shape
-    coef, intercept = params[:d], params[d]
-    compute_dtype = np.dtype(compute_dtype or X.dtype)
-    coef_t = np.ascontiguousarray(coef.T, dtype=compute_dtype)
-    threads = available_cores() if n_threads is None else max(1, n_threads)
-    if sp.issparse(X):
-        threads = 1  # scipy's sparse products hold the GIL: threads would only queue
-    step = block_rows or block_rows_for(X, threads)
-    spans = [(start, min(start + step, n)) for start in range(0, n, step)]
-    threads = min(threads, len(spans) // 2) if len(spans) >= 4 else 1
-    args = (coef_t, intercept, X, target, link, weights)
-    if threads > 1:
-        pool, single_blas = _threads(threads)
-        groups = np.array_split(np.arange(len(spans)), threads)
-        with single_blas:
-            parts = list(pool.map(
-                lambda group: _accumulate(*args, [spans[i] for i in group], with_grad,
-                                          compute_dtype),
-                groups))
+    options = dict(block_rows=block_rows, with_grad=with_grad, n_threads=n_threads,
+                   compute_dtype=compute_dtype)
+    if hasattr(X, "chunks"):
+        totals = None
+        for X_part, target_part, weights_part in X.chunks():
+            part = sums(params, X_part, target_part, link, weights_part, **options)
+            totals = part if totals is None else totals + part
     else:
-        parts = [_accumulate(*args, spans, with_grad, compute_dtype)]
-    loss_sum = sum(p[0] for p in parts)
-    n_correct = sum(p[1] for p in parts)
-    grad = np.zeros_like(params, dtype=np.float64)
-    grad[:d] = sum(p[2] for p in parts).T
-    grad[d] = sum(p[3] for p in parts)
-    total_weight = float(n) if weights is None else float(weights.sum())
-    grad /= total_weight
-    if not fit_intercept:
-        grad[d] = 0.0
-    data_loss = loss_sum / total_weight
-    objective = data_loss
-    if l2:
-        objective += 0.5 * l2 * float(np.sum(coef * coef))
-        if with_grad:
-            grad[:d] += l2 * coef
-    return LossGrad(objective, grad, data_loss, n_correct / max(n, 1))
+        totals = sums(params, X, target, link, weights, **options)
+    return finish(params, totals, l2, fit_intercept=fit_intercept, with_grad=with_grad)
 
 
 def loss_and_grad(params, X, target, link, l2=0.0, weights=None, **kwargs):
@@ -414,9 +458,9 @@ def lipschitz_bound(
     fitted), D = diag(w) and c = 1/4 (sigmoid) or 1/2 (softmax). lambda_max comes from power
     iteration; since power iteration approaches it from below, the estimate is raised by 2%.
     A step of 1/L then decreases the objective at every iteration of gradient descent.
+    X may be a streamed source (``chunks()``), whose weights are then its own.
     """
-    n, d = X.shape
-    total_weight = float(n) if weights is None else float(weights.sum())
+    d = X.shape[1]
     rng = np.random.default_rng(seed)
     v = rng.standard_normal(d + 1)
     if not fit_intercept:
@@ -424,12 +468,16 @@ def lipschitz_bound(
     eigenvalue = 0.0
     for _ in range(n_iter):
         v /= np.linalg.norm(v)
-        u = np.asarray(X @ v[:d]).ravel() + (v[d] if fit_intercept else 0.0)
-        if weights is not None:
-            u *= weights
-        new_v = np.empty(d + 1)
-        new_v[:d] = np.asarray(X.T @ u).ravel()
-        new_v[d] = u.sum() if fit_intercept else 0.0
+        new_v = np.zeros(d + 1)
+        total_weight = 0.0
+        parts = X.chunks() if hasattr(X, "chunks") else [(X, None, weights)]
+        for X_part, _target, w_part in parts:  # Xa^T D Xa v, one part of the rows at a time
+            u = np.asarray(X_part @ v[:d]).ravel() + (v[d] if fit_intercept else 0.0)
+            if w_part is not None:
+                u *= w_part
+            new_v[:d] += np.asarray(X_part.T @ u).ravel()
+            new_v[d] += u.sum() if fit_intercept else 0.0
+            total_weight += X_part.shape[0] if w_part is None else float(w_part.sum())
         new_v /= total_weight
         new_eigenvalue = float(v @ new_v)
         v = new_v

@@ -312,6 +312,18 @@ class _Loop:
             return "interrupted"
         return None
 
+    def batches(self, batch_size: int, rng: np.random.Generator):
+        """One epoch of shuffled mini-batches (X, target, weights); a streamed source makes its
+        own (its blocks shuffled, then the rows within each)."""
+        if hasattr(self.X, "batches"):
+            yield from self.X.batches(batch_size, rng)
+            return
+        order = rng.permutation(self.X.shape[0])
+        for start in range(0, len(order), batch_size):
+            rows = np.sort(order[start:start + batch_size])
+            yield (self.X[rows], self.target.take(rows),
+                   None if self.weights is None else self.weights[rows])
+
     def run_first_order(self, params, optimizer, max_epochs, batch_size, seed, resume,
                         lr_backoff) -> str:
         n = self.X.shape[0]
@@ -354,11 +366,8 @@ class _Loop:
             if full_batch:
                 params, state = opt.update(result.grad, state, params)
             else:
-                order = rng.permutation(n)
-                for start in range(0, n, batch_size):
-                    rows = np.sort(order[start:start + batch_size])
-                    w = None if self.weights is None else self.weights[rows]
-                    batch = self.evaluate(params, self.X[rows], self.target.take(rows), w)
+                for X_batch, target_batch, w_batch in self.batches(batch_size, rng):
+                    batch = self.evaluate(params, X_batch, target_batch, w_batch)
                     params, state = opt.update(batch.grad, state, params)
             epoch += 1
             result = self.evaluate(params)

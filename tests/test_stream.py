@@ -1,0 +1,150 @@
+"""Streaming from a cache: the same model as in memory, a cache that follows the file."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from xent import api, stream
+from xent.config import Config, with_overrides
+from xent.errors import DataError
+
+
+def make_csv(path, n=3000, seed=0, holes=False):
+    rng = np.random.default_rng(seed)
+    colour = rng.choice(["red", "green", "blue", "grün"], size=n)
+    x1 = rng.normal(size=n) * 3 + 1
+    x2 = rng.normal(size=n) * 0.1
+    score = x1 - 20 * x2 + (colour == "red") * 2 + rng.normal(0, 1, n)
+    label = np.where(score > 2, "high", np.where(score > 0, "mid", "low"))
+    frame = pd.DataFrame({"x1": x1, "colour": colour, "x2": x2, "label": label})
+    if holes:
+        frame.loc[rng.choice(n, 40, replace=False), "x1"] = np.nan
+        frame.loc[rng.choice(n, 30, replace=False), "colour"] = np.nan
+    frame.to_csv(path, index=False)
+    return frame
+
+
+def config(source, **overrides):
+    settings = {"data.source": str(source), "optim.optimizer": "lbfgs", "optim.tol": 1e-9,
+                "data.val_fraction": 0.0}
+    settings.update(overrides)
+    return with_overrides(Config(), settings)
+
+
+@pytest.mark.parametrize("holes", [False, True])
+def test_streamed_training_equals_in_memory(tmp_path, holes):
+    make_csv(tmp_path / "big.csv", holes=holes)
+    extra = {"data.impute": "mean"} if holes else {}
+    in_memory = api.train(config(tmp_path / "big.csv", **extra))
+    streamed = api.train(config(tmp_path / "big.csv", **{"data.stream": True,
+                                                          "data.chunk_rows": 64, **extra}))
+    assert streamed.summary["objective"] == pytest.approx(in_memory.summary["objective"],
+                                                          rel=1e-10)
+    assert np.allclose(streamed.model.coef, in_memory.model.coef, atol=1e-7)
+    assert streamed.model.feature_names == in_memory.model.feature_names
+    assert np.allclose(streamed.model.standardizer.mean, in_memory.model.standardizer.mean)
+    assert np.allclose(streamed.model.standardizer.scale, in_memory.model.standardizer.scale)
+    if holes:
+        assert streamed.model.encoder.fill == pytest.approx(in_memory.model.encoder.fill)
+
+
+def test_gradient_descent_follows_the_same_path(tmp_path):
+    make_csv(tmp_path / "d.csv", n=1000)
+    settings = {"optim.optimizer": "nesterov", "optim.epochs": 25, "optim.tol": 0.0}
+    a = api.train(config(tmp_path / "d.csv", **settings))
+    b = api.train(config(tmp_path / "d.csv", **settings, **{"data.stream": True,
+                                                            "data.chunk_rows": 100}))
+    assert np.allclose(a.history.column("objective"), b.history.column("objective"),
+                       rtol=1e-11)
+
+
+def test_streamed_minibatches_and_validation(tmp_path):
+    make_csv(tmp_path / "d.csv", n=4000)
+    settings = {"data.stream": True, "data.chunk_rows": 500, "optim.optimizer": "adam",
+                "optim.batch_size": 64, "optim.epochs": 15, "data.val_fraction": 0.25,
+                "data.seed": 3}
+    first = api.train(config(tmp_path / "d.csv", **settings))
+    again = api.train(config(tmp_path / "d.csv", **settings))
+    assert np.array_equal(first.model.coef, again.model.coef)  # same seed, same bytes
+    assert 800 < first.summary["n_val"] < 1200
+    assert first.summary["val_accuracy"] > 0.8
+    # the split depends on row index and seed, not on the chunk size
+    other = api.train(config(tmp_path / "d.csv", **dict(settings, **{"data.chunk_rows": 64})))
+    assert other.summary["n_val"] == first.summary["n_val"]
+
+
+def test_validation_mask_is_seeded_by_row():
+    mask = stream.validation_mask(200_000, 0.2, seed=1)
+    assert abs(mask.mean() - 0.2) < 0.01
+    assert np.array_equal(mask[:1000], stream.validation_mask(1000, 0.2, seed=1))
+    assert not np.array_equal(mask, stream.validation_mask(200_000, 0.2, seed=2))
+
+
+def test_a_changed_file_gets_a_new_cache(tmp_path, run):
+    make_csv(tmp_path / "d.csv", n=500)
+    table, built = stream.build_cache(tmp_path / "d.csv")
+    assert built and table.n_rows == 500
+    assert stream.build_cache(tmp_path / "d.csv")[1] is False  # reused
+    make_csv(tmp_path / "d.csv", n=600, seed=1)
+    table, built = stream.build_cache(tmp_path / "d.csv")
+    assert built and table.n_rows == 600
+    listed = json.loads(run("cache", "list", "--json").stdout)
+    ours = [r for r in listed if r["source"] == str((tmp_path / "d.csv").resolve())]
+    assert sorted(r["stale"] for r in ours) == [False, True]
+    assert "removed 1" in run("cache", "clear", "--stale").stdout
+    assert len([r for r in json.loads(run("cache", "list", "--json").stdout)
+                if r["source"] == str((tmp_path / "d.csv").resolve())]) == 1
+    run("cache", "clear")
+    assert json.loads(run("cache", "list", "--json").stdout) == []
+
+
+def test_parquet_streams_by_row_groups(tmp_path):
+    frame = make_csv(tmp_path / "d.csv", n=1500)
+    frame.to_parquet(tmp_path / "d.parquet", row_group_size=100)
+    from_csv = api.train(config(tmp_path / "d.csv", **{"data.stream": True}))
+    from_parquet = api.train(config(tmp_path / "d.parquet", **{"data.stream": True,
+                                                                "data.chunk_rows": 128}))
+    in_memory = api.train(config(tmp_path / "d.parquet"))
+    assert from_parquet.summary["objective"] == pytest.approx(from_csv.summary["objective"],
+                                                              rel=1e-10)
+    assert in_memory.summary["objective"] == pytest.approx(from_csv.summary["objective"],
+                                                           rel=1e-10)
+
+
+def test_cli_streams_and_evaluates(run, tmp_path):
+    make_csv(tmp_path / "d.csv", n=2000)
+    result = run("train", "d.csv", "--stream", "--chunk-rows", "256", "--optimizer", "lbfgs",
+                 "-o", "r")
+    assert result.exit_code == 0, result.output
+    assert "cache" in result.stderr and "d=6" in result.stderr
+    evaluated = json.loads(run("eval", "r", "d.csv", "--json").stdout)
+    assert evaluated["accuracy"] > 0.8 and evaluated["n_samples"] == 2000
+
+
+def test_too_big_for_memory_streams_by_itself(run, tmp_path, monkeypatch):
+    make_csv(tmp_path / "d.csv", n=500)
+    monkeypatch.setenv("XENT_MEMORY_BUDGET", "1000")
+    result = run("train", "d.csv", "-o", "r", "--epochs", "3")
+    assert result.exit_code == 0, result.output
+    assert "too big to train on in memory" in result.stderr
+    assert "stream = true" in (tmp_path / "r/config.toml").read_text()
+
+
+@pytest.mark.parametrize("rows, message", [
+    ("x,label\n" + "1,a\n" * 100 + "oops,b\n", "numeric in the first rows"),
+    ("x,label\n1,a\n2,\n", "no label"),
+    ("x,label\n1,a\n,b\n", "missing values in column(s) 'x' (1)"),
+    ("label\na\nb\n", "no feature columns"),
+])
+def test_streaming_errors(tmp_path, rows, message):
+    (tmp_path / "bad.csv").write_text(rows)
+    with pytest.raises(DataError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        api.train(config(tmp_path / "bad.csv", **{"data.stream": True, "data.chunk_rows": 64}))
+
+
+def test_median_is_refused_when_streaming(tmp_path):
+    make_csv(tmp_path / "d.csv", n=200, holes=True)
+    with pytest.raises(DataError, match="median"):
+        api.train(config(tmp_path / "d.csv", **{"data.stream": True, "data.impute": "median"}))

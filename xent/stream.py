@@ -1,0 +1,419 @@
+"""Data beyond memory: a CSV or Parquet file is parsed once, chunk by chunk, into a binary cache;
+every epoch then streams the cache in row blocks through the same loss and gradient.
+
+The cache (one directory per data file and target column, keyed by the file's SHA-256) holds
+the raw table: numeric columns as float64 (NaN where missing), categorical columns as integer
+codes, the labels as class indices, and a JSON description. Encoding (one-hot), imputation and
+standardisation are applied block by block as training reads it, with statistics fitted on the
+training rows in one pass over the cache, so the model is the one in-memory training would
+give, and eval and predict work on it unchanged.
+
+The validation split of streamed data is drawn per row from the seed (by row index, not
+stratified), so that it needs no pass over the labels first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .data import FeatureEncoder, class_order, file_sha256, python_scalar, table_chunks
+from .errors import DataError
+from .loss import Target
+from .preprocess import Standardizer
+
+CACHE_VERSION = 1
+SPLIT_BLOCK = 1 << 16  # rows per seeded block of the validation draw
+
+
+def cache_root() -> Path:
+    """$XENT_CACHE_DIR, else $XDG_CACHE_HOME/xent, else ~/.cache/xent."""
+    if os.environ.get("XENT_CACHE_DIR"):
+        return Path(os.environ["XENT_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "xent"
+
+
+@dataclass
+class CachedTable:
+    """A parsed table on disk. numeric: (n_rows, n_numeric) float64 memmap; codes:
+    (n_rows, n_categorical) int32 memmap of level indices in ``meta["levels"]`` (-1: missing);
+    labels: (n_rows,) class indices into ``meta["classes"]``; missing: (n_rows,) bool."""
+
+    directory: Path
+    meta: dict
+    numeric: np.ndarray
+    codes: np.ndarray
+    labels: np.ndarray
+    missing: np.ndarray
+
+    @property
+    def n_rows(self) -> int:
+        return self.meta["n_rows"]
+
+
+def _memmap(path: Path, dtype, n_rows: int, width: int) -> np.ndarray:
+    if n_rows * width == 0:
+        return np.zeros((n_rows, width), dtype=dtype)
+    return np.memmap(path, dtype=dtype, mode="r", shape=(n_rows, width))
+
+
+def open_cache(directory: Path) -> CachedTable:
+    meta = json.loads((directory / "meta.json").read_text(encoding="utf-8"))
+    n = meta["n_rows"]
+    return CachedTable(
+        directory, meta,
+        _memmap(directory / "numeric.bin", np.float64, n, len(meta["numeric"])),
+        _memmap(directory / "codes.bin", np.int32, n, len(meta["categorical"])),
+        np.load(directory / "labels.npy"), np.load(directory / "missing.npy"))
+
+
+def cache_key(path: Path, target: str | None) -> tuple[str, str]:
+    """(key, sha256 of the file): the file's content and the parsing settings."""
+    digest = file_sha256(path)
+    settings = hashlib.sha256(json.dumps([CACHE_VERSION, target]).encode()).hexdigest()
+    return f"{digest[:24]}-{settings[:8]}", digest
+
+
+def build_cache(path: str | os.PathLike, target: str | None = None,
+                chunk_rows: int = 65536) -> tuple[CachedTable, bool]:
+    """The cache of a CSV or Parquet file, made by one chunked pass unless it exists.
+    Returns (the table, whether it was built now). A changed file has another key, so a stale
+    cache is never used."""
+    path = Path(path)
+    key, digest = cache_key(path, target)
+    final = cache_root() / key
+    if (final / "meta.json").is_file():
+        return open_cache(final), False
+    final.parent.mkdir(parents=True, exist_ok=True)
+    work = final.parent / f".{key}.{os.getpid()}.tmp"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    try:
+        _parse_into(path, target, chunk_rows, work, digest)
+        try:
+            os.replace(work, final)
+        except OSError:  # another process made it meanwhile: use theirs
+            shutil.rmtree(work, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return open_cache(final), True
+
+
+def _parse_into(path: Path, target, chunk_rows, work: Path, digest: str) -> None:
+    columns = numeric = categorical = None
+    level_index: list[dict] = []
+    label_index: dict = {}
+    labels, missing = [], []
+    nan_counts = None
+    n_rows = 0
+    with open(work / "numeric.bin", "wb") as numeric_file, \
+            open(work / "codes.bin", "wb") as codes_file:
+        for chunk in table_chunks(path, chunk_rows):
+            if columns is None:
+                target = target or chunk.columns[-1]
+                if target not in chunk.columns:
+                    raise DataError(f"{path}: no target column {target!r}; the columns are "
+                                    f"{list(chunk.columns)}")
+                columns = [c for c in chunk.columns if c != target]
+                if not columns:
+                    raise DataError(f"{path}: there are no feature columns besides {target!r}")
+                numeric = [c for c in columns if pd.api.types.is_numeric_dtype(chunk[c])
+                           or pd.api.types.is_bool_dtype(chunk[c])]
+                categorical = [c for c in columns if c not in numeric]
+                level_index = [{} for _ in categorical]
+                nan_counts = np.zeros(len(numeric), dtype=np.int64)
+            elif set(chunk.columns) != set(columns) | {target}:
+                raise DataError(f"{path}: the columns change at row {n_rows + 2}")
+            rows = len(chunk)
+            values = chunk[target]
+            if values.isna().any():
+                line = n_rows + 2 + int(np.flatnonzero(values.isna().to_numpy())[0])
+                raise DataError(f"{path}: no label in column {target!r} at line {line}; fill "
+                                "it in or remove the row")
+            labels.append(np.fromiter((label_index.setdefault(v, len(label_index))
+                                       for v in values.tolist()), dtype=np.int64, count=rows))
+            block = _numeric_block(chunk, numeric, path, n_rows)
+            nan_rows = np.isnan(block)
+            nan_counts += nan_rows.sum(axis=0)
+            numeric_file.write(block.tobytes())
+            codes = np.empty((rows, len(categorical)), dtype=np.int32)
+            for j, column in enumerate(categorical):
+                texts = chunk[column]
+                present = texts.notna().to_numpy()
+                index = level_index[j]
+                codes[:, j] = [index.setdefault(t, len(index)) if ok else -1
+                               for t, ok in zip(texts.astype(str).tolist(), present,
+                                                strict=True)]
+            codes_file.write(codes.tobytes())
+            missing.append(nan_rows.any(axis=1) | (codes < 0).any(axis=1))
+            n_rows += rows
+    if columns is None or n_rows == 0:
+        raise DataError(f"{path}: the file has no data rows")
+    raw_classes = list(label_index)
+    classes = class_order(raw_classes)
+    by_text = {str(c): i for i, c in enumerate(classes)}
+    remap = np.array([by_text[str(python_scalar(c))] for c in raw_classes], dtype=np.intp)
+    np.save(work / "labels.npy", remap[np.concatenate(labels)])
+    np.save(work / "missing.npy", np.concatenate(missing))
+    meta = {
+        "version": CACHE_VERSION, "source": str(path.resolve()), "sha256": digest,
+        "n_rows": n_rows, "target": target, "columns": columns, "numeric": numeric,
+        "categorical": categorical, "levels": [list(index) for index in level_index],
+        "classes": classes, "nan_counts": dict(zip(numeric, nan_counts.tolist(), strict=True)),
+        "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    (work / "meta.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+
+
+def _numeric_block(chunk: pd.DataFrame, numeric: list[str], path: Path, offset: int):
+    block = np.empty((len(chunk), len(numeric)))
+    for j, column in enumerate(numeric):
+        try:
+            block[:, j] = chunk[column].to_numpy(dtype=np.float64, na_value=np.nan)
+        except (TypeError, ValueError):
+            raise DataError(f"{path}: column {column!r} is numeric in the first rows but has "
+                            f"text in rows {offset + 2} to {offset + len(chunk) + 1}; clean "
+                            "it, or read the file without --stream") from None
+    if np.isinf(block).any():
+        bad = [numeric[j] for j in np.flatnonzero(np.isinf(block).any(axis=0))]
+        raise DataError(f"{path}: infinite values in column(s) {bad}: fix the file")
+    return block
+
+
+def validation_mask(n_rows: int, val_fraction: float, seed: int) -> np.ndarray:
+    """Which rows are validation rows: each row by a uniform draw from a generator seeded by
+    (seed, block of the row), so the split depends on the row index and seed only."""
+    mask = np.zeros(n_rows, dtype=bool)
+    if val_fraction <= 0:
+        return mask
+    for block, start in enumerate(range(0, n_rows, SPLIT_BLOCK)):
+        stop = min(start + SPLIT_BLOCK, n_rows)
+        mask[start:stop] = np.random.default_rng([seed, block]).random(stop - start) < \
+            val_fraction
+    return mask
+
+
+class StreamData:
+    """The rows of a cached table chosen by ``selection``, encoded, imputed and standardised
+    block by block: what ``loss.evaluate`` and ``train.fit`` accept in place of a matrix.
+
+    ``chunks()`` yields (X block (rows, n_features), Target, weights or None) in row order;
+    ``batches(size, rng)`` yields the same for mini-batches: the blocks in a shuffled order and
+    the rows shuffled within each block."""
+
+    def __init__(self, table: CachedTable, selection: np.ndarray, encoder: FeatureEncoder,
+                 standardizer: Standardizer | None, chunk_rows: int, dtype=np.float64,
+                 smoothing: float = 0.0, class_weight: np.ndarray | None = None):
+        self.table, self.selection = table, selection
+        self.encoder, self.standardizer = encoder, standardizer
+        self.chunk_rows, self.dtype = chunk_rows, np.dtype(dtype)
+        self.labels = table.labels[selection]
+        self.target = Target(len(table.meta["classes"]), labels=self.labels,
+                             smoothing=smoothing)
+        self.weights = None if class_weight is None else class_weight[self.labels]
+        self.n_features = len(encoder.feature_names)
+        self._plan = _EncodingPlan(table, encoder)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return len(self.labels), self.n_features
+
+    def _spans(self):
+        offset = 0
+        for start in range(0, self.table.n_rows, self.chunk_rows):
+            stop = min(start + self.chunk_rows, self.table.n_rows)
+            keep = self.selection[start:stop]
+            count = int(np.count_nonzero(keep))
+            if count:
+                yield start, stop, keep, slice(offset, offset + count)
+            offset += count
+
+    def block(self, start, stop, keep) -> np.ndarray:
+        X = self._plan.encode(start, stop, keep)
+        if self.standardizer is not None:
+            X = self.standardizer.transform(X, copy=False)
+        return X.astype(self.dtype, copy=False)
+
+    def _weights(self, rows):
+        return None if self.weights is None else self.weights[rows]
+
+    def chunks(self):
+        for start, stop, keep, rows in self._spans():
+            yield self.block(start, stop, keep), self.target.take(rows), self._weights(rows)
+
+    def batches(self, batch_size: int, rng: np.random.Generator):
+        spans = list(self._spans())
+        for index in rng.permutation(len(spans)):
+            start, stop, keep, rows = spans[index]
+            X = self.block(start, stop, keep)
+            target, weights = self.target.take(rows), self._weights(rows)
+            order = rng.permutation(len(X))
+            for first in range(0, len(X), batch_size):
+                picked = np.sort(order[first:first + batch_size])
+                yield X[picked], target.take(picked), \
+                    None if weights is None else weights[picked]
+
+
+class _EncodingPlan:
+    """How the cached columns become the encoder's features: numeric columns (imputed with the
+    encoder's fill values) and one-hot categorical ones, in the encoder's order."""
+
+    def __init__(self, table: CachedTable, encoder: FeatureEncoder):
+        meta = table.meta
+        self.table = table
+        self.n_features = len(encoder.feature_names)
+        self.parts = []  # (kind, index among the cached columns, first feature, fill or map)
+        feature = 0
+        for column in encoder.columns:
+            if column in encoder.categories:
+                j = meta["categorical"].index(column)
+                levels = encoder.categories[column]
+                position = {level: i for i, level in enumerate(levels)}
+                level_map = np.array([position.get(level, -1) for level in meta["levels"][j]]
+                                     + [position.get(str(encoder.fill.get(column)), -1)],
+                                     dtype=np.intp)  # the last entry: a missing value
+                self.parts.append(("categorical", j, feature, level_map))
+                feature += len(levels)
+            else:
+                j = meta["numeric"].index(column)
+                fill = encoder.fill.get(column, np.nan)
+                self.parts.append(("numeric", j, feature, fill))
+                feature += 1
+
+    def encode(self, start, stop, keep) -> np.ndarray:
+        numeric = np.asarray(self.table.numeric[start:stop])[keep]
+        codes = np.asarray(self.table.codes[start:stop])[keep]
+        X = np.zeros((len(numeric), self.n_features))
+        rows = np.arange(len(numeric))
+        for kind, j, feature, extra in self.parts:
+            if kind == "numeric":
+                column = numeric[:, j]
+                if not np.isnan(extra):
+                    column = np.where(np.isnan(column), extra, column)
+                X[:, feature] = column
+            else:
+                level = extra[codes[:, j]]  # code -1 picks the last entry: the fill level
+                seen = level >= 0
+                X[rows[seen], feature + level[seen]] = 1.0
+        return X
+
+
+def fit_streamed(table: CachedTable, selection: np.ndarray, impute: str | None,
+                 standardize: bool, chunk_rows: int) -> tuple[FeatureEncoder, Standardizer | None]:
+    """The encoder and standardiser of the selected (training) rows, from one pass over the
+    cache: per numeric column the count, mean and centred sum of squares of the values present
+    (merged chunk by chunk, Chan et al.), per categorical column the count of each level.
+
+    Missing values: an error naming the columns without a policy; ``mean`` fills numeric
+    columns with their mean and categorical ones with their most frequent level; ``drop``
+    leaves the rows out (the caller removes them from ``selection``); ``median`` needs the
+    whole column and is not available when streaming.
+    """
+    meta = table.meta
+    if impute == "median":
+        raise DataError(f"{meta['source']}: --impute median needs the whole column in memory; "
+                        "use mean or drop when streaming")
+    n_numeric, n_cat = len(meta["numeric"]), len(meta["categorical"])
+    count = np.zeros(n_numeric)
+    mean = np.zeros(n_numeric)
+    m2 = np.zeros(n_numeric)
+    level_counts = [np.zeros(len(levels) + 1, dtype=np.int64) for levels in meta["levels"]]
+    for start in range(0, table.n_rows, chunk_rows):
+        stop = min(start + chunk_rows, table.n_rows)
+        keep = selection[start:stop]
+        block = np.asarray(table.numeric[start:stop])[keep]
+        present = ~np.isnan(block)
+        c = present.sum(axis=0).astype(np.float64)
+        safe = np.where(present, block, 0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            m = np.where(c > 0, safe.sum(axis=0) / np.maximum(c, 1), 0.0)
+        q = np.where(present, (block - m) ** 2, 0.0).sum(axis=0)
+        total = count + c
+        delta = m - mean
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(total > 0, mean + delta * c / np.maximum(total, 1), 0.0)
+            m2 = m2 + q + np.where(total > 0, delta**2 * count * c / np.maximum(total, 1), 0.0)
+        count = total
+        codes = np.asarray(table.codes[start:stop])[keep]
+        for j in range(n_cat):  # code -1 (missing) is counted in the last place
+            counts = np.bincount(codes[:, j] + 1, minlength=len(level_counts[j]))
+            level_counts[j][:-1] += counts[1:]
+            level_counts[j][-1] += counts[0]
+    n = int(np.count_nonzero(selection))
+    missing = {c: n - int(count[j]) for j, c in enumerate(meta["numeric"]) if count[j] < n}
+    missing.update({c: int(level_counts[j][-1]) for j, c in enumerate(meta["categorical"])
+                    if level_counts[j][-1]})
+    fill = {}
+    if missing and impute is None:
+        listed = ", ".join(f"{c!r} ({k})" for c, k in missing.items())
+        raise DataError(f"{meta['source']}: missing values in column(s) {listed}: fill them "
+                        "in, or pass --impute mean|drop")
+    if impute == "mean":
+        for j, column in enumerate(meta["numeric"]):
+            if column in missing:
+                fill[column] = float(mean[j])
+        for j, column in enumerate(meta["categorical"]):
+            if column in missing:
+                fill[column] = str(meta["levels"][j][int(np.argmax(level_counts[j][:-1]))])
+    categories = {column: tuple(sorted(meta["levels"][j]))
+                  for j, column in enumerate(meta["categorical"])}
+    encoder = FeatureEncoder(tuple(meta["columns"]), categories, fill, impute)
+    if not standardize:
+        return encoder, None
+    means, stds = [], []
+    for column in encoder.columns:
+        if column in encoder.categories:
+            j = meta["categorical"].index(column)
+            counts = dict(zip(meta["levels"][j], level_counts[j][:-1].tolist(), strict=True))
+            if column in fill:
+                counts[fill[column]] += int(level_counts[j][-1])
+            for level in encoder.categories[column]:
+                p = counts.get(level, 0) / n
+                means.append(p)
+                stds.append(np.sqrt(max(p * (1 - p), 0.0)))
+        else:
+            j = meta["numeric"].index(column)
+            means.append(mean[j])
+            stds.append(np.sqrt(m2[j] / n))
+    std = np.array(stds)
+    return encoder, Standardizer(np.array(means), np.where(std > 0, std, 1.0))
+
+
+def list_caches() -> list[dict]:
+    """The caches on this machine: key, source, rows, size, when made."""
+    root = cache_root()
+    rows = []
+    for directory in sorted(root.glob("*")) if root.is_dir() else []:
+        meta_path = directory / "meta.json"
+        if directory.name.startswith(".") or not meta_path.is_file():
+            continue
+        with contextlib.suppress(ValueError, OSError):
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            size = sum(f.stat().st_size for f in directory.iterdir())
+            rows.append({"key": directory.name, "source": meta["source"],
+                         "n_rows": meta["n_rows"], "bytes": size, "created": meta["created"],
+                         "stale": not Path(meta["source"]).is_file()
+                         or file_sha256(meta["source"]) != meta["sha256"]})
+    return rows
+
+
+def clear_caches(keys: list[str] | None = None) -> int:
+    """Remove the named caches (all of them without names); returns how many were removed."""
+    root = cache_root()
+    removed = 0
+    for directory in list(root.glob("*")) if root.is_dir() else []:
+        if keys is None or directory.name in keys:
+            shutil.rmtree(directory, ignore_errors=True)
+            removed += not directory.name.startswith(".")
+    return removed
