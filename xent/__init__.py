@@ -4,8 +4,16 @@ One gradient, X^T (Q - P) / n + l2 W, trains both links (``xent.loss.loss_and_gr
 """
 
 from .errors import XentError
-from .estimator import SoftmaxRegression
 from .model import Model
 
 __version__ = "0.1.0"
 __all__ = ["Model", "SoftmaxRegression", "XentError", "__version__"]
+
+
+def __getattr__(name):
+    # scikit-learn is imported only by whoever uses the estimator (it costs ~45 MB of memory)
+    if name == "SoftmaxRegression":
+        from .estimator import SoftmaxRegression
+
+        return SoftmaxRegression
+    raise AttributeError(f"module 'xent' has no attribute {name!r}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import hashlib
+import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -348,11 +349,33 @@ def read_csv(path: str | os.PathLike) -> pd.DataFrame:
     return frame
 
 
-def table_chunks(path: str | os.PathLike, chunk_rows: int):
+class _HashingReader(io.RawIOBase):
+    """A binary file that adds every byte read to a hash (so a file is parsed and hashed in
+    one read)."""
+
+    def __init__(self, handle, digest):
+        self.handle, self.digest = handle, digest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        count = self.handle.readinto(buffer)
+        if count:
+            self.digest.update(memoryview(buffer)[:count])
+        return count
+
+
+def table_chunks(path: str | os.PathLike, chunk_rows: int, digest=None):
     """A CSV or Parquet file as DataFrames of at most ``chunk_rows`` rows (Parquet by record
-    batches), so that no more than a chunk is in memory; errors name the file."""
+    batches), so that no more than a chunk is in memory; errors name the file. ``digest`` (a
+    hashlib object), if given, sees every byte of the file."""
     path = Path(path)
     if is_parquet(path):
+        if digest is not None:
+            with open(path, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
         parquet = _pyarrow_parquet()
         try:
             reader = parquet.ParquetFile(path)
@@ -363,15 +386,17 @@ def table_chunks(path: str | os.PathLike, chunk_rows: int):
         return
     _check_header(path)
     parse = contextlib.contextmanager(_parse_errors)
-    with parse(path):
-        reader = pd.read_csv(path, encoding="utf-8-sig", chunksize=chunk_rows)
-    while True:
+    with open(path, "rb") as raw:
+        source = raw if digest is None else io.BufferedReader(_HashingReader(raw, digest))
         with parse(path):
-            chunk = next(reader, None)
-        if chunk is None:
-            return
-        chunk.columns = [str(c) for c in chunk.columns]
-        yield chunk
+            reader = pd.read_csv(source, encoding="utf-8-sig", chunksize=chunk_rows)
+        while True:
+            with parse(path):
+                chunk = next(reader, None)
+            if chunk is None:
+                return
+            chunk.columns = [str(c) for c in chunk.columns]
+            yield chunk
 
 
 PARQUET_SUFFIXES = (".parquet", ".pq")

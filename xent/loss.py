@@ -421,7 +421,9 @@ def evaluate(
     """
     options = dict(block_rows=block_rows, with_grad=with_grad, n_threads=n_threads,
                    compute_dtype=compute_dtype)
-    if hasattr(X, "chunks"):
+    if hasattr(X, "sums"):  # a streamed source that adds up its own blocks
+        totals = X.sums(params, link, **options)
+    elif hasattr(X, "chunks"):
         totals = None
         for X_part, target_part, weights_part in X.chunks():
             part = sums(params, X_part, target_part, link, weights_part, **options)

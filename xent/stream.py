@@ -17,8 +17,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import mmap
 import os
+import queue
 import shutil
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,9 +29,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .data import FeatureEncoder, class_order, file_sha256, python_scalar, table_chunks
+from .data import FeatureEncoder, class_order, python_scalar, table_chunks
 from .errors import DataError
-from .loss import Target
+from .loss import Sums, Target, sums
 from .preprocess import Standardizer
 
 CACHE_VERSION = 1
@@ -45,14 +48,15 @@ def cache_root() -> Path:
 
 @dataclass
 class CachedTable:
-    """A parsed table on disk. numeric: (n_rows, n_numeric) float64 memmap; codes:
-    (n_rows, n_categorical) int32 memmap of level indices in ``meta["levels"]`` (-1: missing);
+    """A parsed table on disk. numeric: (n_rows, n_numeric) float64; codes: (n_rows,
+    n_categorical) int32 of level indices in ``meta["levels"]`` (-1: missing), both
+    ``RowFile``s;
     labels: (n_rows,) class indices into ``meta["classes"]``; missing: (n_rows,) bool."""
 
     directory: Path
     meta: dict
-    numeric: np.ndarray
-    codes: np.ndarray
+    numeric: RowFile
+    codes: RowFile
     labels: np.ndarray
     missing: np.ndarray
 
@@ -61,10 +65,58 @@ class CachedTable:
         return self.meta["n_rows"]
 
 
-def _memmap(path: Path, dtype, n_rows: int, width: int) -> np.ndarray:
-    if n_rows * width == 0:
-        return np.zeros((n_rows, width), dtype=dtype)
-    return np.memmap(path, dtype=dtype, mode="r", shape=(n_rows, width))
+class RowFile:
+    """A (n_rows, width) array stored row-major in a file, read a slice of rows at a time.
+
+    Reads copy the rows into ordinary memory that is freed with the block: unlike a memory
+    map, the pages read do not stay counted in the process's resident memory, which then
+    grows with the block size, not with the file."""
+
+    def __init__(self, path: Path, dtype, n_rows: int, width: int):
+        self.path, self.dtype = path, np.dtype(dtype)
+        self.shape = (n_rows, width)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        start, stop, step = rows.indices(self.shape[0])
+        if step != 1:
+            raise IndexError("RowFile reads contiguous rows only")
+        width = self.shape[1]
+        count = max(stop - start, 0) * width
+        if count == 0:
+            return np.zeros((max(stop - start, 0), width), dtype=self.dtype)
+        values = np.fromfile(self.path, dtype=self.dtype, count=count,
+                             offset=start * width * self.dtype.itemsize)
+        return values.reshape(-1, width)
+
+    def __array__(self, dtype=None, copy=None):
+        whole = self[0:self.shape[0]]
+        return whole if dtype is None else whole.astype(dtype)
+
+    @contextlib.contextmanager
+    def view(self, start: int, stop: int):
+        """Rows start..stop without a copy: a read-only view of the file mapped into memory,
+        whose pages are let go of when the block is done (MADV_DONTNEED: they stay in the
+        page cache but stop counting in this process's memory)."""
+        width, itemsize = self.shape[1], self.dtype.itemsize
+        first = start * width * itemsize
+        page_start = first - first % mmap.ALLOCATIONGRANULARITY
+        length = (stop - start) * width * itemsize + (first - page_start)
+        with open(self.path, "rb") as handle:  # the mapping keeps its own descriptor
+            # MAP_POPULATE: the pages are mapped in one go rather than one fault at a time
+            flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+            mapped = mmap.mmap(handle.fileno(), length, flags=flags, prot=mmap.PROT_READ,
+                               offset=page_start)
+        # the mapping is closed by the garbage collector once no array uses it
+        block = np.frombuffer(mapped, dtype=self.dtype, count=(stop - start) * width,
+                              offset=first - page_start).reshape(-1, width)
+        try:
+            yield block
+        finally:
+            if hasattr(mapped, "madvise"):
+                mapped.madvise(mmap.MADV_DONTNEED)
 
 
 def open_cache(directory: Path) -> CachedTable:
@@ -72,25 +124,26 @@ def open_cache(directory: Path) -> CachedTable:
     n = meta["n_rows"]
     return CachedTable(
         directory, meta,
-        _memmap(directory / "numeric.bin", np.float64, n, len(meta["numeric"])),
-        _memmap(directory / "codes.bin", np.int32, n, len(meta["categorical"])),
+        RowFile(directory / "numeric.bin", np.float64, n, len(meta["numeric"])),
+        RowFile(directory / "codes.bin", np.int32, n, len(meta["categorical"])),
         np.load(directory / "labels.npy"), np.load(directory / "missing.npy"))
 
 
-def cache_key(path: Path, target: str | None) -> tuple[str, str]:
-    """(key, sha256 of the file): the file's content and the parsing settings."""
-    digest = file_sha256(path)
-    settings = hashlib.sha256(json.dumps([CACHE_VERSION, target]).encode()).hexdigest()
-    return f"{digest[:24]}-{settings[:8]}", digest
+def cache_key(path: Path, target: str | None) -> str:
+    """The cache directory's name: the file (its absolute path, size and modification time)
+    and the parsing settings. A file that changes gets a new key, so a stale cache is never
+    read; the content's SHA-256, computed while parsing, is recorded in the cache."""
+    status = path.stat()
+    identity = [CACHE_VERSION, str(path.resolve()), status.st_size, status.st_mtime_ns, target]
+    return hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:32]
 
 
 def build_cache(path: str | os.PathLike, target: str | None = None,
                 chunk_rows: int = 65536) -> tuple[CachedTable, bool]:
     """The cache of a CSV or Parquet file, made by one chunked pass unless it exists.
-    Returns (the table, whether it was built now). A changed file has another key, so a stale
-    cache is never used."""
+    Returns (the table, whether it was built now)."""
     path = Path(path)
-    key, digest = cache_key(path, target)
+    key = cache_key(path, target)
     final = cache_root() / key
     if (final / "meta.json").is_file():
         return open_cache(final), False
@@ -99,7 +152,7 @@ def build_cache(path: str | os.PathLike, target: str | None = None,
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
     try:
-        _parse_into(path, target, chunk_rows, work, digest)
+        _parse_into(path, target, chunk_rows, work)
         try:
             os.replace(work, final)
         except OSError:  # another process made it meanwhile: use theirs
@@ -110,16 +163,61 @@ def build_cache(path: str | os.PathLike, target: str | None = None,
     return open_cache(final), True
 
 
-def _parse_into(path: Path, target, chunk_rows, work: Path, digest: str) -> None:
+class _BackgroundWriter:
+    """Writes arrays to files on a thread of its own, so that the disk works while pandas
+    parses the next chunk; at most two blocks wait, which bounds the memory used."""
+
+    def __init__(self):
+        self.queue: queue.Queue = queue.Queue(maxsize=2)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while (item := self.queue.get()) is not None:
+            if self.error is None:
+                try:
+                    item[0].tofile(item[1])
+                except BaseException as exc:  # reported to the parsing thread
+                    self.error = exc
+
+    def __call__(self, array: np.ndarray, handle) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put((array, handle))
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.queue.put(None)
+        self.thread.join()
+        if self.error is not None and exc_info[0] is None:
+            raise self.error
+        return False
+
+
+def _codes(values: pd.Series, index: dict, as_text: bool) -> np.ndarray:
+    """Integer codes of ``values`` by first appearance across chunks (``index`` grows as new
+    values appear); -1 for a missing value."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    keys = [str(u) if as_text else u for u in uniques.tolist()]
+    lookup = np.array([index.setdefault(k, len(index)) for k in keys] + [-1], dtype=np.int64)
+    return lookup[codes]  # code -1 picks the final -1
+
+
+def _parse_into(path: Path, target, chunk_rows, work: Path) -> None:
+    requested_target = target  # part of the cache's key
     columns = numeric = categorical = None
     level_index: list[dict] = []
     label_index: dict = {}
     labels, missing = [], []
     nan_counts = None
     n_rows = 0
+    digest = hashlib.sha256()
     with open(work / "numeric.bin", "wb") as numeric_file, \
-            open(work / "codes.bin", "wb") as codes_file:
-        for chunk in table_chunks(path, chunk_rows):
+            open(work / "codes.bin", "wb") as codes_file, _BackgroundWriter() as write:
+        for chunk in table_chunks(path, chunk_rows, digest):
             if columns is None:
                 target = target or chunk.columns[-1]
                 if target not in chunk.columns:
@@ -135,29 +233,22 @@ def _parse_into(path: Path, target, chunk_rows, work: Path, digest: str) -> None
                 nan_counts = np.zeros(len(numeric), dtype=np.int64)
             elif set(chunk.columns) != set(columns) | {target}:
                 raise DataError(f"{path}: the columns change at row {n_rows + 2}")
-            rows = len(chunk)
-            values = chunk[target]
-            if values.isna().any():
-                line = n_rows + 2 + int(np.flatnonzero(values.isna().to_numpy())[0])
+            label_codes = _codes(chunk[target], label_index, as_text=False)
+            if (label_codes < 0).any():
+                line = n_rows + 2 + int(np.flatnonzero(label_codes < 0)[0])
                 raise DataError(f"{path}: no label in column {target!r} at line {line}; fill "
                                 "it in or remove the row")
-            labels.append(np.fromiter((label_index.setdefault(v, len(label_index))
-                                       for v in values.tolist()), dtype=np.int64, count=rows))
+            labels.append(label_codes)
             block = _numeric_block(chunk, numeric, path, n_rows)
             nan_rows = np.isnan(block)
             nan_counts += nan_rows.sum(axis=0)
-            numeric_file.write(block.tobytes())
-            codes = np.empty((rows, len(categorical)), dtype=np.int32)
+            write(block, numeric_file)
+            codes = np.empty((len(chunk), len(categorical)), dtype=np.int32)
             for j, column in enumerate(categorical):
-                texts = chunk[column]
-                present = texts.notna().to_numpy()
-                index = level_index[j]
-                codes[:, j] = [index.setdefault(t, len(index)) if ok else -1
-                               for t, ok in zip(texts.astype(str).tolist(), present,
-                                                strict=True)]
-            codes_file.write(codes.tobytes())
+                codes[:, j] = _codes(chunk[column], level_index[j], as_text=True)
+            write(codes, codes_file)
             missing.append(nan_rows.any(axis=1) | (codes < 0).any(axis=1))
-            n_rows += rows
+            n_rows += len(chunk)
     if columns is None or n_rows == 0:
         raise DataError(f"{path}: the file has no data rows")
     raw_classes = list(label_index)
@@ -166,9 +257,12 @@ def _parse_into(path: Path, target, chunk_rows, work: Path, digest: str) -> None
     remap = np.array([by_text[str(python_scalar(c))] for c in raw_classes], dtype=np.intp)
     np.save(work / "labels.npy", remap[np.concatenate(labels)])
     np.save(work / "missing.npy", np.concatenate(missing))
+    status = path.stat()
     meta = {
-        "version": CACHE_VERSION, "source": str(path.resolve()), "sha256": digest,
-        "n_rows": n_rows, "target": target, "columns": columns, "numeric": numeric,
+        "version": CACHE_VERSION, "source": str(path.resolve()), "sha256": digest.hexdigest(),
+        "size": status.st_size, "mtime_ns": status.st_mtime_ns,
+        "n_rows": n_rows, "target": target, "requested_target": requested_target,
+        "columns": columns, "numeric": numeric,
         "categorical": categorical, "levels": [list(index) for index in level_index],
         "classes": classes, "nan_counts": dict(zip(numeric, nan_counts.tolist(), strict=True)),
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -177,14 +271,19 @@ def _parse_into(path: Path, target, chunk_rows, work: Path, digest: str) -> None
 
 
 def _numeric_block(chunk: pd.DataFrame, numeric: list[str], path: Path, offset: int):
-    block = np.empty((len(chunk), len(numeric)))
-    for j, column in enumerate(numeric):
-        try:
-            block[:, j] = chunk[column].to_numpy(dtype=np.float64, na_value=np.nan)
-        except (TypeError, ValueError):
-            raise DataError(f"{path}: column {column!r} is numeric in the first rows but has "
-                            f"text in rows {offset + 2} to {offset + len(chunk) + 1}; clean "
-                            "it, or read the file without --stream") from None
+    """The numeric columns of a chunk as float64 (n, n_numeric), NaN where missing."""
+    try:
+        block = chunk[numeric].to_numpy(dtype=np.float64, na_value=np.nan)
+    except (TypeError, ValueError):
+        for column in numeric:  # find the culprit, to name it
+            try:
+                chunk[column].to_numpy(dtype=np.float64, na_value=np.nan)
+            except (TypeError, ValueError):
+                raise DataError(
+                    f"{path}: column {column!r} is numeric in the first rows but has text in "
+                    f"rows {offset + 2} to {offset + len(chunk) + 1}; clean it, or read the "
+                    "file without --stream") from None
+        raise
     if np.isinf(block).any():
         bad = [numeric[j] for j in np.flatnonzero(np.isinf(block).any(axis=0))]
         raise DataError(f"{path}: infinite values in column(s) {bad}: fix the file")
@@ -239,11 +338,49 @@ class StreamData:
                 yield start, stop, keep, slice(offset, offset + count)
             offset += count
 
+    @contextlib.contextmanager
+    def _raw(self, start, stop, keep):
+        """Rows start..stop (those in ``keep``) encoded and imputed, not standardised: the
+        cached rows themselves, uncopied, when nothing needs changing."""
+        if self._plan.plain and not self._plan.fills_any and keep.all() and \
+                self.dtype == np.float64:
+            with self.table.numeric.view(start, stop) as X:
+                yield X
+        else:
+            yield self._plan.encode(start, stop, keep).astype(self.dtype, copy=False)
+
     def block(self, start, stop, keep) -> np.ndarray:
         X = self._plan.encode(start, stop, keep)
         if self.standardizer is not None:
             X = self.standardizer.transform(X, copy=False)
         return X.astype(self.dtype, copy=False)
+
+    def sums(self, params, link, **options) -> Sums:
+        """The objective's sums over all rows, for ``loss.evaluate``.
+
+        Standardisation is folded into the parameters instead of applied to every block:
+        ((x - mu) / sd) W + b = x (W / sd) + (b - mu . W / sd), and the gradient's sums in
+        standardised terms are (R^T X - (sum R) mu^T) / sd. So the blocks are used as cached,
+        with no pass to standardise them (exact algebra; rounding differs from standardising
+        first by about |mu| / sd times the machine precision).
+        """
+        d = self.n_features
+        raw = np.array(params, dtype=np.float64)
+        if self.standardizer is not None:
+            mean = self.standardizer.mean
+            scale = self.standardizer.scale
+            raw[:d] = params[:d] / scale[:, None]
+            raw[d] = params[d] - mean @ raw[:d]
+        totals = None
+        for start, stop, keep, rows in self._spans():
+            with self._raw(start, stop, keep) as X:
+                part = sums(raw, X, self.target.take(rows), link, self._weights(rows),
+                            **options)
+            totals = part if totals is None else totals + part
+        if self.standardizer is not None:
+            corrected = (totals.grad_coef_t - np.outer(totals.grad_intercept, mean)) / scale
+            totals = totals._replace(grad_coef_t=corrected)
+        return totals
 
     def _weights(self, rows):
         return None if self.weights is None else self.weights[rows]
@@ -273,7 +410,8 @@ class _EncodingPlan:
         meta = table.meta
         self.table = table
         self.n_features = len(encoder.feature_names)
-        self.parts = []  # (kind, index among the cached columns, first feature, fill or map)
+        numeric_features, numeric_sources, fills = [], [], []
+        self.categorical = []  # (cached column, first feature, cached code -> level position)
         feature = 0
         for column in encoder.columns:
             if column in encoder.categories:
@@ -283,27 +421,41 @@ class _EncodingPlan:
                 level_map = np.array([position.get(level, -1) for level in meta["levels"][j]]
                                      + [position.get(str(encoder.fill.get(column)), -1)],
                                      dtype=np.intp)  # the last entry: a missing value
-                self.parts.append(("categorical", j, feature, level_map))
+                self.categorical.append((j, feature, level_map))
                 feature += len(levels)
             else:
-                j = meta["numeric"].index(column)
-                fill = encoder.fill.get(column, np.nan)
-                self.parts.append(("numeric", j, feature, fill))
+                numeric_features.append(feature)
+                numeric_sources.append(meta["numeric"].index(column))
+                fills.append(encoder.fill.get(column, np.nan))
                 feature += 1
+        self.numeric_features = np.array(numeric_features, dtype=np.intp)
+        self.numeric_sources = np.array(numeric_sources, dtype=np.intp)
+        self.fills = np.array(fills)
+        self.fills_any = bool((~np.isnan(self.fills)).any())
+        # the common case, numeric columns only and in cached order: the block is the cache's
+        self.plain = not self.categorical and np.array_equal(
+            self.numeric_sources, np.arange(len(meta["numeric"])))
 
     def encode(self, start, stop, keep) -> np.ndarray:
-        numeric = np.asarray(self.table.numeric[start:stop])[keep]
-        codes = np.asarray(self.table.codes[start:stop])[keep]
-        X = np.zeros((len(numeric), self.n_features))
-        rows = np.arange(len(numeric))
-        for kind, j, feature, extra in self.parts:
-            if kind == "numeric":
-                column = numeric[:, j]
-                if not np.isnan(extra):
-                    column = np.where(np.isnan(column), extra, column)
-                X[:, feature] = column
-            else:
-                level = extra[codes[:, j]]  # code -1 picks the last entry: the fill level
+        """The features of the kept rows of start..stop, (rows kept, n_features), a new
+        array."""
+        numeric = self.table.numeric[start:stop]
+        numeric = numeric if keep.all() else numeric[keep]
+        if self.plain:
+            X = numeric
+        else:
+            X = np.zeros((len(numeric), self.n_features))
+            X[:, self.numeric_features] = numeric[:, self.numeric_sources]
+        filled = ~np.isnan(self.fills)
+        if filled.any():
+            columns = self.numeric_features[filled]
+            block = X[:, columns]
+            X[:, columns] = np.where(np.isnan(block), self.fills[filled], block)
+        if self.categorical:
+            codes = self.table.codes[start:stop][keep]
+            rows = np.arange(len(codes))
+            for j, feature, level_map in self.categorical:
+                level = level_map[codes[:, j]]  # code -1 picks the last entry: the fill level
                 seen = level >= 0
                 X[rows[seen], feature + level[seen]] = 1.0
         return X
@@ -332,7 +484,7 @@ def fit_streamed(table: CachedTable, selection: np.ndarray, impute: str | None,
     for start in range(0, table.n_rows, chunk_rows):
         stop = min(start + chunk_rows, table.n_rows)
         keep = selection[start:stop]
-        block = np.asarray(table.numeric[start:stop])[keep]
+        block = table.numeric[start:stop][keep]
         present = ~np.isnan(block)
         c = present.sum(axis=0).astype(np.float64)
         safe = np.where(present, block, 0.0)
@@ -345,7 +497,7 @@ def fit_streamed(table: CachedTable, selection: np.ndarray, impute: str | None,
             mean = np.where(total > 0, mean + delta * c / np.maximum(total, 1), 0.0)
             m2 = m2 + q + np.where(total > 0, delta**2 * count * c / np.maximum(total, 1), 0.0)
         count = total
-        codes = np.asarray(table.codes[start:stop])[keep]
+        codes = table.codes[start:stop][keep]
         for j in range(n_cat):  # code -1 (missing) is counted in the last place
             counts = np.bincount(codes[:, j] + 1, minlength=len(level_counts[j]))
             level_counts[j][:-1] += counts[1:]
@@ -401,10 +553,12 @@ def list_caches() -> list[dict]:
         with contextlib.suppress(ValueError, OSError):
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
             size = sum(f.stat().st_size for f in directory.iterdir())
+            source = Path(meta["source"])
+            stale = not source.is_file() or \
+                cache_key(source, meta["requested_target"]) != directory.name
             rows.append({"key": directory.name, "source": meta["source"],
                          "n_rows": meta["n_rows"], "bytes": size, "created": meta["created"],
-                         "stale": not Path(meta["source"]).is_file()
-                         or file_sha256(meta["source"]) != meta["sha256"]})
+                         "stale": stale})
     return rows
 
 
