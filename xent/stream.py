@@ -17,12 +17,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import mmap
 import os
 import queue
 import shutil
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +36,7 @@ from .preprocess import Standardizer
 
 CACHE_VERSION = 1
 SPLIT_BLOCK = 1 << 16  # rows per seeded block of the validation draw
+READ_BYTES = 8 << 20  # most bytes of the cache read at once by training
 
 
 def cache_root() -> Path:
@@ -95,28 +96,39 @@ class RowFile:
         whole = self[0:self.shape[0]]
         return whole if dtype is None else whole.astype(dtype)
 
-    @contextlib.contextmanager
-    def view(self, start: int, stop: int):
-        """Rows start..stop without a copy: a read-only view of the file mapped into memory,
-        whose pages are let go of when the block is done (MADV_DONTNEED: they stay in the
-        page cache but stop counting in this process's memory)."""
+    def read_into(self, buffer: np.ndarray, start: int, stop: int) -> np.ndarray:
+        """Rows start..stop read into ``buffer`` (reused between blocks; the read releases the
+        GIL, so it can overlap computing on another block). Returns the filled rows."""
         width, itemsize = self.shape[1], self.dtype.itemsize
-        first = start * width * itemsize
-        page_start = first - first % mmap.ALLOCATIONGRANULARITY
-        length = (stop - start) * width * itemsize + (first - page_start)
-        with open(self.path, "rb") as handle:  # the mapping keeps its own descriptor
-            # MAP_POPULATE: the pages are mapped in one go rather than one fault at a time
-            flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
-            mapped = mmap.mmap(handle.fileno(), length, flags=flags, prot=mmap.PROT_READ,
-                               offset=page_start)
-        # the mapping is closed by the garbage collector once no array uses it
-        block = np.frombuffer(mapped, dtype=self.dtype, count=(stop - start) * width,
-                              offset=first - page_start).reshape(-1, width)
-        try:
-            yield block
-        finally:
-            if hasattr(mapped, "madvise"):
-                mapped.madvise(mmap.MADV_DONTNEED)
+        out = buffer[: stop - start]
+        view = memoryview(out.reshape(-1).view(np.uint8))
+        offset, done = start * width * itemsize, 0
+        with open(self.path, "rb", buffering=0) as handle:
+            while done < len(view):
+                count = os.preadv(handle.fileno(), [view[done:]], offset + done)
+                if count <= 0:
+                    raise DataError(f"{self.path}: the cache is truncated; clear it with "
+                                    "`xent cache clear`")
+                done += count
+        return out
+
+    def prefetched(self, spans: list[tuple[int, int]]):
+        """The rows of each (start, stop) in ``spans``, in order: while the caller works on
+        one block, the next is read on another thread into the other of two buffers, so
+        memory holds two blocks whatever the file's size. A block is valid until the
+        generator resumes."""
+        if not spans:
+            return
+        rows = max(stop - start for start, stop in spans)
+        buffers = [np.empty((rows, self.shape[1]), dtype=self.dtype) for _ in range(2)]
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="xent-read") as reader:
+            pending = reader.submit(self.read_into, buffers[0], *spans[0])
+            for index in range(len(spans)):
+                block = pending.result()
+                if index + 1 < len(spans):
+                    pending = reader.submit(self.read_into, buffers[(index + 1) % 2],
+                                            *spans[index + 1])
+                yield block
 
 
 def open_cache(directory: Path) -> CachedTable:
@@ -316,7 +328,10 @@ class StreamData:
                  smoothing: float = 0.0, class_weight: np.ndarray | None = None):
         self.table, self.selection = table, selection
         self.encoder, self.standardizer = encoder, standardizer
-        self.chunk_rows, self.dtype = chunk_rows, np.dtype(dtype)
+        # blocks of at most ~8 MB: the block read ahead then waits in the L3 cache
+        width = max(1, len(table.meta["numeric"]) + len(table.meta["categorical"]))
+        self.chunk_rows = max(256, min(chunk_rows, READ_BYTES // (8 * width)))
+        self.dtype = np.dtype(dtype)
         self.labels = table.labels[selection]
         self.target = Target(len(table.meta["classes"]), labels=self.labels,
                              smoothing=smoothing)
@@ -337,17 +352,6 @@ class StreamData:
             if count:
                 yield start, stop, keep, slice(offset, offset + count)
             offset += count
-
-    @contextlib.contextmanager
-    def _raw(self, start, stop, keep):
-        """Rows start..stop (those in ``keep``) encoded and imputed, not standardised: the
-        cached rows themselves, uncopied, when nothing needs changing."""
-        if self._plan.plain and not self._plan.fills_any and keep.all() and \
-                self.dtype == np.float64:
-            with self.table.numeric.view(start, stop) as X:
-                yield X
-        else:
-            yield self._plan.encode(start, stop, keep).astype(self.dtype, copy=False)
 
     def block(self, start, stop, keep) -> np.ndarray:
         X = self._plan.encode(start, stop, keep)
@@ -371,11 +375,18 @@ class StreamData:
             scale = self.standardizer.scale
             raw[:d] = params[:d] / scale[:, None]
             raw[d] = params[d] - mean @ raw[:d]
+        spans = list(self._spans())
+        if self._plan.plain and not self._plan.fills_any and self.dtype == np.float64:
+            # the cached rows as they are, read ahead of the computation
+            blocks = self.table.numeric.prefetched([(start, stop) for start, stop, _, _ in spans])
+            blocks = (X if keep.all() else X[keep]
+                      for X, (_, _, keep, _) in zip(blocks, spans, strict=True))
+        else:
+            blocks = (self._plan.encode(start, stop, keep).astype(self.dtype, copy=False)
+                      for start, stop, keep, _ in spans)
         totals = None
-        for start, stop, keep, rows in self._spans():
-            with self._raw(start, stop, keep) as X:
-                part = sums(raw, X, self.target.take(rows), link, self._weights(rows),
-                            **options)
+        for X, (_, _, _, rows) in zip(blocks, spans, strict=True):
+            part = sums(raw, X, self.target.take(rows), link, self._weights(rows), **options)
             totals = part if totals is None else totals + part
         if self.standardizer is not None:
             corrected = (totals.grad_coef_t - np.outer(totals.grad_intercept, mean)) / scale
