@@ -63,8 +63,8 @@ def with_absolute_paths(config: Config) -> Config:
     """``config`` with a data file named by its absolute path, so that the config.toml saved
     in a run directory finds the data from wherever it is read."""
     source = config.data.source
-    if not source or data_mod.is_builtin(source):
-        return config
+    if not source or data_mod.is_builtin(source) or "*" in source or "://" in source:
+        return config  # built in, a glob of files, or a remote address: left as given
     return replace(config, data=replace(config.data, source=str(Path(source).resolve())))
 
 
@@ -232,9 +232,25 @@ def _prepare_streamed(config: Config, dataset: Dataset) -> _Prepared:
                      raw_stds, encoder.feature_names)
 
 
+def _prepare_dask(config: Config, client) -> tuple[_Prepared, Dataset]:
+    from . import dask_engine
+
+    cfg_d, cfg_m = config.data, config.model
+    train_data, val_data, encoder, standardizer, classes, target_column = dask_engine.prepare(
+        client, cfg_d.source, cfg_d.target or None,
+        None if cfg_d.impute == "none" else cfg_d.impute, cfg_d.val_fraction, cfg_d.seed,
+        cfg_d.standardize, cfg_m.label_smoothing, cfg_m.class_weight == "balanced")
+    dataset = Dataset(None, np.concatenate([train_data.labels, val_data.labels]), classes,
+                      encoder.feature_names, cfg_d.source, encoder, target_column)
+    prepared = _Prepared(train_data, val_data, train_data.target, val_data.target, None,
+                         standardizer, encoder, None, encoder.feature_names)
+    return prepared, dataset
+
+
 def train(config: Config, callback=None, dataset: Dataset | None = None, *,
           should_stop=None, checkpoint=None, checkpoint_every: int = 0,
-          resume: Checkpoint | None = None, consume_dataset: bool = False) -> Run:
+          resume: Checkpoint | None = None, consume_dataset: bool = False,
+          client=None) -> Run:
     """Train the model that ``config`` describes. ``callback(record)`` sees each epoch.
 
     The validation part is a stratified split of ``val_fraction`` of the rows, drawn from
@@ -246,15 +262,25 @@ def train(config: Config, callback=None, dataset: Dataset | None = None, *,
     standardised in place, so training holds X plus its validation part; a dataset passed
     without it is left untouched and copied. Streamed data are read block by block.
     """
+    if config.data.engine == "dask" and client is None:
+        from .dask_engine import connect
+
+        with connect() as local_client:
+            return train(config, callback, dataset, should_stop=should_stop,
+                         checkpoint=checkpoint, checkpoint_every=checkpoint_every,
+                         resume=resume, client=local_client)
     started = time.perf_counter()
     config = with_absolute_paths(config)
-    owned = consume_dataset or dataset is None
-    dataset = dataset or load_training_data(config)
     cfg_d, cfg_m, cfg_o = config.data, config.model, config.optim
-    if dataset.table is not None:
-        prepared = _prepare_streamed(config, dataset)
+    if cfg_d.engine == "dask":
+        prepared, dataset = _prepare_dask(config, client)
     else:
-        prepared = _prepare_in_memory(config, dataset, owned)
+        owned = consume_dataset or dataset is None
+        dataset = dataset or load_training_data(config)
+        if dataset.table is not None:
+            prepared = _prepare_streamed(config, dataset)
+        else:
+            prepared = _prepare_in_memory(config, dataset, owned)
     X_train, X_val = prepared.X_train, prepared.X_val
     target, val_target, weights = prepared.target, prepared.val_target, prepared.weights
     standardizer, raw_stds = prepared.standardizer, prepared.raw_stds

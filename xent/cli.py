@@ -95,6 +95,7 @@ TRAIN_OPTIONS = {
     "lr_backoff": "optim.lr_backoff",
     "stream": "data.stream",
     "chunk_rows": "data.chunk_rows",
+    "engine": "data.engine",
 }
 #: what may change when a run is resumed: the budget and the stopping rule, not the objective
 RESUMABLE = {"epochs", "tol", "patience"}
@@ -310,8 +311,13 @@ def _schema(dataset) -> dict:
               help="Go on from the checkpoint of this run directory (--epochs, --tol and "
                    "--patience may change).")
 @click.pass_context
+@click.option("--scheduler", metavar="ADDRESS",
+              help="With --engine dask: a running scheduler (tcp://host:8786); without it a "
+                   "LocalCluster on 127.0.0.1 is started and stopped.")
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
+              help="With --engine dask and no --scheduler: worker processes to start.")
 def train(ctx, data, standardize, config_file, sets, out, force, quiet, as_json, dry_run, strict,
-          checkpoint_every, resume_dir, **options):
+          checkpoint_every, resume_dir, scheduler, workers, **options):
     """Train a model on DATA and write a run directory.
 
     The run directory holds config.toml (the resolved settings: pass it to --config to run
@@ -325,20 +331,22 @@ def train(ctx, data, standardize, config_file, sets, out, force, quiet, as_json,
         config, resume = _resume_settings(ctx, run_dir, data, config_file, sets, options)
     else:
         config = _resolve_config(ctx, data, config_file, sets, standardize, options)
-    if api.needs_streaming(config):
+    on_dask = config.data.engine == "dask"
+    if not on_dask and api.needs_streaming(config):
         config = cfg.with_overrides(config, {"data.stream": True}, "option")
         click.echo(f"note: {config.data.source} is too big to train on in memory (budget "
                    f"{api.memory_budget() / 1e9:.1f} GB): streaming it (--stream)", err=True)
     if config.data.stream and not quiet:
         click.echo("reading the data into the cache (once per file) ...", err=True)
-    dataset = api.load_training_data(config)
+    dataset = None if on_dask else api.load_training_data(config)
     if dry_run:
         click.echo(cfg.to_toml(config))
-        click.echo(to_json(_schema(dataset)))
+        if dataset is not None:
+            click.echo(to_json(_schema(dataset)))
         return
     if resume is not None:
         checkpoint, data_sha256 = resume
-        if data_sha256 and data_sha256 != dataset.sha256:
+        if data_sha256 and dataset is not None and data_sha256 != dataset.sha256:
             raise XentError(f"{config.data.source}: the data changed since {run_dir} was "
                             "trained; resuming on other data would not continue that run")
     else:
@@ -347,22 +355,31 @@ def train(ctx, data, standardize, config_file, sets, out, force, quiet, as_json,
         if run_dir.exists() and any((run_dir / f).exists() for f in RUN_FILES) and not force:
             raise XentError(f"{run_dir}: a run directory exists there; pass --force to "
                             "overwrite it, or -o to choose another")
-    n_val = api.n_validation(config, dataset)
     progress = None
     if not quiet:
-        click.echo(_header(config, dataset, n_val), err=True)
+        if dataset is not None:
+            click.echo(_header(config, dataset, api.n_validation(config, dataset)), err=True)
+        else:
+            where = scheduler or f"a local cluster of {workers} workers on 127.0.0.1"
+            click.echo(f"data {config.data.source} on Dask ({where}), optimizer "
+                       f"{config.optim.optimizer}, l2 {config.model.l2:g}", err=True)
         if checkpoint is not None:
             click.echo(f"resuming {run_dir} from epoch {checkpoint.epoch}", err=True)
         progress = Progress(config.optim.epochs)
 
     def save_checkpoint_file(state):
         run_dir.mkdir(parents=True, exist_ok=True)
-        save_checkpoint(run_dir / CHECKPOINT_FILE, state, dataset.sha256)
+        save_checkpoint(run_dir / CHECKPOINT_FILE, state, dataset and dataset.sha256)
 
-    with StopOnSignal() as stop:
+    cluster = contextlib.nullcontext(None)
+    if on_dask:
+        from .dask_engine import connect
+
+        cluster = connect(scheduler, workers)
+    with StopOnSignal() as stop, cluster as client:
         run = api.train(config, callback=progress, dataset=dataset, should_stop=stop,
                         checkpoint=save_checkpoint_file, checkpoint_every=checkpoint_every,
-                        resume=checkpoint, consume_dataset=True)
+                        resume=checkpoint, consume_dataset=True, client=client)
         if progress is not None:
             progress.finish()
         write_run(run_dir, run)

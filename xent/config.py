@@ -39,6 +39,8 @@ class DataConfig:
                           choices=("float64", "float32"))
     stream: bool = _setting(False, "parse the file once into a cache and stream it in blocks")
     chunk_rows: int = _setting(65536, "rows per block when streaming", minimum=64)
+    engine: str = _setting("local", "local, or dask (partitions on a Dask cluster)",
+                           choices=("local", "dask"))
 
 
 @dataclass(frozen=True)

@@ -472,7 +472,11 @@ def lipschitz_bound(
         v /= np.linalg.norm(v)
         new_v = np.zeros(d + 1)
         total_weight = 0.0
-        parts = X.chunks() if hasattr(X, "chunks") else [(X, None, weights)]
+        if hasattr(X, "gram_product"):  # a source that multiplies where its data are
+            new_v, total_weight = X.gram_product(v, fit_intercept)
+            parts = []
+        else:
+            parts = X.chunks() if hasattr(X, "chunks") else [(X, None, weights)]
         for X_part, _target, w_part in parts:  # Xa^T D Xa v, one part of the rows at a time
             u = np.asarray(X_part @ v[:d]).ravel() + (v[d] if fit_intercept else 0.0)
             if w_part is not None:

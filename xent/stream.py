@@ -1,12 +1,12 @@
 """Data beyond memory: a CSV or Parquet file is parsed once, chunk by chunk, into a binary cache;
 every epoch then streams the cache in row blocks through the same loss and gradient.
 
-The cache (one directory per data file and target column, keyed by the file's SHA-256) holds
-the raw table: numeric columns as float64 (NaN where missing), categorical columns as integer
-codes, the labels as class indices, and a JSON description. Encoding (one-hot), imputation and
-standardisation are applied block by block as training reads it, with statistics fitted on the
-training rows in one pass over the cache, so the model is the one in-memory training would
-give, and eval and predict work on it unchanged.
+The cache (one directory per data file and target column, keyed by the file's path, size and
+modification time; its SHA-256 is recorded) holds the raw table: numeric columns as float64
+(NaN where missing), categorical columns as integer codes, the labels as class indices, and a
+JSON description. Encoding (one-hot), imputation and standardisation are fitted on the training
+rows in one pass over the cache and applied as training reads it, so the model is the one
+in-memory training would give, and eval and predict work on it unchanged.
 
 The validation split of streamed data is drawn per row from the seed (by row index, not
 stratified), so that it needs no pass over the labels first.
@@ -49,10 +49,10 @@ def cache_root() -> Path:
 
 @dataclass
 class CachedTable:
-    """A parsed table on disk. numeric: (n_rows, n_numeric) float64; codes: (n_rows,
-    n_categorical) int32 of level indices in ``meta["levels"]`` (-1: missing), both
-    ``RowFile``s;
-    labels: (n_rows,) class indices into ``meta["classes"]``; missing: (n_rows,) bool."""
+    """A parsed table on disk. numeric: (n_rows, n_numeric) float64 and codes: (n_rows,
+    n_categorical) int32 level indices into ``meta["levels"]`` (-1: missing), both read from
+    their files a block at a time; labels: (n_rows,) class indices into ``meta["classes"]``;
+    missing: (n_rows,) bool, rows with a missing value."""
 
     directory: Path
     meta: dict
@@ -69,9 +69,9 @@ class CachedTable:
 class RowFile:
     """A (n_rows, width) array stored row-major in a file, read a slice of rows at a time.
 
-    Reads copy the rows into ordinary memory that is freed with the block: unlike a memory
-    map, the pages read do not stay counted in the process's resident memory, which then
-    grows with the block size, not with the file."""
+    Reads copy the rows into ordinary memory that is freed (or reused) with the block: unlike
+    with a memory map, the pages read do not stay counted in the process's resident memory,
+    which then grows with the block size, not with the file."""
 
     def __init__(self, path: Path, dtype, n_rows: int, width: int):
         self.path, self.dtype = path, np.dtype(dtype)

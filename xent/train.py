@@ -180,6 +180,9 @@ def fit(
         raise ConfigError(f"max_epochs must be >= 0, got {max_epochs}")
     if batch_size is not None and batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    if batch_size and hasattr(X, "sums") and not hasattr(X, "batches"):
+        raise ConfigError("mini-batches are not available with this data source (Dask): "
+                          "train full batch (batch_size 0)")
     n, d = X.shape
     k = link.n_outputs(target.n_classes)
     params = np.zeros((d + 1, k)) if init_params is None else np.array(init_params, np.float64)

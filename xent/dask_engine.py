@@ -1,0 +1,233 @@
+"""Training on a Dask cluster with the same loss and gradient.
+
+The data (a CSV or Parquet file, or a glob of them, read by dask.dataframe) are encoded,
+split and standardised partition by partition on the workers, and the partitions stay there,
+persisted. Each evaluation sends the parameters to the workers; every partition computes the
+sums of the one loss and gradient (``loss.sums``) and the client adds them up, so the optimisers
+run unchanged on the client. Encoding, imputation and standardisation are fitted across all
+partitions first, so the model is the one in-memory training gives.
+
+Without a scheduler address a LocalCluster is started on 127.0.0.1 and shut down at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .data import FeatureEncoder, class_order, encode_labels
+from .errors import DataError
+from .links import get_link
+from .loss import Sums, Target, sums
+from .preprocess import Standardizer
+from .stream import validation_mask
+
+
+def _dask():
+    try:
+        import dask.dataframe as dd
+        from dask.distributed import Client, LocalCluster
+    except ImportError:
+        raise DataError("--engine dask needs dask: pip install 'xent[dask]'") from None
+    return dd, Client, LocalCluster
+
+
+@contextlib.contextmanager
+def connect(scheduler: str | None = None, workers: int = 2):
+    """A client of the cluster at ``scheduler``, or of a LocalCluster of ``workers`` processes
+    on 127.0.0.1 (one thread each) that is shut down afterwards."""
+    _, Client, LocalCluster = _dask()
+    if scheduler:
+        try:
+            client = Client(scheduler, timeout="10s")
+        except OSError as exc:
+            raise DataError(f"cannot reach the Dask scheduler at {scheduler} ({exc}); start "
+                            "one with `dask scheduler` and workers with `dask worker`") from None
+        with client:
+            yield client
+        return
+    with LocalCluster(n_workers=workers, threads_per_worker=1, host="127.0.0.1",
+                      dashboard_address=None, processes=True) as cluster, \
+            Client(cluster) as client:
+        yield client
+
+
+def read_frame(source: str):
+    """A dask DataFrame of a CSV or Parquet file, or of a glob of them."""
+    dd, _, _ = _dask()
+    try:
+        if source.lower().endswith((".parquet", ".pq")):
+            return dd.read_parquet(source)
+        return dd.read_csv(source, encoding="utf-8-sig", blocksize="64MB")
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{source}: cannot read it with dask ({exc})") from None
+
+
+# ---- what runs on the workers (plain functions of numpy/pandas data) ----------------------
+
+def _encode(frame: pd.DataFrame, encoder: FeatureEncoder, target: str, classes: list):
+    X, kept = encoder.transform(frame, "partition")
+    labels = encode_labels(frame[target].iloc[kept].to_numpy(), classes, "partition")
+    return X, labels
+
+
+def _labels_of(part):
+    return part[1]
+
+
+def _take(part, mask: np.ndarray):
+    X, labels = part
+    return np.ascontiguousarray(X[mask]), labels[mask]
+
+
+def _moments(part):
+    X, _ = part
+    n = len(X)
+    mean = X.mean(axis=0) if n else np.zeros(X.shape[1])
+    return n, mean, ((X - mean) ** 2).sum(axis=0)
+
+
+def _standardise(part, standardizer: Standardizer):
+    X, labels = part
+    return standardizer.transform(X), labels
+
+
+def _partition_sums(part, params, link_name, n_classes, smoothing, class_weight, options):
+    X, labels = part
+    target = Target(n_classes, labels=labels, smoothing=smoothing)
+    weights = None if class_weight is None else class_weight[labels]
+    if len(labels) == 0:
+        k = params.shape[1]
+        return Sums(0.0, 0, np.zeros((k, X.shape[1])), np.zeros(k), 0, 0.0)
+    return sums(params, X, target, get_link(link_name, n_classes), weights, **options)
+
+
+def _gram(part, v, fit_intercept):
+    X, _ = part
+    d = X.shape[1]
+    u = X @ v[:d] + (v[d] if fit_intercept else 0.0)
+    out = np.empty(d + 1)
+    out[:d] = X.T @ u
+    out[d] = u.sum() if fit_intercept else 0.0
+    return out, len(X)
+
+
+# ---- the client side ----------------------------------------------------------------------
+
+@dataclass
+class DaskData:
+    """Persisted partitions (X, labels) on the workers, as a source for ``loss.evaluate``."""
+
+    client: object
+    parts: list
+    n_features: int
+    labels: np.ndarray
+    n_classes: int
+    smoothing: float = 0.0
+    class_weight: np.ndarray | None = None
+
+    @property
+    def shape(self):
+        return len(self.labels), self.n_features
+
+    @property
+    def target(self) -> Target:
+        return Target(self.n_classes, labels=self.labels, smoothing=self.smoothing)
+
+    def sums(self, params, link, **options) -> Sums:
+        futures = [self.client.submit(_partition_sums, part, params, link.name, self.n_classes,
+                                      self.smoothing, self.class_weight, options, pure=False)
+                   for part in self.parts]
+        totals = None
+        for part in self.client.gather(futures):  # added in partition order: deterministic
+            totals = part if totals is None else totals + part
+        return totals
+
+    def gram_product(self, v, fit_intercept):
+        """(Xa^T Xa v, rows) summed over the partitions, for the Lipschitz bound."""
+        results = self.client.gather([self.client.submit(_gram, part, v, fit_intercept,
+                                                         pure=False) for part in self.parts])
+        return sum(r[0] for r in results), sum(r[1] for r in results)
+
+
+def prepare(client, source: str, target: str | None, impute: str | None, val_fraction: float,
+            seed: int, standardize: bool, smoothing: float, balanced: bool):
+    """Read, encode, split and standardise the data on the workers. Returns (train DaskData,
+    val DaskData, encoder, standardizer, classes, target column)."""
+    frame = read_frame(source)
+    columns = [str(c) for c in frame.columns]
+    target = target or columns[-1]
+    if target not in columns:
+        raise DataError(f"{source}: no target column {target!r}; the columns are {columns}")
+    features = [c for c in columns if c != target]
+    categorical = [c for c in features if not (pd.api.types.is_numeric_dtype(frame[c].dtype)
+                                               or pd.api.types.is_bool_dtype(frame[c].dtype))]
+    dd, _, _ = _dask()
+    import dask
+
+    levels, raw_classes, missing, means = dask.compute(
+        [frame[c].dropna().astype(str).unique() for c in categorical],
+        frame[target].dropna().unique(), frame.isna().sum(),
+        frame[[c for c in features if c not in categorical]].mean())
+    classes = class_order(list(raw_classes))
+    if len(classes) < 2:
+        raise DataError(f"{source}: only one class in the labels; a classifier needs two")
+    missing = {c: int(n) for c, n in missing.items() if n and c != target}
+    fill = {}
+    if missing and impute is None:
+        listed = ", ".join(f"{c!r} ({n})" for c, n in missing.items())
+        raise DataError(f"{source}: missing values in column(s) {listed}: fill them in, or "
+                        "pass --impute mean|drop")
+    if impute == "median":
+        raise DataError("--impute median is not available with --engine dask: use mean or drop")
+    if impute == "mean":
+        fill = {c: float(means[c]) for c in missing if c not in categorical}
+        fill.update({c: frame[c].mode().compute().astype(str).iloc[0]
+                     for c in missing if c in categorical})
+    encoder = FeatureEncoder(tuple(features),
+                             {c: tuple(sorted(lv)) for c, lv in zip(categorical, levels,
+                                                                   strict=True)},
+                             fill, impute)
+    parts = [client.compute(part) for part in frame.to_delayed()]
+    encoded = [client.submit(_encode, part, encoder, target, classes) for part in parts]
+    labels = client.gather([client.submit(_labels_of, part) for part in encoded])
+    offsets = np.cumsum([0] + [len(lab) for lab in labels])
+    val = validation_mask(int(offsets[-1]), val_fraction, seed)
+    train_parts, val_parts = [], []
+    for i, part in enumerate(encoded):
+        mask = val[offsets[i]:offsets[i + 1]]
+        train_parts.append(client.submit(_take, part, ~mask))
+        val_parts.append(client.submit(_take, part, mask))
+    del encoded, parts
+    all_labels = np.concatenate(labels)
+    standardizer = None
+    if standardize:
+        moments = client.gather([client.submit(_moments, part) for part in train_parts])
+        count, mean, m2 = 0, 0.0, 0.0
+        for n, m, q in moments:  # Chan et al.'s merge of partial means and sums of squares
+            if n == 0:
+                continue
+            total = count + n
+            delta = m - mean
+            mean = mean + delta * n / total
+            m2 = m2 + q + delta**2 * count * n / total
+            count = total
+        std = np.sqrt(m2 / count)
+        standardizer = Standardizer(mean, np.where(std > 0, std, 1.0))
+        train_parts = [client.submit(_standardise, p, standardizer) for p in train_parts]
+        val_parts = [client.submit(_standardise, p, standardizer) for p in val_parts]
+    train_labels, val_labels = all_labels[~val], all_labels[val]
+    class_weight = None
+    if balanced:
+        counts = np.bincount(train_labels, minlength=len(classes)).astype(float)
+        class_weight = np.divide(len(train_labels), len(classes) * counts,
+                                 out=np.zeros(len(classes)), where=counts > 0)
+    n_features = len(encoder.feature_names)
+    # the futures keep the partitions in the workers' memory for as long as they are held
+    train = DaskData(client, train_parts, n_features, train_labels, len(classes), smoothing,
+                     class_weight)
+    validation = DaskData(client, val_parts, n_features, val_labels, len(classes))
+    return train, validation, encoder, standardizer, classes, target
