@@ -128,6 +128,7 @@ class DaskData:
     n_classes: int
     smoothing: float = 0.0
     class_weight: np.ndarray | None = None
+    dtype = np.dtype(np.float64)  # the partitions' dtype
 
     @property
     def shape(self):
