@@ -1,0 +1,109 @@
+"""The Dask engine against training in process, and against dask-ml (where installed).
+
+    python bench/bench_dask.py --quick        # 200,000 x 50, binary
+    python bench/bench_dask.py                # 1,000,000 x 50, binary
+
+A LocalCluster of 2 worker processes on 127.0.0.1 holds the data in --partitions partitions.
+Measured in one run: one loss+gradient evaluation in process and over the partitions (the
+difference is the engine's overhead per evaluation), and a whole L-BFGS fit to tol 1e-8 both
+ways; dask-ml's LogisticRegression (lbfgs) on the same dask array, with its objective's gap to
+ours. Medians over --repeats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from xent.dask_engine import DaskData, aligned, connect  # noqa: E402
+from xent.links import get_link  # noqa: E402
+from xent.loss import evaluate, labels_target  # noqa: E402
+from xent.train import fit  # noqa: E402
+
+
+def median_time(function, repeats):
+    times, result = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = function()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), result
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--partitions", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", default="bench/results/dask.json")
+    args = parser.parse_args()
+    from sklearn.datasets import make_classification
+
+    rows = 200_000 if args.quick else args.rows
+    X, y = make_classification(rows, 50, n_informative=25, random_state=0)
+    X = np.ascontiguousarray((X - X.mean(axis=0)) / X.std(axis=0))
+    l2 = 1.0 / rows
+    link, target = get_link("sigmoid"), labels_target(y, 2)
+    params = np.random.default_rng(0).normal(scale=0.01, size=(51, 1))
+    results = {}
+    with connect(workers=2) as client:
+        bounds = np.linspace(0, rows, args.partitions + 1).astype(int)
+        parts = [client.submit(aligned, client.scatter((X[a:b], y[a:b])))
+                 for a, b in zip(bounds, bounds[1:], strict=False)]
+        data = DaskData(client, parts, 50, y, 2)
+        local, _ = median_time(lambda: evaluate(params, X, target, link, l2), 7)
+        remote, _ = median_time(lambda: evaluate(params, data, target, link, l2), 7)
+        overhead = remote - local
+        results["evaluation"] = {"in_process": local, "dask": remote, "overhead": overhead,
+                                 "partitions": args.partitions,
+                                 "allowed_overhead": 0.030 + 0.002 * args.partitions}
+        fit_local, here = median_time(lambda: fit(X, target, link, optimizer="lbfgs", l2=l2,
+                                                  tol=1e-8), args.repeats)
+        fit_dask, there = median_time(lambda: fit(data, target, link, optimizer="lbfgs", l2=l2,
+                                                  tol=1e-8), args.repeats)
+        gap = abs(there.history.last.objective - here.history.last.objective) / \
+            here.history.last.objective
+        results["fit"] = {"in_process": fit_local, "dask": fit_dask,
+                          "ratio": fit_dask / fit_local, "objective_gap": gap}
+        try:
+            import dask.array as da
+            from dask_ml.linear_model import LogisticRegression
+        except ImportError:
+            print("dask-ml not installed: no comparison", file=sys.stderr)
+        else:
+            Xd = da.from_array(X, chunks=(rows // args.partitions, 50)).persist()
+            yd = da.from_array(y, chunks=rows // args.partitions).persist()
+            t, model = median_time(lambda: LogisticRegression(
+                solver="lbfgs", C=1.0, penalty="l2", max_iter=1000, tol=1e-8).fit(Xd, yd), 1)
+            theirs = np.vstack([np.asarray(model.coef_).reshape(-1, 1),
+                                np.asarray(model.intercept_).reshape(1, 1)])
+            objective = evaluate(theirs, X, target, link, l2).objective
+            results["dask_ml_lbfgs"] = {"seconds": t, "per_xent_dask": t / fit_dask,
+                                        "objective_gap": (objective - there.history.last.objective)
+                                        / there.history.last.objective}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(results, indent=2))
+    e, f = results["evaluation"], results["fit"]
+    print(f"{rows} x 50 on a LocalCluster of 2 workers, {args.partitions} partitions")
+    print(f"loss+gradient: in process {e['in_process'] * 1e3:.1f} ms, over Dask "
+          f"{e['dask'] * 1e3:.1f} ms: overhead {e['overhead'] * 1e3:.1f} ms (allowed "
+          f"{e['allowed_overhead'] * 1e3:.0f} ms)")
+    print(f"L-BFGS fit: in process {f['in_process']:.2f} s, over Dask {f['dask']:.2f} s "
+          f"({f['ratio']:.2f}x), objective gap {f['objective_gap']:.1e}")
+    if "dask_ml_lbfgs" in results:
+        r = results["dask_ml_lbfgs"]
+        print(f"dask-ml LogisticRegression(lbfgs): {r['seconds']:.2f} s = "
+              f"{r['per_xent_dask']:.1f}x xent on Dask; its objective is "
+              f"{r['objective_gap']:.1e} above ours")
+
+
+if __name__ == "__main__":
+    main()
