@@ -113,6 +113,16 @@ def _partition_sums(part, params, link_name, n_classes, smoothing, class_weight,
     return sums(params, X, target, get_link(link_name, n_classes), weights, **options)
 
 
+def _group_sums(parts, params, link_name, n_classes, smoothing, class_weight, options):
+    """The sums over the partitions one worker holds, added in their order."""
+    totals = None
+    for part in parts:
+        one = _partition_sums(part, params, link_name, n_classes, smoothing, class_weight,
+                              options)
+        totals = one if totals is None else totals + one
+    return totals
+
+
 def _gram(part, v, fit_intercept):
     X, _ = aligned(part)
     d = X.shape[1]
@@ -146,12 +156,28 @@ class DaskData:
     def target(self) -> Target:
         return Target(self.n_classes, labels=self.labels, smoothing=self.smoothing)
 
+    def _groups(self) -> list[tuple[str, list]]:
+        """The partitions by the worker that holds them (asked once: one task per worker
+        per evaluation costs far less scheduling than one per partition)."""
+        if not hasattr(self, "_by_worker"):
+            from dask.distributed import wait
+
+            wait(self.parts)  # a partition still being made has no holder yet
+            holders = self.client.who_has(self.parts)
+            by_worker: dict[str, list] = {}
+            for part in self.parts:
+                worker = sorted(holders[part.key])[0]
+                by_worker.setdefault(worker, []).append(part)
+            self._by_worker = sorted(by_worker.items())
+        return self._by_worker
+
     def sums(self, params, link, **options) -> Sums:
-        futures = [self.client.submit(_partition_sums, part, params, link.name, self.n_classes,
-                                      self.smoothing, self.class_weight, options, pure=False)
-                   for part in self.parts]
+        futures = [self.client.submit(_group_sums, parts, params, link.name, self.n_classes,
+                                      self.smoothing, self.class_weight, options,
+                                      workers=[worker], pure=False)
+                   for worker, parts in self._groups()]
         totals = None
-        for part in self.client.gather(futures):  # added in partition order: deterministic
+        for part in self.client.gather(futures):  # added in a fixed order: deterministic
             totals = part if totals is None else totals + part
         return totals
 
