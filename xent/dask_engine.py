@@ -50,7 +50,7 @@ def connect(scheduler: str | None = None, workers: int = 2):
             yield client
         return
     with LocalCluster(n_workers=workers, threads_per_worker=1, host="127.0.0.1",
-                      dashboard_address=None, processes=True) as cluster, \
+                      dashboard_address="127.0.0.1:0", processes=True) as cluster, \
             Client(cluster) as client:
         yield client
 
