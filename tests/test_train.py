@@ -176,3 +176,18 @@ def test_float32_training_is_confirmed_in_float64(optimum_cache):
     exact = evaluate(result.params, X.astype(np.float32).astype(np.float64), target, link, L2)
     assert result.history.last.objective == pytest.approx(exact.objective, rel=1e-12)
     assert abs(exact.objective - ref_value) <= 1e-6 * ref_value
+
+
+def test_merged_moments_equal_the_whole_columns():
+    from xent.preprocess import merge_moments
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(1000, 3)) * [1.0, 1e3, 1e-3] + [5.0, -1e6, 0.0]
+    state = (0, np.zeros(3), np.zeros(3))
+    for part in np.array_split(X, 7):
+        mean = part.mean(axis=0)
+        state = merge_moments(state, (len(part), mean, ((part - mean) ** 2).sum(axis=0)))
+    count, mean, m2 = state
+    assert count == 1000
+    assert np.allclose(mean, X.mean(axis=0), rtol=1e-13)
+    assert np.allclose(np.sqrt(m2 / count), X.std(axis=0), rtol=1e-10)

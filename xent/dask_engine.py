@@ -18,11 +18,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .data import FeatureEncoder, class_order, encode_labels
+from .data import FeatureEncoder, class_order, encode_labels, missing_values_error
 from .errors import DataError
 from .links import get_link
 from .loss import Sums, Target, sums
-from .preprocess import Standardizer
+from .preprocess import Standardizer, merge_moments
 from .stream import validation_mask
 
 
@@ -213,9 +213,7 @@ def prepare(client, source: str, target: str | None, impute: str | None, val_fra
     missing = {c: int(n) for c, n in missing.items() if n and c != target}
     fill = {}
     if missing and impute is None:
-        listed = ", ".join(f"{c!r} ({n})" for c, n in missing.items())
-        raise DataError(f"{source}: missing values in column(s) {listed}: fill them in, or "
-                        "pass --impute mean|drop")
+        raise missing_values_error(source, missing, "mean|drop")
     if impute == "median":
         raise DataError("--impute median is not available with --engine dask: use mean or drop")
     if impute == "mean":
@@ -242,14 +240,8 @@ def prepare(client, source: str, target: str | None, impute: str | None, val_fra
     if standardize:
         moments = client.gather([client.submit(_moments, part) for part in train_parts])
         count, mean, m2 = 0, 0.0, 0.0
-        for n, m, q in moments:  # Chan et al.'s merge of partial means and sums of squares
-            if n == 0:
-                continue
-            total = count + n
-            delta = m - mean
-            mean = mean + delta * n / total
-            m2 = m2 + q + delta**2 * count * n / total
-            count = total
+        for moment in moments:
+            count, mean, m2 = merge_moments((count, mean, m2), moment)
         std = np.sqrt(m2 / count)
         standardizer = Standardizer(mean, np.where(std > 0, std, 1.0))
         train_parts = [client.submit(_standardise, p, standardizer) for p in train_parts]

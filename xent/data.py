@@ -104,11 +104,7 @@ class FeatureEncoder:
             frame = frame.iloc[keep]
         counts = frame.isna().sum()
         if counts.any():
-            listed = ", ".join(f"{c!r} ({n})" for c, n in counts[counts > 0].items())
-            raise DataError(
-                f"{source}: missing values in column(s) {listed}: fill them in, or pass "
-                "--impute mean|median|drop"
-            )
+            raise missing_values_error(source, counts[counts > 0].to_dict(), "mean|median|drop")
         blocks = []
         for column in self.columns:
             values = frame[column]
@@ -129,6 +125,14 @@ class FeatureEncoder:
                     ) from None
         X = np.hstack(blocks) if blocks else np.zeros((len(frame), 0))
         return np.ascontiguousarray(X), keep
+
+
+def missing_values_error(source: str, counts: dict, policies: str) -> DataError:
+    """The error for missing values without an imputation policy: each column with its count,
+    and the policies that would fill or drop them."""
+    listed = ", ".join(f"{c!r} ({n})" for c, n in counts.items())
+    return DataError(f"{source}: missing values in column(s) {listed}: fill them in, or pass "
+                     f"--impute {policies}")
 
 
 def _names(columns) -> str:

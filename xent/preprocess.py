@@ -98,3 +98,16 @@ def fit_standardizer(X, names: list[str] | None = None, source: str = "data") ->
             )
     scale = np.where(std > 0, std, 1.0)
     return Standardizer(center, scale)
+
+
+def merge_moments(first: tuple, second: tuple) -> tuple:
+    """Two parts' (count, mean, centred sum of squares) merged into those of both (Chan, Golub
+    and LeVeque's update: no large sums of squares, so no cancellation). Works per column on
+    arrays, where a count may be 0."""
+    count_a, mean_a, m2_a = first
+    count_b, mean_b, m2_b = second
+    total = count_a + count_b
+    share = np.divide(count_b, total, out=np.zeros_like(np.asarray(total, dtype=float)),
+                      where=np.asarray(total) > 0)
+    delta = mean_b - mean_a
+    return total, mean_a + delta * share, m2_a + m2_b + delta**2 * count_a * share

@@ -29,10 +29,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .data import FeatureEncoder, class_order, python_scalar, table_chunks
+from .data import (
+    FeatureEncoder,
+    class_order,
+    missing_values_error,
+    python_scalar,
+    table_chunks,
+)
 from .errors import DataError
 from .loss import Sums, Target, sums
-from .preprocess import Standardizer
+from .preprocess import Standardizer, merge_moments
 
 CACHE_VERSION = 1
 SPLIT_BLOCK = 1 << 16  # rows per seeded block of the validation draw
@@ -502,12 +508,7 @@ def fit_streamed(table: CachedTable, selection: np.ndarray, impute: str | None,
         with np.errstate(invalid="ignore", divide="ignore"):
             m = np.where(c > 0, safe.sum(axis=0) / np.maximum(c, 1), 0.0)
         q = np.where(present, (block - m) ** 2, 0.0).sum(axis=0)
-        total = count + c
-        delta = m - mean
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = np.where(total > 0, mean + delta * c / np.maximum(total, 1), 0.0)
-            m2 = m2 + q + np.where(total > 0, delta**2 * count * c / np.maximum(total, 1), 0.0)
-        count = total
+        count, mean, m2 = merge_moments((count, mean, m2), (c, m, q))
         codes = table.codes[start:stop][keep]
         for j in range(n_cat):  # code -1 (missing) is counted in the last place
             counts = np.bincount(codes[:, j] + 1, minlength=len(level_counts[j]))
@@ -519,9 +520,7 @@ def fit_streamed(table: CachedTable, selection: np.ndarray, impute: str | None,
                     if level_counts[j][-1]})
     fill = {}
     if missing and impute is None:
-        listed = ", ".join(f"{c!r} ({k})" for c, k in missing.items())
-        raise DataError(f"{meta['source']}: missing values in column(s) {listed}: fill them "
-                        "in, or pass --impute mean|drop")
+        raise missing_values_error(meta["source"], missing, "mean|drop")
     if impute == "mean":
         for j, column in enumerate(meta["numeric"]):
             if column in missing:
