@@ -148,3 +148,15 @@ def test_median_is_refused_when_streaming(tmp_path):
     make_csv(tmp_path / "d.csv", n=200, holes=True)
     with pytest.raises(DataError, match="median"):
         api.train(config(tmp_path / "d.csv", **{"data.stream": True, "data.impute": "median"}))
+
+
+def test_unstandardised_streaming_equals_in_memory(tmp_path):
+    make_csv(tmp_path / "d.csv", n=800)
+    settings = {"data.standardize": False, "optim.optimizer": "nesterov", "optim.epochs": 20,
+                "optim.tol": 0.0}
+    a = api.train(config(tmp_path / "d.csv", **settings))
+    b = api.train(config(tmp_path / "d.csv", **settings, **{"data.stream": True,
+                                                            "data.chunk_rows": 100}))
+    assert b.model.standardizer is None
+    assert np.allclose(a.history.column("objective"), b.history.column("objective"),
+                       rtol=1e-11)

@@ -213,12 +213,12 @@ def _prepare_streamed(config: Config, dataset: Dataset) -> _Prepared:
     if impute == "drop":
         train_rows &= ~table.missing
         val &= ~table.missing
-    encoder, standardizer = stream.fit_streamed(table, train_rows, impute, cfg_d.standardize,
+    # one pass gives the statistics either way; unstandardised, they feed the diagnostics
+    encoder, standardizer = stream.fit_streamed(table, train_rows, impute, True,
                                                 cfg_d.chunk_rows)
     raw_stds = None
     if not cfg_d.standardize:
-        raw_stds = stream.fit_streamed(table, train_rows, impute, True,
-                                       cfg_d.chunk_rows)[1].scale
+        standardizer, raw_stds = None, standardizer.scale
     class_weight = _balanced(table.labels[train_rows], dataset.n_classes) \
         if cfg_m.class_weight == "balanced" else None
     dtype = np.float32 if cfg_d.dtype == "float32" else np.float64
