@@ -285,3 +285,27 @@ def test_model_loader_gives_a_model_or_a_model_file_error(tmp_path, position, va
 
 def test_every_error_class_is_a_xent_error():
     assert issubclass(DataError, XentError) and issubclass(ModelFileError, XentError)
+
+
+def test_a_resumed_float32_run_keeps_its_float64_products(tmp_path):
+    # A float32 run that switched to float64 products (to confirm its stopping rule) resumes in
+    # float64: its records then equal float64 evaluations of the float32-stored data.
+    from dataclasses import replace
+
+    from xent.loss import evaluate
+    from xent.report import load_checkpoint, save_checkpoint
+
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(300, 4)).astype(np.float32)
+    target, link = labels_target(rng.integers(0, 3, 300), 3), get_link("softmax")
+    saved = []
+    fit(X, target, link, optimizer="gd", max_epochs=5, tol=0.0, checkpoint=saved.append)
+    save_checkpoint(tmp_path / "c.npz", replace(saved[-1], exact=True), None)
+    checkpoint, _ = load_checkpoint(tmp_path / "c.npz")
+    assert checkpoint.exact
+    resumed = fit(X, target, link, optimizer="gd", max_epochs=8, tol=0.0, resume=checkpoint)
+    exact = evaluate(resumed.params, X.astype(np.float64), target, link)
+    assert resumed.history.last.objective == exact.objective
+    plain = fit(X, target, link, optimizer="gd", max_epochs=8, tol=0.0, resume=saved[-1])
+    assert plain.history.last.objective != evaluate(plain.params, X.astype(np.float64),
+                                                    target, link).objective

@@ -22,7 +22,7 @@ from .data import Dataset, FeatureEncoder
 from .diagnostics import diagnose
 from .errors import DataError
 from .links import get_link
-from .loss import class_weighted, labels_target
+from .loss import balanced_class_weight, class_weighted, labels_target
 from .loss import evaluate as evaluate_objective
 from .metrics import (
     accuracy,
@@ -158,12 +158,6 @@ def _as_dtype(X, dtype: str):
     return X.astype(target, copy=False)
 
 
-def _balanced(labels: np.ndarray, n_classes: int) -> np.ndarray:
-    """Class weights n / (K * count of the class), as scikit-learn's "balanced"."""
-    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
-    return np.divide(len(labels), n_classes * counts, out=np.zeros(n_classes), where=counts > 0)
-
-
 @dataclass
 class _Prepared:
     """Training and validation data ready for ``fit``, and the preprocessing they went
@@ -198,7 +192,7 @@ def _prepare_in_memory(config: Config, dataset: Dataset, owned: bool) -> _Prepar
     target = labels_target(dataset.labels[train_rows], n_classes, cfg_m.label_smoothing)
     weights = None
     if cfg_m.class_weight == "balanced":
-        weights = class_weighted(target, None, _balanced(target.labels, n_classes))
+        weights = class_weighted(target, None, balanced_class_weight(target.labels, n_classes))
     return _Prepared(_as_dtype(X_train, cfg_d.dtype), _as_dtype(X_val, cfg_d.dtype), target,
                      labels_target(dataset.labels[val_rows], n_classes), weights, standardizer,
                      dataset.encoder, raw_stds, dataset.feature_names)
@@ -219,7 +213,7 @@ def _prepare_streamed(config: Config, dataset: Dataset) -> _Prepared:
     raw_stds = None
     if not cfg_d.standardize:
         standardizer, raw_stds = None, standardizer.scale
-    class_weight = _balanced(table.labels[train_rows], dataset.n_classes) \
+    class_weight = balanced_class_weight(table.labels[train_rows], dataset.n_classes) \
         if cfg_m.class_weight == "balanced" else None
     dtype = np.float32 if cfg_d.dtype == "float32" else np.float64
 

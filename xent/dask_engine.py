@@ -21,7 +21,7 @@ import pandas as pd
 from .data import FeatureEncoder, class_order, encode_labels, missing_values_error
 from .errors import DataError
 from .links import get_link
-from .loss import Sums, Target, sums
+from .loss import Sums, Target, balanced_class_weight, sums
 from .preprocess import Standardizer, merge_moments
 from .stream import validation_mask
 
@@ -247,11 +247,7 @@ def prepare(client, source: str, target: str | None, impute: str | None, val_fra
         train_parts = [client.submit(_standardise, p, standardizer) for p in train_parts]
         val_parts = [client.submit(_standardise, p, standardizer) for p in val_parts]
     train_labels, val_labels = all_labels[~val], all_labels[val]
-    class_weight = None
-    if balanced:
-        counts = np.bincount(train_labels, minlength=len(classes)).astype(float)
-        class_weight = np.divide(len(train_labels), len(classes) * counts,
-                                 out=np.zeros(len(classes)), where=counts > 0)
+    class_weight = balanced_class_weight(train_labels, len(classes)) if balanced else None
     n_features = len(encoder.feature_names)
     # the futures keep the partitions in the workers' memory for as long as they are held
     train = DaskData(client, train_parts, n_features, train_labels, len(classes), smoothing,

@@ -158,6 +158,13 @@ def target_entropy(target: Target, weights: np.ndarray | None = None) -> float:
     return float(np.sum(weights * per_row) / np.sum(weights))
 
 
+def balanced_class_weight(labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """Class weights n / (K * count of the class), as scikit-learn's "balanced" (0 for a class
+    with no rows)."""
+    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
+    return np.divide(len(labels), n_classes * counts, out=np.zeros(n_classes), where=counts > 0)
+
+
 class LossGrad(NamedTuple):
     """One evaluation: the objective J (penalty included), its gradient (n_features + 1,
     n_outputs), the data cross-entropy alone, and the fraction of rows whose most probable class
@@ -411,9 +418,10 @@ def evaluate(
 
     params: (n_features + 1, n_outputs) float64, W stacked over b.
     X: (n_samples, n_features), dense or scipy.sparse CSR, float64 or float32. Products are
-    taken in X's dtype, the loss and gradient summed in float64. X may also be a streamed
-    source (an object with ``chunks()`` yielding (X, target, weights) parts, see
-    ``xent.stream``): its chunks' sums are added up and ``target`` and ``weights`` are unused.
+    taken in X's dtype, the loss and gradient summed in float64. X may also be a source that
+    adds up its own parts (an object with ``sums(params, link, **options)``: streamed or Dask
+    data, see ``xent.stream`` and ``xent.dask_engine``); ``target`` and ``weights`` are then
+    its own.
     weights: (n_samples,) or None. The mean divides by their sum (n_samples when None).
     With ``with_grad=False`` (validation) the second product is skipped and ``grad`` is zero.
     ``compute_dtype`` float64 with float32 X converts each block to float64 before its products:
@@ -421,13 +429,8 @@ def evaluate(
     """
     options = dict(block_rows=block_rows, with_grad=with_grad, n_threads=n_threads,
                    compute_dtype=compute_dtype)
-    if hasattr(X, "sums"):  # a streamed source that adds up its own blocks
+    if hasattr(X, "sums"):  # a source that adds up its own parts
         totals = X.sums(params, link, **options)
-    elif hasattr(X, "chunks"):
-        totals = None
-        for X_part, target_part, weights_part in X.chunks():
-            part = sums(params, X_part, target_part, link, weights_part, **options)
-            totals = part if totals is None else totals + part
     else:
         totals = sums(params, X, target, link, weights, **options)
     return finish(params, totals, l2, fit_intercept=fit_intercept, with_grad=with_grad)

@@ -101,7 +101,7 @@ def save_checkpoint(path: str | Path, checkpoint: Checkpoint, data_sha256: str |
         "lr": checkpoint.lr, "grad_norm0": checkpoint.grad_norm0,
         "best_val": checkpoint.best_val if math.isfinite(checkpoint.best_val) else None,
         "epochs_since_best": checkpoint.epochs_since_best, "rng_state": checkpoint.rng_state,
-        "elapsed": checkpoint.elapsed, "data_sha256": data_sha256,
+        "elapsed": checkpoint.elapsed, "exact": checkpoint.exact, "data_sha256": data_sha256,
         "history": [[getattr(r, c) for c in HISTORY_COLUMNS] for r in checkpoint.history],
     }
     arrays["header"] = np.array(json.dumps(header))
@@ -127,7 +127,7 @@ def load_checkpoint(path: str | Path) -> tuple[Checkpoint, str | None]:
             float(header["lr"]), history, header["grad_norm0"],
             math.inf if header["best_val"] is None else header["best_val"],
             arrays.get("best_params"), int(header["epochs_since_best"]), header["rng_state"],
-            float(header["elapsed"]))
+            float(header["elapsed"]), bool(header.get("exact", False)))
     except MemoryError:
         raise
     except Exception as exc:  # damaged bytes fail in many ways inside zipfile and numpy

@@ -135,6 +135,7 @@ class Checkpoint:
     epochs_since_best: int
     rng_state: dict
     elapsed: float
+    exact: bool = False  # float32 data already switched to float64 products (see `record`)
 
 
 def fit(
@@ -245,6 +246,7 @@ class _Loop:
         self.best_params, self.epochs_since_best = c.best_params, c.epochs_since_best
         self.start -= c.elapsed
         self.last_finite = c.params
+        self.exact = c.exact
 
     def save(self, epoch, params, state, rng) -> None:
         if self.on_checkpoint is None:
@@ -253,7 +255,7 @@ class _Loop:
             epoch, params, state_to_arrays(state), self.lr, list(self.history.records),
             self.grad_norm0, self.best_val, self.best_params, self.epochs_since_best,
             rng.bit_generator.state if rng is not None else {},
-            time.perf_counter() - self.start))
+            time.perf_counter() - self.start, self.exact))
 
     def evaluate(self, params, X=None, target=None, weights=None, with_grad=True):
         if X is None:
