@@ -105,7 +105,7 @@ def _config_options(func):
     defaults = cfg.Config()
     for name in reversed(TRAIN_OPTIONS):
         key = TRAIN_OPTIONS[name]
-        meta = cfg._meta(key)
+        meta = cfg.setting_field(key)
         default = defaults.get(key)
         if isinstance(default, bool):
             func = click.option(f"--{name.replace('_', '-')}", name, is_flag=True,

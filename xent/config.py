@@ -91,7 +91,9 @@ def all_keys() -> list[str]:
     return [f"{s}.{f.name}" for s, cls in SECTIONS.items() for f in fields(cls)]
 
 
-def _meta(dotted: str):
+def setting_field(dotted: str):
+    """The dataclass field of setting "section.key": its default and, in ``metadata``, its
+    help, choices and range."""
     section, key = dotted.split(".", 1)
     return {f.name: f for f in fields(SECTIONS[section])}[key]
 
@@ -109,7 +111,7 @@ def _unknown(key: str, where: str) -> ConfigError:
 def check_value(dotted: str, value, where: str = "config"):
     """The value of setting ``dotted`` checked against its type, choices and range; integral
     floats are accepted for ints and ints for floats. Returns the value, converted."""
-    meta = _meta(dotted)
+    meta = setting_field(dotted)
     default = meta.default
     spec = meta.metadata
     allowed = spec["types"] or (type(default),)
