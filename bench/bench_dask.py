@@ -56,8 +56,8 @@ def main():
     results = {}
     with connect(workers=2) as client:
         bounds = np.linspace(0, rows, args.partitions + 1).astype(int)
-        parts = [client.submit(aligned, client.scatter((X[a:b], y[a:b])))
-                 for a, b in zip(bounds, bounds[1:], strict=False)]
+        parts = [client.submit(aligned, part) for part in client.scatter(
+            [(X[a:b], y[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)])]
         data = DaskData(client, parts, 50, y, 2)
         local, _ = median_time(lambda: evaluate(params, X, target, link, l2), 7)
         remote, _ = median_time(lambda: evaluate(params, data, target, link, l2), 7)

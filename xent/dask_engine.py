@@ -13,7 +13,7 @@ Without a scheduler address a LocalCluster is started on 127.0.0.1 and shut down
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -103,7 +103,7 @@ def aligned(part):
     return (X if X.flags.aligned else np.array(X)), labels
 
 
-def _partition_sums(part, params, link_name, n_classes, smoothing, class_weight, options):
+def _partition_sums(part, params, link_name, n_classes, smoothing, class_weight, **options):
     X, labels = aligned(part)
     target = Target(n_classes, labels=labels, smoothing=smoothing)
     weights = None if class_weight is None else class_weight[labels]
@@ -113,24 +113,33 @@ def _partition_sums(part, params, link_name, n_classes, smoothing, class_weight,
     return sums(params, X, target, get_link(link_name, n_classes), weights, **options)
 
 
-def _group_sums(parts, params, link_name, n_classes, smoothing, class_weight, options):
-    """The sums over the partitions one worker holds, added in their order."""
-    totals = None
-    for part in parts:
-        one = _partition_sums(part, params, link_name, n_classes, smoothing, class_weight,
-                              options)
-        totals = one if totals is None else totals + one
-    return totals
-
-
-def _gram(part, v, fit_intercept):
-    X, _ = aligned(part)
+def _partition_gram(part, v, fit_intercept, class_weight):
+    """(Xa^T D Xa v, sum of the weights) over one partition: D the class weights of its rows."""
+    X, labels = aligned(part)
     d = X.shape[1]
     u = X @ v[:d] + (v[d] if fit_intercept else 0.0)
+    if class_weight is not None:
+        u *= class_weight[labels]
     out = np.empty(d + 1)
     out[:d] = X.T @ u
     out[d] = u.sum() if fit_intercept else 0.0
-    return out, len(X)
+    return out, float(len(X) if class_weight is None else class_weight[labels].sum())
+
+
+def _on_worker(parts, function, *args, **options):
+    """``function(part, *args, **options)`` for each partition one worker holds, in turn.
+
+    A worker is given ``nthreads`` threads for its tasks; ``sums`` would otherwise start one
+    thread per core of the machine in every worker process on it."""
+    if "n_threads" in options and options["n_threads"] is None:
+        from dask.distributed import get_worker
+
+        options = dict(options, n_threads=get_worker().state.nthreads)
+    return [function(part, *args, **options) for part in parts]
+
+
+def _moved(part):
+    return part
 
 
 # ---- the client side ----------------------------------------------------------------------
@@ -147,6 +156,10 @@ class DaskData:
     smoothing: float = 0.0
     class_weight: np.ndarray | None = None
     dtype = np.dtype(np.float64)  # the partitions' dtype
+    _by_worker: list | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self):
+        self.parts = list(self.parts)  # the balancing in `_groups` replaces moved partitions
 
     @property
     def shape(self):
@@ -156,35 +169,66 @@ class DaskData:
     def target(self) -> Target:
         return Target(self.n_classes, labels=self.labels, smoothing=self.smoothing)
 
-    def _groups(self) -> list[tuple[str, list]]:
-        """The partitions by the worker that holds them (asked once: one task per worker
-        per evaluation costs far less scheduling than one per partition)."""
-        if not hasattr(self, "_by_worker"):
+    def _groups(self) -> list[tuple[str, list[int]]]:
+        """The partitions (their indices) by the worker that holds them, asked once: one task
+        per worker per evaluation costs far less scheduling than one per partition.
+
+        Partitions are first spread so that every worker holds about the same number of bytes
+        (each evaluation waits for the slowest worker): a partition stays where it is unless
+        its holder already has its share, and is otherwise moved, once, to the worker that
+        holds the least."""
+        if self._by_worker is None:
             from dask.distributed import wait
 
             wait(self.parts)  # a partition still being made has no holder yet
+            workers = sorted(self.client.scheduler_info()["workers"])
             holders = self.client.who_has(self.parts)
-            by_worker: dict[str, list] = {}
-            for part in self.parts:
-                worker = sorted(holders[part.key])[0]
-                by_worker.setdefault(worker, []).append(part)
-            self._by_worker = sorted(by_worker.items())
+            sizes = self.client.nbytes([part.key for part in self.parts], summary=False)
+            share = sum(sizes.values()) / len(workers)
+            load = dict.fromkeys(workers, 0)
+            by_worker: dict[str, list[int]] = {w: [] for w in workers}
+            order = sorted(range(len(self.parts)), key=lambda i: -sizes[self.parts[i].key])
+            for i in order:
+                part, size = self.parts[i], sizes[self.parts[i].key]
+                holder = min(holders[part.key], key=load.__getitem__, default=None)
+                if holder is None or load[holder] + size > 1.05 * share:
+                    least = min(workers, key=load.__getitem__)
+                    if holder is None or load[least] < load[holder]:
+                        holder = least
+                        self.parts[i] = self.client.submit(_moved, part, workers=[holder],
+                                                           allow_other_workers=False,
+                                                           pure=False)
+                load[holder] += size
+                by_worker[holder].append(i)
+            wait(self.parts)
+            self._by_worker = [(w, sorted(ix)) for w, ix in by_worker.items() if ix]
         return self._by_worker
 
+    def _map(self, function, *args, **options) -> list:
+        """``function(partition, *args, **options)`` for every partition, where it is held;
+        the results in the partitions' order."""
+        groups = self._groups()
+        futures = [self.client.submit(_on_worker, [self.parts[i] for i in indices], function,
+                                      *args, **options, workers=[worker],
+                                      allow_other_workers=False, pure=False)
+                   for worker, indices in groups]
+        results = [None] * len(self.parts)
+        for (_, indices), outputs in zip(groups, self.client.gather(futures), strict=True):
+            for i, output in zip(indices, outputs, strict=True):
+                results[i] = output
+        return results
+
     def sums(self, params, link, **options) -> Sums:
-        futures = [self.client.submit(_group_sums, parts, params, link.name, self.n_classes,
-                                      self.smoothing, self.class_weight, options,
-                                      workers=[worker], pure=False)
-                   for worker, parts in self._groups()]
-        totals = None
-        for part in self.client.gather(futures):  # added in a fixed order: deterministic
-            totals = part if totals is None else totals + part
+        parts = self._map(_partition_sums, params, link.name, self.n_classes, self.smoothing,
+                          self.class_weight, **options)
+        totals = parts[0]
+        for part in parts[1:]:  # added in the partitions' order: the same wherever they are
+            totals = totals + part
         return totals
 
     def gram_product(self, v, fit_intercept):
-        """(Xa^T Xa v, rows) summed over the partitions, for the Lipschitz bound."""
-        results = self.client.gather([self.client.submit(_gram, part, v, fit_intercept,
-                                                         pure=False) for part in self.parts])
+        """(Xa^T D Xa v, total weight) summed over the partitions, for the Lipschitz bound."""
+        results = self._map(_partition_gram, v, fit_intercept, self.class_weight)
         return sum(r[0] for r in results), sum(r[1] for r in results)
 
 
