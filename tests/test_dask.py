@@ -68,3 +68,67 @@ def test_unreachable_scheduler_is_a_clear_error(run, tmp_path):
     result = run("train", "d.csv", "--engine", "dask", "--scheduler", "tcp://127.0.0.1:9",
                  "-o", "r")
     assert result.exit_code == 1 and "cannot reach the Dask scheduler" in result.stderr
+
+
+def _classes_data(n_classes, n=2400, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, 4)) * [1.0, 2.0, 0.5, 3.0]
+    scores = X @ rng.standard_normal((4, n_classes)) + rng.gumbel(size=(n, n_classes))
+    y = np.array(["ant", "bee", "cat", "dog"])[scores.argmax(axis=1)]
+    return X, y, rng.uniform(0.2, 3.0, n)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_estimator_on_dask_arrays_equals_numpy(client, n_classes):
+    import dask.array as da
+
+    from xent.estimator import SoftmaxRegression
+
+    X, y, weights = _classes_data(n_classes)
+    settings = dict(optimizer="lbfgs", l2=1e-3, tol=1e-9, class_weight="balanced")
+    in_memory = SoftmaxRegression(**settings).fit(X, y, sample_weight=weights)
+    # uneven row blocks, labels chunked differently from X, weights as a dask array
+    dX = da.from_array(X, chunks=((500, 900, 1000), (2, 2)))
+    on_dask = SoftmaxRegression(**settings).fit(dX, da.from_array(y, chunks=800),
+                                                sample_weight=da.from_array(weights, chunks=600))
+    assert on_dask.history_.column("objective")[-1] == pytest.approx(
+        in_memory.history_.column("objective")[-1], rel=1e-10)
+    assert np.allclose(on_dask.coef_, in_memory.coef_, atol=1e-6)
+    assert list(on_dask.classes_) == list(in_memory.classes_)
+    proba = on_dask.predict_proba(dX)
+    assert isinstance(proba, da.Array)
+    assert np.allclose(proba.compute(), in_memory.predict_proba(X), atol=1e-8)
+    assert np.array_equal(on_dask.predict(dX).compute(), in_memory.predict(X))
+    assert on_dask.decision_function(dX).compute().shape == \
+        in_memory.decision_function(X).shape
+
+
+def test_estimator_on_a_dask_dataframe(client):
+    import dask.dataframe as dd
+
+    from xent.estimator import SoftmaxRegression
+
+    X, y, _ = _classes_data(3, n=900, seed=1)
+    frame = pd.DataFrame(X, columns=["a", "b", "c", "d"])
+    model = SoftmaxRegression(optimizer="lbfgs").fit(dd.from_pandas(frame, npartitions=3),
+                                                     dd.from_pandas(pd.Series(y), npartitions=3))
+    reference = SoftmaxRegression(optimizer="lbfgs").fit(frame, y)
+    assert list(model.feature_names_in_) == ["a", "b", "c", "d"]
+    assert np.allclose(model.coef_, reference.coef_, atol=1e-6)
+    assert np.array_equal(model.predict(dd.from_pandas(frame, npartitions=2)).compute(),
+                          reference.predict(frame))
+    with pytest.raises(ValueError, match="columns"):
+        model.predict(dd.from_pandas(frame[["d", "c", "b", "a"]], npartitions=2))
+
+
+def test_estimator_refuses_bad_dask_input(client):
+    import dask.array as da
+
+    from xent.estimator import SoftmaxRegression
+
+    X, y, _ = _classes_data(2, n=300)
+    X[7, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        SoftmaxRegression().fit(da.from_array(X, chunks=100), da.from_array(y, chunks=100))
+    with pytest.raises(ValueError, match="full batch"):
+        SoftmaxRegression(batch_size=32).fit(da.from_array(X, chunks=100), y)

@@ -13,6 +13,7 @@ Without a scheduler address a LocalCluster is started on 127.0.0.1 and shut down
 from __future__ import annotations
 
 import contextlib
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -99,14 +100,23 @@ def aligned(part):
     """A partition whose array is aligned in memory. Arrays that arrive over the network can
     start at an odd address inside the message's buffer, and numpy and BLAS run about ten times
     slower on them; ``scatter`` partitions through this once (client.submit(aligned, future))."""
-    X, labels = part
-    return (X if X.flags.aligned else np.array(X)), labels
+    X, *rest = part
+    return (X if X.flags.aligned else np.array(X), *rest)
+
+
+def _row_weights(labels, rest, class_weight):
+    """A partition's per-row weights: its sample weights (an optional third element) times
+    the class weights of its rows; None when it has neither."""
+    weights = rest[0] if rest else None
+    if class_weight is not None:
+        weights = class_weight[labels] if weights is None else weights * class_weight[labels]
+    return weights
 
 
 def _partition_sums(part, params, link_name, n_classes, smoothing, class_weight, **options):
-    X, labels = aligned(part)
+    X, labels, *rest = aligned(part)
     target = Target(n_classes, labels=labels, smoothing=smoothing)
-    weights = None if class_weight is None else class_weight[labels]
+    weights = _row_weights(labels, rest, class_weight)
     if len(labels) == 0:
         k = params.shape[1]
         return Sums(0.0, 0, np.zeros((k, X.shape[1])), np.zeros(k), 0, 0.0)
@@ -114,16 +124,17 @@ def _partition_sums(part, params, link_name, n_classes, smoothing, class_weight,
 
 
 def _partition_gram(part, v, fit_intercept, class_weight):
-    """(Xa^T D Xa v, sum of the weights) over one partition: D the class weights of its rows."""
-    X, labels = aligned(part)
+    """(Xa^T D Xa v, sum of the weights) over one partition: D the weights of its rows."""
+    X, labels, *rest = aligned(part)
+    weights = _row_weights(labels, rest, class_weight)
     d = X.shape[1]
     u = X @ v[:d] + (v[d] if fit_intercept else 0.0)
-    if class_weight is not None:
-        u *= class_weight[labels]
+    if weights is not None:
+        u *= weights
     out = np.empty(d + 1)
     out[:d] = X.T @ u
     out[d] = u.sum() if fit_intercept else 0.0
-    return out, float(len(X) if class_weight is None else class_weight[labels].sum())
+    return out, float(len(X) if weights is None else weights.sum())
 
 
 def _on_worker(parts, function, *args, **options):
@@ -146,7 +157,9 @@ def _moved(part):
 
 @dataclass
 class DaskData:
-    """Persisted partitions (X, labels) on the workers, as a source for ``loss.evaluate``."""
+    """Persisted partitions (X, labels[, sample weights]) on the workers, as a source for
+    ``loss.evaluate``. ``labels`` and ``sample_weight`` are also kept here, in the partitions'
+    order (n_samples,): the client needs them for the target and its entropy."""
 
     client: object
     parts: list
@@ -155,6 +168,7 @@ class DaskData:
     n_classes: int
     smoothing: float = 0.0
     class_weight: np.ndarray | None = None
+    sample_weight: np.ndarray | None = None
     dtype = np.dtype(np.float64)  # the partitions' dtype
     _by_worker: list | None = field(default=None, init=False, repr=False)
 
@@ -168,6 +182,12 @@ class DaskData:
     @property
     def target(self) -> Target:
         return Target(self.n_classes, labels=self.labels, smoothing=self.smoothing)
+
+    @property
+    def weights(self) -> np.ndarray | None:
+        """(n_samples,) the weight of each row: sample weight times class weight, or None."""
+        return _row_weights(self.labels, [] if self.sample_weight is None
+                            else [self.sample_weight], self.class_weight)
 
     def _groups(self) -> list[tuple[str, list[int]]]:
         """The partitions (their indices) by the worker that holds them, asked once: one task
@@ -298,3 +318,83 @@ def prepare(client, source: str, target: str | None, impute: str | None, val_fra
                      class_weight)
     validation = DaskData(client, val_parts, n_features, val_labels, len(classes))
     return train, validation, encoder, standardizer, classes, target
+
+
+# ---- dask arrays (the estimator) ----------------------------------------------------------
+
+def current_client():
+    """The dask.distributed Client this process made last (``Client(...)``), or a ValueError
+    that says to make one."""
+    try:
+        from dask.distributed import default_client
+    except ImportError:
+        raise ImportError("dask arrays need dask.distributed: pip install 'xent[dask]'") from None
+    try:
+        return default_client()
+    except ValueError:
+        raise ValueError("training on dask arrays needs a dask.distributed Client: create one "
+                         "first, e.g. Client() for a local cluster or "
+                         "Client('tcp://scheduler:8786')") from None
+
+
+def is_dask_collection(obj) -> bool:
+    """Whether ``obj`` is a dask array, DataFrame or Series (without importing dask)."""
+    import sys
+
+    return "dask" in sys.modules and sys.modules["dask"].is_dask_collection(obj)
+
+
+def as_dask_array(obj):
+    """(dask array, column names or None) of a dask array, DataFrame or Series; chunk sizes
+    known, so that rows can be matched to the labels."""
+    columns = None
+    if hasattr(obj, "to_dask_array"):  # a dask DataFrame or Series
+        if getattr(obj, "ndim", 1) == 2:
+            columns = [str(c) for c in obj.columns]
+        with warnings.catch_warnings():  # string labels become an object array: expected
+            warnings.filterwarnings("ignore", "Dask currently has limited support")
+            obj = obj.to_dask_array(lengths=True)
+    elif any(np.isnan(size) for sizes in obj.chunks for size in sizes):
+        obj = obj.compute_chunk_sizes()
+    return obj, columns
+
+
+def _array_part(X, labels, sample_weight=None):
+    X = np.ascontiguousarray(X, dtype=np.float64)
+    if not np.isfinite(X).all():
+        raise ValueError("Input X contains NaN or infinity: impute or drop those rows first")
+    part = (X, np.asarray(labels, dtype=np.intp))
+    return part if sample_weight is None else (*part, np.asarray(sample_weight, np.float64))
+
+
+def array_data(client, X, y, classes: np.ndarray, labels: np.ndarray, sample_weight=None,
+               smoothing: float = 0.0, class_weight: np.ndarray | None = None) -> DaskData:
+    """Persist the dask array X (n_samples, n_features) with its labels on the workers, one
+    partition per block of rows.
+
+    y (n_samples,) is a dask array of the class values; ``labels`` are their indices in the
+    sorted ``classes`` (computed on the client: the target needs them). ``sample_weight`` is
+    None or (n_samples,), numpy; it travels with the rows."""
+    import dask
+    import dask.array as da
+
+    X = X.rechunk({1: -1})  # whole rows in every block
+    row_chunks = X.chunks[0]
+    label_blocks = y.rechunk((row_chunks,)).map_blocks(_indices, classes, dtype=np.intp)
+    columns = [X.to_delayed().ravel(), label_blocks.to_delayed().ravel()]
+    if sample_weight is not None:
+        columns.append(da.from_array(sample_weight, chunks=(row_chunks,)).to_delayed().ravel())
+    parts = client.compute([dask.delayed(_array_part)(*blocks)
+                            for blocks in zip(*columns, strict=True)])
+    from dask.distributed import wait
+
+    wait(parts)
+    for part in parts:
+        if part.status == "error":
+            part.result()  # raises the worker's error here
+    return DaskData(client, parts, X.shape[1], labels, len(classes), smoothing, class_weight,
+                    sample_weight)
+
+
+def _indices(values, classes):
+    return np.searchsorted(classes, values)

@@ -20,6 +20,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from .config import ModelConfig, OptimConfig
+from .dask_engine import array_data, as_dask_array, current_client, is_dask_collection
 from .links import get_link
 from .loss import class_weighted, labels_target
 from .train import fit
@@ -85,7 +86,22 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
 
     def fit(self, X, y, sample_weight=None):
+        """Fit on X (n_samples, n_features): numpy, CSR, or a dask array or DataFrame (then
+        the rows stay on the workers of the current dask.distributed Client, and each
+        evaluation sums the loss and gradient over them there; full batch only)."""
+        if is_dask_collection(X) or is_dask_collection(y):
+            return self._fit_dask(X, y, sample_weight)
         X, y = validate_data(self, X, y, accept_sparse="csr", dtype=[np.float64, np.float32])
+        indices, link, class_weight = self._classes(y)
+        target = labels_target(indices, len(self.classes_), self.label_smoothing)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
+        weights = class_weighted(target, sample_weight, class_weight)
+        return self._fit(X, target, link, weights)
+
+    def _classes(self, y):
+        """Set ``classes_``; returns (the class index of each row, the link, the class weights
+        or None)."""
         check_classification_targets(y)
         self.classes_, indices = np.unique(y, return_inverse=True)
         n_classes = len(self.classes_)
@@ -94,16 +110,38 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 f"This solver needs samples of at least 2 classes in the data, but the data "
                 f"contain only one class: {self.classes_[0]!r}"
             )
-        link = get_link(self.link, n_classes)
-        target = labels_target(indices, n_classes, self.label_smoothing)
-        if sample_weight is not None:
-            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
         class_weight = None
         if self.class_weight is not None:
             class_weight = compute_class_weight(
                 self.class_weight, classes=self.classes_, y=y
             )
-        weights = class_weighted(target, sample_weight, class_weight)
+        return indices, get_link(self.link, n_classes), class_weight
+
+    def _fit_dask(self, X, y, sample_weight):
+        if self.batch_size:
+            raise ValueError("dask arrays are trained full batch: set batch_size=None")
+        client = current_client()
+        X, columns = as_dask_array(X if is_dask_collection(X) else da_from(X))
+        y, _ = as_dask_array(y if is_dask_collection(y) else da_from(y))
+        if X.ndim != 2 or y.ndim != 1 or X.shape[0] != y.shape[0]:
+            raise ValueError(f"X must be (n_samples, n_features) and y (n_samples,): got "
+                             f"{X.shape} and {y.shape}")
+        y_values = np.asarray(y.compute())
+        indices, link, class_weight = self._classes(y_values)
+        if sample_weight is not None:
+            sample_weight = np.asarray(sample_weight.compute() if is_dask_collection(
+                sample_weight) else sample_weight, dtype=np.float64)
+            sample_weight = _check_sample_weight(sample_weight, y_values, dtype=np.float64)
+        self.n_features_in_ = X.shape[1]
+        if columns is not None:
+            self.feature_names_in_ = np.asarray(columns, dtype=object)
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        data = array_data(client, X, y, self.classes_, indices, sample_weight,
+                          self.label_smoothing, class_weight)
+        return self._fit(data, data.target, link, None)
+
+    def _fit(self, X, target, link, weights):
         seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
         result = fit(
             X,
@@ -132,32 +170,77 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         tags.input_tags.sparse = True  # CSR input is used as is, never densified
         return tags
 
-    def _logits(self, X) -> np.ndarray:
-        check_is_fitted(self)
-        X = validate_data(self, X, accept_sparse="csr", reset=False,
-                          dtype=[np.float64, np.float32])
+    def _linear(self, X) -> np.ndarray:
+        """(n_samples, 1 or n_classes) logits X W + b."""
         return np.asarray(X @ self.coef_.T) + self.intercept_
 
-    def decision_function(self, X):
-        """(n_samples,) logits of the second class for two classes, else (n_samples, n_classes)."""
-        logits = self._logits(X)
-        if logits.shape[1] == 1:
+    def _output(self, X, method: str):
+        """``method`` ("predict", "predict_proba", ...) of X: numpy or CSR gives numpy; a dask
+        array or DataFrame gives a dask array computed block by block where the rows are."""
+        check_is_fitted(self)
+        if is_dask_collection(X):
+            return self._dask_output(X, method)
+        X = validate_data(self, X, accept_sparse="csr", reset=False,
+                          dtype=[np.float64, np.float32])
+        return self._from_logits(self._linear(X), method)
+
+    def _from_logits(self, logits, method: str):
+        link = get_link(self.link_)
+        if method == "predict":
+            return self.classes_[link.predict_index(logits)]
+        if method == "predict_proba":
+            return link.proba(logits)
+        if method == "predict_log_proba":
+            return link.log_proba(logits)
+        if logits.shape[1] == 1:  # decision_function
             return logits[:, 0]
         if len(self.classes_) == 2:
             return logits[:, 1] - logits[:, 0]
         return logits
 
+    def _dask_output(self, X, method: str):
+        X, columns = as_dask_array(X)
+        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has shape {X.shape}, but {type(self).__name__} is expecting "
+                             f"{self.n_features_in_} features as input")
+        names = getattr(self, "feature_names_in_", None)
+        if columns is not None and names is not None and list(names) != columns:
+            raise ValueError(f"X has the columns {columns}, but the model was fitted on "
+                             f"{list(names)}")
+        X = X.rechunk({1: -1})
+        one_column = method == "predict" or (method == "decision_function"
+                                              and len(self.classes_) == 2)
+        dtype = self.classes_.dtype if method == "predict" else np.float64
+        if one_column:
+            return X.map_blocks(_block_output, self, method, drop_axis=1, dtype=dtype,
+                                meta=np.empty((0,), dtype))
+        return X.map_blocks(_block_output, self, method, chunks=(X.chunks[0],
+                            (len(self.classes_),)), dtype=dtype, meta=np.empty((0, 0), dtype))
+
+    def decision_function(self, X):
+        """(n_samples,) logits of the second class for two classes, else (n_samples, n_classes)."""
+        return self._output(X, "decision_function")
+
     def predict_proba(self, X):
         """(n_samples, n_classes) probabilities; rows sum to 1."""
-        logits = self._logits(X)
-        return get_link(self.link_).proba(logits)
+        return self._output(X, "predict_proba")
 
     def predict_log_proba(self, X):
         """(n_samples, n_classes) log-probabilities, computed from the logits."""
-        logits = self._logits(X)
-        return get_link(self.link_).log_proba(logits)
+        return self._output(X, "predict_log_proba")
 
     def predict(self, X):
         """(n_samples,) the most probable class of each row."""
-        logits = self._logits(X)
-        return self.classes_[get_link(self.link_).predict_index(logits)]
+        return self._output(X, "predict")
+
+
+def _block_output(block, estimator: SoftmaxRegression, method: str):
+    """``method`` of one block of rows of a dask array (numpy, whole rows)."""
+    return estimator._from_logits(estimator._linear(np.asarray(block, np.float64)), method)
+
+
+def da_from(values):
+    """A numpy array (or list) as a one-chunk dask array."""
+    import dask.array as da
+
+    return da.from_array(np.asarray(values))

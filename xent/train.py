@@ -236,7 +236,9 @@ class _Loop:
         self.epochs_since_best = 0
         self.n_evaluations = 0
         self.last_finite: np.ndarray = start_params
-        self.entropy = target_entropy(target, weights)
+        # a source that adds up its own parts (streamed, Dask) keeps its rows' weights
+        own_weights = getattr(X, "weights", None) if hasattr(X, "sums") else None
+        self.entropy = target_entropy(target, weights if weights is not None else own_weights)
         self.exact = False  # products in float64 even for float32 data (see `record`)
         self.current = None
 
