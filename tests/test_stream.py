@@ -160,3 +160,47 @@ def test_unstandardised_streaming_equals_in_memory(tmp_path):
     assert b.model.standardizer is None
     assert np.allclose(a.history.column("objective"), b.history.column("objective"),
                        rtol=1e-11)
+
+
+@pytest.mark.parametrize("n_threads", [1, 3])
+def test_streamed_sums_over_a_selection_equal_numpy(tmp_path, n_threads):
+    # numeric columns only: the blocks are the cache's rows as read, a selection cuts them
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(1000, 4)) * [1.0, 5.0, 0.1, 2.0] + 3.0
+    score = X @ [1.0, -0.2, 4.0, 0.5] + rng.logistic(size=1000)
+    y = (score > np.median(score)).astype(int)
+    frame = pd.DataFrame(X, columns=["a", "b", "c", "d"]).assign(y=y)
+    frame.to_csv(tmp_path / "n.csv", index=False)
+    table, _ = stream.build_cache(tmp_path / "n.csv", None, 64)
+    selection = rng.random(1000) < 0.7
+    encoder, standardizer = stream.fit_streamed(table, selection, None, True, 64)
+    data = stream.StreamData(table, selection, encoder, standardizer, 64)
+    from xent.links import get_link
+    from xent.loss import evaluate, labels_target
+
+    rows = table.numeric[0:1000][selection]
+    assert np.allclose(standardizer.mean, rows.mean(axis=0), rtol=1e-13)
+    assert np.allclose(standardizer.scale, rows.std(axis=0), rtol=1e-13)
+    link = get_link("sigmoid")
+    params = rng.normal(size=(5, 1))
+    streamed = evaluate(params, data, data.target, link, 0.1, n_threads=n_threads)
+    reference = evaluate(params, (rows - rows.mean(axis=0)) / rows.std(axis=0),
+                         labels_target(y[selection], 2), link, 0.1)
+    assert streamed.objective == pytest.approx(reference.objective, rel=1e-12)
+    assert np.allclose(streamed.grad, reference.grad, rtol=1e-10, atol=1e-13)
+
+
+def test_training_from_the_cache_does_not_import_pandas(tmp_path):
+    # pandas and scikit-learn cost ~100 MB of memory; the cache is read without them
+    import subprocess
+    import sys
+
+    make_csv(tmp_path / "d.csv", n=500)
+    stream.build_cache(tmp_path / "d.csv", None, 128)
+    script = ("import sys; from xent import api; from xent.config import Config, with_overrides;"
+              f"api.train(with_overrides(Config(), {{'data.source': {str(tmp_path / 'd.csv')!r},"
+              "'data.stream': True, 'optim.epochs': 3}));"
+              "print(sorted(m for m in ('pandas', 'sklearn') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"

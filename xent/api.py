@@ -48,15 +48,20 @@ class Run:
 
 
 def versions() -> dict[str, str]:
-    """Versions of xent and the libraries that decide its numbers."""
-    import pandas
-    import scipy
-    import sklearn
+    """Versions of xent and the libraries that decide its numbers (read from the installed
+    packages' metadata: importing pandas and scikit-learn only to ask would cost ~100 MB)."""
+    from importlib.metadata import PackageNotFoundError, version
 
     from . import __version__
 
-    return {"xent": __version__, "numpy": np.__version__, "scipy": scipy.__version__,
-            "pandas": pandas.__version__, "scikit-learn": sklearn.__version__}
+    def installed(name):
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+
+    return {"xent": __version__, "numpy": np.__version__, "scipy": installed("scipy"),
+            "pandas": installed("pandas"), "scikit-learn": installed("scikit-learn")}
 
 
 def with_absolute_paths(config: Config) -> Config:

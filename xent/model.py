@@ -14,11 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 
 from .atomic import write_npz
-from .data import FeatureEncoder
+from .data import FeatureEncoder, is_data_frame
 from .errors import DataError, ModelFileError
 from .links import get_link
 from .preprocess import Standardizer
@@ -60,7 +59,7 @@ class Model:
     def features(self, data):
         """The model's input matrix from raw data: a DataFrame (encoded with the stored
         encoder), a dense array or a sparse matrix; then standardised as in training."""
-        if isinstance(data, pd.DataFrame):
+        if is_data_frame(data):
             if self.encoder is None:
                 X = data.to_numpy(dtype=np.float64)
             else:

@@ -22,12 +22,11 @@ import queue
 import shutil
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from .data import (
     FeatureEncoder,
@@ -37,12 +36,15 @@ from .data import (
     table_chunks,
 )
 from .errors import DataError
-from .loss import Sums, Target, sums
+from .loss import Sums, Target, _threads, available_cores, sums
 from .preprocess import Standardizer, merge_moments
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 CACHE_VERSION = 1
 SPLIT_BLOCK = 1 << 16  # rows per seeded block of the validation draw
-READ_BYTES = 8 << 20  # most bytes of the cache read at once by training
+READ_BYTES = 4 << 20  # most bytes of the cache read at once by training
 
 
 def cache_root() -> Path:
@@ -117,24 +119,6 @@ class RowFile:
                                     "`xent cache clear`")
                 done += count
         return out
-
-    def prefetched(self, spans: list[tuple[int, int]]):
-        """The rows of each (start, stop) in ``spans``, in order: while the caller works on
-        one block, the next is read on another thread into the other of two buffers, so
-        memory holds two blocks whatever the file's size. A block is valid until the
-        generator resumes."""
-        if not spans:
-            return
-        rows = max(stop - start for start, stop in spans)
-        buffers = [np.empty((rows, self.shape[1]), dtype=self.dtype) for _ in range(2)]
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="xent-read") as reader:
-            pending = reader.submit(self.read_into, buffers[0], *spans[0])
-            for index in range(len(spans)):
-                block = pending.result()
-                if index + 1 < len(spans):
-                    pending = reader.submit(self.read_into, buffers[(index + 1) % 2],
-                                            *spans[index + 1])
-                yield block
 
 
 def open_cache(directory: Path) -> CachedTable:
@@ -218,6 +202,8 @@ class _BackgroundWriter:
 def _codes(values: pd.Series, index: dict, as_text: bool) -> np.ndarray:
     """Integer codes of ``values`` by first appearance across chunks (``index`` grows as new
     values appear); -1 for a missing value."""
+    import pandas as pd
+
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
     keys = [str(u) if as_text else u for u in uniques.tolist()]
     lookup = np.array([index.setdefault(k, len(index)) for k in keys] + [-1], dtype=np.int64)
@@ -225,6 +211,8 @@ def _codes(values: pd.Series, index: dict, as_text: bool) -> np.ndarray:
 
 
 def _parse_into(path: Path, target, chunk_rows, work: Path) -> None:
+    import pandas as pd
+
     requested_target = target  # part of the cache's key
     columns = numeric = categorical = None
     level_index: list[dict] = []
@@ -308,6 +296,13 @@ def _numeric_block(chunk: pd.DataFrame, numeric: list[str], path: Path, offset: 
     return block
 
 
+def read_rows(table: CachedTable, chunk_rows: int) -> int:
+    """Rows per block read from the cache: at most ``chunk_rows`` and about 8 MB, so that a
+    block read ahead waits in the L3 cache and the temporaries of one block stay small."""
+    width = max(1, len(table.meta["numeric"]) + len(table.meta["categorical"]))
+    return max(256, min(chunk_rows, READ_BYTES // (8 * width)))
+
+
 def validation_mask(n_rows: int, val_fraction: float, seed: int) -> np.ndarray:
     """Which rows are validation rows: each row by a uniform draw from a generator seeded by
     (seed, block of the row), so the split depends on the row index and seed only."""
@@ -334,9 +329,7 @@ class StreamData:
                  smoothing: float = 0.0, class_weight: np.ndarray | None = None):
         self.table, self.selection = table, selection
         self.encoder, self.standardizer = encoder, standardizer
-        # blocks of at most ~8 MB: the block read ahead then waits in the L3 cache
-        width = max(1, len(table.meta["numeric"]) + len(table.meta["categorical"]))
-        self.chunk_rows = max(256, min(chunk_rows, READ_BYTES // (8 * width)))
+        self.chunk_rows = read_rows(table, chunk_rows)
         self.dtype = np.dtype(dtype)
         self.labels = table.labels[selection]
         self.target = Target(len(table.meta["classes"]), labels=self.labels,
@@ -382,18 +375,40 @@ class StreamData:
             raw[:d] = params[:d] / scale[:, None]
             raw[d] = params[d] - mean @ raw[:d]
         spans = list(self._spans())
-        if self._plan.plain and not self._plan.fills_any and self.dtype == np.float64:
-            # the cached rows as they are, read ahead of the computation
-            blocks = self.table.numeric.prefetched([(start, stop) for start, stop, _, _ in spans])
-            blocks = (X if keep.all() else X[keep]
-                      for X, (_, _, keep, _) in zip(blocks, spans, strict=True))
+        threads = options.pop("n_threads", None) or available_cores()
+        threads = max(1, min(threads, len(spans)))
+        plain = self._plan.plain and not self._plan.fills_any and self.dtype == np.float64
+        rows = max((stop - start for start, stop, _, _ in spans), default=0)
+
+        def run(group) -> Sums | None:
+            """The sums over a contiguous run of blocks, each read (or encoded) and then used
+            while it is in cache; one buffer per thread, whatever the file's size."""
+            buffer = np.empty((rows, d)) if plain else None
+            totals = None
+            for start, stop, keep, selected in (spans[i] for i in group):
+                if plain:  # the cached rows as they are
+                    X = self.table.numeric.read_into(buffer, start, stop)
+                    X = X if keep.all() else X[keep]
+                else:
+                    X = self._plan.encode(start, stop, keep).astype(self.dtype, copy=False)
+                part = sums(raw, X, self.target.take(selected), link, self._weights(selected),
+                            n_threads=1, **options)
+                totals = part if totals is None else totals + part
+            return totals
+
+        # Each thread reads and computes its own run of blocks: reading (which releases the
+        # GIL) on one thread overlaps computing on another, and no core waits for a reader.
+        groups = np.array_split(np.arange(len(spans)), threads)
+        if threads == 1:
+            parts = [run(groups[0])]
         else:
-            blocks = (self._plan.encode(start, stop, keep).astype(self.dtype, copy=False)
-                      for start, stop, keep, _ in spans)
+            pool, single_blas = _threads(threads)
+            with single_blas:
+                parts = list(pool.map(run, groups))
         totals = None
-        for X, (_, _, _, rows) in zip(blocks, spans, strict=True):
-            part = sums(raw, X, self.target.take(rows), link, self._weights(rows), **options)
-            totals = part if totals is None else totals + part
+        for part in parts:  # added in the blocks' order: the result does not depend on timing
+            if part is not None:
+                totals = part if totals is None else totals + part
         if self.standardizer is not None:
             corrected = (totals.grad_coef_t - np.outer(totals.grad_intercept, mean)) / scale
             totals = totals._replace(grad_coef_t=corrected)
@@ -498,10 +513,13 @@ def fit_streamed(table: CachedTable, selection: np.ndarray, impute: str | None,
     mean = np.zeros(n_numeric)
     m2 = np.zeros(n_numeric)
     level_counts = [np.zeros(len(levels) + 1, dtype=np.int64) for levels in meta["levels"]]
-    for start in range(0, table.n_rows, chunk_rows):
-        stop = min(start + chunk_rows, table.n_rows)
+    step = read_rows(table, chunk_rows)
+    for start in range(0, table.n_rows, step):
+        stop = min(start + step, table.n_rows)
         keep = selection[start:stop]
-        block = table.numeric[start:stop][keep]
+        block = table.numeric[start:stop]
+        if not keep.all():
+            block = block[keep]
         present = ~np.isnan(block)
         c = present.sum(axis=0).astype(np.float64)
         safe = np.where(present, block, 0.0)
@@ -509,7 +527,8 @@ def fit_streamed(table: CachedTable, selection: np.ndarray, impute: str | None,
             m = np.where(c > 0, safe.sum(axis=0) / np.maximum(c, 1), 0.0)
         q = np.where(present, (block - m) ** 2, 0.0).sum(axis=0)
         count, mean, m2 = merge_moments((count, mean, m2), (c, m, q))
-        codes = table.codes[start:stop][keep]
+        codes = table.codes[start:stop]
+        codes = codes if keep.all() else codes[keep]
         for j in range(n_cat):  # code -1 (missing) is counted in the last place
             counts = np.bincount(codes[:, j] + 1, minlength=len(level_counts[j]))
             level_counts[j][:-1] += counts[1:]
