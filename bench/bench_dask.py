@@ -6,8 +6,8 @@
 A LocalCluster of 2 worker processes on 127.0.0.1 holds the data in --partitions partitions.
 Measured in one run: one loss+gradient evaluation in process and over the partitions (the
 difference is the engine's overhead per evaluation), and a whole L-BFGS fit to tol 1e-8 both
-ways; dask-ml's LogisticRegression (lbfgs) on the same dask array, with its objective's gap to
-ours. Medians over --repeats.
+ways; one epoch of mini-batch Adam both ways; dask-ml's LogisticRegression (lbfgs) on the same
+dask array, with its objective's gap to ours. Medians over --repeats.
 """
 
 from __future__ import annotations
@@ -73,6 +73,13 @@ def main():
             here.history.last.objective
         results["fit"] = {"in_process": fit_local, "dask": fit_dask,
                           "ratio": fit_dask / fit_local, "objective_gap": gap}
+        # one epoch of Adam on mini-batches of 1024 rows: over Dask the steps run partition
+        # by partition on the worker that holds it (SGD is sequential: one worker at a time)
+        sgd = dict(optimizer="adam", batch_size=1024, max_epochs=1, tol=0.0, l2=l2, seed=0)
+        sgd_local, _ = median_time(lambda: fit(X, target, link, **sgd), args.repeats)
+        sgd_dask, _ = median_time(lambda: fit(data, target, link, **sgd), args.repeats)
+        results["minibatch_epoch"] = {"in_process": sgd_local, "dask": sgd_dask,
+                                      "ratio": sgd_dask / sgd_local}
         try:
             import dask.array as da
             from dask_ml.linear_model import LogisticRegression
@@ -98,6 +105,9 @@ def main():
           f"{e['allowed_overhead'] * 1e3:.0f} ms)")
     print(f"L-BFGS fit: in process {f['in_process']:.2f} s, over Dask {f['dask']:.2f} s "
           f"({f['ratio']:.2f}x), objective gap {f['objective_gap']:.1e}")
+    m = results["minibatch_epoch"]
+    print(f"Adam, one epoch of 1024-row batches: in process {m['in_process']:.2f} s, over Dask "
+          f"{m['dask']:.2f} s ({m['ratio']:.2f}x)")
     if "dask_ml_lbfgs" in results:
         r = results["dask_ml_lbfgs"]
         print(f"dask-ml LogisticRegression(lbfgs): {r['seconds']:.2f} s = "

@@ -59,8 +59,10 @@ def test_cli_trains_on_a_local_cluster(run, tmp_path):
     summary = json.loads(result.stdout)
     assert summary["val_accuracy"] > 0.8
     assert json.loads(run("eval", "r", "d.csv", "--json").stdout)["accuracy"] > 0.8
-    batched = run("train", "d.csv", "--engine", "dask", "--batch-size", "32", "-o", "b")
-    assert batched.exit_code == 2 and "mini-batches" in batched.stderr
+    batched = run("train", "d.csv", "--engine", "dask", "--batch-size", "32", "--epochs", "3",
+                  "-o", "b", "--json")
+    assert batched.exit_code == 0, batched.output
+    assert json.loads(batched.stdout)["val_accuracy"] > 0.8
 
 
 def test_unreachable_scheduler_is_a_clear_error(run, tmp_path):
@@ -130,5 +132,76 @@ def test_estimator_refuses_bad_dask_input(client):
     X[7, 1] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         SoftmaxRegression().fit(da.from_array(X, chunks=100), da.from_array(y, chunks=100))
-    with pytest.raises(ValueError, match="full batch"):
-        SoftmaxRegression(batch_size=32).fit(da.from_array(X, chunks=100), y)
+
+
+def test_minibatches_on_dask_follow_the_streamed_run(tmp_path, client):
+    # one partition per file and one streamed block per 1,000 rows: the same blocks, so the
+    # same shuffles (blocks in a shuffled order, rows shuffled within each) and the same run
+    frame = make_csv(tmp_path / "all.csv", n=3000)
+    for i in range(3):
+        frame.iloc[i * 1000:(i + 1) * 1000].to_csv(tmp_path / f"part{i}.csv", index=False)
+    settings = {"optim.optimizer": "adam", "optim.batch_size": 64, "optim.epochs": 4,
+                "optim.tol": 0.0, "data.seed": 7}
+    on_dask = api.train(config(str(tmp_path / "part*.csv"), **settings, **{
+        "data.engine": "dask"}), client=client)
+    streamed = api.train(config(tmp_path / "all.csv", **settings, **{
+        "data.stream": True, "data.chunk_rows": 1000}))
+    assert len(on_dask.history) == 5
+    assert np.allclose(on_dask.history.column("objective"),
+                       streamed.history.column("objective"), rtol=1e-10)
+    assert np.allclose(on_dask.model.coef, streamed.model.coef, rtol=1e-8, atol=1e-10)
+    assert on_dask.fit.n_evaluations == streamed.fit.n_evaluations
+
+
+def test_estimator_minibatches_on_dask_arrays(client):
+    import dask.array as da
+
+    from xent.estimator import SoftmaxRegression
+    from xent.links import get_link
+    from xent.loss import evaluate, labels_target
+
+    X, y, _ = _classes_data(3, n=1200, seed=2)
+    dX, dy = da.from_array(X, chunks=(300, 4)), da.from_array(y, chunks=300)
+    settings = dict(optimizer="adam", lr=0.01, batch_size=32, max_epochs=40, tol=0.0, l2=1e-3,
+                    random_state=0)
+    model = SoftmaxRegression(**settings).fit(dX, dy)
+    again = SoftmaxRegression(**settings).fit(dX, dy)
+    assert np.array_equal(model.coef_, again.coef_)  # seeded: the same shuffles
+    optimum = SoftmaxRegression(optimizer="lbfgs", l2=1e-3, tol=1e-10).fit(X, y)
+    labels = labels_target(np.searchsorted(model.classes_, y), 3)
+
+    def objective(m):
+        params = np.vstack([m.coef_.T, m.intercept_])
+        return evaluate(params, X, labels, get_link("softmax"), 1e-3).objective
+
+    assert objective(model) - objective(optimum) < 2e-3
+    assert objective(model) < 0.9 * evaluate(np.zeros((5, 3)), X, labels,
+                                             get_link("softmax"), 1e-3).objective
+
+
+def test_a_worker_lost_during_training_is_recovered(tmp_path):
+    # the scheduler recomputes the lost partitions elsewhere and the evaluations run there
+    import os
+    import signal
+
+    from xent.dask_engine import connect
+
+    frame = make_csv(tmp_path / "all.csv", n=4000)
+    for i in range(4):
+        frame.iloc[i * 1000:(i + 1) * 1000].to_csv(tmp_path / f"part{i}.csv", index=False)
+    in_memory = api.train(config(tmp_path / "all.csv"))
+    with connect(workers=2) as own_client:
+        killed = []
+
+        def kill_a_worker(record):
+            if record.epoch == 2 and not killed:
+                worker = sorted(own_client.scheduler_info()["workers"])[0]
+                pid = own_client.run(os.getpid, workers=[worker])[worker]
+                os.kill(pid, signal.SIGKILL)
+                killed.append(worker)
+
+        on_dask = api.train(config(str(tmp_path / "part*.csv"), **{"data.engine": "dask"}),
+                            callback=kill_a_worker, client=own_client)
+    assert killed
+    assert on_dask.summary["objective"] == pytest.approx(in_memory.summary["objective"],
+                                                         rel=1e-10)

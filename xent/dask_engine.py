@@ -22,7 +22,7 @@ import pandas as pd
 from .data import FeatureEncoder, class_order, encode_labels, missing_values_error
 from .errors import DataError
 from .links import get_link
-from .loss import Sums, Target, balanced_class_weight, sums
+from .loss import Sums, Target, balanced_class_weight, shuffled_batches, sums
 from .preprocess import Standardizer, merge_moments
 from .stream import validation_mask
 
@@ -149,6 +149,20 @@ def _on_worker(parts, function, *args, **options):
     return [function(part, *args, **options) for part in parts]
 
 
+def _partition_steps(part, step, params, state, order, batch_size, n_classes, smoothing,
+                     class_weight):
+    """``step(params, state, batches)`` over one partition's rows in the order ``order``."""
+    X, labels, *rest = aligned(part)
+    target = Target(n_classes, labels=labels, smoothing=smoothing)
+    batches = shuffled_batches(X, target, _row_weights(labels, rest, class_weight), order,
+                               batch_size)
+    return step(params, state, batches)
+
+
+def _rows(part):
+    return len(part[1])
+
+
 def _moved(part):
     return part
 
@@ -171,6 +185,7 @@ class DaskData:
     sample_weight: np.ndarray | None = None
     dtype = np.dtype(np.float64)  # the partitions' dtype
     _by_worker: list | None = field(default=None, init=False, repr=False)
+    _rows: list | None = field(default=None, init=False, repr=False)  # rows per partition
 
     def __post_init__(self):
         self.parts = list(self.parts)  # the balancing in `_groups` replaces moved partitions
@@ -216,7 +231,7 @@ class DaskData:
                     if holder is None or load[least] < load[holder]:
                         holder = least
                         self.parts[i] = self.client.submit(_moved, part, workers=[holder],
-                                                           allow_other_workers=False,
+                                                           allow_other_workers=True,
                                                            pure=False)
                 load[holder] += size
                 by_worker[holder].append(i)
@@ -226,17 +241,38 @@ class DaskData:
 
     def _map(self, function, *args, **options) -> list:
         """``function(partition, *args, **options)`` for every partition, where it is held;
-        the results in the partitions' order."""
+        the results in the partitions' order. The placement is a preference: should a worker
+        leave, the scheduler recomputes its partitions elsewhere and runs the task there."""
         groups = self._groups()
         futures = [self.client.submit(_on_worker, [self.parts[i] for i in indices], function,
                                       *args, **options, workers=[worker],
-                                      allow_other_workers=False, pure=False)
+                                      allow_other_workers=True, pure=False)
                    for worker, indices in groups]
         results = [None] * len(self.parts)
         for (_, indices), outputs in zip(groups, self.client.gather(futures), strict=True):
             for i, output in zip(indices, outputs, strict=True):
                 results[i] = output
         return results
+
+    def steps(self, step, params, state, batch_size: int, rng: np.random.Generator):
+        """One epoch of mini-batch steps, ``step(params, state, batches)`` (``train.batch_steps``)
+        run on the worker that holds each partition in turn: the partitions in a shuffled
+        order, the rows shuffled within each, as streamed blocks are. Only the parameters and
+        the optimiser's state travel. Returns (params, state, number of steps)."""
+        if self._rows is None:
+            self._rows = self._map(_rows)
+        holder = {i: worker for worker, indices in self._groups() for i in indices}
+        nonempty = [i for i, rows in enumerate(self._rows) if rows]
+        n_steps = 0
+        for i in (nonempty[j] for j in rng.permutation(len(nonempty))):
+            order = rng.permutation(self._rows[i])
+            future = self.client.submit(_partition_steps, self.parts[i], step, params, state,
+                                        order, batch_size, self.n_classes, self.smoothing,
+                                        self.class_weight, workers=[holder[i]],
+                                        allow_other_workers=True, pure=False)
+            params, state, count = future.result()
+            n_steps += count
+        return params, state, n_steps
 
     def sums(self, params, link, **options) -> Sums:
         parts = self._map(_partition_sums, params, link.name, self.n_classes, self.smoothing,

@@ -87,8 +87,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
 
     def fit(self, X, y, sample_weight=None):
         """Fit on X (n_samples, n_features): numpy, CSR, or a dask array or DataFrame (then
-        the rows stay on the workers of the current dask.distributed Client, and each
-        evaluation sums the loss and gradient over them there; full batch only)."""
+        the rows stay on the workers of the current dask.distributed Client: each evaluation
+        sums the loss and gradient over them there, and mini-batch steps are taken on the worker
+        that holds each block of rows in turn)."""
         if is_dask_collection(X) or is_dask_collection(y):
             return self._fit_dask(X, y, sample_weight)
         X, y = validate_data(self, X, y, accept_sparse="csr", dtype=[np.float64, np.float32])
@@ -118,8 +119,6 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         return indices, get_link(self.link, n_classes), class_weight
 
     def _fit_dask(self, X, y, sample_weight):
-        if self.batch_size:
-            raise ValueError("dask arrays are trained full batch: set batch_size=None")
         client = current_client()
         X, columns = as_dask_array(X if is_dask_collection(X) else da_from(X))
         y, _ = as_dask_array(y if is_dask_collection(y) else da_from(y))

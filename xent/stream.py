@@ -36,7 +36,7 @@ from .data import (
     table_chunks,
 )
 from .errors import DataError
-from .loss import Sums, Target, _threads, available_cores, sums
+from .loss import Sums, Target, _threads, available_cores, shuffled_batches, sums
 from .preprocess import Standardizer, merge_moments
 
 if TYPE_CHECKING:
@@ -426,12 +426,8 @@ class StreamData:
         for index in rng.permutation(len(spans)):
             start, stop, keep, rows = spans[index]
             X = self.block(start, stop, keep)
-            target, weights = self.target.take(rows), self._weights(rows)
-            order = rng.permutation(len(X))
-            for first in range(0, len(X), batch_size):
-                picked = np.sort(order[first:first + batch_size])
-                yield X[picked], target.take(picked), \
-                    None if weights is None else weights[picked]
+            yield from shuffled_batches(X, self.target.take(rows), self._weights(rows),
+                                        rng.permutation(len(X)), batch_size)
 
 
 class _EncodingPlan:

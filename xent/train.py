@@ -18,6 +18,7 @@ Stopping, checked after each epoch's record:
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -29,7 +30,14 @@ import scipy.optimize
 from .config import OptimConfig
 from .errors import ConfigError
 from .links import Link
-from .loss import Target, evaluate, lipschitz_bound, single_threaded_blas, target_entropy
+from .loss import (
+    Target,
+    evaluate,
+    lipschitz_bound,
+    shuffled_batches,
+    single_threaded_blas,
+    target_entropy,
+)
 from .optim import OPTIMIZERS, make_optimizer, state_from_arrays, state_to_arrays
 
 #: Adam's step is a distance in parameter space, not a fraction of 1/L: this is its "auto".
@@ -181,9 +189,6 @@ def fit(
         raise ConfigError(f"max_epochs must be >= 0, got {max_epochs}")
     if batch_size is not None and batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
-    if batch_size and hasattr(X, "sums") and not hasattr(X, "batches"):
-        raise ConfigError("mini-batches are not available with this data source (Dask): "
-                          "train full batch (batch_size 0)")
     n, d = X.shape
     k = link.n_outputs(target.n_classes)
     params = np.zeros((d + 1, k)) if init_params is None else np.array(init_params, np.float64)
@@ -211,6 +216,19 @@ def fit(
     if reason == "early_stop" and loop.best_params is not None:
         params = loop.best_params
     return FitResult(params, loop.history, reason, loop.lr, loop.n_evaluations, loop.entropy)
+
+
+def batch_steps(params, state, batches, *, opt, link, l2, fit_intercept, compute_dtype=None):
+    """The optimiser's steps over ``batches`` ((X, Target, weights or None) each) from
+    ``params``: one loss and gradient per batch, each step from the last. Returns (params,
+    state, number of steps). A plain function, so that it can run where the rows are."""
+    n_steps = 0
+    for X_batch, target_batch, w_batch in batches:
+        grad = evaluate(params, X_batch, target_batch, link, l2, w_batch,
+                        fit_intercept=fit_intercept, compute_dtype=compute_dtype).grad
+        params, state = opt.update(grad, state, params)
+        n_steps += 1
+    return params, state, n_steps
 
 
 class _Loop:
@@ -325,11 +343,21 @@ class _Loop:
         if hasattr(self.X, "batches"):
             yield from self.X.batches(batch_size, rng)
             return
-        order = rng.permutation(self.X.shape[0])
-        for start in range(0, len(order), batch_size):
-            rows = np.sort(order[start:start + batch_size])
-            yield (self.X[rows], self.target.take(rows),
-                   None if self.weights is None else self.weights[rows])
+        yield from shuffled_batches(self.X, self.target, self.weights,
+                                    rng.permutation(self.X.shape[0]), batch_size)
+
+    def minibatch_epoch(self, opt, params, state, batch_size: int, rng):
+        """One epoch of mini-batch steps from ``params``; returns (params, state). A source
+        whose rows are elsewhere (Dask) takes the steps where the rows are (``X.steps``)."""
+        step = functools.partial(batch_steps, opt=opt, link=self.link, l2=self.l2,
+                                 fit_intercept=self.fit_intercept,
+                                 compute_dtype=np.float64 if self.exact else None)
+        if hasattr(self.X, "steps"):
+            params, state, n_steps = self.X.steps(step, params, state, batch_size, rng)
+        else:
+            params, state, n_steps = step(params, state, self.batches(batch_size, rng))
+        self.n_evaluations += n_steps
+        return params, state
 
     def run_first_order(self, params, optimizer, max_epochs, batch_size, seed, resume,
                         lr_backoff) -> str:
@@ -373,9 +401,7 @@ class _Loop:
             if full_batch:
                 params, state = opt.update(result.grad, state, params)
             else:
-                for X_batch, target_batch, w_batch in self.batches(batch_size, rng):
-                    batch = self.evaluate(params, X_batch, target_batch, w_batch)
-                    params, state = opt.update(batch.grad, state, params)
+                params, state = self.minibatch_epoch(opt, params, state, batch_size, rng)
             epoch += 1
             result = self.evaluate(params)
 
