@@ -14,27 +14,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench import median_time  # noqa: E402  (bench/bench.py, beside this script)
 from xent.dask_engine import DaskData, aligned, connect  # noqa: E402
 from xent.links import get_link  # noqa: E402
 from xent.loss import evaluate, labels_target  # noqa: E402
 from xent.train import fit  # noqa: E402
-
-
-def median_time(function, repeats):
-    times, result = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
 
 
 def main():
