@@ -159,7 +159,7 @@ def _partition_steps(part, step, params, state, order, batch_size, n_classes, sm
     return step(params, state, batches)
 
 
-def _rows(part):
+def _row_count(part):
     return len(part[1])
 
 
@@ -185,7 +185,7 @@ class DaskData:
     sample_weight: np.ndarray | None = None
     dtype = np.dtype(np.float64)  # the partitions' dtype
     _by_worker: list | None = field(default=None, init=False, repr=False)
-    _rows: list | None = field(default=None, init=False, repr=False)  # rows per partition
+    _part_rows: list | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self):
         self.parts = list(self.parts)  # the balancing in `_groups` replaces moved partitions
@@ -259,13 +259,13 @@ class DaskData:
         run on the worker that holds each partition in turn: the partitions in a shuffled
         order, the rows shuffled within each, as streamed blocks are. Only the parameters and
         the optimiser's state travel. Returns (params, state, number of steps)."""
-        if self._rows is None:
-            self._rows = self._map(_rows)
+        if self._part_rows is None:  # asked once, where the partitions are
+            self._part_rows = self._map(_row_count)
         holder = {i: worker for worker, indices in self._groups() for i in indices}
-        nonempty = [i for i, rows in enumerate(self._rows) if rows]
+        nonempty = [i for i, rows in enumerate(self._part_rows) if rows]
         n_steps = 0
         for i in (nonempty[j] for j in rng.permutation(len(nonempty))):
-            order = rng.permutation(self._rows[i])
+            order = rng.permutation(self._part_rows[i])
             future = self.client.submit(_partition_steps, self.parts[i], step, params, state,
                                         order, batch_size, self.n_classes, self.smoothing,
                                         self.class_weight, workers=[holder[i]],
@@ -381,10 +381,15 @@ def is_dask_collection(obj) -> bool:
 
 
 def as_dask_array(obj):
-    """(dask array, column names or None) of a dask array, DataFrame or Series; chunk sizes
-    known, so that rows can be matched to the labels."""
+    """(dask array, column names or None) of a dask array, DataFrame or Series (anything else,
+    numpy for one, becomes a one-block dask array); chunk sizes known, so that rows can be
+    matched to the labels."""
     columns = None
-    if hasattr(obj, "to_dask_array"):  # a dask DataFrame or Series
+    if not is_dask_collection(obj):
+        import dask.array as da
+
+        obj = da.from_array(np.asarray(obj))
+    elif hasattr(obj, "to_dask_array"):  # a dask DataFrame or Series
         if getattr(obj, "ndim", 1) == 2:
             columns = [str(c) for c in obj.columns]
         with warnings.catch_warnings():  # string labels become an object array: expected
@@ -413,6 +418,7 @@ def array_data(client, X, y, classes: np.ndarray, labels: np.ndarray, sample_wei
     None or (n_samples,), numpy; it travels with the rows."""
     import dask
     import dask.array as da
+    from dask.distributed import wait
 
     X = X.rechunk({1: -1})  # whole rows in every block
     row_chunks = X.chunks[0]
@@ -422,8 +428,6 @@ def array_data(client, X, y, classes: np.ndarray, labels: np.ndarray, sample_wei
         columns.append(da.from_array(sample_weight, chunks=(row_chunks,)).to_delayed().ravel())
     parts = client.compute([dask.delayed(_array_part)(*blocks)
                             for blocks in zip(*columns, strict=True)])
-    from dask.distributed import wait
-
     wait(parts)
     for part in parts:
         if part.status == "error":

@@ -120,16 +120,16 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
 
     def _fit_dask(self, X, y, sample_weight):
         client = current_client()
-        X, columns = as_dask_array(X if is_dask_collection(X) else da_from(X))
-        y, _ = as_dask_array(y if is_dask_collection(y) else da_from(y))
+        X, columns = as_dask_array(X)
+        y, _ = as_dask_array(y)
         if X.ndim != 2 or y.ndim != 1 or X.shape[0] != y.shape[0]:
             raise ValueError(f"X must be (n_samples, n_features) and y (n_samples,): got "
                              f"{X.shape} and {y.shape}")
         y_values = np.asarray(y.compute())
         indices, link, class_weight = self._classes(y_values)
+        if is_dask_collection(sample_weight):
+            sample_weight = sample_weight.compute()
         if sample_weight is not None:
-            sample_weight = np.asarray(sample_weight.compute() if is_dask_collection(
-                sample_weight) else sample_weight, dtype=np.float64)
             sample_weight = _check_sample_weight(sample_weight, y_values, dtype=np.float64)
         self.n_features_in_ = X.shape[1]
         if columns is not None:
@@ -237,9 +237,3 @@ def _block_output(block, estimator: SoftmaxRegression, method: str):
     """``method`` of one block of rows of a dask array (numpy, whole rows)."""
     return estimator._from_logits(estimator._linear(np.asarray(block, np.float64)), method)
 
-
-def da_from(values):
-    """A numpy array (or list) as a one-chunk dask array."""
-    import dask.array as da
-
-    return da.from_array(np.asarray(values))
