@@ -4,13 +4,13 @@ import json
 
 import numpy as np
 import pytest
+from conftest import fit_arrays
 from test_links_and_loss import SEED_VECTORS
 
 from xent.diagnostics import diagnose
 from xent.explain import compare_gradients, cross_entropy_terms
 from xent.links import get_link
 from xent.loss import labels_target, target_entropy
-from xent.train import fit
 
 
 def csv_list(values):
@@ -160,11 +160,11 @@ def test_diagnoses_separable_data():
     X = rng.normal(size=(100, 2))
     y = (X[:, 0] > 0).astype(int)
     X[:, 0] += np.where(y == 1, 0.5, -0.5)  # a margin: separable
-    result = fit(X, labels_target(y, 2), get_link("sigmoid"), max_epochs=2000)
+    result = fit_arrays(X, labels_target(y, 2), get_link("sigmoid"), max_epochs=2000)
     assert result.stop_reason == "max_epochs"
     text = " ".join(_diagnose(result))
     assert "linearly separable" in text and "--l2" in text
-    regularised = fit(X, labels_target(y, 2), get_link("sigmoid"), max_epochs=200, l2=0.01)
+    regularised = fit_arrays(X, labels_target(y, 2), get_link("sigmoid"), max_epochs=200, l2=0.01)
     assert "separable" not in " ".join(_diagnose(regularised, l2=0.01))
 
 
@@ -172,13 +172,13 @@ def test_diagnoses_a_learning_rate_too_large_and_extreme_scales():
     rng = np.random.default_rng(1)
     X = rng.normal(size=(200, 2)) * [1000.0, 0.01]
     y = (X[:, 0] / 1000 + X[:, 1] * 100 + rng.normal(0, 0.5, 200) > 0).astype(int)
-    result = fit(X, labels_target(y, 2), get_link("sigmoid"), lr=1.0, max_epochs=50, l2=1e-3)
+    result = fit_arrays(X, labels_target(y, 2), get_link("sigmoid"), lr=1.0, max_epochs=50, l2=1e-3)
     notes = _diagnose(result, names=["big", "small"], feature_stds=X.std(axis=0), l2=1e-3)
     text = " ".join(notes)
     assert "objective rose" in text and "--lr 0.25" in text
     assert "'big'" in text and "'small'" in text and "--standardize" in text
     assert "epoch budget" in text
-    converged = fit(X / X.std(axis=0), labels_target(y, 2), get_link("sigmoid"),
+    converged = fit_arrays(X / X.std(axis=0), labels_target(y, 2), get_link("sigmoid"),
                     optimizer="lbfgs", l2=1e-3)
     assert _diagnose(converged) == []
 

@@ -9,14 +9,15 @@ import scipy.sparse as sp
 from xent.errors import DataError
 from xent.links import SIGMOID, SOFTMAX, get_link, log_softmax, softmax
 from xent.loss import (
+    Objective,
     binary_cross_entropy,
-    class_weighted,
     cross_entropy,
     evaluate,
     labels_target,
     lipschitz_bound,
     loss_and_grad,
     proba_target,
+    row_weights,
 )
 
 # SEEDS.md, "Worked examples": (target P, prediction Q, cross-entropy)
@@ -208,9 +209,9 @@ def test_accuracy_counts_rows_predicted_right():
 
 def test_class_weights_equal_sample_weights_of_their_class():
     target = labels_target([0, 1, 1, 2], 3)
-    assert np.allclose(class_weighted(target, None, [2.0, 1.0, 5.0]), [2, 1, 1, 5])
-    assert np.allclose(class_weighted(target, [1, 2, 3, 4], [2.0, 1.0, 5.0]), [2, 2, 3, 20])
-    assert class_weighted(target) is None
+    assert np.allclose(row_weights(target, None, [2.0, 1.0, 5.0]), [2, 1, 1, 5])
+    assert np.allclose(row_weights(target, [1, 2, 3, 4], [2.0, 1.0, 5.0]), [2, 2, 3, 20])
+    assert row_weights(target) is None
 
 
 def test_integer_weights_equal_repeated_rows():
@@ -246,7 +247,9 @@ def test_lipschitz_bound_bounds_the_hessian(link_name):
     # Largest eigenvalue of the exact Hessian (by finite differences of the gradient) at a few
     # random points stays below the bound, and the bound is not loose by more than ~4x.
     X, target, link, weights, params = _problem(link_name, False, True, 0.0, n=60, d=3, k=3)
-    bound = lipschitz_bound(X, link, 0.05, weights)
+    from xent.sources import ArraySource
+
+    bound = lipschitz_bound(ArraySource(X, target, weights), Objective(link, 0.05))
     rng = np.random.default_rng(3)
     size = params.size
     largest = 0.0

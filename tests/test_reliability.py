@@ -7,22 +7,23 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import fit_arrays
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from xent import atomic
 from xent.config import ConfigError, load_toml
-from xent.data import load
+from xent.data import load_table as load
 from xent.errors import DataError, ModelFileError, XentError
 from xent.links import get_link
 from xent.loss import labels_target
 from xent.model import Model
-from xent.train import fit
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -129,13 +130,14 @@ def test_resume_gives_the_run_that_was_never_stopped(optimizer, batch_size):
     target, link = labels_target(y, 3), get_link("softmax")
     settings = dict(optimizer=optimizer, batch_size=batch_size, max_epochs=60, l2=1e-2, seed=3,
                     tol=0.0)
-    whole = fit(X, target, link, **settings)
+    whole = fit_arrays(X, target, link, **settings)
     saved = []
     epochs_seen = []
-    stopped = fit(X, target, link, **settings, callback=lambda r: epochs_seen.append(r.epoch),
-                  should_stop=lambda: len(epochs_seen) > 25, checkpoint=saved.append)
+    stopped = fit_arrays(X, target, link, **settings,
+                         callback=lambda r: epochs_seen.append(r.epoch),
+                         should_stop=lambda: len(epochs_seen) > 25, checkpoint=saved.append)
     assert stopped.stop_reason == "interrupted" and saved[-1].epoch == 25
-    resumed = fit(X, target, link, **settings, resume=saved[-1])
+    resumed = fit_arrays(X, target, link, **settings, resume=saved[-1])
     assert np.array_equal(resumed.params, whole.params)
     assert [r.objective for r in resumed.history.records] == \
         [r.objective for r in whole.history.records]
@@ -147,10 +149,11 @@ def test_checkpoints_round_trip_through_files(tmp_path):
     X = np.random.default_rng(1).normal(size=(50, 3))
     target, link = labels_target(np.arange(50) % 2, 2), get_link("sigmoid")
     saved = []
-    fit(X, target, link, optimizer="nesterov", max_epochs=10, checkpoint=saved.append,
+    fit_arrays(X, target, link, optimizer="nesterov", max_epochs=10, checkpoint=saved.append,
         batch_size=8, tol=0.0)
-    save_checkpoint(tmp_path / "c.npz", saved[-1], "abc")
-    loaded, sha = load_checkpoint(tmp_path / "c.npz")
+    save_checkpoint(tmp_path / "c.npz", replace(saved[-1], data_sha256="abc"))
+    loaded = load_checkpoint(tmp_path / "c.npz")
+    sha = loaded.data_sha256
     assert sha == "abc" and loaded.epoch == saved[-1].epoch
     assert np.array_equal(loaded.params, saved[-1].params)
     assert loaded.rng_state == saved[-1].rng_state
@@ -220,7 +223,7 @@ def test_csv_loader_gives_a_dataset_or_a_data_error(tmp_path, rows, header):
         dataset = load(str(path))
     except DataError:
         return
-    assert dataset.X.shape[0] == len(dataset.labels)
+    assert dataset.numeric.shape[0] == len(dataset.labels)
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=FIXTURE_OK)
@@ -290,8 +293,6 @@ def test_every_error_class_is_a_xent_error():
 def test_a_resumed_float32_run_keeps_its_float64_products(tmp_path):
     # A float32 run that switched to float64 products (to confirm its stopping rule) resumes in
     # float64: its records then equal float64 evaluations of the float32-stored data.
-    from dataclasses import replace
-
     from xent.loss import evaluate
     from xent.report import load_checkpoint, save_checkpoint
 
@@ -299,13 +300,13 @@ def test_a_resumed_float32_run_keeps_its_float64_products(tmp_path):
     X = rng.normal(size=(300, 4)).astype(np.float32)
     target, link = labels_target(rng.integers(0, 3, 300), 3), get_link("softmax")
     saved = []
-    fit(X, target, link, optimizer="gd", max_epochs=5, tol=0.0, checkpoint=saved.append)
-    save_checkpoint(tmp_path / "c.npz", replace(saved[-1], exact=True), None)
-    checkpoint, _ = load_checkpoint(tmp_path / "c.npz")
+    fit_arrays(X, target, link, optimizer="gd", max_epochs=5, tol=0.0, checkpoint=saved.append)
+    save_checkpoint(tmp_path / "c.npz", replace(saved[-1], exact=True))
+    checkpoint = load_checkpoint(tmp_path / "c.npz")
     assert checkpoint.exact
-    resumed = fit(X, target, link, optimizer="gd", max_epochs=8, tol=0.0, resume=checkpoint)
+    resumed = fit_arrays(X, target, link, optimizer="gd", max_epochs=8, tol=0.0, resume=checkpoint)
     exact = evaluate(resumed.params, X.astype(np.float64), target, link)
     assert resumed.history.last.objective == exact.objective
-    plain = fit(X, target, link, optimizer="gd", max_epochs=8, tol=0.0, resume=saved[-1])
+    plain = fit_arrays(X, target, link, optimizer="gd", max_epochs=8, tol=0.0, resume=saved[-1])
     assert plain.history.last.objective != evaluate(plain.params, X.astype(np.float64),
                                                     target, link).objective

@@ -75,11 +75,17 @@ def test_streamed_minibatches_and_validation(tmp_path):
     assert other.summary["n_val"] == first.summary["n_val"]
 
 
-def test_validation_mask_is_seeded_by_row():
-    mask = stream.validation_mask(200_000, 0.2, seed=1)
-    assert abs(mask.mean() - 0.2) < 0.01
-    assert np.array_equal(mask[:1000], stream.validation_mask(1000, 0.2, seed=1))
-    assert not np.array_equal(mask, stream.validation_mask(200_000, 0.2, seed=2))
+def test_split_masks_are_stratified_over_the_usable_rows():
+    from xent.preprocess import split_masks
+
+    labels = np.array([0] * 500 + [1] * 300 + [2] * 200)
+    usable = np.ones(1000, dtype=bool)
+    usable[::10] = False  # e.g. rows dropped for missing values
+    train, val = split_masks(labels, usable, 0.2, seed=1)
+    assert not (train & val).any() and np.array_equal(train | val, usable)
+    assert np.bincount(labels[val], minlength=3).tolist() == [90, 54, 36]
+    assert np.array_equal(val, split_masks(labels, usable, 0.2, seed=1)[1])
+    assert not np.array_equal(val, split_masks(labels, usable, 0.2, seed=2)[1])
 
 
 def test_a_changed_file_gets_a_new_cache(tmp_path, run):
@@ -163,7 +169,7 @@ def test_unstandardised_streaming_equals_in_memory(tmp_path):
 
 
 @pytest.mark.parametrize("n_threads", [1, 3])
-def test_streamed_sums_over_a_selection_equal_numpy(tmp_path, n_threads):
+def test_streamed_sums_over_a_selection_equal_numpy(tmp_path, n_threads, monkeypatch):
     # numeric columns only: the blocks are the cache's rows as read, a selection cuts them
     rng = np.random.default_rng(3)
     X = rng.normal(size=(1000, 4)) * [1.0, 5.0, 0.1, 2.0] + 3.0
@@ -173,17 +179,23 @@ def test_streamed_sums_over_a_selection_equal_numpy(tmp_path, n_threads):
     frame.to_csv(tmp_path / "n.csv", index=False)
     table, _ = stream.build_cache(tmp_path / "n.csv", None, 64)
     selection = rng.random(1000) < 0.7
-    encoder, standardizer = stream.fit_streamed(table, selection, None, True, 64)
-    data = stream.StreamData(table, selection, encoder, standardizer, 64)
     from xent.links import get_link
-    from xent.loss import evaluate, labels_target
+    from xent.loss import Objective, evaluate, labels_target
+    from xent.preprocess import fit_preprocessing
+    from xent.sources import SourceOptions
+
+    prep = fit_preprocessing(table.statistics(selection), table.schema, table.levels,
+                             impute=None, standardize=True)
+    standardizer = prep.standardizer
+    data = stream.StreamData(table, selection, prep, SourceOptions(chunk_rows=64))
 
     rows = X[selection]  # the CSV holds every digit: the cache must give these values back
     assert np.allclose(standardizer.mean, rows.mean(axis=0), rtol=1e-13)
     assert np.allclose(standardizer.scale, rows.std(axis=0), rtol=1e-13)
     link = get_link("sigmoid")
     params = rng.normal(size=(5, 1))
-    streamed = evaluate(params, data, data.target, link, 0.1, n_threads=n_threads)
+    monkeypatch.setattr(stream, "available_cores", lambda: n_threads)
+    streamed = Objective(link, 0.1).evaluate(params, data)
     reference = evaluate(params, (rows - rows.mean(axis=0)) / rows.std(axis=0),
                          labels_target(y[selection], 2), link, 0.1)
     assert streamed.objective == pytest.approx(reference.objective, rel=1e-12)

@@ -3,12 +3,11 @@
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from conftest import sklearn_optimum, standardised
+from conftest import fit_arrays, sklearn_optimum, standardised
 
 from xent.errors import ConfigError
 from xent.links import get_link
 from xent.loss import labels_target, proba_target
-from xent.train import Validation, fit
 
 L2 = 1e-3
 
@@ -24,7 +23,7 @@ def _setup(name, optimum_cache):
 @pytest.mark.parametrize("name", ["iris", "wine", "breast_cancer", "digits"])
 def test_lbfgs_reaches_sklearn_optimum(name, optimum_cache):
     X, target, link, (ref_params, ref_value) = _setup(name, optimum_cache)
-    result = fit(X, target, link, optimizer="lbfgs", l2=L2, tol=1e-8, max_epochs=2000)
+    result = fit_arrays(X, target, link, optimizer="lbfgs", l2=L2, tol=1e-8, max_epochs=2000)
     assert result.converged
     assert abs(result.history.last.objective - ref_value) <= 1e-6 * ref_value
     if link.name == "sigmoid":  # the softmax's parameters are only unique up to a shift
@@ -34,20 +33,20 @@ def test_lbfgs_reaches_sklearn_optimum(name, optimum_cache):
 @pytest.mark.parametrize("optimizer", ["gd", "nesterov"])
 def test_first_order_defaults_reach_the_optimum_on_iris(optimizer, optimum_cache):
     X, target, link, (_, ref_value) = _setup("iris", optimum_cache)
-    result = fit(X, target, link, optimizer=optimizer, l2=L2)  # lr="auto", default epochs
+    result = fit_arrays(X, target, link, optimizer=optimizer, l2=L2)  # lr="auto", default epochs
     assert abs(result.history.last.objective - ref_value) <= 1e-4 * ref_value
 
 
 @pytest.mark.parametrize("optimizer", ["momentum", "adam"])
 def test_other_optimizers_get_close(optimizer, optimum_cache):
     X, target, link, (_, ref_value) = _setup("breast_cancer", optimum_cache)
-    result = fit(X, target, link, optimizer=optimizer, l2=L2)
+    result = fit_arrays(X, target, link, optimizer=optimizer, l2=L2)
     assert abs(result.history.last.objective - ref_value) <= 1e-4 * ref_value
 
 
 def test_gd_objective_decreases_every_step_at_lr_auto(optimum_cache):
     X, target, link, _ = _setup("wine", optimum_cache)
-    result = fit(X, target, link, optimizer="gd", l2=L2, max_epochs=300)
+    result = fit_arrays(X, target, link, optimizer="gd", l2=L2, max_epochs=300)
     objective = result.history.column("objective")
     assert np.all(np.diff(objective) <= 1e-15)
 
@@ -56,11 +55,11 @@ def test_gd_objective_decreases_every_step_at_lr_auto(optimum_cache):
 def test_minibatches_approach_the_optimum(optimizer, lr, optimum_cache):
     X, target, link, (_, ref_value) = _setup("breast_cancer", optimum_cache)
     settings = dict(optimizer=optimizer, l2=L2, batch_size=64, max_epochs=200, lr=lr, seed=3)
-    result = fit(X, target, link, **settings)
+    result = fit_arrays(X, target, link, **settings)
     assert result.history.last.objective < ref_value * 1.01
-    again = fit(X, target, link, **settings)
+    again = fit_arrays(X, target, link, **settings)
     assert np.array_equal(result.params, again.params)  # same seed, same bytes
-    other = fit(X, target, link, **dict(settings, seed=4))
+    other = fit_arrays(X, target, link, **dict(settings, seed=4))
     assert not np.array_equal(result.params, other.params)
 
 
@@ -69,14 +68,14 @@ def test_sparse_training_equals_dense():
     X = rng.normal(size=(200, 30)) * (rng.random((200, 30)) < 0.1)
     y = (X.sum(axis=1) + rng.normal(0, 0.5, 200) > 0).astype(int)
     target, link = labels_target(y, 2), get_link("sigmoid")
-    dense = fit(X, target, link, optimizer="lbfgs", l2=1e-2, tol=1e-10)
-    sparse = fit(sp.csr_matrix(X), target, link, optimizer="lbfgs", l2=1e-2, tol=1e-10)
+    dense = fit_arrays(X, target, link, optimizer="lbfgs", l2=1e-2, tol=1e-10)
+    sparse = fit_arrays(sp.csr_matrix(X), target, link, optimizer="lbfgs", l2=1e-2, tol=1e-10)
     assert np.allclose(dense.params, sparse.params, atol=1e-8)
 
 
 def test_float32_data_reach_the_float64_optimum(optimum_cache):
     X, target, link, (_, ref_value) = _setup("breast_cancer", optimum_cache)
-    result = fit(X.astype(np.float32), target, link, optimizer="lbfgs", l2=L2, tol=1e-7)
+    result = fit_arrays(X.astype(np.float32), target, link, optimizer="lbfgs", l2=L2, tol=1e-7)
     assert abs(result.history.last.objective - ref_value) <= 1e-6 * ref_value
 
 
@@ -89,7 +88,7 @@ def test_soft_targets_train_towards_them():
     logits = X @ true[:-1] + true[-1]
     P = np.exp(logits - logits.max(axis=1, keepdims=True))
     P /= P.sum(axis=1, keepdims=True)
-    result = fit(X, proba_target(P), get_link("softmax"), optimizer="lbfgs", tol=1e-10)
+    result = fit_arrays(X, proba_target(P), get_link("softmax"), optimizer="lbfgs", tol=1e-10)
     fitted = result.params - result.params.mean(axis=1, keepdims=True)
     assert np.allclose(fitted, true - true.mean(axis=1, keepdims=True), atol=1e-4)
 
@@ -100,22 +99,22 @@ def test_early_stopping_keeps_the_best_validation_params():
     y = (X[:, 0] + rng.normal(0, 2, 60) > 0).astype(int)  # few rows, many features: overfits
     Xv = rng.normal(size=(200, 40))
     yv = (Xv[:, 0] + rng.normal(0, 2, 200) > 0).astype(int)
-    validation = Validation(Xv, labels_target(yv, 2))
-    result = fit(X, labels_target(y, 2), get_link("sigmoid"), optimizer="gd", max_epochs=3000,
-                 lr=0.05, validation=validation, patience=20)
+    validation = (Xv, labels_target(yv, 2))
+    result = fit_arrays(X, labels_target(y, 2), get_link("sigmoid"), optimizer="gd",
+                        max_epochs=3000, lr=0.05, validation=validation, patience=20)
     assert result.stop_reason == "early_stop"
     val = result.history.column("val_loss")
     best = int(np.argmin(val))
     assert result.n_epochs == best + 20
     assert best > 0
-    refit = fit(X, labels_target(y, 2), get_link("sigmoid"), optimizer="gd", max_epochs=best,
+    refit = fit_arrays(X, labels_target(y, 2), get_link("sigmoid"), optimizer="gd", max_epochs=best,
                 lr=0.05)
     assert np.allclose(result.params, refit.params)
 
 
 def test_divergence_stops_and_keeps_the_last_finite_params():
     X, y = standardised("breast_cancer")
-    result = fit(X * 1e3, labels_target(y, 2), get_link("sigmoid"), optimizer="gd", lr=1e300,
+    result = fit_arrays(X * 1e3, labels_target(y, 2), get_link("sigmoid"), optimizer="gd", lr=1e300,
                  l2=1e-3, max_epochs=500)
     assert result.stop_reason == "diverged"
     assert np.all(np.isfinite(result.params))
@@ -123,7 +122,7 @@ def test_divergence_stops_and_keeps_the_last_finite_params():
 
 def test_history_columns_and_epoch_zero():
     X, y = standardised("iris")
-    result = fit(X, labels_target(y, 3), get_link("softmax"), max_epochs=7)
+    result = fit_arrays(X, labels_target(y, 3), get_link("softmax"), max_epochs=7)
     assert list(result.history.column("epoch")) == list(range(8))
     assert result.history.records[0].train_loss == pytest.approx(np.log(3))
     assert result.stop_reason == "max_epochs"
@@ -136,7 +135,7 @@ def test_bad_settings_are_config_errors():
     for kwargs in ({"optimizer": "sgdx"}, {"lr": -1.0}, {"lr": "fast"}, {"batch_size": 0},
                    {"max_epochs": -1}):
         with pytest.raises(ConfigError):
-            fit(X, target, link, **kwargs)
+            fit_arrays(X, target, link, **kwargs)
 
 
 def test_split_in_place_equals_fancy_indexing():
@@ -168,7 +167,7 @@ def test_stratified_split_is_seeded_and_keeps_every_class():
 
 def test_float32_training_is_confirmed_in_float64(optimum_cache):
     X, target, link, (_, ref_value) = _setup("digits", optimum_cache)
-    result = fit(X.astype(np.float32), target, link, optimizer="lbfgs", l2=L2, tol=1e-6)
+    result = fit_arrays(X.astype(np.float32), target, link, optimizer="lbfgs", l2=L2, tol=1e-6)
     assert result.converged
     # the last record was computed with float64 products: it matches a float64 evaluation
     from xent.loss import evaluate

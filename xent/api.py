@@ -1,7 +1,14 @@
 """The Python API: ``train(config) -> Run``, ``evaluate(model, data)``, ``predict(model, data)``.
 
-This is the orchestration the command line and the config files sit on: load, split,
-standardise, fit, package the model. Nothing here prints or parses options.
+This is the orchestration the command line and the config files sit on, one route for every
+kind of data:
+
+    open_table (in memory, streamed or Dask: decided here, once)
+      -> split_rows (one stratified rule)  -> statistics of the training rows (one pass)
+      -> fit_preprocessing (one function)  -> the table's RowSources  -> train.fit
+      -> the model
+
+Nothing here prints or parses options; notes for the user go to a ``notify`` callback.
 """
 
 from __future__ import annotations
@@ -16,14 +23,12 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import data as data_mod
-from . import stream
 from .config import Config
-from .data import Dataset, FeatureEncoder
+from .data import Dataset
 from .diagnostics import diagnose
 from .errors import DataError
 from .links import get_link
-from .loss import balanced_class_weight, class_weighted, labels_target
-from .loss import evaluate as evaluate_objective
+from .loss import Objective
 from .metrics import (
     accuracy,
     confusion_matrix,
@@ -32,8 +37,9 @@ from .metrics import (
     prior_log_loss,
 )
 from .model import Model
-from .preprocess import fit_standardizer, split_in_place, train_val_split
-from .train import Checkpoint, FitResult, History, Validation, fit
+from .preprocess import Preprocessing, check_missing, fit_preprocessing, split_masks
+from .sources import MemoryTable, SourceOptions, Table
+from .train import Checkpoint, FitResult, History, Hooks, Solver, Stopping, fit
 
 
 @dataclass
@@ -73,54 +79,6 @@ def with_absolute_paths(config: Config) -> Config:
     return replace(config, data=replace(config.data, source=str(Path(source).resolve())))
 
 
-def load_training_data(config: Config) -> Dataset:
-    """The data named by ``config.data``, checked to be trainable (two classes at least).
-
-    With ``data.stream`` the file is parsed into (or found in) the cache instead, and the
-    dataset has no X: its ``table`` is the cache, read block by block by ``train``.
-    """
-    cfg = config.data
-    if not cfg.source:
-        raise DataError("no data given: name a CSV, a LIBSVM file or sklearn:NAME")
-    if cfg.stream:
-        dataset = _streamed_dataset(config)
-    else:
-        dataset = data_mod.load(
-            cfg.source,
-            target=cfg.target or None,
-            impute=None if cfg.impute == "none" else cfg.impute,
-        )
-        data_mod.finite_or_raise(dataset.X, dataset.name)
-        if dataset.encoder is None and not sp.issparse(dataset.X):
-            dataset.encoder = FeatureEncoder(tuple(dataset.feature_names))
-    counts = np.bincount(dataset.labels, minlength=dataset.n_classes)
-    if dataset.n_classes < 2 or np.count_nonzero(counts) < 2:
-        raise DataError(
-            f"{dataset.name}: only one class ({dataset.classes[0]!r}) in the labels; "
-            "a classifier needs at least two"
-        )
-    if len(dataset.labels) < 2:
-        raise DataError(f"{dataset.name}: a single row is not enough to train on")
-    return dataset
-
-
-def _streamed_dataset(config: Config) -> Dataset:
-    source = config.data.source
-    if data_mod.is_builtin(source):
-        raise DataError(f"{source} is small and built in: train it without --stream")
-    path = Path(source)
-    data_mod.check_file(path)
-    if data_mod.is_libsvm(path):
-        raise DataError(f"{source}: LIBSVM files are read whole (they stay sparse); drop "
-                        "--stream")
-    table, _ = stream.build_cache(path, config.data.target or None, config.data.chunk_rows)
-    meta = table.meta
-    levels = {c: tuple(sorted(meta["levels"][j])) for j, c in enumerate(meta["categorical"])}
-    names = FeatureEncoder(tuple(meta["columns"]), levels).feature_names
-    return Dataset(None, table.labels, list(meta["classes"]), names, str(path),
-                   target_column=meta["target"], sha256=meta["sha256"], table=table)
-
-
 def memory_budget() -> int:
     """Bytes a data set may take in memory before training streams it: $XENT_MEMORY_BUDGET,
     else half of the memory available now."""
@@ -146,186 +104,167 @@ def needs_streaming(config: Config) -> bool:
     return 4 * path.stat().st_size > memory_budget()
 
 
-def n_validation(config: Config, dataset: Dataset) -> int:
-    """How many rows the split of ``config`` holds out."""
-    if dataset.table is not None:
-        return int(np.count_nonzero(stream.validation_mask(
-            len(dataset.labels), config.data.val_fraction, config.data.seed)))
-    return len(train_val_split(dataset.labels, config.data.val_fraction, config.data.seed)[1])
+def route(config: Config, notify=None) -> Config:
+    """``config`` with the choice of in-memory or streamed training made: a file too big to
+    train on in memory streams (``notify`` hears why). Dask data stay on Dask."""
+    if config.data.engine != "dask" and needs_streaming(config):
+        config = replace(config, data=replace(config.data, stream=True))
+        if notify is not None:
+            notify(f"note: {config.data.source} is too big to train on in memory (budget "
+                   f"{memory_budget() / 1e9:.1f} GB): streaming it (--stream)")
+    return config
 
 
-def resolved_link(config: Config, dataset: Dataset) -> str:
-    return get_link(config.model.link, dataset.n_classes).name
+def _impute(config: Config) -> str | None:
+    return None if config.data.impute == "none" else config.data.impute
 
 
-def _as_dtype(X, dtype: str):
-    target = np.float32 if dtype == "float32" else np.float64
-    return X.astype(target, copy=False)
+def open_table(config: Config, client=None) -> Table:
+    """The training data of ``config`` as a ``sources.Table``: on a Dask cluster
+    (``client``) with ``engine = "dask"``, in a streamed cache with ``stream``, else in
+    memory. Checked to be trainable (two classes, two rows)."""
+    cfg = config.data
+    source, target, weight = cfg.source, cfg.target or None, cfg.weight or None
+    if not source:
+        raise DataError("no data given: name a CSV, a LIBSVM file or sklearn:NAME")
+    if cfg.engine == "dask":
+        from . import dask_engine
 
-
-@dataclass
-class _Prepared:
-    """Training and validation data ready for ``fit``, and the preprocessing they went
-    through."""
-
-    X_train: object
-    X_val: object
-    target: object
-    val_target: object
-    weights: np.ndarray | None
-    standardizer: object
-    encoder: FeatureEncoder | None
-    raw_stds: np.ndarray | None
-    feature_names: list[str]
-
-
-def _prepare_in_memory(config: Config, dataset: Dataset, owned: bool) -> _Prepared:
-    cfg_d, cfg_m = config.data, config.model
-    train_rows, val_rows = train_val_split(dataset.labels, cfg_d.val_fraction, cfg_d.seed)
-    if owned and isinstance(dataset.X, np.ndarray) and dataset.X.dtype == np.float64:
-        X_train, X_val = split_in_place(dataset.X, train_rows, val_rows)
-        dataset.X = None  # its rows are now the training part, standardised below
+        table = dask_engine.open_table(client, source, target, weight)
+    elif cfg.stream:
+        table = _streamed_table(source, target, weight, cfg.chunk_rows)
     else:
-        X_train, X_val = dataset.X[train_rows], dataset.X[val_rows]
-    standardizer = fit_standardizer(X_train, dataset.feature_names, dataset.name) \
-        if cfg_d.standardize else None
-    raw_stds = None if cfg_d.standardize else fit_standardizer(X_train).scale
-    if standardizer is not None:  # X_train and X_val are ours here: standardise in place
-        X_train = standardizer.transform(X_train, copy=False)
-        X_val = standardizer.transform(X_val, copy=False)
-    n_classes = dataset.n_classes
-    target = labels_target(dataset.labels[train_rows], n_classes, cfg_m.label_smoothing)
-    weights = None
-    if cfg_m.class_weight == "balanced":
-        weights = class_weighted(target, None, balanced_class_weight(target.labels, n_classes))
-    return _Prepared(_as_dtype(X_train, cfg_d.dtype), _as_dtype(X_val, cfg_d.dtype), target,
-                     labels_target(dataset.labels[val_rows], n_classes), weights, standardizer,
-                     dataset.encoder, raw_stds, dataset.feature_names)
+        table = MemoryTable.of(data_mod.load_table(source, target, weight))
+    counts = np.bincount(table.labels, minlength=len(table.classes))
+    if len(table.classes) < 2 or np.count_nonzero(counts) < 2:
+        raise DataError(
+            f"{table.name}: only one class ({table.classes[0]!r}) in the labels; "
+            "a classifier needs at least two"
+        )
+    if table.n_rows < 2:
+        raise DataError(f"{table.name}: a single row is not enough to train on")
+    return table
 
 
-def _prepare_streamed(config: Config, dataset: Dataset) -> _Prepared:
-    cfg_d, cfg_m = config.data, config.model
-    table = dataset.table
-    val = stream.validation_mask(table.n_rows, cfg_d.val_fraction, cfg_d.seed)
-    train_rows = ~val
-    impute = None if cfg_d.impute == "none" else cfg_d.impute
-    if impute == "drop":
-        train_rows &= ~table.missing
-        val &= ~table.missing
-    # one pass gives the statistics either way; unstandardised, they feed the diagnostics
-    encoder, standardizer = stream.fit_streamed(table, train_rows, impute, True,
-                                                cfg_d.chunk_rows)
-    raw_stds = None
-    if not cfg_d.standardize:
-        standardizer, raw_stds = None, standardizer.scale
-    class_weight = balanced_class_weight(table.labels[train_rows], dataset.n_classes) \
-        if cfg_m.class_weight == "balanced" else None
-    dtype = np.float32 if cfg_d.dtype == "float32" else np.float64
+def _streamed_table(source: str, target, weight, chunk_rows: int) -> Table:
+    from . import stream
 
-    def view(rows, smoothing):
-        return stream.StreamData(table, rows, encoder, standardizer, cfg_d.chunk_rows, dtype,
-                                 smoothing, class_weight)
-
-    X_train, X_val = view(train_rows, cfg_m.label_smoothing), view(val, 0.0)
-    return _Prepared(X_train, X_val, X_train.target, X_val.target, None, standardizer, encoder,
-                     raw_stds, encoder.feature_names)
+    if data_mod.is_builtin(source):
+        raise DataError(f"{source} is small and built in: train it without --stream")
+    path = Path(source)
+    data_mod.check_file(path)
+    if data_mod.is_libsvm(path):
+        raise DataError(f"{source}: LIBSVM files are read whole (they stay sparse); drop "
+                        "--stream")
+    return stream.build_cache(path, target, chunk_rows, weight)[0]
 
 
-def _prepare_dask(config: Config, client) -> tuple[_Prepared, Dataset]:
-    from . import dask_engine
-
-    cfg_d, cfg_m = config.data, config.model
-    train_data, val_data, encoder, standardizer, classes, target_column = dask_engine.prepare(
-        client, cfg_d.source, cfg_d.target or None,
-        None if cfg_d.impute == "none" else cfg_d.impute, cfg_d.val_fraction, cfg_d.seed,
-        cfg_d.standardize, cfg_m.label_smoothing, cfg_m.class_weight == "balanced")
-    dataset = Dataset(None, np.concatenate([train_data.labels, val_data.labels]), classes,
-                      encoder.feature_names, cfg_d.source, encoder, target_column)
-    prepared = _Prepared(train_data, val_data, train_data.target, val_data.target, None,
-                         standardizer, encoder, None, encoder.feature_names)
-    return prepared, dataset
+def split_rows(config: Config, table: Table) -> tuple[np.ndarray, np.ndarray]:
+    """(train, validation) row masks: rows with missing values are an error without an
+    imputation policy and left out under ``drop``; the rest split by
+    ``preprocess.split_masks`` (stratified, seeded), the same for every kind of table."""
+    impute = _impute(config)
+    check_missing(table, impute)
+    usable = ~table.missing if impute == "drop" else np.ones(table.n_rows, dtype=bool)
+    if not usable.any():
+        raise DataError(f"{table.name}: no rows left after dropping rows with missing values")
+    return split_masks(table.labels, usable, config.data.val_fraction, config.data.seed)
 
 
-def train(config: Config, callback=None, dataset: Dataset | None = None, *,
-          should_stop=None, checkpoint=None, checkpoint_every: int = 0,
-          resume: Checkpoint | None = None, consume_dataset: bool = False,
-          client=None) -> Run:
+def fit_table_preprocessing(config: Config, table: Table, train_rows) -> Preprocessing:
+    """The preprocessing of ``config`` fitted on the training rows of ``table``: one pass of
+    statistics, then ``preprocess.fit_preprocessing`` (the same for every kind of table)."""
+    impute = _impute(config)
+    stats = table.statistics(train_rows, medians=impute == "median")
+    return fit_preprocessing(stats, table.schema, table.levels, impute=impute,
+                             standardize=config.data.standardize,
+                             class_weight=config.model.class_weight, sparse=table.sparse,
+                             source=table.name)
+
+
+def resolved_link(config: Config, n_classes: int):
+    return get_link(config.model.link, n_classes)
+
+
+def _settings(config: Config) -> tuple[Solver, Stopping]:
+    o = config.optim
+    solver = Solver(o.optimizer, o.lr, o.batch_size or None, config.data.seed, o.lr_backoff)
+    return solver, Stopping(o.epochs, o.tol, o.patience or None)
+
+
+def train(config: Config, callback=None, *, table: Table | None = None, should_stop=None,
+          checkpoint=None, checkpoint_every: int = 0, resume: Checkpoint | None = None,
+          client=None, notify=None) -> Run:
     """Train the model that ``config`` describes. ``callback(record)`` sees each epoch.
 
-    The validation part is a stratified split of ``val_fraction`` of the rows, drawn from
-    ``config.data.seed`` (for streamed data: a draw per row, see ``xent.stream``);
-    standardisation is fitted on the training part only. ``should_stop``, ``checkpoint``,
-    ``checkpoint_every`` and ``resume`` are passed to ``train.fit``.
+    The data are opened here unless ``table`` is given (``open_table``): in memory, streamed
+    (``data.stream``, or by itself for a file too big for memory: see ``route``) or on Dask
+    (``data.engine``; a LocalCluster is started unless ``client`` is given). Then one route for
+    all: the stratified split of ``val_fraction`` of the rows drawn from ``data.seed``, the
+    preprocessing fitted on the training rows, ``train.fit``. ``should_stop``, ``checkpoint``,
+    ``checkpoint_every`` and ``resume`` are passed to ``train.fit``; checkpoints carry the
+    data's hash, and a resume on data that changed is refused.
 
-    Memory: a dataset loaded here (or passed with ``consume_dataset=True``) is split and
-    standardised in place, so training holds X plus its validation part; a dataset passed
-    without it is left untouched and copied. Streamed data are read block by block.
+    Memory: a table opened here is encoded, split and standardised in place where it can be,
+    so training holds X plus its validation part. Streamed data are read block by block.
     """
     if config.data.engine == "dask" and client is None:
         from .dask_engine import connect
 
         with connect() as local_client:
-            return train(config, callback, dataset, should_stop=should_stop,
+            return train(config, callback, table=table, should_stop=should_stop,
                          checkpoint=checkpoint, checkpoint_every=checkpoint_every,
-                         resume=resume, client=local_client)
+                         resume=resume, client=local_client, notify=notify)
     started = time.perf_counter()
-    config = with_absolute_paths(config)
-    cfg_d, cfg_m, cfg_o = config.data, config.model, config.optim
-    if cfg_d.engine == "dask":
-        prepared, dataset = _prepare_dask(config, client)
-    else:
-        owned = consume_dataset or dataset is None
-        dataset = dataset or load_training_data(config)
-        if dataset.table is not None:
-            prepared = _prepare_streamed(config, dataset)
-        else:
-            prepared = _prepare_in_memory(config, dataset, owned)
-    X_train, X_val = prepared.X_train, prepared.X_val
-    target, val_target, weights = prepared.target, prepared.val_target, prepared.weights
-    standardizer, raw_stds = prepared.standardizer, prepared.raw_stds
-    n_classes = dataset.n_classes
-    link = get_link(cfg_m.link, n_classes)
-    n_train, n_val = target.n_samples, val_target.n_samples
-    result = fit(
-        X_train,
-        target,
-        link,
-        optimizer=cfg_o.optimizer,
-        lr=cfg_o.lr,
-        max_epochs=cfg_o.epochs,
-        batch_size=cfg_o.batch_size or None,
-        tol=cfg_o.tol,
-        l2=cfg_m.l2,
-        weights=weights,
-        fit_intercept=cfg_m.fit_intercept,
-        validation=Validation(X_val, val_target) if n_val else None,
-        patience=cfg_o.patience or None,
-        seed=cfg_d.seed,
-        callback=callback,
-        should_stop=should_stop,
-        checkpoint=checkpoint,
-        checkpoint_every=checkpoint_every,
-        resume=resume,
-        lr_backoff=cfg_o.lr_backoff,
-    )
+    config = with_absolute_paths(route(config, notify))
+    cfg_d, cfg_m = config.data, config.model
+    table = table if table is not None else open_table(config, client)
+    if resume is not None and resume.data_sha256 and table.sha256 and \
+            resume.data_sha256 != table.sha256:
+        raise DataError(f"{cfg_d.source}: the data changed since the run was trained; "
+                        "resuming on other data would not continue that run")
+    train_rows, val_rows = split_rows(config, table)
+    prep = fit_table_preprocessing(config, table, train_rows)
+    options = SourceOptions(np.float32 if cfg_d.dtype == "float32" else np.float64,
+                            cfg_m.label_smoothing, cfg_d.chunk_rows)
+    train_source, val_source = table.sources(train_rows, val_rows, prep, options)
+    n_classes = len(table.classes)
+    objective = Objective(get_link(cfg_m.link, n_classes), cfg_m.l2, cfg_m.fit_intercept)
+    solver, stopping = _settings(config)
+    save = None
+    if checkpoint is not None:
+        def save(state):
+            checkpoint(replace(state, data_sha256=table.sha256))
+    hooks = Hooks(callback, should_stop, save, checkpoint_every)
+    result = fit(train_source, objective, solver, stopping, validation=val_source, hooks=hooks,
+                 resume=resume)
     model = Model.from_params(
-        result.params,
-        classes=dataset.classes,
-        link=link.name,
-        feature_names=prepared.feature_names,
-        standardizer=standardizer,
-        encoder=prepared.encoder,
-        metadata={"target": dataset.target_column, "data": dataset.name,
+        result.params, classes=table.classes, link=objective.link.name,
+        feature_names=prep.feature_names, standardizer=prep.standardizer,
+        encoder=prep.encoder,
+        metadata={"target": table.schema.target or None, "data": table.name,
                   "lr": None if np.isnan(result.lr) else result.lr},
     )
-    # The summary describes the returned parameters (which early stopping may have taken from
-    # an earlier epoch than the last record), so evaluate them once more.
-    final = evaluate_objective(result.params, X_train, target, link, cfg_m.l2, weights,
-                               fit_intercept=cfg_m.fit_intercept, with_grad=False)
-    val = evaluate_objective(result.params, X_val, val_target, link, 0.0,
-                             with_grad=False) if n_val else None
-    baseline_labels = val_target.labels if n_val else target.labels
-    summary = {
+    summary = _summary(config, table, prep, objective, result, train_source, val_source)
+    summary["seconds"] = time.perf_counter() - started
+    return Run(config, model, result.history, summary, result)
+
+
+def _summary(config: Config, table: Table, prep: Preprocessing, objective: Objective,
+             result: FitResult, train_source, val_source) -> dict:
+    """summary.json: the returned parameters evaluated once more (early stopping may have
+    taken them from an earlier epoch than the last record), the run's settings and data."""
+    cfg_o = config.optim
+    final = objective.evaluate(result.params, train_source, with_grad=False)
+    val = objective.evaluate(result.params, val_source, with_grad=False) \
+        if val_source is not None else None
+    n_train = train_source.shape[0]
+    n_val = 0 if val_source is None else val_source.shape[0]
+    n_classes = len(table.classes)
+    train_labels = train_source.target.labels
+    baseline_labels = val_source.target.labels if val_source is not None else train_labels
+    standardized = prep.standardizer is not None
+    return {
         "objective": final.objective,
         "train_loss": final.data_loss,
         "train_accuracy": final.accuracy,
@@ -336,50 +275,54 @@ def train(config: Config, callback=None, dataset: Dataset | None = None, *,
         "stop_reason": result.stop_reason,
         "grad_norm_rel": result.history.last.grad_norm_rel if len(result.history) else None,
         "lr": None if np.isnan(result.lr) else result.lr,
-        "seconds": time.perf_counter() - started,
-        "n_samples": len(dataset.labels),
+        "seconds": None,
+        "n_samples": n_train + n_val,
         "n_train": n_train,
         "n_val": n_val,
-        "n_features": X_train.shape[1],
+        "n_features": train_source.shape[1],
         "n_classes": n_classes,
-        "classes": dataset.classes,
-        "link": link.name,
+        "classes": table.classes,
+        "link": objective.link.name,
         "optimizer": cfg_o.optimizer,
-        "l2": cfg_m.l2,
-        "baseline_loss": prior_log_loss(target.labels, baseline_labels, n_classes),
+        "l2": objective.l2,
+        "dtype": str(np.dtype(train_source.dtype)),
+        "baseline_loss": prior_log_loss(train_labels, baseline_labels, n_classes),
         "target_entropy": result.target_entropy,
         "kl_divergence": final.data_loss - result.target_entropy,
         "diagnostics": diagnose(
             result.history, stop_reason=result.stop_reason, lr=result.lr,
-            optimizer=cfg_o.optimizer, l2=cfg_m.l2, tol=cfg_o.tol,
+            optimizer=cfg_o.optimizer, l2=objective.l2, tol=cfg_o.tol,
             full_batch=not cfg_o.batch_size or cfg_o.batch_size >= n_train,
-            feature_stds=raw_stds, feature_names=prepared.feature_names),
-        "data_sha256": dataset.sha256,
+            feature_stds=None if standardized else prep.raw_scale,
+            feature_names=prep.feature_names),
+        "data_sha256": table.sha256,
         "versions": versions(),
         "config": config.to_dict(),
     }
-    return Run(config, model, result.history, summary, result)
 
 
 def gradcheck(config: Config, max_coordinates: int = 400, steps: int = 5) -> dict:
     """The analytic gradient against central differences on the data of ``config``
-    (standardised as training would, all rows), at a random point drawn from the seed and
+    (preprocessed as training would, all rows), at a random point drawn from the seed and
     after ``steps`` epochs of gradient descent from zero. Returns both reports."""
     from .explain import compare_gradients
 
-    dataset = load_training_data(config)
-    X = dataset.X
-    if config.data.standardize:
-        X = fit_standardizer(X).transform(X)
-    link = get_link(config.model.link, dataset.n_classes)
-    target = labels_target(dataset.labels, dataset.n_classes, config.model.label_smoothing)
+    config = replace(config, data=replace(config.data, val_fraction=0.0, engine="local",
+                                          stream=False))
+    table = open_table(config)
+    train_rows, val_rows = split_rows(config, table)
+    prep = fit_table_preprocessing(config, table, train_rows)
+    source = table.sources(train_rows, val_rows, prep,
+                           SourceOptions(smoothing=config.model.label_smoothing))[0]
+    link = get_link(config.model.link, len(table.classes))
     l2 = config.model.l2
     rng = np.random.default_rng(config.data.seed)
-    shape = (dataset.n_features + 1, link.n_outputs(dataset.n_classes))
+    shape = Objective(link, l2).n_params(source.shape[1], len(table.classes))
     random_point = rng.normal(scale=1.0 / np.sqrt(shape[0]), size=shape)
-    trained = fit(X, target, link, optimizer="gd", l2=l2, max_epochs=steps, tol=0.0).params
+    trained = fit(source, Objective(link, l2), Solver("gd"), Stopping(steps, 0.0)).params
+    X, target = source.X, source.target
     return {
-        "data": dataset.name, "link": link.name, "l2": l2, "shape": list(shape),
+        "data": table.name, "link": link.name, "l2": l2, "shape": list(shape),
         "random_point": compare_gradients(random_point, X, target, link, l2,
                                           max_coordinates=max_coordinates, seed=config.data.seed),
         f"after_{steps}_steps": compare_gradients(trained, X, target, link, l2,
@@ -430,10 +373,9 @@ def load_for_model(source: str, model: Model, require_labels: bool) -> Dataset:
         elif model.encoder is None:
             raise DataError(f"{source}: the model was trained on LIBSVM data; give LIBSVM data")
         else:
-            dataset = data_mod.frame_dataset(
-                data_mod.read_csv(path), source, target=model.metadata.get("target"),
-                encoder=model.encoder, classes=model.classes, require_target=require_labels,
-            )
+            dataset = data_mod.model_dataset(
+                data_mod.read_csv(path), source, model.encoder, model.metadata.get("target"),
+                model.classes, require_labels)
     if dataset.labels is not None and dataset.classes != list(model.classes):
         own_labels = [dataset.classes[i] for i in dataset.labels]
         dataset.labels = data_mod.encode_labels(own_labels, model.classes, source)
@@ -452,15 +394,14 @@ def load_for_model(source: str, model: Model, require_labels: bool) -> Dataset:
 def evaluate(model: Model, dataset: Dataset) -> dict:
     """Log-loss, accuracy, confusion matrix and per-class precision/recall/F1/support of
     ``model`` on ``dataset`` (whose labels index ``model.classes``)."""
-    logits = model.decision_function(dataset.X)
-    link = get_link(model.link)
-    predicted = link.predict_index(logits)
+    said = model.scores(dataset.X)
+    predicted = said.index
     true = dataset.labels
     confusion = confusion_matrix(true, predicted, model.n_classes)
     scores = per_class_scores(confusion)
     return {
         "n_samples": int(len(true)),
-        "log_loss": log_loss(true, link.log_proba(logits)),
+        "log_loss": log_loss(true, said.log_proba),
         "accuracy": accuracy(true, predicted),
         "classes": list(model.classes),
         "confusion_matrix": confusion.tolist(),
@@ -479,7 +420,5 @@ def evaluate(model: Model, dataset: Dataset) -> dict:
 
 def predict(model: Model, dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
     """(predicted labels (n_samples,), class probabilities (n_samples, n_classes))."""
-    logits = model.decision_function(dataset.X)
-    link = get_link(model.link)
-    labels = np.asarray(model.classes, dtype=object)[link.predict_index(logits)]
-    return labels, link.proba(logits)
+    scores = model.scores(dataset.X)
+    return scores.labels, scores.proba

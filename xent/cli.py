@@ -78,6 +78,7 @@ def _lr_type(text):
 #: command-line option -> config key. Each option's help and shown default come from config.py.
 TRAIN_OPTIONS = {
     "target": "data.target",
+    "weight": "data.weight",
     "link": "model.link",
     "optimizer": "optim.optimizer",
     "lr": "optim.lr",
@@ -252,39 +253,57 @@ class Progress:
             click.echo(self.row(self.last), err=True)
 
 
-def _header(config: cfg.Config, dataset, n_val: int) -> str:
+def _header(config: cfg.Config, table, masks) -> str:
     m, o, d = config.model, config.optim, config.data
-    n_train = dataset.n_samples - n_val
+    n_train, n_val = (int(np.count_nonzero(mask)) for mask in masks)
     if m.l2 == 0:
         penalty = "unregularised"
     else:
         penalty = f"l2 {m.l2:g} (scikit-learn C = {1.0 / (m.l2 * n_train):.4g})"
-    classes = ", ".join(str(c) for c in dataset.classes[:10])
-    if dataset.n_classes > 10:
+    n_classes = len(table.classes)
+    classes = ", ".join(str(c) for c in table.classes[:10])
+    if n_classes > 10:
         classes += ", ..."
     batch = "full batch" if not o.batch_size else f"batch {o.batch_size}"
     return (
-        f"data {dataset.name}: n={dataset.n_samples} (train {n_train}, val {n_val}), "
-        f"d={dataset.n_features}, K={dataset.n_classes} [{classes}]\n"
-        f"link {api.resolved_link(config, dataset)}, optimizer {o.optimizer}, lr {o.lr}, "
-        f"{batch}, {penalty}, epochs <= {o.epochs}, tol {o.tol:g}, seed {d.seed}, "
+        f"data {table.name}: n={n_train + n_val} (train {n_train}, val {n_val}), "
+        f"d={_n_features(table)}, K={n_classes} [{classes}]\n"
+        f"link {api.resolved_link(config, n_classes).name}, optimizer {o.optimizer}, "
+        f"lr {o.lr}, {batch}, {penalty}, epochs <= {o.epochs}, tol {o.tol:g}, seed {d.seed}, "
         f"{'standardised' if d.standardize else 'not standardised'}"
     )
 
 
-def _schema(dataset) -> dict:
-    counts = np.bincount(dataset.labels, minlength=dataset.n_classes)
-    encoder = dataset.encoder
+def _features(table) -> list[str]:
+    """The feature names the table's columns encode to (every categorical level one)."""
+    names = []
+    for column in table.schema.columns:
+        if column in table.schema.categorical:
+            j = table.schema.categorical.index(column)
+            names.extend(f"{column}={level}" for level in sorted(table.levels[j]))
+        else:
+            names.append(column)
+    return names
+
+
+def _n_features(table) -> int:
+    return len(_features(table))
+
+
+def _schema(table) -> dict:
+    counts = np.bincount(table.labels, minlength=len(table.classes))
+    schema = table.schema
     return {
-        "data": dataset.name,
-        "n_samples": dataset.n_samples,
-        "n_features": dataset.n_features,
-        "sparse": not isinstance(dataset.X, np.ndarray),
-        "target": dataset.target_column,
-        "classes": {str(c): int(n) for c, n in zip(dataset.classes, counts, strict=True)},
-        "categorical": {} if encoder is None else {k: list(v) for k, v in
-                                                   encoder.categories.items()},
-        "features": dataset.feature_names,
+        "data": table.name,
+        "n_samples": table.n_rows,
+        "n_features": _n_features(table),
+        "sparse": table.sparse,
+        "target": schema.target or None,
+        "weight": schema.weight,
+        "classes": {str(c): int(n) for c, n in zip(table.classes, counts, strict=True)},
+        "categorical": {c: sorted(table.levels[j]) for j, c in enumerate(schema.categorical)},
+        "missing": {c: n for c, n in table.missing_counts.items() if n},
+        "features": _features(table),
     }
 
 
@@ -331,58 +350,49 @@ def train(ctx, data, standardize, config_file, sets, out, force, quiet, as_json,
         config, resume = _resume_settings(ctx, run_dir, data, config_file, sets, options)
     else:
         config = _resolve_config(ctx, data, config_file, sets, standardize, options)
-    on_dask = config.data.engine == "dask"
-    if not on_dask and api.needs_streaming(config):
-        config = cfg.with_overrides(config, {"data.stream": True}, "option")
-        click.echo(f"note: {config.data.source} is too big to train on in memory (budget "
-                   f"{api.memory_budget() / 1e9:.1f} GB): streaming it (--stream)", err=True)
+    config = api.route(config, notify=lambda note: click.echo(note, err=True))
     if config.data.stream and not quiet:
         click.echo("reading the data into the cache (once per file) ...", err=True)
-    dataset = None if on_dask else api.load_training_data(config)
-    if dry_run:
-        click.echo(cfg.to_toml(config))
-        if dataset is not None:
-            click.echo(to_json(_schema(dataset)))
-        return
-    if resume is not None:
-        checkpoint, data_sha256 = resume
-        if data_sha256 and dataset is not None and data_sha256 != dataset.sha256:
-            raise XentError(f"{config.data.source}: the data changed since {run_dir} was "
-                            "trained; resuming on other data would not continue that run")
-    else:
-        checkpoint = None
-        run_dir = Path(out) if out else _default_run_dir(config.data.source)
-        if run_dir.exists() and any((run_dir / f).exists() for f in RUN_FILES) and not force:
-            raise XentError(f"{run_dir}: a run directory exists there; pass --force to "
-                            "overwrite it, or -o to choose another")
-    progress = None
-    if not quiet:
-        if dataset is not None:
-            click.echo(_header(config, dataset, api.n_validation(config, dataset)), err=True)
-        else:
-            where = scheduler or f"a local cluster of {workers} workers on 127.0.0.1"
-            click.echo(f"data {config.data.source} on Dask ({where}), optimizer "
-                       f"{config.optim.optimizer}, l2 {config.model.l2:g}", err=True)
-        if checkpoint is not None:
-            click.echo(f"resuming {run_dir} from epoch {checkpoint.epoch}", err=True)
-        progress = Progress(config.optim.epochs)
-
-    def save_checkpoint_file(state):
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_checkpoint(run_dir / CHECKPOINT_FILE, state, dataset and dataset.sha256)
-
     cluster = contextlib.nullcontext(None)
-    if on_dask:
+    if config.data.engine == "dask":
         from .dask_engine import connect
 
         cluster = connect(scheduler, workers)
-    with StopOnSignal() as stop, cluster as client:
-        run = api.train(config, callback=progress, dataset=dataset, should_stop=stop,
-                        checkpoint=save_checkpoint_file, checkpoint_every=checkpoint_every,
-                        resume=checkpoint, consume_dataset=True, client=client)
-        if progress is not None:
-            progress.finish()
-        write_run(run_dir, run)
+    with cluster as client:
+        table = api.open_table(config, client)
+        if dry_run:
+            click.echo(cfg.to_toml(config))
+            click.echo(to_json(_schema(table)))
+            return
+        checkpoint = resume
+        if checkpoint is None:
+            run_dir = Path(out) if out else _default_run_dir(config.data.source)
+            if run_dir.exists() and any((run_dir / f).exists() for f in RUN_FILES) and not force:
+                raise XentError(f"{run_dir}: a run directory exists there; pass --force to "
+                                "overwrite it, or -o to choose another")
+        progress = None
+        if not quiet:
+            click.echo(_header(config, table, api.split_rows(config, table)), err=True)
+            if scheduler:
+                click.echo(f"on the Dask cluster at {scheduler}", err=True)
+            elif config.data.engine == "dask":
+                click.echo(f"on Dask: a local cluster of {workers} workers on 127.0.0.1",
+                           err=True)
+            if checkpoint is not None:
+                click.echo(f"resuming {run_dir} from epoch {checkpoint.epoch}", err=True)
+            progress = Progress(config.optim.epochs)
+
+        def save_checkpoint_file(state):
+            run_dir.mkdir(parents=True, exist_ok=True)
+            save_checkpoint(run_dir / CHECKPOINT_FILE, state)
+
+        with StopOnSignal() as stop:
+            run = api.train(config, callback=progress, table=table, should_stop=stop,
+                            checkpoint=save_checkpoint_file, checkpoint_every=checkpoint_every,
+                            resume=checkpoint, client=client)
+            if progress is not None:
+                progress.finish()
+            write_run(run_dir, run)
     summary = run.summary
     if not quiet:
         click.echo(summary_text(summary), err=True)

@@ -29,7 +29,9 @@ def _setting(default, help: str, choices=None, minimum=None, maximum=None, types
 class DataConfig:
     source: str = _setting("", "CSV path, LIBSVM path, or sklearn:NAME")
     target: str = _setting("", "label column of a CSV; empty means the last column")
-    val_fraction: float = _setting(0.2, "fraction held out for validation (stratified)",
+    weight: str = _setting("", "column of per-row sample weights; empty means none")
+    val_fraction: float = _setting(0.2, "fraction held out for validation (stratified, the "
+                                   "same rows for every source)",
                                    minimum=0.0, maximum=0.99)
     seed: int = _setting(0, "seed of the split, shuffles and anything random", minimum=0)
     standardize: bool = _setting(True, "standardise features on the training part")

@@ -1,11 +1,13 @@
 """Training on a Dask cluster with the same loss and gradient.
 
-The data (a CSV or Parquet file, or a glob of them, read by dask.dataframe) are encoded,
-split and standardised partition by partition on the workers, and the partitions stay there,
-persisted. Each evaluation sends the parameters to the workers; every partition computes the
-sums of the one loss and gradient (``loss.sums``) and the client adds them up, so the optimisers
-run unchanged on the client. Encoding, imputation and standardisation are fitted across all
-partitions first, so the model is the one in-memory training gives.
+The data (a CSV or Parquet file, or a glob of them, read by dask.dataframe) are parsed
+partition by partition on the workers by ``data.parse_block``, as a file read whole is, and the
+raw partitions stay there, persisted: ``DaskTable`` is a ``sources.Table`` whose statistics are
+summed partition by partition and whose sources (``DaskData``) are the partitions encoded,
+split and standardised where they are. The client holds only the labels, sample weights and
+missing rows (a few bytes a row), which the one split rule needs. Each evaluation sends the
+parameters to the workers; every partition computes the sums of the one loss and gradient
+(``loss.sums``) and the client adds them up, so the optimisers run unchanged on the client.
 
 Without a scheduler address a LocalCluster is started on 127.0.0.1 and shut down at the end.
 """
@@ -13,18 +15,30 @@ Without a scheduler address a LocalCluster is started on 127.0.0.1 and shut down
 from __future__ import annotations
 
 import contextlib
+import glob
+import hashlib
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .data import FeatureEncoder, class_order, encode_labels, missing_values_error
+from .data import (
+    Codebook,
+    EncodingPlan,
+    RawBlock,
+    Schema,
+    class_order,
+    file_sha256,
+    frame_schema,
+    parse_block,
+)
 from .errors import DataError
-from .links import get_link
-from .loss import Sums, Target, balanced_class_weight, shuffled_batches, sums
-from .preprocess import Standardizer, merge_moments
-from .stream import validation_mask
+from .loss import Sums, gram_product, sums
+from .preprocess import Preprocessing, Standardizer, Statistics, block_statistics
+from .sources import SourceOptions, shuffled_batches
+from .targets import Target, row_weights
 
 
 def _dask():
@@ -69,31 +83,40 @@ def read_frame(source: str):
 
 # ---- what runs on the workers (plain functions of numpy/pandas data) ----------------------
 
-def _encode(frame: pd.DataFrame, encoder: FeatureEncoder, target: str, classes: list):
-    X, kept = encoder.transform(frame, "partition")
-    labels = encode_labels(frame[target].iloc[kept].to_numpy(), classes, "partition")
-    return X, labels
+def _parse_partition(frame: pd.DataFrame, schema: Schema, levels, classes, source: str):
+    """A partition's raw rows (``data.parse_block``), coded by the levels and classes of the
+    whole data (fixed books: every partition gives the same codes)."""
+    books = [Codebook(lv, frozen=True) for lv in levels]
+    return parse_block(frame, schema, books, Codebook(classes, frozen=True, labels=True),
+                       source)
 
 
-def _labels_of(part):
-    return part[1]
+def _raw_summary(block: RawBlock, schema: Schema):
+    """What the client keeps of a partition: labels, sample weights, missing rows and the
+    missing values of each column."""
+    return block.labels, block.weights, block.missing, block.missing_counts(schema)
 
 
-def _take(part, mask: np.ndarray):
-    X, labels = part
-    return np.ascontiguousarray(X[mask]), labels[mask]
+def _partition_statistics(block: RawBlock, keep, n_classes, n_levels):
+    return block_statistics(block.numeric[keep], block.codes[keep], block.labels[keep],
+                            n_classes, n_levels)
 
 
-def _moments(part):
-    X, _ = part
-    n = len(X)
-    mean = X.mean(axis=0) if n else np.zeros(X.shape[1])
-    return n, mean, ((X - mean) ** 2).sum(axis=0)
+def _prepared(block: RawBlock, keep, plan: EncodingPlan, standardizer: Standardizer | None,
+              dtype):
+    """The kept rows of a raw partition, encoded, standardised and stored in ``dtype``:
+    (X, labels[, sample weights])."""
+    X = plan.encode(block.numeric[keep], block.codes[keep])
+    if standardizer is not None:
+        X = standardizer.transform(X, copy=False)  # encode gave a new array
+    X = np.ascontiguousarray(X, dtype=dtype)
+    part = (X, block.labels[keep].astype(np.intp))
+    return part if block.weights is None else (*part, block.weights[keep])
 
 
-def _standardise(part, standardizer: Standardizer):
-    X, labels = part
-    return standardizer.transform(X), labels
+def _partition_digest(frame: pd.DataFrame) -> bytes:
+    """A partition's rows, hashed (for data that only the workers can read)."""
+    return hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).to_numpy()).digest()
 
 
 def aligned(part):
@@ -105,36 +128,23 @@ def aligned(part):
 
 
 def _row_weights(labels, rest, class_weight):
-    """A partition's per-row weights: its sample weights (an optional third element) times
-    the class weights of its rows; None when it has neither."""
-    weights = rest[0] if rest else None
-    if class_weight is not None:
-        weights = class_weight[labels] if weights is None else weights * class_weight[labels]
-    return weights
+    """A partition's per-row weights (``targets.row_weights``): its sample weights (an
+    optional third element) times the class weights of its rows; None when it has neither."""
+    return row_weights(Target(0, labels=labels), rest[0] if rest else None, class_weight)
 
 
-def _partition_sums(part, params, link_name, n_classes, smoothing, class_weight, **options):
+def _partition_sums(part, params, link, n_classes, smoothing, class_weight, **options):
     X, labels, *rest = aligned(part)
-    target = Target(n_classes, labels=labels, smoothing=smoothing)
-    weights = _row_weights(labels, rest, class_weight)
     if len(labels) == 0:
-        k = params.shape[1]
-        return Sums(0.0, 0, np.zeros((k, X.shape[1])), np.zeros(k), 0, 0.0)
-    return sums(params, X, target, get_link(link_name, n_classes), weights, **options)
+        return Sums.zero(params.shape[1], X.shape[1])
+    target = Target(n_classes, labels=labels, smoothing=smoothing)
+    return sums(params, X, target, link, _row_weights(labels, rest, class_weight), **options)
 
 
 def _partition_gram(part, v, fit_intercept, class_weight):
     """(Xa^T D Xa v, sum of the weights) over one partition: D the weights of its rows."""
     X, labels, *rest = aligned(part)
-    weights = _row_weights(labels, rest, class_weight)
-    d = X.shape[1]
-    u = X @ v[:d] + (v[d] if fit_intercept else 0.0)
-    if weights is not None:
-        u *= weights
-    out = np.empty(d + 1)
-    out[:d] = X.T @ u
-    out[d] = u.sum() if fit_intercept else 0.0
-    return out, float(len(X) if weights is None else weights.sum())
+    return gram_product(X, v, fit_intercept, _row_weights(labels, rest, class_weight))
 
 
 def _on_worker(parts, function, *args, **options):
@@ -171,9 +181,9 @@ def _moved(part):
 
 @dataclass
 class DaskData:
-    """Persisted partitions (X, labels[, sample weights]) on the workers, as a source for
-    ``loss.evaluate``. ``labels`` and ``sample_weight`` are also kept here, in the partitions'
-    order (n_samples,): the client needs them for the target and its entropy."""
+    """Persisted partitions (X, labels[, sample weights]) on the workers: a
+    ``sources.RowSource``. ``labels`` and ``sample_weight`` are also kept here, in the
+    partitions' order (n_samples,): the client needs them for the target and its entropy."""
 
     client: object
     parts: list
@@ -183,7 +193,7 @@ class DaskData:
     smoothing: float = 0.0
     class_weight: np.ndarray | None = None
     sample_weight: np.ndarray | None = None
-    dtype = np.dtype(np.float64)  # the partitions' dtype
+    dtype: np.dtype = field(default=np.dtype(np.float64))  # the partitions' dtype
     _by_worker: list | None = field(default=None, init=False, repr=False)
     _part_rows: list | None = field(default=None, init=False, repr=False)
 
@@ -254,7 +264,7 @@ class DaskData:
                 results[i] = output
         return results
 
-    def steps(self, step, params, state, batch_size: int, rng: np.random.Generator):
+    def minibatch_epoch(self, step, params, state, batch_size: int, rng: np.random.Generator):
         """One epoch of mini-batch steps, ``step(params, state, batches)`` (``train.batch_steps``)
         run on the worker that holds each partition in turn: the partitions in a shuffled
         order, the rows shuffled within each, as streamed blocks are. Only the parameters and
@@ -274,9 +284,10 @@ class DaskData:
             n_steps += count
         return params, state, n_steps
 
-    def sums(self, params, link, **options) -> Sums:
-        parts = self._map(_partition_sums, params, link.name, self.n_classes, self.smoothing,
-                          self.class_weight, **options)
+    def sums(self, params, link, *, with_grad=True, compute_dtype=None) -> Sums:
+        parts = self._map(_partition_sums, params, link, self.n_classes, self.smoothing,
+                          self.class_weight, with_grad=with_grad, compute_dtype=compute_dtype,
+                          n_threads=None)
         totals = parts[0]
         for part in parts[1:]:  # added in the partitions' order: the same wherever they are
             totals = totals + part
@@ -288,72 +299,111 @@ class DaskData:
         return sum(r[0] for r in results), sum(r[1] for r in results)
 
 
-def prepare(client, source: str, target: str | None, impute: str | None, val_fraction: float,
-            seed: int, standardize: bool, smoothing: float, balanced: bool):
-    """Read, encode, split and standardise the data on the workers. Returns (train DaskData,
-    val DaskData, encoder, standardizer, classes, target column)."""
-    frame = read_frame(source)
-    columns = [str(c) for c in frame.columns]
-    target = target or columns[-1]
-    if target not in columns:
-        raise DataError(f"{source}: no target column {target!r}; the columns are {columns}")
-    features = [c for c in columns if c != target]
-    categorical = [c for c in features if not (pd.api.types.is_numeric_dtype(frame[c].dtype)
-                                               or pd.api.types.is_bool_dtype(frame[c].dtype))]
-    dd, _, _ = _dask()
+def data_sha256(source: str, client, frame) -> str:
+    """The data's SHA-256: of the file's bytes for one file this machine can read (the hash
+    in-memory training records), of the files' hashes in name order for a glob of them, and
+    of the partitions' row hashes, computed on the workers, for data only they can read."""
+    paths = sorted(glob.glob(source)) if "://" not in source else []
+    if paths and all(Path(p).is_file() for p in paths):
+        if len(paths) == 1:
+            return file_sha256(paths[0])
+        digest = hashlib.sha256()
+        for path in paths:
+            digest.update(file_sha256(path).encode())
+        return digest.hexdigest()
+    digest = hashlib.sha256()
+    for part in client.gather([client.submit(_partition_digest, p)
+                               for p in client.compute(frame.to_delayed())]):
+        digest.update(part)
+    return digest.hexdigest()
+
+
+@dataclass
+class DaskTable:
+    """Raw partitions (``data.RawBlock``s) persisted on the workers: a ``sources.Table``.
+    The labels, sample weights and missing rows are gathered to the client, in the
+    partitions' order; ``offsets`` are where each partition's rows start."""
+
+    client: object
+    parts: list
+    offsets: np.ndarray
+    name: str
+    schema: Schema
+    levels: list[list[str]]
+    classes: list
+    labels: np.ndarray
+    sample_weight: np.ndarray | None
+    missing: np.ndarray
+    missing_counts: dict[str, int]
+    sha256: str | None
+    sparse: bool = False
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.labels)
+
+    def _masks(self, selection: np.ndarray) -> list[np.ndarray]:
+        return [selection[a:b] for a, b in zip(self.offsets[:-1], self.offsets[1:], strict=True)]
+
+    def statistics(self, selection, medians=False) -> Statistics:
+        if medians:
+            raise DataError("--impute median is not available with --engine dask: use mean "
+                            "or drop")
+        n_levels = [len(levels) for levels in self.levels]
+        futures = [self.client.submit(_partition_statistics, part, keep, len(self.classes),
+                                      n_levels)
+                   for part, keep in zip(self.parts, self._masks(selection), strict=True)]
+        parts = self.client.gather(futures)
+        total = parts[0]
+        for part in parts[1:]:  # merged in the partitions' order: the same wherever they are
+            total = total + part
+        return total
+
+    def sources(self, train, validation, prep: Preprocessing, options: SourceOptions):
+        plan = EncodingPlan(self.schema, self.levels, prep.encoder)
+        dtype = np.dtype(options.dtype)
+        n_features = len(prep.feature_names)
+
+        def view(selection, smoothing, class_weight):
+            parts = [self.client.submit(_prepared, part, keep, plan, prep.standardizer, dtype)
+                     for part, keep in zip(self.parts, self._masks(selection), strict=True)]
+            weights = None if self.sample_weight is None else self.sample_weight[selection]
+            # the futures keep the partitions in the workers' memory while they are held
+            return DaskData(self.client, parts, n_features, self.labels[selection],
+                            len(self.classes), smoothing, class_weight, weights, dtype)
+
+        val = view(validation, 0.0, None) if validation.any() else None
+        return view(train, options.smoothing, prep.class_weight), val
+
+
+def open_table(client, source: str, target: str | None, weight: str | None) -> DaskTable:
+    """Read the data on the workers: the schema from the frame's dtypes, the levels and
+    classes of the whole data, then every partition parsed where it is and persisted."""
     import dask
 
-    levels, raw_classes, missing, means = dask.compute(
-        [frame[c].dropna().astype(str).unique() for c in categorical],
-        frame[target].dropna().unique(), frame.isna().sum(),
-        frame[[c for c in features if c not in categorical]].mean())
+    frame = read_frame(source)
+    schema = frame_schema(frame, target, weight, source)
+    levels, raw_classes = dask.compute(
+        [frame[c].dropna().astype(str).unique() for c in schema.categorical],
+        frame[schema.target].dropna().unique())
+    levels = [sorted(set(lv)) for lv in levels]
     classes = class_order(list(raw_classes))
-    if len(classes) < 2:
-        raise DataError(f"{source}: only one class in the labels; a classifier needs two")
-    missing = {c: int(n) for c, n in missing.items() if n and c != target}
-    fill = {}
-    if missing and impute is None:
-        raise missing_values_error(source, missing, "mean|drop")
-    if impute == "median":
-        raise DataError("--impute median is not available with --engine dask: use mean or drop")
-    if impute == "mean":
-        fill = {c: float(means[c]) for c in missing if c not in categorical}
-        fill.update({c: frame[c].mode().compute().astype(str).iloc[0]
-                     for c in missing if c in categorical})
-    encoder = FeatureEncoder(tuple(features),
-                             {c: tuple(sorted(lv)) for c, lv in zip(categorical, levels,
-                                                                   strict=True)},
-                             fill, impute)
-    parts = [client.compute(part) for part in frame.to_delayed()]
-    encoded = [client.submit(_encode, part, encoder, target, classes) for part in parts]
-    labels = client.gather([client.submit(_labels_of, part) for part in encoded])
+    parts = [client.submit(_parse_partition, part, schema, levels, classes, source)
+             for part in client.compute(frame.to_delayed())]
+    summaries = client.gather([client.submit(_raw_summary, part, schema) for part in parts])
+    labels = [s[0] for s in summaries]
     offsets = np.cumsum([0] + [len(lab) for lab in labels])
-    val = validation_mask(int(offsets[-1]), val_fraction, seed)
-    train_parts, val_parts = [], []
-    for i, part in enumerate(encoded):
-        mask = val[offsets[i]:offsets[i + 1]]
-        train_parts.append(client.submit(_take, part, ~mask))
-        val_parts.append(client.submit(_take, part, mask))
-    del encoded, parts
-    all_labels = np.concatenate(labels)
-    standardizer = None
-    if standardize:
-        moments = client.gather([client.submit(_moments, part) for part in train_parts])
-        count, mean, m2 = 0, 0.0, 0.0
-        for moment in moments:
-            count, mean, m2 = merge_moments((count, mean, m2), moment)
-        std = np.sqrt(m2 / count)
-        standardizer = Standardizer(mean, np.where(std > 0, std, 1.0))
-        train_parts = [client.submit(_standardise, p, standardizer) for p in train_parts]
-        val_parts = [client.submit(_standardise, p, standardizer) for p in val_parts]
-    train_labels, val_labels = all_labels[~val], all_labels[val]
-    class_weight = balanced_class_weight(train_labels, len(classes)) if balanced else None
-    n_features = len(encoder.feature_names)
-    # the futures keep the partitions in the workers' memory for as long as they are held
-    train = DaskData(client, train_parts, n_features, train_labels, len(classes), smoothing,
-                     class_weight)
-    validation = DaskData(client, val_parts, n_features, val_labels, len(classes))
-    return train, validation, encoder, standardizer, classes, target
+    weights = np.concatenate([s[1] for s in summaries]) if schema.weight else None
+    counts = dict.fromkeys(schema.columns, 0)
+    for summary in summaries:
+        for column, n in summary[3].items():
+            counts[column] += n
+    return DaskTable(client, parts, offsets, source, schema, levels, classes,
+                     np.concatenate(labels).astype(np.intp), weights,
+                     np.concatenate([s[2] for s in summaries]), counts,
+                     data_sha256(source, client, frame))
+
+
 
 
 # ---- dask arrays (the estimator) ----------------------------------------------------------

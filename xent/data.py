@@ -1,8 +1,15 @@
-"""Loaders: CSV (pandas), LIBSVM/svmlight (scikit-learn) and scikit-learn's bundled toy data sets,
-each turned into a ``Dataset``: a numeric feature matrix, class indices and the class labels.
+"""Loaders: CSV and Parquet (pandas), LIBSVM/svmlight (scikit-learn) and scikit-learn's bundled
+toy data sets.
+
+For training, every loader produces a ``RawTable``: the table as numbers before any
+preprocessing (numeric columns with NaN where missing, categorical columns as level codes, class
+indices, sample weights). ``parse_block`` turns one chunk of a file into those numbers, by the
+same ``Schema`` rule, whether the file is read whole, streamed chunk by chunk or read by Dask
+partition by partition.
 
 CSV columns that are not numeric are one-hot encoded; the encoding (columns, levels, fill values)
-is a ``FeatureEncoder`` stored in the model, so that eval and predict apply the same.
+is a ``FeatureEncoder`` stored in the model, and ``EncodingPlan`` applies it to raw rows, the
+same for training and prediction. For eval and predict a ``Dataset`` holds the encoded features.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -51,14 +58,319 @@ def _builtin_loaders():
 BUILTIN_NAMES = ("iris", "wine", "breast_cancer", "digits")
 
 
+# ---- the raw table: what every loader produces, in memory, in a cache or on workers --------
+
+@dataclass(frozen=True)
+class Schema:
+    """Which columns of a table are what: the label column, the sample-weight column (or
+    None), and the feature columns in file order, split into numeric (and boolean) ones and
+    categorical (any other) ones. Decided once, from the first rows a source reads
+    (``detect_schema``), by the same rule for a file in memory, streamed or on Dask."""
+
+    target: str
+    weight: str | None
+    columns: tuple[str, ...]
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...]
+
+
+def detect_schema(columns, is_numeric, target: str | None, weight: str | None,
+                  source: str) -> Schema:
+    """The schema of a table with ``columns`` whose dtypes ``is_numeric(column)`` tells;
+    ``target`` None is the last column."""
+    columns = [str(c) for c in columns]
+    target = target or columns[-1]
+    if target not in columns:
+        raise DataError(f"{source}: no target column {target!r}; the columns are "
+                        f"{_names(columns)}")
+    if weight and weight not in columns:
+        raise DataError(f"{source}: no weight column {weight!r}; the columns are "
+                        f"{_names(columns)}")
+    if weight == target:
+        raise DataError(f"{source}: the weight column cannot be the target {target!r}")
+    features = [c for c in columns if c not in (target, weight)]
+    if not features:
+        raise DataError(f"{source}: there are no feature columns besides the target {target!r}")
+    numeric = tuple(c for c in features if is_numeric(c))
+    categorical = tuple(c for c in features if c not in numeric)
+    return Schema(target, weight or None, tuple(features), numeric, categorical)
+
+
+def frame_schema(frame: pd.DataFrame, target: str | None, weight: str | None,
+                 source: str) -> Schema:
+    """``detect_schema`` of a pandas (or dask) DataFrame: numeric and boolean dtypes are
+    numeric."""
+    import pandas as pd
+
+    def is_numeric(column):
+        dtype = frame[column].dtype
+        return pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)
+
+    return detect_schema(frame.columns, is_numeric, target, weight, source)
+
+
+class Codebook:
+    """Values of one column -> integer codes, by first appearance across chunks (or fixed:
+    ``frozen``, then a value not in the book gets code -2 and is remembered in ``unseen``).
+    A missing value gets -1. Categorical levels are keyed by their text; labels (``labels``)
+    by the text of their Python value, so 1, 1.0 and "1" are one class."""
+
+    def __init__(self, values=(), *, frozen: bool = False, labels: bool = False):
+        self.values: list = []
+        self.index: dict = {}
+        self.frozen, self.labels = frozen, labels
+        self.unseen: list = []
+        for value in values:
+            self._add(value)
+
+    def _key(self, value):
+        return str(python_scalar(value)) if self.labels else str(value)
+
+    def _add(self, value) -> int:
+        key = self._key(value)
+        if key not in self.index:
+            self.index[key] = len(self.values)
+            self.values.append(python_scalar(value) if self.labels else key)
+        return self.index[key]
+
+    def encode(self, values: pd.Series) -> np.ndarray:
+        import pandas as pd
+
+        codes, uniques = pd.factorize(values, use_na_sentinel=True)
+        lookup = []
+        for value in uniques.tolist():
+            code = self.index.get(self._key(value))
+            if code is None and self.frozen:
+                self.unseen.append(python_scalar(value))
+                code = -2
+            lookup.append(self._add(value) if code is None else code)
+        return np.array(lookup + [-1], dtype=np.int64)[codes]  # code -1 picks the final -1
+
+
+@dataclass
+class RawBlock:
+    """Rows of a table as numbers: numeric (rows, n_numeric) float64, NaN where missing;
+    codes (rows, n_categorical) int32 level codes (-1 missing, -2 a level the book did not
+    know); label codes (rows,) or None; sample weights (rows,) or None."""
+
+    numeric: np.ndarray
+    codes: np.ndarray
+    labels: np.ndarray | None
+    weights: np.ndarray | None
+
+    @property
+    def missing(self) -> np.ndarray:
+        """(rows,) whether a row has a missing feature value."""
+        return np.isnan(self.numeric).any(axis=1) | (self.codes == -1).any(axis=1)
+
+    def missing_counts(self, schema: Schema) -> dict[str, int]:
+        counts = dict(zip(schema.numeric, np.isnan(self.numeric).sum(axis=0).tolist(),
+                          strict=True))
+        counts.update(zip(schema.categorical, (self.codes == -1).sum(axis=0).tolist(),
+                          strict=True))
+        return counts
+
+
+def parse_block(chunk: pd.DataFrame, schema: Schema, books: list[Codebook],
+                label_book: Codebook | None, source: str, first_line: int = 2,
+                trained: bool = False) -> RawBlock:
+    """One chunk of a table (pandas) as numbers, by ``schema``; ``books`` code the categorical
+    columns and ``label_book`` the labels (None: no labels wanted). ``first_line`` is the
+    chunk's first line in the file, for messages; ``trained`` says the schema is a model's.
+    The same function parses a file in memory, a streamed chunk and a Dask partition."""
+    numeric = _numeric_block(chunk, schema.numeric, source, first_line, trained)
+    codes = np.empty((len(chunk), len(schema.categorical)), dtype=np.int32)
+    for j, column in enumerate(schema.categorical):
+        codes[:, j] = books[j].encode(chunk[column])
+    labels = None
+    if label_book is not None:
+        labels = label_book.encode(chunk[schema.target])
+        absent = np.flatnonzero(labels == -1)
+        if absent.size:
+            lines = (absent[:5] + first_line).tolist()
+            raise DataError(f"{source}: {absent.size} row(s) have no label in column "
+                            f"{schema.target!r} (file lines {lines}); fill them in or remove "
+                            "them")
+    weights = None
+    if schema.weight is not None:
+        weights = _weight_block(chunk[schema.weight], source, first_line, schema.weight)
+    return RawBlock(numeric, codes, labels, weights)
+
+
+def _numeric_block(chunk: pd.DataFrame, numeric, source: str, first_line: int,
+                   trained: bool) -> np.ndarray:
+    """The numeric columns of a chunk as float64 (n, n_numeric), NaN where missing; text in
+    them and infinite values are errors that name the columns."""
+    try:
+        block = chunk[list(numeric)].to_numpy(dtype=np.float64, na_value=np.nan)
+    except (TypeError, ValueError):
+        for column in numeric:  # find the culprit, to name it
+            try:
+                chunk[column].to_numpy(dtype=np.float64, na_value=np.nan)
+            except (TypeError, ValueError):
+                if trained:
+                    raise DataError(f"{source}: column {column!r} was numeric in training but "
+                                    "holds text here; clean it") from None
+                raise DataError(
+                    f"{source}: column {column!r} is numeric in the first rows but has text "
+                    f"in lines {first_line} to {first_line + len(chunk) - 1}; clean it, or "
+                    "read the file without --stream") from None
+        raise
+    if np.isinf(block).any():
+        bad = [numeric[j] for j in np.flatnonzero(np.isinf(block).any(axis=0))]
+        raise DataError(f"{source}: infinite values in column(s) {', '.join(map(repr, bad))}: "
+                        "fix the file")
+    return np.ascontiguousarray(block)
+
+
+def _weight_block(values: pd.Series, source: str, first_line: int, column: str) -> np.ndarray:
+    try:
+        weights = values.to_numpy(dtype=np.float64, na_value=np.nan)
+    except (TypeError, ValueError):
+        raise DataError(f"{source}: the weight column {column!r} holds text") from None
+    bad = np.flatnonzero(~np.isfinite(weights) | (weights < 0))
+    if bad.size:
+        raise DataError(f"{source}: the weight column {column!r} needs a finite non-negative "
+                        f"number on every row (file lines {(bad[:5] + first_line).tolist()})")
+    return weights
+
+
+def finish_labels(book: Codebook) -> tuple[list, np.ndarray]:
+    """(classes in ``class_order``, code -> class index) for a book filled by first
+    appearance."""
+    classes = class_order(book.values)
+    position = {str(c): i for i, c in enumerate(classes)}
+    return classes, np.array([position[str(v)] for v in book.values], dtype=np.intp)
+
+
+@dataclass
+class RawTable:
+    """A whole table as numbers, before any preprocessing: what every loader produces.
+
+    numeric: (n_rows, n_numeric) float64 with NaN where missing (a numpy array, a file read a
+    block at a time, or CSR for LIBSVM data); codes: (n_rows, n_categorical) level codes into
+    ``levels`` (-1 missing); labels: (n_rows,) class indices into ``classes``; sample_weight:
+    (n_rows,) or None; missing: (n_rows,) rows with a missing feature value; missing_counts:
+    per feature column over all rows; sha256: of the file's bytes (or a built-in set's
+    arrays)."""
+
+    name: str
+    schema: Schema
+    levels: list[list[str]]
+    classes: list
+    numeric: Any
+    codes: Any
+    labels: np.ndarray
+    sample_weight: np.ndarray | None
+    missing: np.ndarray
+    missing_counts: dict[str, int]
+    sha256: str | None = None
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.labels)
+
+    @property
+    def sparse(self) -> bool:
+        return sp.issparse(self.numeric)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+
+def frame_table(frame: pd.DataFrame, name: str, target: str | None = None,
+                weight: str | None = None, sha256: str | None = None) -> RawTable:
+    """A RawTable of a pandas DataFrame (a whole CSV or Parquet file)."""
+    schema = frame_schema(frame, target, weight, name)
+    books = [Codebook() for _ in schema.categorical]
+    label_book = Codebook(labels=True)
+    block = parse_block(frame, schema, books, label_book, name)
+    classes, remap = finish_labels(label_book)
+    return RawTable(name, schema, [b.values for b in books], classes, block.numeric,
+                    block.codes, remap[block.labels], block.weights, block.missing,
+                    block.missing_counts(schema), sha256)
+
+
+def array_table(X, labels: np.ndarray, classes: list, feature_names: list[str], name: str,
+                sha256: str | None = None, sample_weight=None) -> RawTable:
+    """A RawTable of a numeric matrix (dense or CSR) and class indices."""
+    if sp.issparse(X):
+        X = sp.csr_matrix(X, dtype=np.float64)
+    else:
+        X = np.ascontiguousarray(X, dtype=np.float64)
+    finite_or_raise(X, name)
+    names = tuple(feature_names)
+    schema = Schema("", None, names, names, ())
+    n = X.shape[0]
+    return RawTable(name, schema, [], list(classes), X, np.zeros((n, 0), np.int32),
+                    np.asarray(labels, dtype=np.intp), sample_weight, np.zeros(n, dtype=bool),
+                    dict.fromkeys(names, 0), sha256)
+
+
+class EncodingPlan:
+    """How a table's raw columns become the encoder's features: numeric columns (imputed with
+    the encoder's fill values) and one-hot categorical ones, in the encoder's order. The one
+    encoding, for training (every source) and prediction alike."""
+
+    def __init__(self, schema: Schema, levels: list[list[str]], encoder: FeatureEncoder | None):
+        self.n_features = len(schema.numeric) if encoder is None else len(encoder.feature_names)
+        numeric_features, numeric_sources, fills = [], [], []
+        self.categorical = []  # (raw column, first feature, raw code -> level position)
+        columns = schema.numeric if encoder is None else encoder.columns
+        feature = 0
+        for column in columns:
+            if encoder is not None and column in encoder.categories:
+                j = schema.categorical.index(column)
+                position = {level: i for i, level in enumerate(encoder.categories[column])}
+                fill = position.get(str(encoder.fill.get(column)), -1)
+                # the last two entries: code -2 (a level training never saw), code -1 (missing)
+                level_map = np.array([position.get(level, -1) for level in levels[j]]
+                                     + [-1, fill], dtype=np.intp)
+                self.categorical.append((j, feature, level_map))
+                feature += len(position)
+            else:
+                numeric_features.append(feature)
+                numeric_sources.append(schema.numeric.index(column))
+                fills.append(np.nan if encoder is None else encoder.fill.get(column, np.nan))
+                feature += 1
+        self.numeric_features = np.array(numeric_features, dtype=np.intp)
+        self.numeric_sources = np.array(numeric_sources, dtype=np.intp)
+        self.fills = np.array(fills, dtype=np.float64)
+        self.filled = ~np.isnan(self.fills)
+        # the common case, numeric columns only, in the raw order and nothing to fill: the
+        # features are the raw numeric block itself
+        self.plain = not self.categorical and not self.filled.any() and np.array_equal(
+            self.numeric_sources, np.arange(len(schema.numeric)))
+
+    def encode(self, numeric, codes) -> np.ndarray:
+        """The features (rows, n_features) of raw rows: ``numeric`` itself when ``plain``
+        (dense or CSR), else a new array."""
+        if self.plain:
+            return numeric
+        X = np.zeros((numeric.shape[0], self.n_features))
+        X[:, self.numeric_features] = numeric[:, self.numeric_sources]
+        if self.filled.any():
+            columns = self.numeric_features[self.filled]
+            block = X[:, columns]
+            X[:, columns] = np.where(np.isnan(block), self.fills[self.filled], block)
+        if self.categorical:
+            rows = np.arange(len(codes))
+            for j, feature, level_map in self.categorical:
+                level = level_map[codes[:, j]]  # codes -1 and -2 pick the last two entries
+                seen = level >= 0
+                X[rows[seen], feature + level[seen]] = 1.0
+        return X
+
+
 @dataclass(frozen=True)
 class FeatureEncoder:
-    """How a table's feature columns become numbers.
+    """How a table's feature columns become numbers (stored in the model).
 
     columns: the input feature columns, in order. categories: for each non-numeric column, its
     levels (one 0/1 feature each, in this order; a level not seen in training encodes as all
     zeros). fill: the value that replaces a missing entry of each column (empty unless an
-    imputation policy was chosen; imputed values are computed on the whole file).
+    imputation policy was chosen; fitted on the training rows).
     """
 
     columns: tuple[str, ...]
@@ -75,6 +387,13 @@ class FeatureEncoder:
             else:
                 names.append(column)
         return names
+
+    @property
+    def schema(self) -> Schema:
+        """The raw columns a table must have for this encoder."""
+        return Schema("", None, self.columns,
+                      tuple(c for c in self.columns if c not in self.categories),
+                      tuple(c for c in self.columns if c in self.categories))
 
     def to_dict(self) -> dict:
         return {
@@ -94,49 +413,39 @@ class FeatureEncoder:
         )
 
     def transform(self, frame: pd.DataFrame, source: str = "data") -> tuple[np.ndarray, np.ndarray]:
-        """Encode ``frame``'s feature columns: (X (n_kept, n_features), kept row positions).
+        """Encode ``frame``'s feature columns as training did (``parse_block`` and
+        ``EncodingPlan``): (X (n_kept, n_features), kept row positions).
 
-        Rows with missing values are dropped only under the ``drop`` policy; without a policy
-        they are an error that names the columns.
+        Rows with missing values that the model has no fill for are dropped only under the
+        ``drop`` policy; otherwise they are an error that names the columns.
         """
-        import pandas as pd
-
         missing = [c for c in self.columns if c not in frame.columns]
         if missing:
             raise DataError(
                 f"{source}: missing column(s) {_names(missing)} that the model was trained on; "
                 f"the file has {_names(frame.columns)}"
             )
-        frame = frame[list(self.columns)]
-        _check_finite(frame, self.categories, source)
+        schema = self.schema
+        books = [Codebook(self.categories[c], frozen=True) for c in schema.categorical]
+        block = parse_block(frame, schema, books, None, source, trained=True)
+        unfilled = {c: n for c, n in block.missing_counts(schema).items()
+                    if n and c not in self.fill}
         keep = np.arange(len(frame))
-        if self.fill:
-            frame = frame.fillna(self.fill)
-        elif self.impute == "drop":
-            keep = np.flatnonzero(frame.notna().all(axis=1).to_numpy())
-            frame = frame.iloc[keep]
-        counts = frame.isna().sum()
-        if counts.any():
-            raise missing_values_error(source, counts[counts > 0].to_dict(), "mean|median|drop")
-        blocks = []
-        for column in self.columns:
-            values = frame[column]
-            if column in self.categories:
-                levels = pd.Index(self.categories[column])
-                codes = levels.get_indexer(values.astype(str))
-                onehot = np.zeros((len(values), len(levels)))
-                seen = codes >= 0
-                onehot[np.flatnonzero(seen), codes[seen]] = 1.0
-                blocks.append(onehot)
-            else:
-                try:
-                    blocks.append(values.to_numpy(dtype=np.float64)[:, None])
-                except (TypeError, ValueError) as exc:
-                    raise DataError(
-                        f"{source}: column {column!r} was numeric in training but holds "
-                        f"non-numeric values here ({exc})"
-                    ) from None
-        X = np.hstack(blocks) if blocks else np.zeros((len(frame), 0))
+        if unfilled and self.impute == "drop":
+            dropped = np.zeros(len(frame), dtype=bool)
+            for j, c in enumerate(schema.numeric):
+                dropped |= (c in unfilled) & np.isnan(block.numeric[:, j])
+            for j, c in enumerate(schema.categorical):
+                dropped |= (c in unfilled) & (block.codes[:, j] == -1)
+            keep = np.flatnonzero(~dropped)
+            block = RawBlock(block.numeric[keep], block.codes[keep], None, None)
+        elif unfilled:
+            listed = ", ".join(f"{c!r} ({n})" for c, n in unfilled.items())
+            raise DataError(f"{source}: missing values in column(s) {listed}, and the model "
+                            "has no fill value for them: fill them in, or train the model with "
+                            "--impute mean|median|drop")
+        X = EncodingPlan(schema, [list(self.categories[c]) for c in schema.categorical],
+                         self).encode(block.numeric, block.codes)
         return np.ascontiguousarray(X), keep
 
 
@@ -154,50 +463,9 @@ def _names(columns) -> str:
     return shown + (f" and {len(columns) - 20} more" if len(columns) > 20 else "")
 
 
-def _check_finite(frame: pd.DataFrame, categories, source: str) -> None:
-    """Infinite values are never imputed: they are an error naming the columns."""
-    import pandas as pd
-
-    bad = []
-    for column in frame.columns:
-        if column in categories or not pd.api.types.is_numeric_dtype(frame[column]):
-            continue
-        values = frame[column].to_numpy(dtype=np.float64, na_value=np.nan)
-        n_inf = int(np.isinf(values).sum())
-        if n_inf:
-            bad.append(f"{column!r} ({n_inf})")
-    if bad:
-        raise DataError(f"{source}: infinite values in column(s) {', '.join(bad)}: fix the file")
-
-
-def fit_encoder(frame: pd.DataFrame, impute: str | None = None) -> FeatureEncoder:
-    """The encoder of a table of feature columns: which are categorical, their levels (sorted),
-    and, under ``impute`` mean or median, the fill value of each column (the most frequent level
-    for a categorical column)."""
-    import pandas as pd
-
-    if impute is not None and impute not in IMPUTE_CHOICES:
-        raise DataError(f"unknown impute policy {impute!r}: use mean, median or drop")
-    categories, fill = {}, {}
-    for column in frame.columns:
-        values = frame[column]
-        numeric = pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values)
-        if not numeric:
-            present = values.dropna().astype(str)
-            categories[column] = tuple(sorted(present.unique()))
-        if impute in ("mean", "median") and values.isna().any():
-            if numeric:
-                stat = values.mean() if impute == "mean" else values.median()
-                fill[column] = float(stat) if not pd.isna(stat) else 0.0
-            else:
-                modes = values.dropna().astype(str).mode()
-                fill[column] = str(modes.iloc[0]) if len(modes) else ""
-    return FeatureEncoder(tuple(str(c) for c in frame.columns), categories, fill, impute)
-
-
 @dataclass
 class Dataset:
-    """Features, class indices and what they mean.
+    """Data to evaluate or predict with a model: features encoded as the model was trained.
 
     X: (n_samples, n_features) float64, dense or scipy.sparse CSR. labels: (n_samples,) class
     indices into ``classes``, or None when the data carry no labels (prediction).
@@ -208,18 +476,14 @@ class Dataset:
     classes: list
     feature_names: list[str]
     name: str
-    encoder: FeatureEncoder | None = None
-    target_column: str | None = None
-    sha256: str | None = None  # of the file's bytes, or of a built-in set's arrays
-    table: object = None  # a stream.CachedTable when the data are streamed (X is then None)
 
     @property
     def n_samples(self) -> int:
-        return len(self.labels) if self.labels is not None else self.X.shape[0]
+        return self.X.shape[0]
 
     @property
     def n_features(self) -> int:
-        return len(self.feature_names) if self.X is None else self.X.shape[1]
+        return self.X.shape[1]
 
     @property
     def n_classes(self) -> int:
@@ -248,24 +512,20 @@ def class_order(values) -> list:
 
 def encode_labels(values, classes: list, source: str = "data") -> np.ndarray:
     """Class indices (n_samples,) of ``values`` in ``classes``. Labels that are not classes are
-    an error naming them (a model cannot predict a class it never saw)."""
-    lookup = {c: i for i, c in enumerate(classes)}
-    by_text = {str(c): i for i, c in enumerate(classes)}
-    indices = np.empty(len(values), dtype=np.intp)
-    unknown = []
-    for row, value in enumerate(values):
-        value = python_scalar(value)
-        index = lookup.get(value, by_text.get(str(value)))
-        if index is None:
-            unknown.append(value)
-            index = -1
-        indices[row] = index
-    if unknown:
-        shown = ", ".join(repr(v) for v in list(dict.fromkeys(unknown))[:10])
+    an error naming them (a model cannot predict a class it never saw); so are missing ones."""
+    import pandas as pd
+
+    book = Codebook(classes, frozen=True, labels=True)
+    codes = book.encode(pd.Series(values))
+    if book.unseen:
+        shown = ", ".join(repr(v) for v in list(dict.fromkeys(book.unseen))[:10])
         raise DataError(
             f"{source}: label(s) {shown} are not among the model's classes {classes}"
         )
-    return indices
+    if (codes == -1).any():
+        lines = (np.flatnonzero(codes == -1)[:5] + 2).tolist()
+        raise DataError(f"{source}: rows without a label (file lines {lines}); fill them in")
+    return codes.astype(np.intp)
 
 
 def is_builtin(source: str) -> bool:
@@ -273,7 +533,7 @@ def is_builtin(source: str) -> bool:
 
 
 def load_builtin(name: str) -> Dataset:
-    """One of scikit-learn's bundled toy data sets (iris, wine, breast_cancer, digits)."""
+    """One of scikit-learn's bundled toy data sets (iris, wine, breast_cancer, digits), raw."""
     loaders = _builtin_loaders()
     if name not in loaders:
         raise DataError(
@@ -451,50 +711,49 @@ def _read_parquet(path: Path) -> pd.DataFrame:
         raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
 
 
-def frame_dataset(
-    frame: pd.DataFrame,
-    name: str,
-    target: str | None = None,
-    impute: str | None = None,
-    encoder: FeatureEncoder | None = None,
-    classes: list | None = None,
-    require_target: bool = True,
-) -> Dataset:
-    """A ``Dataset`` from a table. ``target`` is the label column (default: the last one).
-
-    With a fitted ``encoder`` and ``classes`` (a model's) the features are encoded as the model
-    was, and the label column is optional unless ``require_target``.
-    """
-    if target is None:
-        target = frame.columns[-1] if encoder is None else None
+def model_dataset(frame: pd.DataFrame, name: str, encoder: FeatureEncoder, target: str | None,
+                  classes: list, require_labels: bool) -> Dataset:
+    """A table encoded by a model's ``encoder``; its label column ``target`` (when present,
+    and always when ``require_labels``) mapped to the model's ``classes``."""
     if target is not None and target not in frame.columns:
-        if require_target:
-            raise DataError(
-                f"{name}: no target column {target!r}; the columns are {_names(frame.columns)}"
-            )
+        if require_labels:
+            raise DataError(f"{name}: no target column {target!r}; the columns are "
+                            f"{_names(frame.columns)}")
         target = None
-    if encoder is None:
-        features = frame.drop(columns=[target])
-        if features.shape[1] == 0:
-            raise DataError(f"{name}: there are no feature columns besides the target {target!r}")
-        encoder = fit_encoder(features, impute)
     X, kept = encoder.transform(frame, name)
     labels = None
     if target is not None:
-        values = frame[target].iloc[kept]
-        n_missing = int(values.isna().sum())
-        if n_missing:
-            rows = (np.flatnonzero(values.isna().to_numpy())[:5] + 2).tolist()
-            raise DataError(
-                f"{name}: {n_missing} row(s) have no label in column {target!r} "
-                f"(file lines {rows}); fill them in or remove them"
-            )
-        if classes is None:
-            classes = class_order(values)
-        labels = encode_labels(values.to_numpy(), classes, name)
+        labels = encode_labels(frame[target].iloc[kept].to_numpy(), list(classes), name)
     if X.shape[0] == 0:
         raise DataError(f"{name}: no rows left after dropping rows with missing values")
-    return Dataset(X, labels, list(classes or []), encoder.feature_names, name, encoder, target)
+    return Dataset(X, labels, list(classes), encoder.feature_names, name)
+
+
+def builtin_sha256(dataset: Dataset) -> str:
+    """The hash of a built-in set's arrays (its features, then its labels)."""
+    digest = hashlib.sha256(np.ascontiguousarray(dataset.X).tobytes())
+    digest.update(dataset.labels.astype(np.int64).tobytes())
+    return digest.hexdigest()
+
+
+def load_table(source: str, target: str | None = None, weight: str | None = None) -> RawTable:
+    """Training data in memory as a ``RawTable``: ``sklearn:NAME``, a LIBSVM file, or a CSV or
+    Parquet file (label column ``target``, default the last; sample weights from the column
+    ``weight``, if given). ``sha256`` identifies the data that were read."""
+    source = str(source)
+    if is_builtin(source):
+        data = load_builtin(source[len(BUILTIN_PREFIX):])
+        return array_table(data.X, data.labels, data.classes, data.feature_names, data.name,
+                           builtin_sha256(data))
+    path = Path(source)
+    check_file(path)
+    if is_libsvm(path):
+        if weight:
+            raise DataError(f"{source}: a LIBSVM file has no weight column; drop --weight")
+        data = load_libsvm(path)
+        return array_table(data.X, data.labels, data.classes, data.feature_names, data.name,
+                           file_sha256(path))
+    return frame_table(read_csv(path), str(path), target, weight, file_sha256(path))
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -503,30 +762,6 @@ def file_sha256(path: str | os.PathLike) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def load(
-    source: str,
-    target: str | None = None,
-    impute: str | None = None,
-) -> Dataset:
-    """Load training data: ``sklearn:NAME``, a LIBSVM file, or a CSV (label column ``target``,
-    default the last). ``sha256`` identifies the data that were read."""
-    source = str(source)
-    if is_builtin(source):
-        dataset = load_builtin(source[len(BUILTIN_PREFIX) :])
-        digest = hashlib.sha256(np.ascontiguousarray(dataset.X).tobytes())
-        digest.update(dataset.labels.astype(np.int64).tobytes())
-        dataset.sha256 = digest.hexdigest()
-        return dataset
-    path = Path(source)
-    check_file(path)
-    if is_libsvm(path):
-        dataset = load_libsvm(path)
-    else:
-        dataset = frame_dataset(read_csv(path), str(path), target=target, impute=impute)
-    dataset.sha256 = file_sha256(path)
-    return dataset
 
 
 def check_file(path: Path) -> None:

@@ -12,18 +12,23 @@ which is scikit-learn's ``LogisticRegression`` objective with ``C = 1 / (l2 * n_
 
 from __future__ import annotations
 
+from numbers import Integral, Real
+
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.utils import check_random_state
-from sklearn.utils.class_weight import compute_class_weight
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from .config import ModelConfig, OptimConfig
 from .dask_engine import array_data, as_dask_array, current_client, is_dask_collection
-from .links import get_link
-from .loss import class_weighted, labels_target
-from .train import fit
+from .links import LINK_NAMES, get_link
+from .loss import Objective, class_weights, labels_target, row_weights
+from .model import Scores
+from .optim import OPTIMIZERS
+from .sources import ArraySource
+from .train import Solver, Stopping, fit
 
 
 class SoftmaxRegression(ClassifierMixin, BaseEstimator):
@@ -59,6 +64,20 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     n_iter_ : int, epochs run   history_ : xent.train.History   stop_reason_ : str
     """
 
+    _parameter_constraints: dict = {
+        "link": [StrOptions({"auto", *LINK_NAMES})],
+        "l2": [Interval(Real, 0, None, closed="left")],
+        "optimizer": [StrOptions(set(OPTIMIZERS))],
+        "lr": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
+        "max_epochs": [Interval(Integral, 0, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left"), None],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "label_smoothing": [Interval(Real, 0, 1, closed="left")],
+        "class_weight": [dict, StrOptions({"balanced"}), None],
+        "fit_intercept": ["boolean"],
+        "random_state": ["random_state"],
+    }
+
     def __init__(
         self,
         link="auto",
@@ -85,6 +104,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         self.fit_intercept = fit_intercept
         self.random_state = random_state
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):
         """Fit on X (n_samples, n_features): numpy, CSR, or a dask array or DataFrame (then
         the rows stay on the workers of the current dask.distributed Client: each evaluation
@@ -97,8 +117,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         target = labels_target(indices, len(self.classes_), self.label_smoothing)
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
-        weights = class_weighted(target, sample_weight, class_weight)
-        return self._fit(X, target, link, weights)
+        return self._fit(ArraySource(X, target, row_weights(target, sample_weight,
+                                                               class_weight)), link)
 
     def _classes(self, y):
         """Set ``classes_``; returns (the class index of each row, the link, the class weights
@@ -111,12 +131,11 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 f"This solver needs samples of at least 2 classes in the data, but the data "
                 f"contain only one class: {self.classes_[0]!r}"
             )
-        class_weight = None
-        if self.class_weight is not None:
-            class_weight = compute_class_weight(
-                self.class_weight, classes=self.classes_, y=y
-            )
-        return indices, get_link(self.link, n_classes), class_weight
+        spec = self.class_weight
+        if isinstance(spec, dict):  # {class: weight}; classes not named weigh 1
+            spec = [spec.get(c, 1.0) for c in self.classes_.tolist()]
+        counts = np.bincount(indices, minlength=n_classes)
+        return indices, get_link(self.link, n_classes), class_weights(spec, counts)
 
     def _fit_dask(self, X, y, sample_weight):
         client = current_client()
@@ -138,24 +157,13 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             del self.feature_names_in_
         data = array_data(client, X, y, self.classes_, indices, sample_weight,
                           self.label_smoothing, class_weight)
-        return self._fit(data, data.target, link, None)
+        return self._fit(data, link)
 
-    def _fit(self, X, target, link, weights):
+    def _fit(self, source, link):
         seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
-        result = fit(
-            X,
-            target,
-            link,
-            optimizer=self.optimizer,
-            lr=self.lr,
-            max_epochs=self.max_epochs,
-            batch_size=self.batch_size,
-            tol=self.tol,
-            l2=self.l2,
-            weights=weights,
-            fit_intercept=self.fit_intercept,
-            seed=seed,
-        )
+        result = fit(source, Objective(link, self.l2, self.fit_intercept),
+                     Solver(self.optimizer, self.lr, self.batch_size, seed),
+                     Stopping(self.max_epochs, self.tol))
         self.link_ = link.name
         self.coef_ = np.ascontiguousarray(result.params[:-1].T)
         self.intercept_ = result.params[-1].copy()
@@ -183,19 +191,11 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                           dtype=[np.float64, np.float32])
         return self._from_logits(self._linear(X), method)
 
+    _SCORES = {"predict": "labels", "predict_proba": "proba",
+               "predict_log_proba": "log_proba", "decision_function": "decision"}
+
     def _from_logits(self, logits, method: str):
-        link = get_link(self.link_)
-        if method == "predict":
-            return self.classes_[link.predict_index(logits)]
-        if method == "predict_proba":
-            return link.proba(logits)
-        if method == "predict_log_proba":
-            return link.log_proba(logits)
-        if logits.shape[1] == 1:  # decision_function
-            return logits[:, 0]
-        if len(self.classes_) == 2:
-            return logits[:, 1] - logits[:, 0]
-        return logits
+        return getattr(Scores(logits, get_link(self.link_), self.classes_), self._SCORES[method])
 
     def _dask_output(self, X, method: str):
         X, columns = as_dask_array(X)

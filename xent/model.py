@@ -19,11 +19,51 @@ import scipy.sparse as sp
 from .atomic import write_npz
 from .data import FeatureEncoder, is_data_frame
 from .errors import DataError, ModelFileError
-from .links import get_link
+from .links import Link, get_link
 from .preprocess import Standardizer
 
 FORMAT_NAME = "xent-model"
 FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Scores:
+    """What a linear model says about some rows, from their logits (n_samples, n_outputs):
+    the one prediction path, for ``Model``, the estimator and ``xent eval``/``predict``."""
+
+    logits: np.ndarray
+    link: Link
+    classes: np.ndarray
+
+    @property
+    def index(self) -> np.ndarray:
+        """(n_samples,) index of the most probable class (a tie: the first)."""
+        return self.link.predict_index(self.logits)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """(n_samples,) the most probable class by its original label."""
+        return self.classes[self.index]
+
+    @property
+    def proba(self) -> np.ndarray:
+        """(n_samples, n_classes) probabilities; each row sums to 1."""
+        return self.link.proba(self.logits)
+
+    @property
+    def log_proba(self) -> np.ndarray:
+        """(n_samples, n_classes) log-probabilities, from the logits."""
+        return self.link.log_proba(self.logits)
+
+    @property
+    def decision(self) -> np.ndarray:
+        """scikit-learn's decision_function: (n_samples,) the second class's log-odds for two
+        classes, else the logits (n_samples, n_classes)."""
+        if self.logits.shape[1] == 1:
+            return self.logits[:, 0]
+        if len(self.classes) == 2:
+            return self.logits[:, 1] - self.logits[:, 0]
+        return self.logits
 
 
 @dataclass
@@ -81,21 +121,26 @@ class Model:
         X = self.features(data)
         return np.asarray(X @ self.coef) + self.intercept
 
+    def scores(self, data) -> Scores:
+        """The model's ``Scores`` of raw data (see ``features``)."""
+        return Scores(self.decision_function(data), get_link(self.link),
+                      np.asarray(self.classes, dtype=object))
+
     def predict_proba(self, data) -> np.ndarray:
         """Class probabilities (n_samples, n_classes); each row sums to 1."""
-        return get_link(self.link).proba(self.decision_function(data))
+        return self.scores(data).proba
 
     def predict_log_proba(self, data) -> np.ndarray:
         """Class log-probabilities (n_samples, n_classes), from the logits."""
-        return get_link(self.link).log_proba(self.decision_function(data))
+        return self.scores(data).log_proba
 
     def predict_index(self, data) -> np.ndarray:
         """Index into ``classes`` of the most probable class, (n_samples,)."""
-        return get_link(self.link).predict_index(self.decision_function(data))
+        return self.scores(data).index
 
     def predict(self, data) -> np.ndarray:
         """The most probable class of each row, by its original label (n_samples,)."""
-        return np.asarray(self.classes, dtype=object)[self.predict_index(data)]
+        return self.scores(data).labels
 
     # ---- files -----------------------------------------------------------------------------
 

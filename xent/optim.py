@@ -1,9 +1,15 @@
-"""First-order optimisers as (init, update) pairs with explicit state (the shape of optax).
+"""First-order optimisers in optax's shape: (init, update) pairs with explicit state.
 
-``init(params) -> state`` and ``update(grad, state, params) -> (new_params, new_state)`` are pure:
-they never modify their arguments. ``params`` is the point where the caller evaluated ``grad``.
+``init(params, lr) -> state`` and ``update(grad, state, params) -> (updates, new_state)`` are
+pure: they never modify their arguments. ``params`` is the point where the caller evaluated
+``grad``; the new point is ``apply_updates(params, updates) = params + updates``.
+
+The learning rate lives in the state (its ``lr`` field), as optax's ``inject_hyperparams``
+does: a back-off halves it with ``with_lr`` and keeps the momentum, and a checkpoint of the
+state holds everything needed to go on. Every state is a NamedTuple of numbers and arrays.
+
 L-BFGS is not an (init, update) pair: scipy drives its own line search, so ``train.py`` calls
-scipy with our ``loss_and_grad`` and records the same history.
+scipy on the same objective and records the same history.
 """
 
 from __future__ import annotations
@@ -21,42 +27,62 @@ OPTIMIZERS = FIRST_ORDER + ("lbfgs",)
 
 
 class Optimizer(NamedTuple):
-    init: Callable[[np.ndarray], Any]
+    init: Callable[[np.ndarray, float], Any]
     update: Callable[[np.ndarray, Any, np.ndarray], tuple[np.ndarray, Any]]
 
 
-def gd(lr: float) -> Optimizer:
+def apply_updates(params: np.ndarray, updates: np.ndarray) -> np.ndarray:
+    """The new point: params + updates."""
+    return params + updates
+
+
+def with_lr(state, lr: float):
+    """``state`` with its learning rate replaced (everything else, momentum included, kept)."""
+    return state._replace(lr=float(lr))
+
+
+class GDState(NamedTuple):
+    lr: float
+
+
+def gd() -> Optimizer:
     """Plain gradient descent: theta <- theta - lr * g."""
 
-    def init(params):
-        return ()
+    def init(params, lr):
+        return GDState(float(lr))
 
     def update(grad, state, params):
-        return params - lr * grad, state
+        return -state.lr * grad, state
 
     return Optimizer(init, update)
 
 
-def momentum(lr: float, beta: float = 0.9) -> Optimizer:
+class MomentumState(NamedTuple):
+    lr: float
+    velocity: np.ndarray
+
+
+def momentum(beta: float = 0.9) -> Optimizer:
     """Heavy-ball momentum: v <- beta v + g; theta <- theta - lr v."""
 
-    def init(params):
-        return np.zeros_like(params)
+    def init(params, lr):
+        return MomentumState(float(lr), np.zeros_like(params))
 
-    def update(grad, velocity, params):
-        velocity = beta * velocity + grad
-        return params - lr * velocity, velocity
+    def update(grad, state, params):
+        velocity = beta * state.velocity + grad
+        return -state.lr * velocity, MomentumState(state.lr, velocity)
 
     return Optimizer(init, update)
 
 
 class NesterovState(NamedTuple):
+    lr: float
     previous: np.ndarray  # x_k, the last gradient-step point
     t: float  # the momentum sequence t_k (FISTA); 1 after a restart
     restarts: int
 
 
-def nesterov(lr: float, beta: float | None = None, restart: bool = True) -> Optimizer:
+def nesterov(beta: float | None = None, restart: bool = True) -> Optimizer:
     """Nesterov's accelerated gradient, evaluated at the extrapolated point y.
 
         x_{k+1} = y_k - lr g(y_k)
@@ -69,38 +95,40 @@ def nesterov(lr: float, beta: float | None = None, restart: bool = True) -> Opti
     strongly convex problems such as l2-regularised logistic regression.
     """
 
-    def init(params):
-        return NesterovState(params.copy(), 1.0, 0)
+    def init(params, lr):
+        return NesterovState(float(lr), params.copy(), 1.0, 0)
 
     def update(grad, state, params):
-        x = params - lr * grad
+        x = params - state.lr * grad
         step = x - state.previous
         if restart and float(np.vdot(grad, step)) > 0.0:
-            return x, NesterovState(x, 1.0, state.restarts + 1)
+            return x - params, NesterovState(state.lr, x, 1.0, state.restarts + 1)
         if beta is None:
             t_next = (1.0 + math.sqrt(1.0 + 4.0 * state.t * state.t)) / 2.0
             coefficient = (state.t - 1.0) / t_next
         else:
             t_next, coefficient = state.t, beta
-        return x + coefficient * step, NesterovState(x, t_next, state.restarts)
+        new = x + coefficient * step
+        return new - params, NesterovState(state.lr, x, t_next, state.restarts)
 
     return Optimizer(init, update)
 
 
 class AdamState(NamedTuple):
+    lr: float
     m: np.ndarray
     v: np.ndarray
     count: int
 
 
-def adam(lr: float, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Optimizer:
+def adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Optimizer:
     """Adam (Kingma & Ba): moment estimates with bias correction.
 
     m <- b1 m + (1-b1) g;  v <- b2 v + (1-b2) g^2;  theta <- theta - lr m_hat / (sqrt(v_hat) + eps)
     """
 
-    def init(params):
-        return AdamState(np.zeros_like(params), np.zeros_like(params), 0)
+    def init(params, lr):
+        return AdamState(float(lr), np.zeros_like(params), np.zeros_like(params), 0)
 
     def update(grad, state, params):
         count = state.count + 1
@@ -108,45 +136,38 @@ def adam(lr: float, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Op
         v = b2 * state.v + (1.0 - b2) * grad * grad
         m_hat = m / (1.0 - b1**count)
         v_hat = v / (1.0 - b2**count)
-        return params - lr * m_hat / (np.sqrt(v_hat) + eps), AdamState(m, v, count)
+        return -state.lr * m_hat / (np.sqrt(v_hat) + eps), AdamState(state.lr, m, v, count)
 
     return Optimizer(init, update)
 
 
-def state_to_arrays(state) -> dict:
+def state_to_arrays(state: NamedTuple) -> dict:
     """An optimiser state as named arrays and numbers (for a checkpoint file)."""
-    if isinstance(state, np.ndarray):
-        return {"array": state}
-    if hasattr(state, "_asdict"):
-        return dict(state._asdict())
-    return {}
+    return dict(state._asdict())
 
 
-def state_from_arrays(template, values: dict):
-    """The inverse of ``state_to_arrays``, shaped like ``template`` (an ``init`` result)."""
-    if isinstance(template, np.ndarray):
-        return np.array(values["array"], dtype=np.float64)
-    if hasattr(template, "_replace"):
-        restored = {}
-        for name in template._fields:
-            value = np.asarray(values[name])
-            restored[name] = value.item() if value.ndim == 0 else np.array(value)
-        return type(template)(**restored)
-    return template
+def state_from_arrays(template: NamedTuple, values: dict):
+    """The inverse of ``state_to_arrays``, shaped like ``template`` (an ``init`` result).
+    A checkpoint written before the learning rate moved into the state gives it as ``lr``."""
+    restored = {}
+    for name in template._fields:
+        value = np.asarray(values[name])
+        restored[name] = value.item() if value.ndim == 0 else np.array(value)
+    return type(template)(**restored)
 
 
-def make_optimizer(name: str, lr: float, full_batch: bool) -> Optimizer:
-    """The first-order optimiser called ``name`` with step size ``lr``.
+def make_optimizer(name: str, full_batch: bool) -> Optimizer:
+    """The first-order optimiser called ``name``.
 
     Nesterov uses the FISTA schedule with restart on full batches and a constant 0.9 on
     mini-batches (where the schedule's momentum -> 1 would amplify the sampling noise).
     """
     if name == "gd":
-        return gd(lr)
+        return gd()
     if name == "momentum":
-        return momentum(lr)
+        return momentum()
     if name == "nesterov":
-        return nesterov(lr, beta=None if full_batch else 0.9, restart=full_batch)
+        return nesterov(beta=None if full_batch else 0.9, restart=full_batch)
     if name == "adam":
-        return adam(lr)
+        return adam()
     raise ConfigError(f"unknown optimizer {name!r}: use one of {', '.join(OPTIMIZERS)}")

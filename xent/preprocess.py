@@ -1,13 +1,23 @@
-"""Seeded (stratified) splits and standardisation fitted on the training part only."""
+"""Preprocessing, fitted once: the validation split (one stratified rule for every source),
+the statistics of the training rows (one pass, mergeable across blocks, files and workers), and
+``fit_preprocessing``, the one function that turns those statistics into the encoding,
+imputation, standardisation and class weights, whatever the source.
+
+Fill values, scales and class weights come from the training rows only, everywhere; the
+categorical levels (which features exist) come from all rows, so that every source has the
+same features.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
 
+from .data import FeatureEncoder, RawTable, Schema, missing_values_error
 from .errors import DataError
+from .targets import class_weights
 
 
 def train_val_split(
@@ -32,6 +42,18 @@ def train_val_split(
     val = np.sort(np.concatenate(val_parts)) if val_parts else np.arange(0)
     train = np.setdiff1d(np.arange(len(labels)), val, assume_unique=True)
     return train, val
+
+
+def split_masks(labels: np.ndarray, usable: np.ndarray, val_fraction: float,
+                seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, validation) boolean masks over all rows: the usable rows (those not dropped for
+    missing values) split by ``train_val_split``'s stratified rule. Every source applies these
+    masks row by row, so every source trains on the same rows: the rule needs only the
+    labels, which every source holds (one small integer a row)."""
+    val = np.zeros(len(labels), dtype=bool)
+    usable_rows = np.flatnonzero(usable)
+    val[usable_rows[train_val_split(labels[usable_rows], val_fraction, seed)[1]]] = True
+    return usable & ~val, val
 
 
 def split_in_place(X: np.ndarray, train_rows: np.ndarray, val_rows: np.ndarray):
@@ -111,3 +133,188 @@ def merge_moments(first: tuple, second: tuple) -> tuple:
                       where=np.asarray(total) > 0)
     delta = mean_b - mean_a
     return total, mean_a + delta * share, m2_a + m2_b + delta**2 * count_a * share
+
+
+# ---- statistics of the training rows ------------------------------------------------------
+
+@dataclass
+class Statistics:
+    """What one pass over some raw rows adds up, mergeable (``+``) across blocks, files and
+    workers: rows and their classes; per numeric column the count, mean and centred sum of
+    squares of the values present (Chan et al.'s merge: no cancellation); per categorical
+    column the rows of each level code and the missing ones. ``medians`` (per numeric column)
+    needs whole columns: only an in-memory table computes it, when asked."""
+
+    n_rows: int
+    class_counts: np.ndarray
+    count: np.ndarray
+    mean: np.ndarray
+    m2: np.ndarray
+    level_counts: list[np.ndarray]
+    missing_levels: np.ndarray
+    medians: np.ndarray | None = None
+
+    def __add__(self, other: Statistics) -> Statistics:
+        count, mean, m2 = merge_moments((self.count, self.mean, self.m2),
+                                        (other.count, other.mean, other.m2))
+        return Statistics(self.n_rows + other.n_rows, self.class_counts + other.class_counts,
+                          count, mean, m2,
+                          [a + b for a, b in zip(self.level_counts, other.level_counts,
+                                                 strict=True)],
+                          self.missing_levels + other.missing_levels)
+
+
+def block_statistics(numeric, codes: np.ndarray, labels: np.ndarray, n_classes: int,
+                     n_levels: list[int]) -> Statistics:
+    """The statistics of one block of raw rows: numeric (rows, n_numeric) float64 with NaN
+    where missing (or CSR: nothing missing), codes (rows, n_categorical) level codes (-1
+    missing), labels (rows,) class indices; ``n_levels`` the codes of each categorical
+    column."""
+    rows = numeric.shape[0]
+    if sp.issparse(numeric):
+        count = np.full(numeric.shape[1], float(rows))
+        mean = np.asarray(numeric.sum(axis=0)).ravel() / max(rows, 1)
+        squares = np.asarray(numeric.multiply(numeric).sum(axis=0)).ravel()
+        m2 = np.maximum(squares - rows * mean * mean, 0.0)
+    else:
+        present = ~np.isnan(numeric)
+        count = present.sum(axis=0).astype(np.float64)
+        safe = np.where(present, numeric, 0.0)
+        with np.errstate(over="ignore", invalid="ignore"):
+            mean = safe.sum(axis=0) / np.maximum(count, 1.0)
+            m2 = np.where(present, (numeric - mean) ** 2, 0.0).sum(axis=0)
+    level_counts, missing = [], np.zeros(len(n_levels), dtype=np.int64)
+    for j, size in enumerate(n_levels):
+        counted = np.bincount(codes[:, j] + 1, minlength=size + 1)  # code -1 -> place 0
+        level_counts.append(counted[1:size + 1].astype(np.int64))
+        missing[j] = counted[0]
+    return Statistics(rows, np.bincount(labels, minlength=n_classes).astype(np.int64),
+                      count, mean, m2, level_counts, missing)
+
+
+def table_statistics(table: RawTable, selection: np.ndarray, block_rows: int = 1 << 16,
+                     medians: bool = False) -> Statistics:
+    """The statistics of the selected rows of ``table`` (in memory or a streamed cache), one
+    block of ``block_rows`` at a time, so that the temporaries stay small."""
+    n_levels = [len(levels) for levels in table.levels]
+    total = block_statistics(table.numeric[0:0], np.zeros((0, len(n_levels)), np.int32),
+                             np.zeros(0, np.intp), len(table.classes), n_levels)
+    for start in range(0, table.n_rows, block_rows):
+        stop = min(start + block_rows, table.n_rows)
+        keep = selection[start:stop]
+        if not keep.any():
+            continue
+        numeric, codes = table.numeric[start:stop], table.codes[start:stop]
+        if not keep.all():
+            numeric, codes = numeric[keep], codes[keep]
+        total = total + block_statistics(numeric, codes, table.labels[start:stop][keep],
+                                         len(table.classes), n_levels)
+    if medians and not sp.issparse(table.numeric):
+        values = np.asarray(table.numeric)[selection]
+        with np.errstate(all="ignore"):
+            total.medians = np.array([np.nanmedian(values[:, j]) if total.count[j] else np.nan
+                                      for j in range(values.shape[1])])
+    return total
+
+
+# ---- the one fit of the preprocessing ----------------------------------------------------
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """What training applies to the raw rows: the encoder (columns, levels, fill values; None
+    for LIBSVM data, whose features are the file's), the standardiser (None when off), the
+    class weights (None when off), and the raw features' standard deviations (for the
+    diagnosis of extreme scales when the features are not standardised)."""
+
+    encoder: FeatureEncoder | None
+    standardizer: Standardizer | None
+    class_weight: np.ndarray | None
+    raw_scale: np.ndarray = field(repr=False)
+    feature_names: list[str] = field(repr=False)
+
+
+def _most_frequent(levels: list[str], counts: np.ndarray) -> str:
+    """The most frequent level; a tie goes to the first in sorted order."""
+    order = sorted(range(len(levels)), key=lambda i: levels[i])
+    return levels[max(order, key=lambda i: counts[i])]
+
+
+def fit_preprocessing(stats: Statistics, schema: Schema, levels: list[list[str]], *,
+                      impute: str | None, standardize: bool, class_weight=None,
+                      sparse: bool = False, source: str = "data") -> Preprocessing:
+    """The preprocessing of the training rows whose statistics are ``stats``: the encoder
+    (categorical levels sorted; under ``impute`` mean or median each numeric column's fill is
+    its mean or median over the training rows, each categorical column's its most frequent
+    level), the standardiser (each encoded feature's mean and standard deviation over the
+    training rows after the fill; no centring for sparse data) and the class weights
+    (``targets.class_weights`` of the training rows' classes)."""
+    n = stats.n_rows
+    fill: dict[str, float | str] = {}
+    if impute in ("mean", "median"):
+        empty = [c for j, c in enumerate(schema.numeric) if stats.count[j] == 0]
+        empty += [c for j, c in enumerate(schema.categorical)
+                  if stats.missing_levels[j] == n and n]
+        if empty:
+            raise DataError(f"{source}: column(s) {empty} have no values in the training rows, "
+                            "so there is nothing to fill them with: drop those columns")
+        for j, column in enumerate(schema.numeric):
+            if stats.count[j] < n:
+                fill[column] = float(stats.mean[j] if impute == "mean" else stats.medians[j])
+        for j, column in enumerate(schema.categorical):
+            if stats.missing_levels[j]:
+                fill[column] = _most_frequent(levels[j], stats.level_counts[j])
+    categories = {column: tuple(sorted(levels[j])) for j, column in
+                  enumerate(schema.categorical)}
+    encoder = None if sparse else FeatureEncoder(schema.columns, categories, fill, impute)
+    means, stds = _feature_moments(stats, schema, levels, fill, source)
+    standardizer = None
+    if standardize:
+        standardizer = Standardizer(None if sparse else means, np.where(stds > 0, stds, 1.0))
+    names = encoder.feature_names if encoder is not None else list(schema.numeric)
+    return Preprocessing(encoder, standardizer, class_weights(class_weight, stats.class_counts),
+                         stds, names)
+
+
+def _feature_moments(stats: Statistics, schema: Schema, levels, fill, source):
+    """(mean, standard deviation) of each encoded feature over the training rows, in the
+    encoder's order: a numeric column with its missing entries filled (a constant group merged
+    in), a one-hot level from its count (p and sqrt(p (1 - p)))."""
+    n = max(stats.n_rows, 1)
+    numeric_index = {c: j for j, c in enumerate(schema.numeric)}
+    categorical_index = {c: j for j, c in enumerate(schema.categorical)}
+    means, stds = [], []
+    for column in schema.columns:
+        if column in categorical_index:
+            j = categorical_index[column]
+            counts = dict(zip(levels[j], stats.level_counts[j].tolist(), strict=True))
+            if column in fill:
+                counts[fill[column]] += int(stats.missing_levels[j])
+            for level in sorted(levels[j]):
+                p = counts[level] / n
+                means.append(p)
+                stds.append(np.sqrt(max(p * (1.0 - p), 0.0)))
+        else:
+            j = numeric_index[column]
+            count, mean, m2 = stats.count[j], stats.mean[j], stats.m2[j]
+            if column in fill:
+                count, mean, m2 = merge_moments((count, mean, m2),
+                                                (n - count, fill[column], 0.0))
+            means.append(mean)
+            stds.append(np.sqrt(m2 / n))
+    means, stds = np.array(means, dtype=np.float64), np.array(stds, dtype=np.float64)
+    if not (np.all(np.isfinite(means)) and np.all(np.isfinite(stds))):
+        bad = [c for j, c in enumerate(schema.numeric)
+               if not (np.isfinite(stats.mean[j]) and np.isfinite(stats.m2[j]))]
+        raise DataError(
+            f"{source}: standardisation overflows for feature column(s) {bad}: their "
+            "values are too large to square; rescale them (divide by a power of 10)"
+        )
+    return means, stds
+
+
+def check_missing(table: RawTable, impute: str | None) -> None:
+    """Missing feature values without an imputation policy are an error that names each
+    column with its count over all rows (training and validation alike)."""
+    if impute is None and table.missing.any():
+        counts = {c: n for c, n in table.missing_counts.items() if n}
+        raise missing_values_error(table.name, counts, "mean|median|drop")

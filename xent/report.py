@@ -89,27 +89,30 @@ def write_run(run_dir: str | Path, run) -> None:
     write_text(run_dir / "summary.json", to_json(run.summary) + "\n")
 
 
-def save_checkpoint(path: str | Path, checkpoint: Checkpoint, data_sha256: str | None) -> None:
+def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> None:
     """The training state, to go on from with ``xent train --resume``: arrays for the params
-    and optimiser state, a JSON header for the rest (history, counters, generator state)."""
+    and optimiser state (its learning rate included), a JSON header for the rest (history,
+    counters, generator state, the hash of the data it was trained on)."""
     arrays = {"params": checkpoint.params}
     if checkpoint.best_params is not None:
         arrays["best_params"] = checkpoint.best_params
     arrays.update({f"opt_{k}": np.asarray(v) for k, v in checkpoint.optimizer_state.items()})
     header = {
         "format": CHECKPOINT_FORMAT, "version": 1, "epoch": checkpoint.epoch,
-        "lr": checkpoint.lr, "grad_norm0": checkpoint.grad_norm0,
+        "grad_norm0": checkpoint.grad_norm0,
         "best_val": checkpoint.best_val if math.isfinite(checkpoint.best_val) else None,
         "epochs_since_best": checkpoint.epochs_since_best, "rng_state": checkpoint.rng_state,
-        "elapsed": checkpoint.elapsed, "exact": checkpoint.exact, "data_sha256": data_sha256,
+        "elapsed": checkpoint.elapsed, "exact": checkpoint.exact,
+        "data_sha256": checkpoint.data_sha256,
         "history": [[getattr(r, c) for c in HISTORY_COLUMNS] for r in checkpoint.history],
     }
     arrays["header"] = np.array(json.dumps(header))
     write_npz(path, arrays)
 
 
-def load_checkpoint(path: str | Path) -> tuple[Checkpoint, str | None]:
-    """A checkpoint written by ``save_checkpoint`` and the hash of the data it was trained on."""
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """A checkpoint written by ``save_checkpoint``, with the hash of the data it was trained
+    on."""
     path = Path(path)
     if not path.is_file():
         raise XentError(f"{path}: no checkpoint to resume from (was the run started with "
@@ -121,18 +124,20 @@ def load_checkpoint(path: str | Path) -> tuple[Checkpoint, str | None]:
         if header.get("format") != CHECKPOINT_FORMAT or header.get("version") != 1:
             raise ValueError("not a xent checkpoint of version 1")
         history = [EpochRecord(*row) for row in header["history"]]
+        state = {k[4:]: v for k, v in arrays.items() if k.startswith("opt_")}
+        if state and "lr" not in state and header.get("lr") is not None:
+            state["lr"] = np.asarray(header["lr"])  # written before lr moved into the state
         checkpoint = Checkpoint(
-            int(header["epoch"]), arrays["params"],
-            {k[4:]: v for k, v in arrays.items() if k.startswith("opt_")},
-            float(header["lr"]), history, header["grad_norm0"],
+            int(header["epoch"]), arrays["params"], state, history, header["grad_norm0"],
             math.inf if header["best_val"] is None else header["best_val"],
             arrays.get("best_params"), int(header["epochs_since_best"]), header["rng_state"],
-            float(header["elapsed"]), bool(header.get("exact", False)))
+            float(header["elapsed"]), bool(header.get("exact", False)),
+            header.get("data_sha256"))
     except MemoryError:
         raise
     except Exception as exc:  # damaged bytes fail in many ways inside zipfile and numpy
         raise XentError(f"{path}: the checkpoint cannot be read ({exc})") from None
-    return checkpoint, header.get("data_sha256")
+    return checkpoint
 
 
 def _fmt(value, spec=".4f") -> str:

@@ -1,15 +1,14 @@
 """Data beyond memory: a CSV or Parquet file is parsed once, chunk by chunk, into a binary cache;
 every epoch then streams the cache in row blocks through the same loss and gradient.
 
-The cache (one directory per data file and target column, keyed by the file's path, size and
-modification time; its SHA-256 is recorded) holds the raw table: numeric columns as float64
-(NaN where missing), categorical columns as integer codes, the labels as class indices, and a
-JSON description. Encoding (one-hot), imputation and standardisation are fitted on the training
-rows in one pass over the cache and applied as training reads it, so the model is the one
-in-memory training would give, and eval and predict work on it unchanged.
-
-The validation split of streamed data is drawn per row from the seed (by row index, not
-stratified), so that it needs no pass over the labels first.
+The cache (one directory per data file, target and weight column, keyed by the file's path,
+size and modification time; its SHA-256 is recorded) holds the raw table, parsed by
+``data.parse_block`` as a file read whole is: numeric columns as float64 (NaN where missing),
+categorical columns as integer codes, the labels as class indices, the sample weights, and a
+JSON description. ``StreamTable`` is that cache as a ``sources.Table``: its statistics come from
+one pass over the cache, and its sources (``StreamData``) encode, impute and standardise each
+block as training reads it, so the model is the one in-memory training gives, and eval and
+predict work on it unchanged.
 """
 
 from __future__ import annotations
@@ -24,27 +23,28 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .data import (
-    FeatureEncoder,
-    class_order,
-    missing_values_error,
-    python_scalar,
+    Codebook,
+    EncodingPlan,
+    RawTable,
+    Schema,
+    finish_labels,
+    frame_schema,
+    parse_block,
     table_chunks,
 )
 from .errors import DataError
-from .loss import Sums, Target, available_cores, shuffled_batches, sums, thread_pool
-from .preprocess import Standardizer, merge_moments
+from .loss import Sums, available_cores, gram_product, sums, thread_pool
+from .preprocess import Preprocessing, Standardizer, Statistics, table_statistics
+from .sources import SourceOptions, masked_target, shuffled_batches
+from .targets import Target
 
-if TYPE_CHECKING:
-    import pandas as pd
-
-CACHE_VERSION = 1
-SPLIT_BLOCK = 1 << 16  # rows per seeded block of the validation draw
+CACHE_VERSION = 2
 READ_BYTES = 4 << 20  # most bytes of the cache read at once by training
+DEFAULT_OPTIONS = SourceOptions()
 
 
 def cache_root() -> Path:
@@ -53,25 +53,6 @@ def cache_root() -> Path:
         return Path(os.environ["XENT_CACHE_DIR"])
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "xent"
-
-
-@dataclass
-class CachedTable:
-    """A parsed table on disk. numeric: (n_rows, n_numeric) float64 and codes: (n_rows,
-    n_categorical) int32 level indices into ``meta["levels"]`` (-1: missing), both read from
-    their files a block at a time; labels: (n_rows,) class indices into ``meta["classes"]``;
-    missing: (n_rows,) bool, rows with a missing value."""
-
-    directory: Path
-    meta: dict
-    numeric: RowFile
-    codes: RowFile
-    labels: np.ndarray
-    missing: np.ndarray
-
-    @property
-    def n_rows(self) -> int:
-        return self.meta["n_rows"]
 
 
 class RowFile:
@@ -121,31 +102,58 @@ class RowFile:
         return out
 
 
-def open_cache(directory: Path) -> CachedTable:
+@dataclass
+class StreamTable(RawTable):
+    """A parsed table in its cache: numeric and codes are ``RowFile``s, read a block at a
+    time; labels, sample weights and the missing rows are in memory (a few bytes a row)."""
+
+    directory: Path | None = None
+    meta: dict | None = None
+
+    def statistics(self, selection, medians=False) -> Statistics:
+        if medians:
+            raise DataError(f"{self.name}: --impute median needs the whole column in memory; "
+                            "use mean or drop when streaming")
+        return table_statistics(self, selection, read_rows(self, 1 << 16))
+
+    def sources(self, train, validation, prep, options):
+        def view(rows, smoothing, class_weight):
+            return StreamData(self, rows, prep, options, smoothing, class_weight)
+
+        val = view(validation, 0.0, None) if validation.any() else None
+        return view(train, options.smoothing, prep.class_weight), val
+
+
+def open_cache(directory: Path) -> StreamTable:
     meta = json.loads((directory / "meta.json").read_text(encoding="utf-8"))
     n = meta["n_rows"]
-    return CachedTable(
-        directory, meta,
-        RowFile(directory / "numeric.bin", np.float64, n, len(meta["numeric"])),
-        RowFile(directory / "codes.bin", np.int32, n, len(meta["categorical"])),
-        np.load(directory / "labels.npy"), np.load(directory / "missing.npy"))
+    schema = Schema(meta["target"], meta["weight"], tuple(meta["columns"]),
+                    tuple(meta["numeric"]), tuple(meta["categorical"]))
+    weights = np.load(directory / "weights.npy") if meta["weight"] else None
+    return StreamTable(
+        meta["source"], schema, meta["levels"], meta["classes"],
+        RowFile(directory / "numeric.bin", np.float64, n, len(schema.numeric)),
+        RowFile(directory / "codes.bin", np.int32, n, len(schema.categorical)),
+        np.load(directory / "labels.npy"), weights, np.load(directory / "missing.npy"),
+        meta["missing_counts"], meta["sha256"], directory, meta)
 
 
-def cache_key(path: Path, target: str | None) -> str:
+def cache_key(path: Path, target: str | None, weight: str | None = None) -> str:
     """The cache directory's name: the file (its absolute path, size and modification time)
     and the parsing settings. A file that changes gets a new key, so a stale cache is never
     read; the content's SHA-256, computed while parsing, is recorded in the cache."""
     status = path.stat()
-    identity = [CACHE_VERSION, str(path.resolve()), status.st_size, status.st_mtime_ns, target]
+    identity = [CACHE_VERSION, str(path.resolve()), status.st_size, status.st_mtime_ns, target,
+                weight]
     return hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:32]
 
 
 def build_cache(path: str | os.PathLike, target: str | None = None,
-                chunk_rows: int = 65536) -> tuple[CachedTable, bool]:
+                chunk_rows: int = 65536, weight: str | None = None) -> tuple[StreamTable, bool]:
     """The cache of a CSV or Parquet file, made by one chunked pass unless it exists.
     Returns (the table, whether it was built now)."""
     path = Path(path)
-    key = cache_key(path, target)
+    key = cache_key(path, target, weight)
     final = cache_root() / key
     if (final / "meta.json").is_file():
         return open_cache(final), False
@@ -154,7 +162,7 @@ def build_cache(path: str | os.PathLike, target: str | None = None,
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
     try:
-        _parse_into(path, target, chunk_rows, work)
+        _parse_into(path, target, weight, chunk_rows, work)
         try:
             os.replace(work, final)
         except OSError:  # another process made it meanwhile: use theirs
@@ -199,149 +207,98 @@ class _BackgroundWriter:
         return False
 
 
-def _codes(values: pd.Series, index: dict, as_text: bool) -> np.ndarray:
-    """Integer codes of ``values`` by first appearance across chunks (``index`` grows as new
-    values appear); -1 for a missing value."""
-    import pandas as pd
-
-    codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    keys = [str(u) if as_text else u for u in uniques.tolist()]
-    lookup = np.array([index.setdefault(k, len(index)) for k in keys] + [-1], dtype=np.int64)
-    return lookup[codes]  # code -1 picks the final -1
-
-
-def _parse_into(path: Path, target, chunk_rows, work: Path) -> None:
-    import pandas as pd
-
-    requested_target = target  # part of the cache's key
-    columns = numeric = categorical = None
-    level_index: list[dict] = []
-    label_index: dict = {}
-    labels, missing = [], []
-    nan_counts = None
+def _parse_into(path: Path, target, weight, chunk_rows, work: Path) -> None:
+    """Parse the file chunk by chunk (``data.parse_block``, the schema from the first chunk)
+    into the cache's files in ``work``."""
+    requested = (target, weight)  # part of the cache's key
+    schema, books, label_book = None, [], Codebook(labels=True)
+    labels, missing, weights = [], [], []
+    missing_counts: dict[str, int] = {}
     n_rows = 0
     digest = hashlib.sha256()
+    source = str(path)
     with open(work / "numeric.bin", "wb") as numeric_file, \
             open(work / "codes.bin", "wb") as codes_file, _BackgroundWriter() as write:
         for chunk in table_chunks(path, chunk_rows, digest):
-            if columns is None:
-                target = target or chunk.columns[-1]
-                if target not in chunk.columns:
-                    raise DataError(f"{path}: no target column {target!r}; the columns are "
-                                    f"{list(chunk.columns)}")
-                columns = [c for c in chunk.columns if c != target]
-                if not columns:
-                    raise DataError(f"{path}: there are no feature columns besides {target!r}")
-                numeric = [c for c in columns if pd.api.types.is_numeric_dtype(chunk[c])
-                           or pd.api.types.is_bool_dtype(chunk[c])]
-                categorical = [c for c in columns if c not in numeric]
-                level_index = [{} for _ in categorical]
-                nan_counts = np.zeros(len(numeric), dtype=np.int64)
-            elif set(chunk.columns) != set(columns) | {target}:
-                raise DataError(f"{path}: the columns change at row {n_rows + 2}")
-            label_codes = _codes(chunk[target], label_index, as_text=False)
-            if (label_codes < 0).any():
-                line = n_rows + 2 + int(np.flatnonzero(label_codes < 0)[0])
-                raise DataError(f"{path}: no label in column {target!r} at line {line}; fill "
-                                "it in or remove the row")
-            labels.append(label_codes)
-            block = _numeric_block(chunk, numeric, path, n_rows)
-            nan_rows = np.isnan(block)
-            nan_counts += nan_rows.sum(axis=0)
-            write(block, numeric_file)
-            codes = np.empty((len(chunk), len(categorical)), dtype=np.int32)
-            for j, column in enumerate(categorical):
-                codes[:, j] = _codes(chunk[column], level_index[j], as_text=True)
-            write(codes, codes_file)
-            missing.append(nan_rows.any(axis=1) | (codes < 0).any(axis=1))
+            if schema is None:
+                schema = frame_schema(chunk, target, weight, source)
+                books = [Codebook() for _ in schema.categorical]
+                missing_counts = dict.fromkeys(schema.columns, 0)
+            elif set(chunk.columns) != set(schema.columns) | {schema.target} | \
+                    ({schema.weight} - {None}):
+                raise DataError(f"{path}: the columns change at line {n_rows + 2}")
+            block = parse_block(chunk, schema, books, label_book, source, n_rows + 2)
+            labels.append(block.labels)
+            missing.append(block.missing)
+            if block.weights is not None:
+                weights.append(block.weights)
+            for column, count in block.missing_counts(schema).items():
+                missing_counts[column] += count
+            write(block.numeric, numeric_file)
+            write(block.codes, codes_file)
             n_rows += len(chunk)
-    if columns is None or n_rows == 0:
+    if schema is None or n_rows == 0:
         raise DataError(f"{path}: the file has no data rows")
-    raw_classes = list(label_index)
-    classes = class_order(raw_classes)
-    by_text = {str(c): i for i, c in enumerate(classes)}
-    remap = np.array([by_text[str(python_scalar(c))] for c in raw_classes], dtype=np.intp)
+    classes, remap = finish_labels(label_book)
     np.save(work / "labels.npy", remap[np.concatenate(labels)])
     np.save(work / "missing.npy", np.concatenate(missing))
+    if schema.weight:
+        np.save(work / "weights.npy", np.concatenate(weights))
     status = path.stat()
     meta = {
         "version": CACHE_VERSION, "source": str(path.resolve()), "sha256": digest.hexdigest(),
-        "size": status.st_size, "mtime_ns": status.st_mtime_ns,
-        "n_rows": n_rows, "target": target, "requested_target": requested_target,
-        "columns": columns, "numeric": numeric,
-        "categorical": categorical, "levels": [list(index) for index in level_index],
-        "classes": classes, "nan_counts": dict(zip(numeric, nan_counts.tolist(), strict=True)),
+        "size": status.st_size, "mtime_ns": status.st_mtime_ns, "n_rows": n_rows,
+        "target": schema.target, "weight": schema.weight, "requested": list(requested),
+        "columns": list(schema.columns), "numeric": list(schema.numeric),
+        "categorical": list(schema.categorical), "levels": [b.values for b in books],
+        "classes": classes, "missing_counts": missing_counts,
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     (work / "meta.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
 
 
-def _numeric_block(chunk: pd.DataFrame, numeric: list[str], path: Path, offset: int):
-    """The numeric columns of a chunk as float64 (n, n_numeric), NaN where missing."""
-    try:
-        block = chunk[numeric].to_numpy(dtype=np.float64, na_value=np.nan)
-    except (TypeError, ValueError):
-        for column in numeric:  # find the culprit, to name it
-            try:
-                chunk[column].to_numpy(dtype=np.float64, na_value=np.nan)
-            except (TypeError, ValueError):
-                raise DataError(
-                    f"{path}: column {column!r} is numeric in the first rows but has text in "
-                    f"rows {offset + 2} to {offset + len(chunk) + 1}; clean it, or read the "
-                    "file without --stream") from None
-        raise
-    if np.isinf(block).any():
-        bad = [numeric[j] for j in np.flatnonzero(np.isinf(block).any(axis=0))]
-        raise DataError(f"{path}: infinite values in column(s) {bad}: fix the file")
-    return block
-
-
-def read_rows(table: CachedTable, chunk_rows: int) -> int:
+def read_rows(table: RawTable, chunk_rows: int) -> int:
     """Rows per block read from the cache: at most ``chunk_rows`` and about ``READ_BYTES``
     (4 MB), so that the block each thread reads, and its temporaries, stay in the L3 cache
     while they are used (8 and 16 MB blocks measured 20% and 50% slower an epoch)."""
-    width = max(1, len(table.meta["numeric"]) + len(table.meta["categorical"]))
+    width = max(1, len(table.schema.numeric) + len(table.schema.categorical))
     return max(256, min(chunk_rows, READ_BYTES // (8 * width)))
-
-
-def validation_mask(n_rows: int, val_fraction: float, seed: int) -> np.ndarray:
-    """Which rows are validation rows: each row by a uniform draw from a generator seeded by
-    (seed, block of the row), so the split depends on the row index and seed only."""
-    mask = np.zeros(n_rows, dtype=bool)
-    if val_fraction <= 0:
-        return mask
-    for block, start in enumerate(range(0, n_rows, SPLIT_BLOCK)):
-        stop = min(start + SPLIT_BLOCK, n_rows)
-        mask[start:stop] = np.random.default_rng([seed, block]).random(stop - start) < \
-            val_fraction
-    return mask
 
 
 class StreamData:
     """The rows of a cached table chosen by ``selection``, encoded, imputed and standardised
-    block by block: what ``loss.evaluate`` and ``train.fit`` accept in place of a matrix.
+    block by block: a ``sources.RowSource``.
 
     ``chunks()`` yields (X block (rows, n_features), Target, weights or None) in row order;
-    ``batches(size, rng)`` yields the same for mini-batches: the blocks in a shuffled order and
-    the rows shuffled within each block."""
+    mini-batch epochs take the blocks in a shuffled order and the rows shuffled within each
+    block."""
 
-    def __init__(self, table: CachedTable, selection: np.ndarray, encoder: FeatureEncoder,
-                 standardizer: Standardizer | None, chunk_rows: int, dtype=np.float64,
-                 smoothing: float = 0.0, class_weight: np.ndarray | None = None):
+    def __init__(self, table: StreamTable, selection: np.ndarray, prep: Preprocessing,
+                 options: SourceOptions = DEFAULT_OPTIONS, smoothing: float = 0.0,
+                 class_weight: np.ndarray | None = None):
         self.table, self.selection = table, selection
-        self.encoder, self.standardizer = encoder, standardizer
-        self.chunk_rows = read_rows(table, chunk_rows)
-        self.dtype = np.dtype(dtype)
-        self.labels = table.labels[selection]
-        self.target = Target(len(table.meta["classes"]), labels=self.labels,
-                             smoothing=smoothing)
-        self.weights = None if class_weight is None else class_weight[self.labels]
-        self.n_features = len(encoder.feature_names)
-        self._plan = _EncodingPlan(table, encoder)
+        self.standardizer: Standardizer | None = prep.standardizer
+        self.chunk_rows = read_rows(table, options.chunk_rows)
+        self._dtype = np.dtype(options.dtype)
+        self._target, self._weights = masked_target(table, selection, smoothing, class_weight)
+        self.n_features = len(prep.feature_names)
+        self._plan = EncodingPlan(table.schema, table.levels, prep.encoder)
 
     @property
     def shape(self) -> tuple[int, int]:
-        return len(self.labels), self.n_features
+        return self._target.n_samples, self.n_features
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._dtype
+
+    @property
+    def target(self) -> Target:
+        return self._target
+
+    @property
+    def weights(self) -> np.ndarray | None:
+        return self._weights
 
     def _spans(self):
         offset = 0
@@ -353,47 +310,60 @@ class StreamData:
                 yield start, stop, keep, slice(offset, offset + count)
             offset += count
 
-    def block(self, start, stop, keep) -> np.ndarray:
-        X = self._plan.encode(start, stop, keep)
-        if self.standardizer is not None:
-            X = self.standardizer.transform(X, copy=False)
-        return X.astype(self.dtype, copy=False)
+    def _raw(self, start, stop, keep, buffer=None) -> np.ndarray:
+        """The encoded, unstandardised features of the kept rows of start..stop (float64);
+        the cached rows as they are, read into ``buffer``, when the encoding is plain."""
+        if self._plan.plain and buffer is not None:
+            X = self.table.numeric.read_into(buffer, start, stop)
+            return X if keep.all() else X[keep]
+        numeric, codes = self.table.numeric[start:stop], self.table.codes[start:stop]
+        if not keep.all():
+            numeric, codes = numeric[keep], codes[keep]
+        return self._plan.encode(numeric, codes)
 
-    def sums(self, params, link, **options) -> Sums:
+    def block(self, start, stop, keep) -> np.ndarray:
+        """The training features of the kept rows of start..stop: encoded, standardised (in
+        float64) and then stored in the source's dtype."""
+        X = self._raw(start, stop, keep)
+        if self.standardizer is not None:
+            X = self.standardizer.transform(X, copy=False)  # a new array either way
+        return X.astype(self._dtype, copy=False)
+
+    def sums(self, params, link, *, with_grad=True, compute_dtype=None) -> Sums:
         """The objective's sums over all rows, for ``loss.evaluate``.
 
-        Standardisation is folded into the parameters instead of applied to every block:
-        ((x - mu) / sd) W + b = x (W / sd) + (b - mu . W / sd), and the gradient's sums in
-        standardised terms are (R^T X - (sum R) mu^T) / sd. So the blocks are used as cached,
-        with no pass to standardise them (exact algebra; rounding differs from standardising
-        first by about |mu| / sd times the machine precision).
+        For float64 data standardisation is folded into the parameters instead of applied to
+        every block: ((x - mu) / sd) W + b = x (W / sd) + (b - mu . W / sd), and the gradient's
+        sums in standardised terms are (R^T X - (sum R) mu^T) / sd. So the blocks are used as
+        cached, with no pass to standardise them (exact algebra; rounding differs from
+        standardising first by about |mu| / sd times the machine precision). float32 blocks
+        are standardised in float64 first and then rounded, as in memory.
         """
         d = self.n_features
+        fold = self.standardizer is not None and self._dtype == np.float64
         raw = np.array(params, dtype=np.float64)
-        if self.standardizer is not None:
-            mean = self.standardizer.mean
-            scale = self.standardizer.scale
+        if fold:
+            mean, scale = self.standardizer.mean, self.standardizer.scale
             raw[:d] = params[:d] / scale[:, None]
             raw[d] = params[d] - mean @ raw[:d]
         spans = list(self._spans())
-        threads = options.pop("n_threads", None) or available_cores()
-        threads = max(1, min(threads, len(spans)))
-        plain = self._plan.plain and not self._plan.fills_any and self.dtype == np.float64
+        threads = max(1, min(available_cores(), len(spans)))
         rows = max((stop - start for start, stop, _, _ in spans), default=0)
+        options = dict(with_grad=with_grad, compute_dtype=compute_dtype, n_threads=1)
 
         def run(group) -> Sums | None:
             """The sums over a contiguous run of blocks, each read (or encoded) and then used
             while it is in cache; one buffer per thread, whatever the file's size."""
-            buffer = np.empty((rows, d)) if plain else None
+            as_cached = fold or self.standardizer is None
+            buffer = np.empty((rows, d)) if as_cached and self._plan.plain else None
             totals = None
             for start, stop, keep, selected in (spans[i] for i in group):
-                if plain:  # the cached rows as they are
-                    X = self.table.numeric.read_into(buffer, start, stop)
-                    X = X if keep.all() else X[keep]
+                if as_cached:
+                    X = self._raw(start, stop, keep, buffer).astype(self._dtype, copy=False)
                 else:
-                    X = self._plan.encode(start, stop, keep).astype(self.dtype, copy=False)
-                part = sums(raw, X, self.target.take(selected), link, self._weights(selected),
-                            n_threads=1, **options)
+                    X = self.block(start, stop, keep)
+                part = sums(raw if fold else params, X, self._target.take(selected), link,
+                            self._take_weights(selected), **options)
                 totals = part if totals is None else totals + part
             return totals
 
@@ -406,166 +376,41 @@ class StreamData:
             pool, single_blas = thread_pool(threads)
             with single_blas:
                 parts = list(pool.map(run, groups))
-        totals = None
+        totals = Sums.zero(params.shape[1], d)
         for part in parts:  # added in the blocks' order: the result does not depend on timing
             if part is not None:
-                totals = part if totals is None else totals + part
-        if self.standardizer is not None:
+                totals = totals + part
+        if fold:
             corrected = (totals.grad_coef_t - np.outer(totals.grad_intercept, mean)) / scale
             totals = totals._replace(grad_coef_t=corrected)
         return totals
 
-    def _weights(self, rows):
-        return None if self.weights is None else self.weights[rows]
+    def _take_weights(self, rows):
+        return None if self._weights is None else self._weights[rows]
 
     def chunks(self):
         for start, stop, keep, rows in self._spans():
-            yield self.block(start, stop, keep), self.target.take(rows), self._weights(rows)
+            yield self.block(start, stop, keep), self._target.take(rows), self._take_weights(rows)
 
-    def batches(self, batch_size: int, rng: np.random.Generator):
+    def gram_product(self, v, fit_intercept):
+        product, total = np.zeros(len(v)), 0.0
+        for X, _, weights in self.chunks():
+            part, weight = gram_product(X, v, fit_intercept, weights)
+            product += part
+            total += weight
+        return product, total
+
+    def minibatch_epoch(self, step, params, state, batch_size, rng):
+        """The blocks in a shuffled order, the rows shuffled within each block."""
+        return step(params, state, self._batches(batch_size, rng))
+
+    def _batches(self, batch_size: int, rng: np.random.Generator):
         spans = list(self._spans())
         for index in rng.permutation(len(spans)):
             start, stop, keep, rows = spans[index]
             X = self.block(start, stop, keep)
-            yield from shuffled_batches(X, self.target.take(rows), self._weights(rows),
+            yield from shuffled_batches(X, self._target.take(rows), self._take_weights(rows),
                                         rng.permutation(len(X)), batch_size)
-
-
-class _EncodingPlan:
-    """How the cached columns become the encoder's features: numeric columns (imputed with the
-    encoder's fill values) and one-hot categorical ones, in the encoder's order."""
-
-    def __init__(self, table: CachedTable, encoder: FeatureEncoder):
-        meta = table.meta
-        self.table = table
-        self.n_features = len(encoder.feature_names)
-        numeric_features, numeric_sources, fills = [], [], []
-        self.categorical = []  # (cached column, first feature, cached code -> level position)
-        feature = 0
-        for column in encoder.columns:
-            if column in encoder.categories:
-                j = meta["categorical"].index(column)
-                levels = encoder.categories[column]
-                position = {level: i for i, level in enumerate(levels)}
-                level_map = np.array([position.get(level, -1) for level in meta["levels"][j]]
-                                     + [position.get(str(encoder.fill.get(column)), -1)],
-                                     dtype=np.intp)  # the last entry: a missing value
-                self.categorical.append((j, feature, level_map))
-                feature += len(levels)
-            else:
-                numeric_features.append(feature)
-                numeric_sources.append(meta["numeric"].index(column))
-                fills.append(encoder.fill.get(column, np.nan))
-                feature += 1
-        self.numeric_features = np.array(numeric_features, dtype=np.intp)
-        self.numeric_sources = np.array(numeric_sources, dtype=np.intp)
-        self.fills = np.array(fills)
-        self.fills_any = bool((~np.isnan(self.fills)).any())
-        # the common case, numeric columns only and in cached order: the block is the cache's
-        self.plain = not self.categorical and np.array_equal(
-            self.numeric_sources, np.arange(len(meta["numeric"])))
-
-    def encode(self, start, stop, keep) -> np.ndarray:
-        """The features of the kept rows of start..stop, (rows kept, n_features), a new
-        array."""
-        numeric = self.table.numeric[start:stop]
-        numeric = numeric if keep.all() else numeric[keep]
-        if self.plain:
-            X = numeric
-        else:
-            X = np.zeros((len(numeric), self.n_features))
-            X[:, self.numeric_features] = numeric[:, self.numeric_sources]
-        filled = ~np.isnan(self.fills)
-        if filled.any():
-            columns = self.numeric_features[filled]
-            block = X[:, columns]
-            X[:, columns] = np.where(np.isnan(block), self.fills[filled], block)
-        if self.categorical:
-            codes = self.table.codes[start:stop][keep]
-            rows = np.arange(len(codes))
-            for j, feature, level_map in self.categorical:
-                level = level_map[codes[:, j]]  # code -1 picks the last entry: the fill level
-                seen = level >= 0
-                X[rows[seen], feature + level[seen]] = 1.0
-        return X
-
-
-def fit_streamed(table: CachedTable, selection: np.ndarray, impute: str | None,
-                 standardize: bool, chunk_rows: int) -> tuple[FeatureEncoder, Standardizer | None]:
-    """The encoder and standardiser of the selected (training) rows, from one pass over the
-    cache: per numeric column the count, mean and centred sum of squares of the values present
-    (merged chunk by chunk, Chan et al.), per categorical column the count of each level.
-
-    Missing values: an error naming the columns without a policy; ``mean`` fills numeric
-    columns with their mean and categorical ones with their most frequent level; ``drop``
-    leaves the rows out (the caller removes them from ``selection``); ``median`` needs the
-    whole column and is not available when streaming.
-    """
-    meta = table.meta
-    if impute == "median":
-        raise DataError(f"{meta['source']}: --impute median needs the whole column in memory; "
-                        "use mean or drop when streaming")
-    n_numeric, n_cat = len(meta["numeric"]), len(meta["categorical"])
-    count = np.zeros(n_numeric)
-    mean = np.zeros(n_numeric)
-    m2 = np.zeros(n_numeric)
-    level_counts = [np.zeros(len(levels) + 1, dtype=np.int64) for levels in meta["levels"]]
-    step = read_rows(table, chunk_rows)
-    for start in range(0, table.n_rows, step):
-        stop = min(start + step, table.n_rows)
-        keep = selection[start:stop]
-        block = table.numeric[start:stop]
-        if not keep.all():
-            block = block[keep]
-        present = ~np.isnan(block)
-        c = present.sum(axis=0).astype(np.float64)
-        safe = np.where(present, block, 0.0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            m = np.where(c > 0, safe.sum(axis=0) / np.maximum(c, 1), 0.0)
-        q = np.where(present, (block - m) ** 2, 0.0).sum(axis=0)
-        count, mean, m2 = merge_moments((count, mean, m2), (c, m, q))
-        codes = table.codes[start:stop]
-        codes = codes if keep.all() else codes[keep]
-        for j in range(n_cat):  # code -1 (missing) is counted in the last place
-            counts = np.bincount(codes[:, j] + 1, minlength=len(level_counts[j]))
-            level_counts[j][:-1] += counts[1:]
-            level_counts[j][-1] += counts[0]
-    n = int(np.count_nonzero(selection))
-    missing = {c: n - int(count[j]) for j, c in enumerate(meta["numeric"]) if count[j] < n}
-    missing.update({c: int(level_counts[j][-1]) for j, c in enumerate(meta["categorical"])
-                    if level_counts[j][-1]})
-    fill = {}
-    if missing and impute is None:
-        raise missing_values_error(meta["source"], missing, "mean|drop")
-    if impute == "mean":
-        for j, column in enumerate(meta["numeric"]):
-            if column in missing:
-                fill[column] = float(mean[j])
-        for j, column in enumerate(meta["categorical"]):
-            if column in missing:
-                fill[column] = str(meta["levels"][j][int(np.argmax(level_counts[j][:-1]))])
-    categories = {column: tuple(sorted(meta["levels"][j]))
-                  for j, column in enumerate(meta["categorical"])}
-    encoder = FeatureEncoder(tuple(meta["columns"]), categories, fill, impute)
-    if not standardize:
-        return encoder, None
-    means, stds = [], []
-    for column in encoder.columns:
-        if column in encoder.categories:
-            j = meta["categorical"].index(column)
-            counts = dict(zip(meta["levels"][j], level_counts[j][:-1].tolist(), strict=True))
-            if column in fill:
-                counts[fill[column]] += int(level_counts[j][-1])
-            for level in encoder.categories[column]:
-                p = counts.get(level, 0) / n
-                means.append(p)
-                stds.append(np.sqrt(max(p * (1 - p), 0.0)))
-        else:
-            j = meta["numeric"].index(column)
-            means.append(mean[j])
-            stds.append(np.sqrt(m2[j] / n))
-    std = np.array(stds)
-    return encoder, Standardizer(np.array(means), np.where(std > 0, std, 1.0))
 
 
 def list_caches() -> list[dict]:
@@ -581,7 +426,7 @@ def list_caches() -> list[dict]:
             size = sum(f.stat().st_size for f in directory.iterdir())
             source = Path(meta["source"])
             stale = not source.is_file() or \
-                cache_key(source, meta["requested_target"]) != directory.name
+                cache_key(source, *meta["requested"]) != directory.name
             rows.append({"key": directory.name, "source": meta["source"],
                          "n_rows": meta["n_rows"], "bytes": size, "created": meta["created"],
                          "stale": stale})

@@ -29,16 +29,16 @@ import scipy.optimize
 
 from .config import OptimConfig
 from .errors import ConfigError
-from .links import Link
-from .loss import (
-    Target,
-    evaluate,
-    lipschitz_bound,
-    shuffled_batches,
-    single_threaded_blas,
-    target_entropy,
+from .loss import Objective, lipschitz_bound, single_threaded_blas, target_entropy
+from .optim import (
+    OPTIMIZERS,
+    apply_updates,
+    make_optimizer,
+    state_from_arrays,
+    state_to_arrays,
+    with_lr,
 )
-from .optim import OPTIMIZERS, make_optimizer, state_from_arrays, state_to_arrays
+from .sources import ArraySource, RowSource
 
 #: Adam's step is a distance in parameter space, not a fraction of 1/L: this is its "auto".
 ADAM_AUTO_LR = 0.01
@@ -102,21 +102,50 @@ class FitResult:
 
 
 @dataclass(frozen=True)
-class Validation:
-    X: object
-    target: Target
-    weights: np.ndarray | None = None
+class Solver:
+    """How to minimise: the optimiser, its step size ("auto": see ``resolve_lr``), mini-batch
+    rows (None: full batch), the seed of the shuffles, and whether a divergence halves the
+    step and goes on (``lr_backoff``, first-order optimisers, at most 30 times)."""
+
+    optimizer: str = OptimConfig.optimizer
+    lr: float | str = OptimConfig.lr
+    batch_size: int | None = None
+    seed: int = 0
+    lr_backoff: bool = False
 
 
-def resolve_lr(lr, optimizer: str, X, link: Link, l2, weights, fit_intercept) -> float:
+@dataclass(frozen=True)
+class Stopping:
+    """When to stop: the epoch budget, ||g|| / ||g_0|| < tol, and early stopping after
+    ``patience`` epochs without a better validation loss (None: off)."""
+
+    max_epochs: int = OptimConfig.epochs
+    tol: float = OptimConfig.tol
+    patience: int | None = None
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """What training tells and asks the caller: ``callback(record)`` after every epoch,
+    ``should_stop()`` (a signal handler sets it), and ``checkpoint(c)`` every
+    ``checkpoint_every`` epochs and when training stops."""
+
+    callback: Callable[[EpochRecord], None] | None = None
+    should_stop: Callable[[], bool] | None = None
+    checkpoint: Callable[[Checkpoint], None] | None = None
+    checkpoint_every: int = 0
+
+
+def resolve_lr(solver: Solver, source: RowSource, objective: Objective) -> float:
     """A number stays; "auto" is 1/L for gd, momentum and nesterov (L from ``lipschitz_bound``)
     and ``ADAM_AUTO_LR`` for Adam. L-BFGS chooses its own steps (reported as NaN)."""
+    lr, optimizer = solver.lr, solver.optimizer
     if optimizer == "lbfgs":
         return float("nan")
     if lr == "auto":
         if optimizer == "adam":
             return ADAM_AUTO_LR
-        return 1.0 / lipschitz_bound(X, link, l2, weights, fit_intercept=fit_intercept)
+        return 1.0 / lipschitz_bound(source, objective)
     try:
         value = float(lr)
     except (TypeError, ValueError):
@@ -129,13 +158,13 @@ def resolve_lr(lr, optimizer: str, X, link: Link, l2, weights, fit_intercept) ->
 @dataclass
 class Checkpoint:
     """Everything needed to go on from the end of ``epoch`` as if never stopped: the params
-    there, the optimiser's state (before its next update), the history so far, the stopping
-    rule's memory and the shuffling generator's state."""
+    there, the optimiser's state before its next update (its learning rate included; empty
+    for L-BFGS), the history so far, the stopping rule's memory, the shuffling generator's
+    state, and the hash of the data it was trained on (set by the caller)."""
 
     epoch: int
     params: np.ndarray
     optimizer_state: dict
-    lr: float
     history: list[EpochRecord]
     grad_norm0: float
     best_val: float
@@ -144,72 +173,60 @@ class Checkpoint:
     rng_state: dict
     elapsed: float
     exact: bool = False  # float32 data already switched to float64 products (see `record`)
+    data_sha256: str | None = None
+
+
+def _check_settings(solver: Solver, stopping: Stopping) -> None:
+    if solver.optimizer not in OPTIMIZERS:
+        raise ConfigError(f"unknown optimizer {solver.optimizer!r}: use one of "
+                          f"{', '.join(OPTIMIZERS)}")
+    if stopping.max_epochs < 0:
+        raise ConfigError(f"max_epochs must be >= 0, got {stopping.max_epochs}")
+    if not stopping.tol >= 0:
+        raise ConfigError(f"tol must be >= 0, got {stopping.tol}")
+    if solver.batch_size is not None and solver.batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {solver.batch_size}")
 
 
 def fit(
-    X,
-    target: Target,
-    link: Link,
+    source: RowSource,
+    objective: Objective,
+    solver: Solver = Solver(),
+    stopping: Stopping = Stopping(),
     *,
-    optimizer: str = "gd",
-    lr: float | str = "auto",
-    max_epochs: int = OptimConfig.epochs,
-    batch_size: int | None = None,
-    tol: float = OptimConfig.tol,
-    l2: float = 0.0,
-    weights: np.ndarray | None = None,
-    fit_intercept: bool = True,
-    validation: Validation | None = None,
-    patience: int | None = None,
-    seed: int = 0,
-    init_params: np.ndarray | None = None,
-    callback: Callable[[EpochRecord], None] | None = None,
-    should_stop: Callable[[], bool] | None = None,
-    checkpoint: Callable[[Checkpoint], None] | None = None,
-    checkpoint_every: int = 0,
+    validation: RowSource | None = None,
+    hooks: Hooks = Hooks(),
     resume: Checkpoint | None = None,
-    lr_backoff: bool = False,
+    init_params: np.ndarray | None = None,
 ) -> FitResult:
-    """Minimise the cross-entropy objective of ``loss.evaluate`` from ``init_params`` (zeros).
+    """Minimise ``objective`` over the rows of ``source`` from ``init_params`` (zeros).
 
-    X: (n_samples, n_features) dense or CSR; target: its ``Target``; weights: (n_samples,) or
-    None. ``batch_size`` None (or >= n_samples) is full batch. Returns the parameters, the
-    per-epoch history and why training stopped.
-
-    ``should_stop()`` is asked after every epoch (a signal handler sets it): True stops with
-    reason "interrupted". ``checkpoint(c)`` receives a ``Checkpoint`` every ``checkpoint_every``
-    epochs and when training stops; ``resume`` goes on from one, and for the first-order
-    optimisers gives exactly the run that was never stopped (L-BFGS restarts its memory).
-    ``lr_backoff``: on divergence, halve the learning rate and go on from the last finite
-    point (first-order optimisers; at most 30 times).
+    source: any ``RowSource`` (in memory, streamed, Dask), with its target and weights.
+    Returns the parameters (n_features + 1, n_outputs), the per-epoch history and why
+    training stopped. ``resume`` goes on from a checkpoint, and for the first-order optimisers
+    gives exactly the run that was never stopped (L-BFGS restarts its memory).
     """
-    if optimizer not in OPTIMIZERS:
-        raise ConfigError(f"unknown optimizer {optimizer!r}: use one of {', '.join(OPTIMIZERS)}")
-    if max_epochs < 0:
-        raise ConfigError(f"max_epochs must be >= 0, got {max_epochs}")
-    if batch_size is not None and batch_size < 1:
-        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
-    n, d = X.shape
-    k = link.n_outputs(target.n_classes)
-    params = np.zeros((d + 1, k)) if init_params is None else np.array(init_params, np.float64)
+    if not isinstance(source, RowSource):
+        raise TypeError(f"fit needs a RowSource (see xent.sources), got {type(source).__name__}")
+    _check_settings(solver, stopping)
+    d = source.shape[1]
+    shape = objective.n_params(d, source.target.n_classes)
+    params = np.zeros(shape) if init_params is None else np.array(init_params, np.float64)
     if resume is not None:
         params = np.array(resume.params, np.float64)
-    if params.shape != (d + 1, k):
-        raise ConfigError(f"the parameters must have shape {(d + 1, k)}, got {params.shape}")
-    step = resume.lr if resume is not None else resolve_lr(lr, optimizer, X, link, l2, weights,
-                                                            fit_intercept)
-    loop = _Loop(X, target, link, l2, weights, fit_intercept, validation, patience, tol, step,
-                 callback, params, should_stop, checkpoint, checkpoint_every)
+    if params.shape != shape:
+        raise ConfigError(f"the parameters must have shape {shape}, got {params.shape}")
+    lr = float("nan") if resume is not None else resolve_lr(solver, source, objective)
+    loop = _Loop(source, objective, stopping, hooks, validation, lr, params)
     if resume is not None:
         loop.restore(resume)
     # Overflow can only come from a diverging run, which `record` detects and reports.
     with np.errstate(over="ignore", invalid="ignore"):
         try:
-            if optimizer == "lbfgs":
-                reason = loop.run_lbfgs(params, max_epochs)
+            if solver.optimizer == "lbfgs":
+                reason = loop.run_lbfgs(params)
             else:
-                reason = loop.run_first_order(params, optimizer, max_epochs, batch_size, seed,
-                                              resume, lr_backoff)
+                reason = loop.run_first_order(params, solver, resume)
         except KeyboardInterrupt:
             reason = "interrupted"
     params = loop.last_finite
@@ -218,15 +235,16 @@ def fit(
     return FitResult(params, loop.history, reason, loop.lr, loop.n_evaluations, loop.entropy)
 
 
-def batch_steps(params, state, batches, *, opt, link, l2, fit_intercept, compute_dtype=None):
+def batch_steps(params, state, batches, *, opt, objective: Objective, compute_dtype=None):
     """The optimiser's steps over ``batches`` ((X, Target, weights or None) each) from
     ``params``: one loss and gradient per batch, each step from the last. Returns (params,
     state, number of steps). A plain function, so that it can run where the rows are."""
     n_steps = 0
     for X_batch, target_batch, w_batch in batches:
-        grad = evaluate(params, X_batch, target_batch, link, l2, w_batch,
-                        fit_intercept=fit_intercept, compute_dtype=compute_dtype).grad
-        params, state = opt.update(grad, state, params)
+        grad = objective.evaluate(params, ArraySource(X_batch, target_batch, w_batch),
+                                  compute_dtype=compute_dtype).grad
+        updates, state = opt.update(grad, state, params)
+        params = apply_updates(params, updates)
         n_steps += 1
     return params, state, n_steps
 
@@ -235,17 +253,16 @@ class _Loop:
     """The state shared by one training run: the data, the history, and the stopping rules.
 
     ``last_finite`` is always the parameters of the last record (the ones to return), or the
-    starting point before the first.
+    starting point before the first; ``finite_state`` the optimiser's state there.
     """
 
-    def __init__(self, X, target, link, l2, weights, fit_intercept, validation, patience, tol,
-                 lr, callback, start_params, should_stop, checkpoint, checkpoint_every):
-        self.X, self.target, self.link = X, target, link
-        self.l2, self.weights, self.fit_intercept = l2, weights, fit_intercept
-        self.validation, self.patience, self.tol = validation, patience, tol
-        self.lr, self.callback = lr, callback
-        self.should_stop = should_stop or (lambda: False)
-        self.on_checkpoint, self.checkpoint_every = checkpoint, checkpoint_every
+    def __init__(self, source: RowSource, objective: Objective, stopping: Stopping,
+                 hooks: Hooks, validation: RowSource | None, lr: float, start_params):
+        self.source, self.objective, self.stopping, self.hooks = source, objective, stopping, \
+            hooks
+        self.validation = validation if validation is not None and validation.shape[0] else None
+        self.lr = lr
+        self.should_stop = hooks.should_stop or (lambda: False)
         self.history = History()
         self.start = time.perf_counter()
         self.grad_norm0: float | None = None
@@ -254,9 +271,8 @@ class _Loop:
         self.epochs_since_best = 0
         self.n_evaluations = 0
         self.last_finite: np.ndarray = start_params
-        # a source that adds up its own parts (streamed, Dask) keeps its rows' weights
-        own_weights = getattr(X, "weights", None) if hasattr(X, "sums") else None
-        self.entropy = target_entropy(target, weights if weights is not None else own_weights)
+        self.finite_state = None
+        self.entropy = target_entropy(source.target, source.weights)
         self.exact = False  # products in float64 even for float32 data (see `record`)
         self.current = None
 
@@ -269,21 +285,22 @@ class _Loop:
         self.exact = c.exact
 
     def save(self, epoch, params, state, rng) -> None:
-        if self.on_checkpoint is None:
+        if self.hooks.checkpoint is None:
             return
-        self.on_checkpoint(Checkpoint(
-            epoch, params, state_to_arrays(state), self.lr, list(self.history.records),
-            self.grad_norm0, self.best_val, self.best_params, self.epochs_since_best,
-            rng.bit_generator.state if rng is not None else {},
+        self.hooks.checkpoint(Checkpoint(
+            epoch, params, {} if state is None else state_to_arrays(state),
+            list(self.history.records), self.grad_norm0, self.best_val, self.best_params,
+            self.epochs_since_best, rng.bit_generator.state if rng is not None else {},
             time.perf_counter() - self.start, self.exact))
 
-    def evaluate(self, params, X=None, target=None, weights=None, with_grad=True):
-        if X is None:
-            X, target, weights = self.X, self.target, self.weights
+    @property
+    def compute_dtype(self):
+        return np.float64 if self.exact else None
+
+    def evaluate(self, params, source: RowSource | None = None, with_grad=True):
         self.n_evaluations += with_grad
-        return evaluate(params, X, target, self.link, self.l2, weights,
-                        fit_intercept=self.fit_intercept, with_grad=with_grad,
-                        compute_dtype=np.float64 if self.exact else None)
+        return self.objective.evaluate(params, source or self.source, with_grad=with_grad,
+                                       compute_dtype=self.compute_dtype)
 
     def _relative_norm(self, result) -> tuple[float, float]:
         grad_norm = float(np.linalg.norm(result.grad))
@@ -306,14 +323,14 @@ class _Loop:
                 and np.all(np.isfinite(result.grad))):
             return "diverged"
         grad_norm, rel = self._relative_norm(result)
-        if rel < self.tol and not self.exact and self.X.dtype != np.float64:
+        tol = self.stopping.tol
+        if rel < tol and not self.exact and self.source.dtype != np.float64:
             self.exact = True
             result = self.current = self.evaluate(params)
             grad_norm, rel = self._relative_norm(result)
         val_loss = val_acc = float("nan")
-        if self.validation is not None and self.validation.target.n_samples:
-            v = self.evaluate(params, self.validation.X, self.validation.target,
-                              self.validation.weights, with_grad=False)
+        if self.validation is not None:
+            v = self.evaluate(params, self.validation, with_grad=False)
             val_loss, val_acc = v.data_loss, v.accuracy
         record = EpochRecord(epoch, result.objective, result.data_loss, result.accuracy,
                              val_loss, val_acc, grad_norm, rel,
@@ -321,91 +338,83 @@ class _Loop:
                              self.lr, time.perf_counter() - self.start)
         self.history.records.append(record)
         self.last_finite = params
-        if self.callback is not None:
-            self.callback(record)
-        if rel < self.tol:
+        if self.hooks.callback is not None:
+            self.hooks.callback(record)
+        if rel < tol:
             return "converged"
-        if self.patience and math.isfinite(val_loss):
+        if self.stopping.patience and math.isfinite(val_loss):
             margin = 1e-9 * max(1.0, abs(self.best_val)) if self.best_val < math.inf else 0.0
             if val_loss < self.best_val - margin:
                 self.best_val, self.best_params, self.epochs_since_best = val_loss, params, 0
             else:
                 self.epochs_since_best += 1
-                if self.epochs_since_best >= self.patience:
+                if self.epochs_since_best >= self.stopping.patience:
                     return "early_stop"
         if self.should_stop():
             return "interrupted"
         return None
 
-    def batches(self, batch_size: int, rng: np.random.Generator):
-        """One epoch of shuffled mini-batches (X, target, weights); a streamed source makes its
-        own (its blocks shuffled, then the rows within each)."""
-        if hasattr(self.X, "batches"):
-            yield from self.X.batches(batch_size, rng)
-            return
-        yield from shuffled_batches(self.X, self.target, self.weights,
-                                    rng.permutation(self.X.shape[0]), batch_size)
-
     def minibatch_epoch(self, opt, params, state, batch_size: int, rng):
-        """One epoch of mini-batch steps from ``params``; returns (params, state). A source
-        whose rows are elsewhere (Dask) takes the steps where the rows are (``X.steps``)."""
-        step = functools.partial(batch_steps, opt=opt, link=self.link, l2=self.l2,
-                                 fit_intercept=self.fit_intercept,
-                                 compute_dtype=np.float64 if self.exact else None)
-        if hasattr(self.X, "steps"):
-            params, state, n_steps = self.X.steps(step, params, state, batch_size, rng)
-        else:
-            params, state, n_steps = step(params, state, self.batches(batch_size, rng))
+        """One epoch of mini-batch steps from ``params``, taken by the source where its rows
+        are; returns (params, state)."""
+        step = functools.partial(batch_steps, opt=opt, objective=self.objective,
+                                 compute_dtype=self.compute_dtype)
+        params, state, n_steps = self.source.minibatch_epoch(step, params, state, batch_size,
+                                                             rng)
         self.n_evaluations += n_steps
         return params, state
 
-    def run_first_order(self, params, optimizer, max_epochs, batch_size, seed, resume,
-                        lr_backoff) -> str:
-        n = self.X.shape[0]
+    def run_first_order(self, params, solver: Solver, resume: Checkpoint | None) -> str:
+        n = self.source.shape[0]
+        batch_size = solver.batch_size
         full_batch = batch_size is None or batch_size >= n
-        opt = make_optimizer(optimizer, self.lr, full_batch)
-        state = opt.init(params)
-        rng = np.random.default_rng(seed)
+        opt = make_optimizer(solver.optimizer, full_batch)
+        state = opt.init(params, self.lr)
+        rng = np.random.default_rng(solver.seed)
         epoch, recorded = 0, False
         if resume is not None:
             epoch, recorded = resume.epoch, True  # its record is in the restored history
             state = state_from_arrays(state, resume.optimizer_state)
             if resume.rng_state:
                 rng.bit_generator.state = resume.rng_state
+        self.lr, self.finite_state = state.lr, state
         backoffs = 0
         result = self.evaluate(params)
         while True:
+            reason = None
             if not recorded:
+                self.lr = state.lr
                 reason = self.record(epoch, params, result)
                 result = self.current
-            else:
-                reason = None
             recorded = False
-            if reason == "diverged" and lr_backoff and backoffs < 30 and len(self.history):
-                # go on from the last finite point at half the step, with fresh momentum
+            if reason == "diverged" and solver.lr_backoff and backoffs < 30 and \
+                    len(self.history):
+                # go on from the last finite point at half the step, its momentum kept
                 backoffs += 1
-                self.lr /= 2.0
-                opt = make_optimizer(optimizer, self.lr, full_batch)
+                state = with_lr(self.finite_state, self.finite_state.lr / 2.0)
                 params = self.last_finite
-                state = opt.init(params)
                 epoch, recorded = self.history.last.epoch, True
+                self.lr = state.lr
                 result = self.evaluate(params)
                 continue
-            if reason is None and epoch >= max_epochs:
+            if reason is None and epoch >= self.stopping.max_epochs:
                 reason = "max_epochs"
-            due = self.checkpoint_every and epoch and epoch % self.checkpoint_every == 0
+            every = self.hooks.checkpoint_every
+            due = every and epoch and epoch % every == 0
             if reason != "diverged" and (reason is not None or due):
                 self.save(epoch, params, state, rng)
             if reason is not None:
                 return reason
+            self.finite_state = state
             if full_batch:
-                params, state = opt.update(result.grad, state, params)
+                updates, state = opt.update(result.grad, state, params)
+                params = apply_updates(params, updates)
             else:
                 params, state = self.minibatch_epoch(opt, params, state, batch_size, rng)
             epoch += 1
             result = self.evaluate(params)
 
-    def run_lbfgs(self, params, max_epochs) -> str:
+    def run_lbfgs(self, params) -> str:
         """scipy's L-BFGS-B on our objective; the history gets one record per iteration.
 
         scipy's own stopping rules are switched off (gtol=0, ftol at machine precision) so that
@@ -415,6 +424,7 @@ class _Loop:
         switches to float64 products and L-BFGS goes on from where it was.
         """
         shape = params.shape
+        max_epochs = self.stopping.max_epochs
         cache = {}
 
         def fun(flat):
@@ -430,8 +440,9 @@ class _Loop:
                 self.evaluate(x.reshape(shape))
             epoch = self.history.last.epoch + 1
             reason = self.record(epoch, x.reshape(shape).copy(), result)
-            if reason is None and self.checkpoint_every and epoch % self.checkpoint_every == 0:
-                self.save(epoch, self.last_finite, (), None)
+            every = self.hooks.checkpoint_every
+            if reason is None and every and epoch % every == 0:
+                self.save(epoch, self.last_finite, None, None)
             if reason is not None:
                 reasons.append(reason)
                 raise StopIteration
@@ -456,10 +467,10 @@ class _Loop:
                 break
             if outcome.nit >= max_epochs - done:
                 reasons.append("max_epochs")
-            elif not self.exact and self.X.dtype != np.float64:
+            elif not self.exact and self.source.dtype != np.float64:
                 self.exact = True  # stalled on float32 rounding: go on in float64
             else:
                 reasons.append("stalled")
         if reasons[0] != "diverged":
-            self.save(self.history.last.epoch, self.last_finite, (), None)
+            self.save(self.history.last.epoch, self.last_finite, None, None)
         return reasons[0]
