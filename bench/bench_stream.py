@@ -43,8 +43,8 @@ def child(task: str, path: str, chunk_rows: int) -> dict:
     from xent import api, stream
     from xent.config import Config, with_overrides
     from xent.links import get_link
-    from xent.loss import evaluate
-    from xent.preprocess import fit_standardizer
+    from xent.loss import Objective
+    from xent.sources import SourceOptions
 
     seconds = None
     if task == "imports":
@@ -64,21 +64,24 @@ def child(task: str, path: str, chunk_rows: int) -> dict:
         config = with_overrides(Config(), {"data.source": path, "data.stream": True,
                                            "data.chunk_rows": chunk_rows,
                                            "data.val_fraction": 0.0})
-        dataset = api.load_training_data(config)
-        table = dataset.table
+        table = api.open_table(config)
         selection = np.ones(table.n_rows, dtype=bool)
-        encoder, standardizer = stream.fit_streamed(table, selection, None, True, chunk_rows)
-        X = stream.StreamData(table, selection, encoder, standardizer, chunk_rows)
-        target = X.target
-        if task == "epoch-in-memory":
-            X = np.array(table.numeric)
-            X = fit_standardizer(X).transform(X, copy=False)
-        link = get_link("sigmoid")
-        params = np.zeros((X.shape[1] + 1, 1))
+        none = np.zeros(table.n_rows, dtype=bool)
+        prep = api.fit_table_preprocessing(config, table, selection)
+        options = SourceOptions(chunk_rows=chunk_rows)
+        if task == "epoch-in-memory":  # the same rows, read whole into memory
+            from xent.sources import MemoryTable
+
+            table = MemoryTable(**{k: v for k, v in vars(table).items()
+                                   if k not in ("directory", "meta")})
+            table.numeric = np.array(table.numeric)
+        source = table.sources(selection, none, prep, options)[0]
+        objective = Objective(get_link("sigmoid"), 1.0 / source.shape[0])
+        params = np.zeros((source.shape[1] + 1, 1))
         times = []
         for _ in range(3):
             start = time.perf_counter()
-            evaluate(params, X, target, link, 1.0 / X.shape[0])
+            objective.evaluate(params, source)
             times.append(time.perf_counter() - start)
         seconds = statistics.median(times)
     elif task in ("optimum-stream", "optimum-memory"):

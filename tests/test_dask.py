@@ -205,3 +205,47 @@ def test_a_worker_lost_during_training_is_recovered(tmp_path):
     assert killed
     assert on_dask.summary["objective"] == pytest.approx(in_memory.summary["objective"],
                                                          rel=1e-10)
+
+
+CASES = {
+    "val-impute-mean": ({"data.impute": "mean"}, True),
+    "balanced": ({"model.class_weight": "balanced"}, False),
+    "smoothing": ({"model.label_smoothing": 0.1}, False),
+    "sample-weights": ({"data.weight": "w"}, False),
+    "float32": ({"data.dtype": "float32"}, False),
+    "no-intercept": ({"model.fit_intercept": False}, False),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_every_source_trains_the_same_model(tmp_path, client, case):
+    # The same data and settings give the same model in memory, streamed and on Dask: the same
+    # stratified split, preprocessing fitted on the same training rows, the same objective.
+    settings, holes = CASES[case]
+    frame = make_csv(tmp_path / "all.csv", n=3000, holes=holes)
+    frame["w"] = np.random.default_rng(5).uniform(0.2, 3.0, len(frame))
+    frame = frame[["x1", "colour", "w", "x2", "label"]]
+    frame.to_csv(tmp_path / "all.csv", index=False)
+    for i, part in enumerate(np.array_split(np.arange(len(frame)), 3)):
+        frame.iloc[part].to_csv(tmp_path / f"part{i}.csv", index=False)
+    if "data.weight" not in settings:
+        frame.drop(columns="w").to_csv(tmp_path / "all.csv", index=False)
+        for i, part in enumerate(np.array_split(np.arange(len(frame)), 3)):
+            frame.drop(columns="w").iloc[part].to_csv(tmp_path / f"part{i}.csv", index=False)
+    common = {"data.val_fraction": 0.2, "optim.optimizer": "nesterov", "optim.lr": 0.5,
+              "optim.epochs": 40, "optim.tol": 0.0, **settings}
+    memory = api.train(config(tmp_path / "all.csv", **common))
+    streamed = api.train(config(tmp_path / "all.csv", **common, **{"data.stream": True,
+                                                                   "data.chunk_rows": 256}))
+    on_dask = api.train(config(str(tmp_path / "part*.csv"), **common,
+                               **{"data.engine": "dask"}), client=client)
+    rtol = 1e-6 if case == "float32" else 1e-10
+    reference = memory.model.params
+    for other in (streamed, on_dask):
+        assert other.summary["n_train"] == memory.summary["n_train"]
+        assert other.summary["dtype"] == memory.summary["dtype"]
+        assert np.allclose(other.model.params, reference, rtol=rtol,
+                           atol=rtol * np.abs(reference).max())
+        assert other.model.encoder.fill == pytest.approx(memory.model.encoder.fill, rel=1e-12)
+        assert other.summary["val_loss"] == pytest.approx(memory.summary["val_loss"], rel=rtol)
+        assert other.summary["data_sha256"] is not None
