@@ -62,10 +62,10 @@ def fit_arrays(X, target, link, *, l2=0.0, weights=None, fit_intercept=True, opt
                checkpoint=None, checkpoint_every=0, resume=None, init_params=None):
     """``train.fit`` on arrays, its settings as keywords (the tests' shorthand)."""
     from xent.loss import Objective
-    from xent.sources import ArraySource
+    from xent.sources import ArraySource, RowSource
     from xent.train import Hooks, Solver, Stopping, fit
 
-    if validation is not None and not hasattr(validation, "sums"):
+    if validation is not None and not isinstance(validation, RowSource):
         validation = ArraySource(*validation)
     return fit(ArraySource(X, target, weights), Objective(link, l2, fit_intercept),
                Solver(optimizer, lr, batch_size, seed, lr_backoff),

@@ -249,3 +249,25 @@ def test_every_source_trains_the_same_model(tmp_path, client, case):
         assert other.model.encoder.fill == pytest.approx(memory.model.encoder.fill, rel=1e-12)
         assert other.summary["val_loss"] == pytest.approx(memory.summary["val_loss"], rel=rtol)
         assert other.summary["data_sha256"] is not None
+
+
+def test_a_dask_run_resumes_to_the_run_never_stopped(tmp_path, client):
+    # checkpoints carry the Dask data's hash; gd resumed on Dask gives the uninterrupted run
+    from dataclasses import replace
+
+    make_csv(tmp_path / "d.csv", n=1500)
+    settings = config(tmp_path / "d.csv", **{"data.engine": "dask", "data.val_fraction": 0.2,
+                                             "optim.optimizer": "nesterov", "optim.epochs": 30,
+                                             "optim.tol": 0.0})
+    whole = api.train(settings, client=client)
+    saved, seen = [], []
+    stopped = api.train(settings, client=client, callback=lambda r: seen.append(r.epoch),
+                        should_stop=lambda: len(seen) > 12, checkpoint=saved.append)
+    assert stopped.summary["stop_reason"] == "interrupted" and saved[-1].epoch == 12
+    assert saved[-1].data_sha256 == whole.summary["data_sha256"] is not None
+    resumed = api.train(settings, client=client, resume=saved[-1])
+    assert np.array_equal(resumed.fit.params, whole.fit.params)
+    assert list(resumed.history.column("objective")) == list(whole.history.column("objective"))
+    other = replace(saved[-1], data_sha256="0" * 64)
+    with pytest.raises(api.DataError, match="the data changed"):
+        api.train(settings, client=client, resume=other)

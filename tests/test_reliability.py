@@ -310,3 +310,28 @@ def test_a_resumed_float32_run_keeps_its_float64_products(tmp_path):
     plain = fit_arrays(X, target, link, optimizer="gd", max_epochs=8, tol=0.0, resume=saved[-1])
     assert plain.history.last.objective != evaluate(plain.params, X.astype(np.float64),
                                                     target, link).objective
+
+
+def test_a_resumed_lbfgs_run_reaches_the_optimum_of_the_run_never_stopped():
+    # L-BFGS restarts its memory on resume, so the path differs; the optimum (and scikit-learn's,
+    # the reference) must not.
+    from conftest import sklearn_optimum, standardised
+
+    X, y = standardised("wine")
+    target, link, l2 = labels_target(y, 3), get_link("softmax"), 1e-2
+    settings = dict(optimizer="lbfgs", l2=l2, tol=1e-8, max_epochs=500)
+    whole = fit_arrays(X, target, link, **settings)
+    saved, seen = [], []
+    stopped = fit_arrays(X, target, link, **settings, callback=lambda r: seen.append(r.epoch),
+                         should_stop=lambda: len(seen) > 6, checkpoint=saved.append)
+    assert stopped.stop_reason == "interrupted" and saved[-1].epoch == 6
+    resumed = fit_arrays(X, target, link, **settings, resume=saved[-1])
+    assert whole.converged and resumed.converged
+    epochs = [r.epoch for r in resumed.history.records]
+    assert epochs == list(range(len(epochs)))  # the history goes on where it stopped
+    assert [r.objective for r in resumed.history.records[:7]] == \
+        [r.objective for r in whole.history.records[:7]]
+    _, reference = sklearn_optimum(X, y, l2)
+    for result in (whole, resumed):
+        assert result.history.last.objective == pytest.approx(reference, rel=1e-12)
+    assert np.allclose(resumed.params, whole.params, atol=1e-6)

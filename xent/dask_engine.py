@@ -430,6 +430,12 @@ def is_dask_collection(obj) -> bool:
     return "dask" in sys.modules and sys.modules["dask"].is_dask_collection(obj)
 
 
+def _frame_types() -> tuple[type, ...]:
+    import dask.dataframe as dd
+
+    return dd.DataFrame, dd.Series
+
+
 def as_dask_array(obj):
     """(dask array, column names or None) of a dask array, DataFrame or Series (anything else,
     numpy for one, becomes a one-block dask array); chunk sizes known, so that rows can be
@@ -439,8 +445,8 @@ def as_dask_array(obj):
         import dask.array as da
 
         obj = da.from_array(np.asarray(obj))
-    elif hasattr(obj, "to_dask_array"):  # a dask DataFrame or Series
-        if getattr(obj, "ndim", 1) == 2:
+    elif isinstance(obj, _frame_types()):
+        if obj.ndim == 2:
             columns = [str(c) for c in obj.columns]
         with warnings.catch_warnings():  # string labels become an object array: expected
             warnings.filterwarnings("ignore", "Dask currently has limited support")

@@ -153,8 +153,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         self.n_features_in_ = X.shape[1]
         if columns is not None:
             self.feature_names_in_ = np.asarray(columns, dtype=object)
-        elif hasattr(self, "feature_names_in_"):
-            del self.feature_names_in_
+        else:
+            vars(self).pop("feature_names_in_", None)
         data = array_data(client, X, y, self.classes_, indices, sample_weight,
                           self.label_smoothing, class_weight)
         return self._fit(data, link)
