@@ -31,8 +31,17 @@ from sklearn.linear_model import LogisticRegression, SGDClassifier
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from xent.links import get_link  # noqa: E402
-from xent.loss import evaluate, labels_target, single_threaded_blas  # noqa: E402
-from xent.train import fit  # noqa: E402
+from xent.loss import Objective, evaluate, labels_target, single_threaded_blas  # noqa: E402
+from xent.sources import ArraySource, RowSource  # noqa: E402
+from xent.train import Hooks, Solver, Stopping, fit  # noqa: E402
+
+
+def fit_rows(data, target, link, *, optimizer, l2, max_epochs=5000, tol=0.0, batch_size=None,
+             seed=0, callback=None, should_stop=None):
+    """``train.fit`` on arrays (X, target) or on any RowSource (``data``; its own target)."""
+    source = data if isinstance(data, RowSource) else ArraySource(data, target)
+    return fit(source, Objective(link, l2), Solver(optimizer, "auto", batch_size, seed),
+               Stopping(max_epochs, tol), hooks=Hooks(callback, should_stop))
 
 SETS = {
     "A": dict(n_samples=200_000, n_features=100, n_classes=10),
@@ -76,8 +85,9 @@ def xent_to_target(X, target, link, l2, optimizer, goal, max_epochs, tol=0.0):
     def remember(record):
         state["objective"] = record.objective
 
-    result = fit(X, target, link, optimizer=optimizer, l2=l2, max_epochs=max_epochs, tol=tol,
-                 callback=remember, should_stop=reached if goal is not None else None)
+    result = fit_rows(X, target, link, optimizer=optimizer, l2=l2, max_epochs=max_epochs,
+                      tol=tol, callback=remember,
+                      should_stop=reached if goal is not None else None)
     return result
 
 
@@ -181,7 +191,7 @@ def run_set(name, repeats, gd_budget, log):
         log(f"  torch LBFGS {t:.2f} s")
 
     tracemalloc.start()
-    fit(X, target, link, optimizer="lbfgs", l2=l2, max_epochs=30, tol=0.0)
+    fit_rows(X, target, link, optimizer="lbfgs", l2=l2, max_epochs=30, tol=0.0)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     rows["xent lbfgs memory"] = dict(peak_extra_bytes=peak, per_X=peak / X.nbytes)

@@ -20,11 +20,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench import median_time  # noqa: E402  (bench/bench.py, beside this script)
+from bench import fit_rows, median_time  # noqa: E402  (bench/bench.py, beside this script)
 from xent.dask_engine import DaskData, aligned, connect  # noqa: E402
 from xent.links import get_link  # noqa: E402
-from xent.loss import evaluate, labels_target  # noqa: E402
-from xent.train import fit  # noqa: E402
+from xent.loss import Objective, evaluate, labels_target  # noqa: E402
 
 
 def main():
@@ -50,15 +49,14 @@ def main():
             [(X[a:b], y[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)])]
         data = DaskData(client, parts, 50, y, 2)
         local, _ = median_time(lambda: evaluate(params, X, target, link, l2), 7)
-        remote, _ = median_time(lambda: evaluate(params, data, target, link, l2), 7)
+        remote, _ = median_time(lambda: Objective(link, l2).evaluate(params, data), 7)
         overhead = remote - local
         results["evaluation"] = {"in_process": local, "dask": remote, "overhead": overhead,
                                  "partitions": args.partitions,
                                  "allowed_overhead": 0.030 + 0.002 * args.partitions}
-        fit_local, here = median_time(lambda: fit(X, target, link, optimizer="lbfgs", l2=l2,
-                                                  tol=1e-8), args.repeats)
-        fit_dask, there = median_time(lambda: fit(data, target, link, optimizer="lbfgs", l2=l2,
-                                                  tol=1e-8), args.repeats)
+        lbfgs = dict(optimizer="lbfgs", l2=l2, tol=1e-8)
+        fit_local, here = median_time(lambda: fit_rows(X, target, link, **lbfgs), args.repeats)
+        fit_dask, there = median_time(lambda: fit_rows(data, None, link, **lbfgs), args.repeats)
         gap = abs(there.history.last.objective - here.history.last.objective) / \
             here.history.last.objective
         results["fit"] = {"in_process": fit_local, "dask": fit_dask,
@@ -66,8 +64,8 @@ def main():
         # one epoch of Adam on mini-batches of 1024 rows: over Dask the steps run partition
         # by partition on the worker that holds it (SGD is sequential: one worker at a time)
         sgd = dict(optimizer="adam", batch_size=1024, max_epochs=1, tol=0.0, l2=l2, seed=0)
-        sgd_local, _ = median_time(lambda: fit(X, target, link, **sgd), args.repeats)
-        sgd_dask, _ = median_time(lambda: fit(data, target, link, **sgd), args.repeats)
+        sgd_local, _ = median_time(lambda: fit_rows(X, target, link, **sgd), args.repeats)
+        sgd_dask, _ = median_time(lambda: fit_rows(data, None, link, **sgd), args.repeats)
         results["minibatch_epoch"] = {"in_process": sgd_local, "dask": sgd_dask,
                                       "ratio": sgd_dask / sgd_local}
         try:

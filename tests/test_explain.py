@@ -113,7 +113,9 @@ def test_trace_shows_one_step(run, tmp_path):
     assert t["loss_after"] < t["loss_before"]
     text = run("trace", "m", "sklearn:iris", "--row", "0").stdout
     assert "x (q - p)^T, shape (4, 3)" in text
-    assert run("trace", "m", "sklearn:iris", "--row", "150").exit_code == 1
+    # out of range is a usage error, like --row -1 (#19)
+    assert run("trace", "m", "sklearn:iris", "--row", "150").exit_code == 2
+    assert run("trace", "m", "sklearn:iris", "--row", "-1").exit_code == 2
 
 
 def test_trace_of_a_sigmoid_shows_the_two_class_softmax(run):

@@ -23,10 +23,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import data as data_mod
-from .config import Config
-from .data import Dataset
+from .config import Config, DataConfig
+from .data import Dataset, ReadOptions
 from .diagnostics import diagnose
-from .errors import DataError
+from .errors import ConfigError, DataError, ModelFileError
 from .links import get_link
 from .loss import Objective
 from .metrics import (
@@ -105,8 +105,12 @@ def needs_streaming(config: Config) -> bool:
 
 
 def route(config: Config, notify=None) -> Config:
-    """``config`` with the choice of in-memory or streamed training made: a file too big to
-    train on in memory streams (``notify`` hears why). Dask data stay on Dask."""
+    """``config`` resolved for a run: its data file named by its absolute path (so that the
+    model and config.toml are the same from any directory) and the choice of in-memory or
+    streamed training made: a file too big to train on in memory streams (``notify`` hears
+    why). Dask data stay on Dask."""
+    config = with_absolute_paths(config)
+    check_settings(config)
     if config.data.engine != "dask" and needs_streaming(config):
         config = replace(config, data=replace(config.data, stream=True))
         if notify is not None:
@@ -115,26 +119,62 @@ def route(config: Config, notify=None) -> Config:
     return config
 
 
+def check_settings(config: Config) -> None:
+    """Settings that are each valid but do not go together are a ``ConfigError`` (exit 2)
+    naming both, before any data are read or cached."""
+    d, o = config.data, config.optim
+    if o.patience and d.val_fraction == 0:
+        raise ConfigError("optim.patience (early stopping) watches the validation loss, and "
+                          "data.val_fraction is 0: give --val-fraction > 0 or drop --patience")
+    out_of_memory = "--stream" if d.stream else "--engine dask" if d.engine == "dask" else None
+    if out_of_memory and d.impute == "median":
+        raise ConfigError(f"--impute median needs each whole column in memory; with "
+                          f"{out_of_memory} use --impute mean or drop")
+    if d.stream and d.engine == "dask":
+        raise ConfigError("--stream and --engine dask are two ways to train on large data: "
+                          "choose one")
+    if d.stream and data_mod.is_builtin(d.source):
+        raise ConfigError(f"{d.source} is small and built in: train it without --stream")
+    path = Path(d.source)
+    if d.stream and path.is_file() and data_mod.is_libsvm(path):
+        raise ConfigError(f"{d.source}: LIBSVM files are read whole (they stay sparse); drop "
+                          "--stream")
+
+
+def read_options(data: DataConfig) -> ReadOptions:
+    """How data files are read (``data.ReadOptions``) from the data settings: ``sep`` "tab" or
+    a backslash-t as typed in a shell is a tab; a delimiter or thousands separator is one
+    character."""
+    sep = "\t" if data.sep in ("tab", "\\t") else data.sep
+    for key, value in (("sep", sep), ("thousands", data.thousands)):
+        if len(value) > 1:
+            raise ConfigError(f"data.{key} must be one character, got {value!r}")
+    na_values = tuple(v.strip() for v in data.na_values.split(",") if v.strip())
+    return ReadOptions(sep or None, na_values, data.thousands or None, data.libsvm_base)
+
+
 def _impute(config: Config) -> str | None:
     return None if config.data.impute == "none" else config.data.impute
 
 
-def open_table(config: Config, client=None) -> Table:
+def open_table(config: Config, client=None, notify=None) -> Table:
     """The training data of ``config`` as a ``sources.Table``: on a Dask cluster
     (``client``) with ``engine = "dask"``, in a streamed cache with ``stream``, else in
-    memory. Checked to be trainable (two classes, two rows)."""
+    memory. Checked to be trainable (two classes, two rows); ``notify`` hears what a reader
+    of the data should know (``data.data_notes``)."""
     cfg = config.data
     source, target, weight = cfg.source, cfg.target or None, cfg.weight or None
     if not source:
         raise DataError("no data given: name a CSV, a LIBSVM file or sklearn:NAME")
+    read = read_options(cfg)
     if cfg.engine == "dask":
         from . import dask_engine
 
-        table = dask_engine.open_table(client, source, target, weight)
+        table = dask_engine.open_table(client, source, target, weight, read)
     elif cfg.stream:
-        table = _streamed_table(source, target, weight, cfg.chunk_rows)
+        table = _streamed_table(source, target, weight, cfg.chunk_rows, read)
     else:
-        table = MemoryTable.of(data_mod.load_table(source, target, weight))
+        table = MemoryTable.of(data_mod.load_table(source, target, weight, read))
     counts = np.bincount(table.labels, minlength=len(table.classes))
     if len(table.classes) < 2 or np.count_nonzero(counts) < 2:
         raise DataError(
@@ -143,20 +183,17 @@ def open_table(config: Config, client=None) -> Table:
         )
     if table.n_rows < 2:
         raise DataError(f"{table.name}: a single row is not enough to train on")
+    for note in data_mod.data_notes(table) if notify is not None else ():
+        notify(f"note: {note}")
     return table
 
 
-def _streamed_table(source: str, target, weight, chunk_rows: int) -> Table:
+def _streamed_table(source: str, target, weight, chunk_rows: int, read: ReadOptions) -> Table:
     from . import stream
 
-    if data_mod.is_builtin(source):
-        raise DataError(f"{source} is small and built in: train it without --stream")
     path = Path(source)
     data_mod.check_file(path)
-    if data_mod.is_libsvm(path):
-        raise DataError(f"{source}: LIBSVM files are read whole (they stay sparse); drop "
-                        "--stream")
-    return stream.build_cache(path, target, chunk_rows, weight)[0]
+    return stream.build_cache(path, target, chunk_rows, weight, read)[0]
 
 
 def split_rows(config: Config, table: Table) -> tuple[np.ndarray, np.ndarray]:
@@ -216,9 +253,9 @@ def train(config: Config, callback=None, *, table: Table | None = None, should_s
                          checkpoint=checkpoint, checkpoint_every=checkpoint_every,
                          resume=resume, client=local_client, notify=notify)
     started = time.perf_counter()
-    config = with_absolute_paths(route(config, notify))
+    config = route(config, notify)
     cfg_d, cfg_m = config.data, config.model
-    table = table if table is not None else open_table(config, client)
+    table = table if table is not None else open_table(config, client, notify)
     if resume is not None and resume.data_sha256 and table.sha256 and \
             resume.data_sha256 != table.sha256:
         raise DataError(f"{cfg_d.source}: the data changed since the run was trained; "
@@ -243,7 +280,8 @@ def train(config: Config, callback=None, *, table: Table | None = None, should_s
         feature_names=prep.feature_names, standardizer=prep.standardizer,
         encoder=prep.encoder,
         metadata={"target": table.schema.target or None, "data": table.name,
-                  "lr": None if np.isnan(result.lr) else result.lr},
+                  "lr": None if np.isnan(result.lr) else result.lr,
+                  "read": table.read.for_model()},
     )
     summary = _summary(config, table, prep, objective, result, train_source, val_source)
     summary["seconds"] = time.perf_counter() - started
@@ -336,15 +374,22 @@ def trace(model: Model, dataset: Dataset, row: int, lr: float | None = None) -> 
     ``explain.trace_step``); ``lr`` defaults to the learning rate the model was trained with."""
     from .explain import trace_step
 
-    if not 0 <= row < dataset.n_samples:
-        raise DataError(f"--row {row} is out of range: the data have rows 0 to "
-                        f"{dataset.n_samples - 1}")
-    x = model.features(dataset.X[row:row + 1])
+    n_input = dataset.n_samples if dataset.rows is None else dataset.n_input
+    if not 0 <= row < n_input:
+        raise ConfigError(f"--row {row} is out of range: the data have rows 0 to "
+                          f"{n_input - 1}")
+    at = row
+    if dataset.rows is not None:
+        at = int(np.searchsorted(dataset.rows, row))
+        if at == len(dataset.rows) or dataset.rows[at] != row:
+            raise DataError(f"{dataset.name}: row {row} has missing values the model has no "
+                            "fill value for; choose another row")
+    x = model.features(dataset.X[at:at + 1])
     x = np.asarray(x.todense() if sp.issparse(x) else x)[0]
     step = lr if lr is not None else model.metadata.get("lr") or 1.0
-    result = trace_step(x, int(dataset.labels[row]), model.coef, model.intercept,
+    result = trace_step(x, int(dataset.labels[at]), model.coef, model.intercept,
                         get_link(model.link), model.n_classes, step)
-    result.update(row=row, label=model.classes[int(dataset.labels[row])],
+    result.update(row=row, label=model.classes[int(dataset.labels[at])],
                   classes=list(model.classes), feature_names=list(model.feature_names),
                   link=model.link)
     return result
@@ -354,28 +399,44 @@ def load_model(path: str | Path) -> Model:
     """A model from a model file, or from a run directory (its model.npz)."""
     path = Path(path)
     if path.is_dir():
+        if not (path / "model.npz").exists() and (path / "checkpoint.npz").exists():
+            raise ModelFileError(f"{path}: the run has no model yet (it was stopped before it "
+                                 f"wrote one); finish it with `xent train --resume {path}`")
         path = path / "model.npz"
     return Model.load(path)
 
 
-def load_for_model(source: str, model: Model, require_labels: bool) -> Dataset:
-    """Data to evaluate or predict with ``model``: encoded as in training, labels (when
+def model_read_options(model: Model, sep: str | None = None,
+                       libsvm_base: str | None = None) -> ReadOptions:
+    """How to read data for ``model``: as its training data were read (missing-value
+    strings, thousands separator, LIBSVM index base), with a file's own delimiter (``sep``,
+    else sniffed) and, if given, another LIBSVM base."""
+    read = data_mod.ReadOptions.from_dict(model.metadata.get("read"))
+    return replace(read, sep=sep or None, libsvm_base=libsvm_base or read.libsvm_base)
+
+
+def load_for_model(source: str, model: Model, require_labels: bool,
+                   read: ReadOptions | None = None) -> Dataset:
+    """Data to evaluate or predict with ``model``, read by ``read`` (default: as the model's
+    training data were, ``model_read_options``): encoded as in training, labels (when
     present) mapped to the model's classes. Extra columns are ignored; missing ones are an
-    error."""
+    error. Rows the model cannot encode (missing values it has no fill for, under ``drop``)
+    are left out of X; ``Dataset.rows`` says which rows X holds."""
     source = str(source)
+    read = read if read is not None else model_read_options(model)
     if data_mod.is_builtin(source):
         dataset = data_mod.load_builtin(source[len(data_mod.BUILTIN_PREFIX):])
     else:
         path = Path(source)
         data_mod.check_file(path)
         if data_mod.is_libsvm(path):
-            dataset = data_mod.load_libsvm(path, n_features=model.n_features)
+            dataset = data_mod.load_libsvm(path, model.n_features, read.libsvm_base)[0]
         elif model.encoder is None:
             raise DataError(f"{source}: the model was trained on LIBSVM data; give LIBSVM data")
         else:
             dataset = data_mod.model_dataset(
-                data_mod.read_csv(path), source, model.encoder, model.metadata.get("target"),
-                model.classes, require_labels)
+                data_mod.read_csv(path, read), source, model.encoder,
+                model.metadata.get("target"), model.classes, require_labels)
     if dataset.labels is not None and dataset.classes != list(model.classes):
         own_labels = [dataset.classes[i] for i in dataset.labels]
         dataset.labels = data_mod.encode_labels(own_labels, model.classes, source)
@@ -401,6 +462,7 @@ def evaluate(model: Model, dataset: Dataset) -> dict:
     scores = per_class_scores(confusion)
     return {
         "n_samples": int(len(true)),
+        "n_left_out": dataset.n_left_out,
         "log_loss": log_loss(true, said.log_proba),
         "accuracy": accuracy(true, predicted),
         "classes": list(model.classes),
@@ -419,6 +481,19 @@ def evaluate(model: Model, dataset: Dataset) -> dict:
 
 
 def predict(model: Model, dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
-    """(predicted labels (n_samples,), class probabilities (n_samples, n_classes))."""
+    """(predicted labels (n_samples,), class probabilities (n_samples, n_classes)), one row
+    per row of X; ``dataset.rows`` says which input rows they are."""
     scores = model.scores(dataset.X)
     return scores.labels, scores.proba
+
+
+def left_out_note(dataset: Dataset) -> str | None:
+    """What to tell a user whose rows the model could not encode, or None."""
+    if not dataset.n_left_out:
+        return None
+    kept = np.zeros(dataset.n_input, dtype=bool)
+    kept[dataset.rows] = True
+    lines = (np.flatnonzero(~kept)[:5] + 2).tolist()
+    return (f"note: {dataset.n_left_out} of {dataset.n_input} rows of {dataset.name} have "
+            f"missing values the model has no fill value for (trained with --impute drop; "
+            f"file lines {lines}): they are not predicted")

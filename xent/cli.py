@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import os
 import signal
 import sys
 import time
@@ -23,11 +24,11 @@ import numpy as np
 from . import __version__, api
 from . import config as cfg
 from .atomic import write_text
-from .data import BUILTIN_PREFIX, describe_builtin
+from .data import BUILTIN_PREFIX, data_notes, describe_builtin
 from .errors import ConfigError, DivergenceError, XentError
 from .report import (
     CHECKPOINT_FILE,
-    RUN_FILES,
+    claimed,
     evaluation_text,
     leaderboard,
     leaderboard_markdown,
@@ -40,7 +41,34 @@ from .report import (
 )
 
 EXIT_NOT_CONVERGED = 3
-EXIT_INTERRUPTED = 130
+EXIT_CLOSED_PIPE = 141  # 128 + SIGPIPE, as a shell reports a program killed by a closed pipe
+
+
+class _Stderr:
+    """Progress, notes and errors for the user. A stderr that closes (``2>&1 | head``) must
+    never stop the work: what can no longer be shown is dropped."""
+
+    closed = False
+
+    @classmethod
+    def write(cls, message: str, nl: bool = True) -> None:
+        if cls.closed:
+            return
+        try:
+            click.echo(message, err=True, nl=nl)
+        except OSError:  # EPIPE, or a terminal that went away
+            cls.closed = True
+            with contextlib.suppress(OSError):  # nor may Python's flush at exit complain
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stderr.fileno())
+
+
+def _err(message: str, nl: bool = True) -> None:
+    _Stderr.write(message, nl)
+
+
+def _note(message: str | None) -> None:
+    if message:
+        _err(message)
 
 
 class XentGroup(click.Group):
@@ -51,11 +79,14 @@ class XentGroup(click.Group):
         try:
             return super().invoke(ctx)
         except XentError as exc:
-            click.echo(f"xent: error: {exc}", err=True)
+            _err(f"xent: error: {exc}")
             ctx.exit(exc.exit_code)
+        except BrokenPipeError:  # stdout closed by its reader (`| head`): end quietly
+            _quiet_stdout()
+            ctx.exit(EXIT_CLOSED_PIPE)
         except OSError as exc:
             where = f"{exc.filename}: " if exc.filename else ""
-            click.echo(f"xent: error: {where}{exc.strerror or exc}", err=True)
+            _err(f"xent: error: {where}{exc.strerror or exc}")
             ctx.exit(1)
 
 
@@ -92,6 +123,9 @@ TRAIN_OPTIONS = {
     "val_fraction": "data.val_fraction",
     "seed": "data.seed",
     "impute": "data.impute",
+    "sep": "data.sep",
+    "na_values": "data.na_values",
+    "thousands": "data.thousands",
     "dtype": "data.dtype",
     "lr_backoff": "optim.lr_backoff",
     "stream": "data.stream",
@@ -133,7 +167,8 @@ def _given(ctx: click.Context, name: str) -> bool:
     return source not in (None, click.core.ParameterSource.DEFAULT)
 
 
-def _resolve_config(ctx, data, config_file, sets, standardize, options) -> cfg.Config:
+def _resolve_config(ctx, data, config_file, sets, standardize, zero_based,
+                    options) -> cfg.Config:
     """defaults < --config file < --set key=value < options typed < DATA."""
     config = cfg.load_toml(config_file) if config_file else cfg.Config()
     overrides = {}
@@ -146,6 +181,8 @@ def _resolve_config(ctx, data, config_file, sets, standardize, options) -> cfg.C
     given = {TRAIN_OPTIONS[name]: value for name, value in options.items() if _given(ctx, name)}
     if _given(ctx, "standardize"):
         given["data.standardize"] = standardize
+    if zero_based is not None:
+        given["data.libsvm_base"] = "zero" if zero_based else "one"
     if data is not None:
         given["data.source"] = data
     config = cfg.with_overrides(config, given, "option")
@@ -158,7 +195,8 @@ def _resume_settings(ctx, run_dir: Path, data, config_file, sets, options):
     """The saved settings of ``run_dir`` with a new budget or stopping rule, and its
     checkpoint."""
     changed = sorted(n for n in options if _given(ctx, n) and n not in RESUMABLE)
-    if data or config_file or sets or changed or _given(ctx, "standardize"):
+    if data or config_file or sets or changed or _given(ctx, "standardize") or \
+            _given(ctx, "zero_based"):
         named = ", ".join(f"--{n.replace('_', '-')}" for n in changed) or "DATA/--config/--set"
         raise click.UsageError(f"--resume continues the run as it was; {named} would change "
                                "it (only --epochs, --tol and --patience may)")
@@ -170,11 +208,13 @@ def _resume_settings(ctx, run_dir: Path, data, config_file, sets, options):
 
 class StopOnSignal:
     """While active, the first SIGINT (Ctrl-C) or SIGTERM asks training to stop after the
-    current epoch (it then saves everything); a second one stops at once. ``exit_code`` is
-    130 for SIGINT and 143 for SIGTERM, as shells report them."""
+    current epoch (it then saves everything); a second one stops at once (KeyboardInterrupt),
+    and so does the first with ``at_once``. ``exit_code`` is 130 for SIGINT and 143 for
+    SIGTERM, as shells report them."""
 
-    def __init__(self):
+    def __init__(self, at_once: bool = False):
         self.signal_number = None
+        self.at_once = at_once
 
     def __call__(self) -> bool:
         return self.signal_number is not None
@@ -184,10 +224,11 @@ class StopOnSignal:
         return 128 + (self.signal_number or signal.SIGINT)
 
     def _handle(self, number, frame):
-        if self.signal_number is not None:
+        if self.signal_number is not None or self.at_once:
+            self.signal_number = self.signal_number or number
             raise KeyboardInterrupt
         self.signal_number = number
-        click.echo("\nxent: stopping after this epoch (again to stop now)", err=True)
+        _err("\nxent: stopping after this epoch (again to stop now)")
 
     def __enter__(self):
         self.previous = {}
@@ -221,7 +262,7 @@ class Progress:
         self.last_row = self.last_bar = -1e9
         self.last = None
         self.marks = {0} | {m * 10**e for e in range(12) for m in (1, 2, 5)}
-        click.echo(self.HEADER, err=True)
+        _err(self.HEADER)
 
     def row(self, r) -> str:
         def f(v, spec):
@@ -235,22 +276,47 @@ class Progress:
         self.last = record
         if record.epoch in self.marks or now - self.last_row > self.every:
             self._clear()
-            click.echo(self.row(record), err=True)
+            _err(self.row(record))
             self.last_row = now
         elif self.tty and now - self.last_bar > 0.1:
             done = min(1.0, record.epoch / max(self.max_epochs, 1))
             bar = "#" * int(30 * done) + "." * (30 - int(30 * done))
-            click.echo(f"\r[{bar}] {record.epoch}/{self.max_epochs}", err=True, nl=False)
+            _err(f"\r[{bar}] {record.epoch}/{self.max_epochs}", nl=False)
             self.last_bar = now
 
     def _clear(self):
         if self.tty and self.last_bar > 0:
-            click.echo("\r\033[K", err=True, nl=False)
+            _err("\r\033[K", nl=False)
 
     def finish(self):
         self._clear()
         if self.last is not None and self.last_row >= 0 and self.last.epoch not in self.marks:
-            click.echo(self.row(self.last), err=True)
+            _err(self.row(self.last))
+
+
+def _where(scheduler, workers, config) -> str | None:
+    if scheduler:
+        return f"on the Dask cluster at {scheduler}"
+    if config.data.engine == "dask":
+        return f"on Dask: a local cluster of {workers} workers on 127.0.0.1"
+    return None
+
+
+def _train_into(run_dir: Path, config, table, client, progress, checkpoint, checkpoint_every):
+    """Train (stopping after the epoch on Ctrl-C or SIGTERM) and write the run directory;
+    returns (the run, the signal watcher)."""
+
+    def save_checkpoint_file(state):
+        save_checkpoint(run_dir / CHECKPOINT_FILE, state)
+
+    with StopOnSignal() as stop:
+        run = api.train(config, callback=progress, table=table, should_stop=stop,
+                        checkpoint=save_checkpoint_file, checkpoint_every=checkpoint_every,
+                        resume=checkpoint, client=client)
+        if progress is not None:
+            progress.finish()
+        write_run(run_dir, run)
+    return run, stop
 
 
 def _header(config: cfg.Config, table, masks) -> str:
@@ -304,6 +370,7 @@ def _schema(table) -> dict:
         "categorical": {c: sorted(table.levels[j]) for j, c in enumerate(schema.categorical)},
         "missing": {c: n for c, n in table.missing_counts.items() if n},
         "features": _features(table),
+        "notes": data_notes(table),
     }
 
 
@@ -312,6 +379,9 @@ def _schema(table) -> dict:
 @_config_options
 @click.option("--standardize/--no-standardize", default=True, show_default=True,
               help="Standardise features (mean, std) fitted on the training part.")
+@click.option("--zero-based/--one-based", "zero_based", default=None,
+              help="LIBSVM feature indices start at 0 / at 1 (recorded in the model).  "
+                   "[default: zero-based if an index 0 appears]")
 @click.option("-c", "--config", "config_file", type=click.Path(dir_okay=False),
               help="TOML file of settings (see configs/).")
 @click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE",
@@ -335,8 +405,8 @@ def _schema(table) -> dict:
                    "LocalCluster on 127.0.0.1 is started and stopped.")
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
               help="With --engine dask and no --scheduler: worker processes to start.")
-def train(ctx, data, standardize, config_file, sets, out, force, quiet, as_json, dry_run, strict,
-          checkpoint_every, resume_dir, scheduler, workers, **options):
+def train(ctx, data, standardize, zero_based, config_file, sets, out, force, quiet, as_json,
+          dry_run, strict, checkpoint_every, resume_dir, scheduler, workers, **options):
     """Train a model on DATA and write a run directory.
 
     The run directory holds config.toml (the resolved settings: pass it to --config to run
@@ -349,17 +419,17 @@ def train(ctx, data, standardize, config_file, sets, out, force, quiet, as_json,
         run_dir = Path(resume_dir)
         config, resume = _resume_settings(ctx, run_dir, data, config_file, sets, options)
     else:
-        config = _resolve_config(ctx, data, config_file, sets, standardize, options)
-    config = api.route(config, notify=lambda note: click.echo(note, err=True))
+        config = _resolve_config(ctx, data, config_file, sets, standardize, zero_based, options)
+    config = api.route(config, notify=_err)
     if config.data.stream and not quiet:
-        click.echo("reading the data into the cache (once per file) ...", err=True)
+        _err("reading the data into the cache (once per file) ...")
     cluster = contextlib.nullcontext(None)
     if config.data.engine == "dask":
         from .dask_engine import connect
 
-        cluster = connect(scheduler, workers)
+        cluster = connect(scheduler, workers, quiet)
     with cluster as client:
-        table = api.open_table(config, client)
+        table = api.open_table(config, client, notify=None if quiet else _err)
         if dry_run:
             click.echo(cfg.to_toml(config))
             click.echo(to_json(_schema(table)))
@@ -367,36 +437,30 @@ def train(ctx, data, standardize, config_file, sets, out, force, quiet, as_json,
         checkpoint = resume
         if checkpoint is None:
             run_dir = Path(out) if out else _default_run_dir(config.data.source)
-            if run_dir.exists() and any((run_dir / f).exists() for f in RUN_FILES) and not force:
-                raise XentError(f"{run_dir}: a run directory exists there; pass --force to "
-                                "overwrite it, or -o to choose another")
-        progress = None
-        if not quiet:
-            click.echo(_header(config, table, api.split_rows(config, table)), err=True)
-            if scheduler:
-                click.echo(f"on the Dask cluster at {scheduler}", err=True)
-            elif config.data.engine == "dask":
-                click.echo(f"on Dask: a local cluster of {workers} workers on 127.0.0.1",
-                           err=True)
-            if checkpoint is not None:
-                click.echo(f"resuming {run_dir} from epoch {checkpoint.epoch}", err=True)
-            progress = Progress(config.optim.epochs)
-
-        def save_checkpoint_file(state):
-            run_dir.mkdir(parents=True, exist_ok=True)
-            save_checkpoint(run_dir / CHECKPOINT_FILE, state)
-
-        with StopOnSignal() as stop:
-            run = api.train(config, callback=progress, table=table, should_stop=stop,
-                            checkpoint=save_checkpoint_file, checkpoint_every=checkpoint_every,
-                            resume=checkpoint, client=client)
-            if progress is not None:
-                progress.finish()
-            write_run(run_dir, run)
+        existing = "resume" if checkpoint is not None else "replace" if force else "refuse"
+        try:
+            with claimed(run_dir, existing):
+                # what --resume needs, written before the first epoch
+                write_text(run_dir / "config.toml", cfg.to_toml(config))
+                progress = None
+                if not quiet:
+                    _err(_header(config, table, api.split_rows(config, table)))
+                    _note(_where(scheduler, workers, config))
+                    if checkpoint is not None:
+                        _err(f"resuming {run_dir} from epoch {checkpoint.epoch}")
+                    progress = Progress(config.optim.epochs)
+                run, stop = _train_into(run_dir, config, table, client, progress, checkpoint,
+                                        checkpoint_every)
+        except OSError as exc:
+            kept = (f"the checkpoint is kept: make room, then go on with `xent train --resume "
+                    f"{run_dir}`") if (run_dir / CHECKPOINT_FILE).exists() else \
+                "nothing of the run was kept"
+            raise XentError(f"{exc.filename or run_dir}: {exc.strerror or exc}; {kept}") \
+                from None
     summary = run.summary
     if not quiet:
-        click.echo(summary_text(summary), err=True)
-        click.echo(f"run directory: {run_dir}", err=True)
+        _err(summary_text(summary))
+        _err(f"run directory: {run_dir}")
     if as_json:
         click.echo(to_json(dict(summary, run_dir=str(run_dir))))
     reason = summary["stop_reason"]
@@ -407,48 +471,70 @@ def train(ctx, data, standardize, config_file, sets, out, force, quiet, as_json,
             f"(this run used {summary['lr']:.3g}) or standardised features"
         )
     if reason == "interrupted":
-        click.echo(f"xent: interrupted; the model so far is saved in {run_dir}; go on with "
-                   f"`xent train --resume {run_dir}`", err=True)
+        _err(f"xent: interrupted; the model so far is saved in {run_dir}; go on with "
+                   f"`xent train --resume {run_dir}`")
         sys.exit(stop.exit_code)
     if strict and not summary["converged"]:
-        click.echo(f"xent: did not converge ({reason}); exit {EXIT_NOT_CONVERGED} (--strict)",
-                   err=True)
+        _err(f"xent: did not converge ({reason}); exit {EXIT_NOT_CONVERGED} (--strict)")
         sys.exit(EXIT_NOT_CONVERGED)
 
 
 # ---- xent eval / predict / datasets -------------------------------------------------------
 
-@cli.command("eval")
-@click.argument("model_path", metavar="MODEL")
-@click.argument("data")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def eval_command(model_path, data, as_json):
-    """Evaluate MODEL (a run directory or model file) on labelled DATA."""
+def _model_data_options(func):
+    """MODEL and DATA, and how to read DATA: as the model's training data were read, with
+    this file's own delimiter (sniffed unless --sep) and LIBSVM index base (if given)."""
+    func = click.option("--zero-based/--one-based", "zero_based", default=None,
+                        help="LIBSVM feature indices of DATA.  [default: the model's]")(func)
+    func = click.option("--sep", default="", metavar="CHAR",
+                        help="CSV delimiter of DATA.  [default: sniffed]")(func)
+    func = click.argument("data")(func)
+    return click.argument("model_path", metavar="MODEL")(func)
+
+
+def _model_and_data(model_path, data, sep, zero_based, require_labels):
     model = api.load_model(model_path)
-    dataset = api.load_for_model(data, model, require_labels=True)
+    base = None if zero_based is None else ("zero" if zero_based else "one")
+    sep = api.read_options(cfg.DataConfig(sep=sep)).sep
+    read = api.model_read_options(model, sep, base)
+    return model, api.load_for_model(data, model, require_labels, read)
+
+
+@cli.command("eval")
+@_model_data_options
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def eval_command(model_path, data, sep, zero_based, as_json):
+    """Evaluate MODEL (a run directory or model file) on labelled DATA."""
+    model, dataset = _model_and_data(model_path, data, sep, zero_based, require_labels=True)
+    _note(api.left_out_note(dataset))
     result = api.evaluate(model, dataset)
     click.echo(to_json(result) if as_json else evaluation_text(result))
 
 
 @cli.command()
-@click.argument("model_path", metavar="MODEL")
-@click.argument("data")
+@_model_data_options
 @click.option("-o", "--out", type=click.Path(dir_okay=False), help="Write the CSV here.")
 @click.option("--proba", is_flag=True, help="Add one probability column per class.")
-def predict(model_path, data, out, proba):
+def predict(model_path, data, sep, zero_based, out, proba):
     """Predict a class for each row of DATA with MODEL; CSV to stdout or --out.
 
     The label column is not needed. Columns: prediction (the class by its original label)
-    and, with --proba, proba_<class> for each class.
+    and, with --proba, proba_<class> for each class; one row per row of DATA, in order. A row
+    the model cannot encode (missing values in a model trained with --impute drop) gets
+    empty fields.
     """
-    model = api.load_model(model_path)
-    dataset = api.load_for_model(data, model, require_labels=False)
+    model, dataset = _model_and_data(model_path, data, sep, zero_based, require_labels=False)
+    _note(api.left_out_note(dataset))
     labels, probabilities = api.predict(model, dataset)
+    rows = np.arange(len(labels)) if dataset.rows is None else dataset.rows
+    n_input = len(labels) if dataset.rows is None else dataset.n_input
+    lines = [[""] * (1 + (model.n_classes if proba else 0)) for _ in range(n_input)]
+    for i, row in enumerate(rows):
+        lines[row] = [labels[i]] + ([repr(float(p)) for p in probabilities[i]] if proba else [])
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["prediction"] + ([f"proba_{c}" for c in model.classes] if proba else []))
-    for i, label in enumerate(labels):
-        writer.writerow([label] + ([repr(float(p)) for p in probabilities[i]] if proba else []))
+    writer.writerows(lines)
     if out:
         write_text(out, buffer.getvalue())
     else:
@@ -566,17 +652,15 @@ def _vector(values, names=None, limit=12) -> str:
 
 
 @cli.command()
-@click.argument("model_path", metavar="MODEL")
-@click.argument("data")
+@_model_data_options
 @click.option("--row", type=click.IntRange(min=0), required=True,
               help="Data row to trace (0 is the first row below the header).")
 @click.option("--lr", type=float, help="Step size.  [default: the model's training lr]")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def trace(model_path, data, row, lr, as_json):
+def trace(model_path, data, sep, zero_based, row, lr, as_json):
     """One example through one gradient step: x, z = xW + b, q = link(z), p, q - p, the
     gradient x (q - p)^T and the update -lr x (q - p)^T."""
-    model = api.load_model(model_path)
-    dataset = api.load_for_model(data, model, require_labels=True)
+    model, dataset = _model_and_data(model_path, data, sep, zero_based, require_labels=True)
     t = api.trace(model, dataset, row, lr)
     if as_json:
         click.echo(to_json({k: v.tolist() if isinstance(v, np.ndarray) else
@@ -618,8 +702,8 @@ def trace(model_path, data, row, lr, as_json):
 
 # ---- xent sweep / compare ----------------------------------------------------------------
 
-def _leaderboard(run_dirs, out_dir) -> str:
-    rows, _ = leaderboard(run_dirs)
+def _leaderboard(run_dirs, out_dir, strict=False) -> str:
+    rows, _ = leaderboard(run_dirs, strict)
     write_leaderboard(rows, {Path(d).name: Path(d) for d in run_dirs}, out_dir)
     return leaderboard_markdown(rows)
 
@@ -655,20 +739,21 @@ def sweep(sweep_file, out, jobs, resume, force, quiet):
             return
         done[0] += 1
         val = summary.get("val_loss")
-        click.echo(f"[{done[0]}/{len(points)}] {what} {point.name}: "
+        _err(f"[{done[0]}/{len(points)}] {what} {point.name}: "
                    f"val loss {'-' if val is None else format(val, '.6f')}, "
-                   f"{summary['stop_reason']}, {summary['seconds']:.2f} s", err=True)
+                   f"{summary['stop_reason']}, {summary['seconds']:.2f} s")
 
-    try:
-        run_dirs = run_sweep(points, sweep_dir, jobs=jobs, resume=resume, on_event=on_event)
-    except KeyboardInterrupt:
-        _leaderboard([sweep_dir / p.name for p in points], sweep_dir)
-        click.echo(f"xent: sweep interrupted; finished runs are kept in {sweep_dir}: "
-                   "run it again with --resume to go on", err=True)
-        sys.exit(EXIT_INTERRUPTED)
+    with StopOnSignal(at_once=True) as stop:
+        try:
+            run_dirs = run_sweep(points, sweep_dir, jobs=jobs, resume=resume, on_event=on_event)
+        except KeyboardInterrupt:
+            _leaderboard([sweep_dir / p.name for p in points], sweep_dir)
+            _err(f"xent: sweep interrupted; finished runs are kept in {sweep_dir}: "
+                 "run it again with --resume to go on")
+            sys.exit(stop.exit_code)
     click.echo(_leaderboard(run_dirs, sweep_dir), nl=False)
     if not quiet:
-        click.echo(f"sweep directory: {sweep_dir}", err=True)
+        _err(f"sweep directory: {sweep_dir}")
 
 
 @cli.command()
@@ -683,8 +768,8 @@ def compare(run_dirs, out):
     if len(set(names)) != len(names):
         raise XentError("the run directories must have different names to be compared")
     out_dir = Path(out) if out else Path("runs") / f"compare-{datetime.now():%Y%m%d-%H%M%S}"
-    click.echo(_leaderboard(list(run_dirs), out_dir), nl=False)
-    click.echo(f"written to {out_dir}", err=True)
+    click.echo(_leaderboard(list(run_dirs), out_dir, strict=True), nl=False)
+    _err(f"written to {out_dir}")
 
 
 @cli.group()
@@ -727,6 +812,12 @@ def cache_clear(keys, stale):
 
 def main():
     cli(prog_name="xent")
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that Python's flush at exit finds no closed pipe."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 if __name__ == "__main__":

@@ -39,6 +39,13 @@ class DataConfig:
                            choices=("none", "mean", "median", "drop"))
     dtype: str = _setting("float64", "feature dtype in memory; sums are float64 either way",
                           choices=("float64", "float32"))
+    sep: str = _setting("", "CSV delimiter; empty: sniffed from the first lines (.tsv: tab)")
+    na_values: str = _setting("", "comma-separated strings that mean a missing value, "
+                              "besides empty, NA and NaN (e.g. \"?,n/a\")")
+    thousands: str = _setting("", "thousands separator inside numbers (e.g. \",\"); empty: "
+                              "none")
+    libsvm_base: str = _setting("auto", "LIBSVM feature indices: zero, one, or auto (zero if "
+                                "an index 0 appears)", choices=("auto", "zero", "one"))
     stream: bool = _setting(False, "parse the file once into a cache and stream it in blocks")
     chunk_rows: int = _setting(65536, "rows per block when streaming", minimum=64)
     engine: str = _setting("local", "local, or dask (partitions on a Dask cluster)",
@@ -189,9 +196,10 @@ def with_overrides(config: Config, overrides: dict[str, Any], where: str = "--se
     return from_mapping(nested, where, base=config)
 
 
-def load_toml(path: str | Path, _seen: tuple = ()) -> Config:
+def load_toml(path: str | Path, _seen: tuple = (), *, sweep: bool = False) -> Config:
     """A Config from a TOML file; ``extends = "base.toml"`` (relative to the file) starts from
-    another file's settings."""
+    another file's settings. A ``[sweep]`` table is for ``xent sweep`` (``sweep`` True): for a
+    single run it is an error, not silently ignored (a base file's table is ignored)."""
     path = Path(path)
     if path.resolve() in _seen:
         raise ConfigError(f"{path}: 'extends' makes a cycle")
@@ -215,6 +223,9 @@ def load_toml(path: str | Path, _seen: tuple = ()) -> Config:
             raise ConfigError(f"{path}: extends {extends!r}, but there is no such config file "
                               f"({base_path})")
         base = load_toml(base_path, _seen + (path.resolve(),))
+    if "sweep" in mapping and not (sweep or _seen):
+        raise ConfigError(f"{path}: has a [sweep] table, which a single run would ignore: run "
+                          f"it with `xent sweep {path}`, or remove the table")
     mapping.pop("sweep", None)  # read by the sweep command, not by a single run
     source = mapping.get("data", {}).get("source") if isinstance(mapping.get("data"), dict) \
         else None

@@ -18,18 +18,21 @@ import contextlib
 import glob
 import hashlib
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from .data import (
+    DEFAULT_READ,
     Codebook,
     EncodingPlan,
     RawBlock,
+    ReadOptions,
     Schema,
     class_order,
+    delimiter,
     file_sha256,
     frame_schema,
     parse_block,
@@ -51,10 +54,17 @@ def _dask():
 
 
 @contextlib.contextmanager
-def connect(scheduler: str | None = None, workers: int = 2):
+def connect(scheduler: str | None = None, workers: int = 2, quiet: bool = False):
     """A client of the cluster at ``scheduler``, or of a LocalCluster of ``workers`` processes
-    on 127.0.0.1 (one thread each) that is shut down afterwards."""
+    on 127.0.0.1 (one thread each) that is shut down afterwards. ``quiet``: Dask's own log
+    lines (its warnings included; errors still show) are silenced, here and on the local
+    workers."""
+    import logging
+
     _, Client, LocalCluster = _dask()
+    level = logging.ERROR if quiet else logging.WARNING
+    for name in ("distributed", "dask"):
+        logging.getLogger(name).setLevel(level)
     if scheduler:
         try:
             client = Client(scheduler, timeout="10s")
@@ -65,18 +75,22 @@ def connect(scheduler: str | None = None, workers: int = 2):
             yield client
         return
     with LocalCluster(n_workers=workers, threads_per_worker=1, host="127.0.0.1",
-                      dashboard_address="127.0.0.1:0", processes=True) as cluster, \
+                      dashboard_address="127.0.0.1:0", processes=True,
+                      silence_logs=level) as cluster, \
             Client(cluster) as client:
         yield client
 
 
-def read_frame(source: str):
-    """A dask DataFrame of a CSV or Parquet file, or of a glob of them."""
+def read_frame(source: str, read: ReadOptions = DEFAULT_READ):
+    """(a dask DataFrame of a CSV or Parquet file, or of a glob of them; ``read`` resolved:
+    the delimiter sniffed from the first file this machine can see)."""
     dd, _, _ = _dask()
     try:
         if source.lower().endswith((".parquet", ".pq")):
-            return dd.read_parquet(source)
-        return dd.read_csv(source, encoding="utf-8-sig", blocksize="64MB")
+            return dd.read_parquet(source), read
+        paths = sorted(glob.glob(source)) if "://" not in source else []
+        read = replace(read, sep=delimiter(Path(paths[0]), read) if paths else read.sep or ",")
+        return dd.read_csv(source, blocksize="64MB", **read.pandas(read.sep)), read
     except (OSError, ValueError) as exc:
         raise DataError(f"{source}: cannot read it with dask ({exc})") from None
 
@@ -336,6 +350,7 @@ class DaskTable:
     missing: np.ndarray
     missing_counts: dict[str, int]
     sha256: str | None
+    read: ReadOptions = DEFAULT_READ
     sparse: bool = False
 
     @property
@@ -376,12 +391,14 @@ class DaskTable:
         return view(train, options.smoothing, prep.class_weight), val
 
 
-def open_table(client, source: str, target: str | None, weight: str | None) -> DaskTable:
-    """Read the data on the workers: the schema from the frame's dtypes, the levels and
-    classes of the whole data, then every partition parsed where it is and persisted."""
+def open_table(client, source: str, target: str | None, weight: str | None,
+               read: ReadOptions = DEFAULT_READ) -> DaskTable:
+    """Read the data on the workers (by ``read``): the schema from the frame's dtypes, the
+    levels and classes of the whole data, then every partition parsed where it is and
+    persisted."""
     import dask
 
-    frame = read_frame(source)
+    frame, read = read_frame(source, read)
     schema = frame_schema(frame, target, weight, source)
     levels, raw_classes = dask.compute(
         [frame[c].dropna().astype(str).unique() for c in schema.categorical],
@@ -401,7 +418,7 @@ def open_table(client, source: str, target: str | None, weight: str | None) -> D
     return DaskTable(client, parts, offsets, source, schema, levels, classes,
                      np.concatenate(labels).astype(np.intp), weights,
                      np.concatenate([s[2] for s in summaries]), counts,
-                     data_sha256(source, client, frame))
+                     data_sha256(source, client, frame), read)
 
 
 

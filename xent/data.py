@@ -19,7 +19,7 @@ import csv
 import hashlib
 import io
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +34,73 @@ if TYPE_CHECKING:
 BUILTIN_PREFIX = "sklearn:"
 IMPUTE_CHOICES = ("mean", "median", "drop")
 LIBSVM_SUFFIXES = (".svm", ".libsvm", ".svmlight")
+#: candidate CSV delimiters, in order of preference when a file fits several
+DELIMITERS = (",", ";", "\t", "|")
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How a data file's text becomes values: the one place for these rules, used for a file
+    read whole, streamed, on Dask, and again by eval and predict (the model stores
+    ``for_model``'s part, so prediction reads files as training did).
+
+    sep: the CSV delimiter; None sniffs it (``.tsv`` is tab). na_values: strings, besides
+    pandas' own (empty, NA, NaN, ...), that mean a missing value. thousands: the thousands
+    separator inside numbers, or None. libsvm_base: "zero" (feature index 0 is the first
+    column), "one" (index 1 is), or "auto" (zero-based if any index is 0)."""
+
+    sep: str | None = None
+    na_values: tuple[str, ...] = ()
+    thousands: str | None = None
+    libsvm_base: str = "auto"
+
+    def pandas(self, sep: str) -> dict:
+        """Keyword arguments of ``pandas.read_csv`` for a file whose delimiter is ``sep``."""
+        options = {"encoding": "utf-8-sig", "sep": sep}
+        if self.na_values:
+            options["na_values"] = list(self.na_values)
+        if self.thousands:
+            options["thousands"] = self.thousands
+        return options
+
+    def to_dict(self) -> dict:
+        return {"sep": self.sep, "na_values": list(self.na_values), "thousands": self.thousands,
+                "libsvm_base": self.libsvm_base}
+
+    def for_model(self) -> dict:
+        """What a model keeps: the meaning of values, not the delimiter of one file."""
+        return {k: v for k, v in self.to_dict().items() if k != "sep"}
+
+    @classmethod
+    def from_dict(cls, spec: dict | None) -> ReadOptions:
+        spec = spec or {}
+        return cls(spec.get("sep"), tuple(spec.get("na_values", ())), spec.get("thousands"),
+                   spec.get("libsvm_base", "auto"))
+
+
+#: the default: sniffed delimiter, pandas' missing values, no thousands separator, auto base
+DEFAULT_READ = ReadOptions()
+
+
+def delimiter(path: Path, options: ReadOptions) -> str:
+    """The delimiter of a CSV: ``options.sep`` if given, tab for ``.tsv``, else the candidate
+    (``DELIMITERS``) that splits the first lines into the same number (> 1) of fields, the most
+    fields winning; a comma if none does."""
+    if options.sep:
+        return options.sep
+    if path.suffix.lower() == ".tsv":
+        return "\t"
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            lines = [line for _, line in zip(range(20), handle, strict=False) if line.strip()]
+    except (OSError, UnicodeDecodeError):
+        return ","  # the header check reports it
+    best, best_fields = ",", 1
+    for candidate in DELIMITERS:
+        counts = {len(row) for row in csv.reader(lines, delimiter=candidate)}
+        if len(counts) == 1 and (fields := counts.pop()) > best_fields:
+            best, best_fields = candidate, fields
+    return best
 
 
 def is_data_frame(obj) -> bool:
@@ -265,6 +332,7 @@ class RawTable:
     missing: np.ndarray
     missing_counts: dict[str, int]
     sha256: str | None = None
+    read: ReadOptions = DEFAULT_READ
 
     @property
     def n_rows(self) -> int:
@@ -280,8 +348,9 @@ class RawTable:
 
 
 def frame_table(frame: pd.DataFrame, name: str, target: str | None = None,
-                weight: str | None = None, sha256: str | None = None) -> RawTable:
-    """A RawTable of a pandas DataFrame (a whole CSV or Parquet file)."""
+                weight: str | None = None, sha256: str | None = None,
+                read: ReadOptions = DEFAULT_READ) -> RawTable:
+    """A RawTable of a pandas DataFrame (a whole CSV or Parquet file, read by ``read``)."""
     schema = frame_schema(frame, target, weight, name)
     books = [Codebook() for _ in schema.categorical]
     label_book = Codebook(labels=True)
@@ -289,11 +358,12 @@ def frame_table(frame: pd.DataFrame, name: str, target: str | None = None,
     classes, remap = finish_labels(label_book)
     return RawTable(name, schema, [b.values for b in books], classes, block.numeric,
                     block.codes, remap[block.labels], block.weights, block.missing,
-                    block.missing_counts(schema), sha256)
+                    block.missing_counts(schema), sha256, read)
 
 
 def array_table(X, labels: np.ndarray, classes: list, feature_names: list[str], name: str,
-                sha256: str | None = None, sample_weight=None) -> RawTable:
+                sha256: str | None = None, sample_weight=None,
+                read: ReadOptions = DEFAULT_READ) -> RawTable:
     """A RawTable of a numeric matrix (dense or CSR) and class indices."""
     if sp.issparse(X):
         X = sp.csr_matrix(X, dtype=np.float64)
@@ -305,7 +375,7 @@ def array_table(X, labels: np.ndarray, classes: list, feature_names: list[str], 
     n = X.shape[0]
     return RawTable(name, schema, [], list(classes), X, np.zeros((n, 0), np.int32),
                     np.asarray(labels, dtype=np.intp), sample_weight, np.zeros(n, dtype=bool),
-                    dict.fromkeys(names, 0), sha256)
+                    dict.fromkeys(names, 0), sha256, read)
 
 
 class EncodingPlan:
@@ -449,6 +519,58 @@ class FeatureEncoder:
         return np.ascontiguousarray(X), keep
 
 
+_THOUSANDS = {",": r"^[+-]?\d{1,3}(,\d{3})+(\.\d*)?$", ".": r"^[+-]?\d{1,3}(\.\d{3})+(,\d*)?$"}
+
+
+def _number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def data_notes(table) -> list[str]:
+    """What a careful reader of the data should be told, though nothing is wrong enough to
+    stop: the delimiter when it is not a comma, a categorical column that is numbers but for a
+    few values (a missing-value marker such as '?', or thousands separators), labels that
+    differ only in surrounding spaces. The same for every kind of table (it reads the schema,
+    levels and classes alone)."""
+    import re
+
+    notes = []
+    read = table.read
+    if read.sep not in (None, ","):
+        notes.append(f"{table.name}: read with the delimiter {read.sep!r}")
+    for column, levels in zip(table.schema.categorical, table.levels, strict=True):
+        text = [str(level).strip() for level in levels]
+        numbers = [t for t in text if _number(t)]
+        for mark, pattern in _THOUSANDS.items():
+            grouped = [t for t in text if re.match(pattern, t)]
+            if grouped and len(grouped) + len(numbers) == len(text):
+                notes.append(f"{table.name}: column {column!r} holds numbers written with "
+                             f"thousands separators (like {grouped[0]!r}) and is read as "
+                             f"{len(text)} categories; pass --thousands '{mark}' to read "
+                             "them as numbers")
+                break
+        else:
+            others = [t for t in text if not _number(t)]
+            if len(numbers) >= 2 and len(others) <= 3 and 4 * len(others) <= len(numbers):
+                shown = ", ".join(repr(o) for o in others)
+                notes.append(f"{table.name}: column {column!r} is numbers but for {shown}, so "
+                             f"it is read as {len(text)} categories; where such a value marks "
+                             f"a missing one, pass --na-values {','.join(others)!r}")
+    groups: dict[str, list] = {}
+    for cls in table.classes:
+        groups.setdefault(str(cls).strip(), []).append(cls)
+    for same in groups.values():
+        if len(same) > 1:
+            notes.append(f"{table.name}: the labels {', '.join(repr(str(c)) for c in same)} "
+                         "differ only in surrounding spaces and are different classes; "
+                         "fix the file if they are one")
+    return notes
+
+
 def missing_values_error(source: str, counts: dict, policies: str) -> DataError:
     """The error for missing values without an imputation policy: each column with its count,
     and the policies that would fill or drop them."""
@@ -468,7 +590,10 @@ class Dataset:
     """Data to evaluate or predict with a model: features encoded as the model was trained.
 
     X: (n_samples, n_features) float64, dense or scipy.sparse CSR. labels: (n_samples,) class
-    indices into ``classes``, or None when the data carry no labels (prediction).
+    indices into ``classes``, or None when the data carry no labels (prediction). rows:
+    (n_samples,) the position of each row of X among the ``n_input`` rows read (a row the
+    model cannot encode is left out of X, and its prediction must be left empty, not shift
+    the others); None when every row was kept.
     """
 
     X: np.ndarray | sp.csr_matrix
@@ -476,6 +601,12 @@ class Dataset:
     classes: list
     feature_names: list[str]
     name: str
+    rows: np.ndarray | None = None
+    n_input: int | None = None
+
+    @property
+    def n_left_out(self) -> int:
+        return 0 if self.rows is None else self.n_input - len(self.rows)
 
     @property
     def n_samples(self) -> int:
@@ -564,34 +695,45 @@ def is_libsvm(path: Path) -> bool:
     return len(first) >= 2 and all(":" in token for token in first[1:])
 
 
-def load_libsvm(path: str | os.PathLike, n_features: int | None = None) -> Dataset:
-    """A LIBSVM/svmlight file, kept sparse (CSR). Feature i of the file is column i-1.
-
-    With ``n_features`` (a model's), columns beyond it are dropped and missing ones are zero.
-    """
+def load_libsvm(path: str | os.PathLike, n_features: int | None = None,
+                base: str = "auto") -> tuple[Dataset, str]:
+    """A LIBSVM/svmlight file, kept sparse (CSR), and its index base ("zero" or "one"): feature
+    index i of the file is column i - 1 of a one-based file, column i of a zero-based one.
+    ``base`` "auto" takes a file with an index 0 as zero-based (a model records the base it
+    was trained with, so prediction does not guess again). With ``n_features`` (a model's),
+    columns beyond it are dropped and missing ones are zero."""
     from sklearn.datasets import load_svmlight_file
 
     try:
-        X, y = load_svmlight_file(str(path), dtype=np.float64)
+        X, y = load_svmlight_file(str(path), dtype=np.float64, zero_based=True)
     except (ValueError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: not a valid LIBSVM file ({exc})") from None
     if X.shape[0] == 0:
         raise DataError(f"{path}: the file has no rows")
+    X = sp.csr_matrix(X)
+    has_zero = bool(X.nnz) and int(X.indices.min()) == 0
+    if base == "auto":
+        base = "zero" if has_zero else "one"
+    offset = 1 if base == "one" else 0
+    if offset and has_zero:
+        raise DataError(f"{path}: feature index 0 in a file read as one-based; pass "
+                        "--zero-based if its indices start at 0")
+    X = X[:, offset:] if X.shape[1] > offset else sp.csr_matrix((X.shape[0], 0))
     if n_features is not None and X.shape[1] != n_features:
         X = X[:, :n_features] if X.shape[1] > n_features else sp.csr_matrix(
             (X.data, X.indices, X.indptr), shape=(X.shape[0], n_features)
         )
     classes = class_order(y)
     labels = encode_labels(y, classes, str(path))
-    names = [f"f{i + 1}" for i in range(X.shape[1])]
-    return Dataset(sp.csr_matrix(X), labels, classes, names, str(path))
+    names = [f"f{i + offset}" for i in range(X.shape[1])]
+    return Dataset(sp.csr_matrix(X), labels, classes, names, str(path)), base
 
 
-def _check_header(path: Path) -> list[str]:
+def _check_header(path: Path, sep: str = ",") -> list[str]:
     """The header row of a CSV, checked: readable, UTF-8, not empty, no duplicate names."""
     try:
         with open(path, encoding="utf-8-sig", newline="") as handle:
-            header = next(csv.reader(handle), None)
+            header = next(csv.reader(handle, delimiter=sep), None)
     except UnicodeDecodeError:
         raise DataError(f"{path}: not a UTF-8 text file (is it a CSV?)") from None
     except OSError as exc:
@@ -618,18 +760,20 @@ def _parse_errors(path: Path):
         raise DataError(f"{path}: cannot parse the file as CSV ({exc})") from None
 
 
-def read_csv(path: str | os.PathLike) -> pd.DataFrame:
-    """Read a CSV with a header row (UTF-8, with or without BOM), or a Parquet file. Every
-    problem a file can have becomes a ``DataError`` that names it."""
+def read_csv(path: str | os.PathLike, read: ReadOptions = DEFAULT_READ) -> pd.DataFrame:
+    """Read a CSV with a header row (UTF-8, with or without BOM; its delimiter sniffed unless
+    ``read.sep`` names it), or a Parquet file. Every problem a file can have becomes a
+    ``DataError`` that names it."""
     import pandas as pd
 
     path = Path(path)
     if is_parquet(path):
         frame = _read_parquet(path)
     else:
-        _check_header(path)
+        sep = delimiter(path, read)
+        _check_header(path, sep)
         with contextlib.contextmanager(_parse_errors)(path):
-            frame = pd.read_csv(path, encoding="utf-8-sig")
+            frame = pd.read_csv(path, **read.pandas(sep))
     if len(frame) == 0:
         raise DataError(f"{path}: the header has no data rows below it")
     frame.columns = [str(c) for c in frame.columns]
@@ -653,10 +797,11 @@ class _HashingReader(io.RawIOBase):
         return count
 
 
-def table_chunks(path: str | os.PathLike, chunk_rows: int, digest=None):
-    """A CSV or Parquet file as DataFrames of at most ``chunk_rows`` rows (Parquet by record
-    batches), so that no more than a chunk is in memory; errors name the file. ``digest`` (a
-    hashlib object), if given, sees every byte of the file."""
+def table_chunks(path: str | os.PathLike, chunk_rows: int, digest=None,
+                 read: ReadOptions = DEFAULT_READ):
+    """A CSV (read by ``read``) or Parquet file as DataFrames of at most ``chunk_rows`` rows
+    (Parquet by record batches), so that no more than a chunk is in memory; errors name the
+    file. ``digest`` (a hashlib object), if given, sees every byte of the file."""
     import pandas as pd
 
     path = Path(path)
@@ -673,12 +818,13 @@ def table_chunks(path: str | os.PathLike, chunk_rows: int, digest=None):
         except (OSError, ValueError) as exc:  # pyarrow's errors derive from these
             raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
         return
-    _check_header(path)
+    sep = delimiter(path, read)
+    _check_header(path, sep)
     parse = contextlib.contextmanager(_parse_errors)
     with open(path, "rb") as raw:
         source = raw if digest is None else io.BufferedReader(_HashingReader(raw, digest))
         with parse(path):
-            reader = pd.read_csv(source, encoding="utf-8-sig", chunksize=chunk_rows)
+            reader = pd.read_csv(source, chunksize=chunk_rows, **read.pandas(sep))
         while True:
             with parse(path):
                 chunk = next(reader, None)
@@ -725,8 +871,10 @@ def model_dataset(frame: pd.DataFrame, name: str, encoder: FeatureEncoder, targe
     if target is not None:
         labels = encode_labels(frame[target].iloc[kept].to_numpy(), list(classes), name)
     if X.shape[0] == 0:
-        raise DataError(f"{name}: no rows left after dropping rows with missing values")
-    return Dataset(X, labels, list(classes), encoder.feature_names, name)
+        raise DataError(f"{name}: every row has missing values the model has no fill value "
+                        "for (it was trained with --impute drop); nothing to predict")
+    rows = None if len(kept) == len(frame) else kept
+    return Dataset(X, labels, list(classes), encoder.feature_names, name, rows, len(frame))
 
 
 def builtin_sha256(dataset: Dataset) -> str:
@@ -736,10 +884,12 @@ def builtin_sha256(dataset: Dataset) -> str:
     return digest.hexdigest()
 
 
-def load_table(source: str, target: str | None = None, weight: str | None = None) -> RawTable:
+def load_table(source: str, target: str | None = None, weight: str | None = None,
+               read: ReadOptions = DEFAULT_READ) -> RawTable:
     """Training data in memory as a ``RawTable``: ``sklearn:NAME``, a LIBSVM file, or a CSV or
     Parquet file (label column ``target``, default the last; sample weights from the column
-    ``weight``, if given). ``sha256`` identifies the data that were read."""
+    ``weight``, if given), read by ``read``; the table's ``read`` is resolved (the delimiter
+    used, the LIBSVM index base found). ``sha256`` identifies the data that were read."""
     source = str(source)
     if is_builtin(source):
         data = load_builtin(source[len(BUILTIN_PREFIX):])
@@ -750,10 +900,12 @@ def load_table(source: str, target: str | None = None, weight: str | None = None
     if is_libsvm(path):
         if weight:
             raise DataError(f"{source}: a LIBSVM file has no weight column; drop --weight")
-        data = load_libsvm(path)
+        data, base = load_libsvm(path, base=read.libsvm_base)
         return array_table(data.X, data.labels, data.classes, data.feature_names, data.name,
-                           file_sha256(path))
-    return frame_table(read_csv(path), str(path), target, weight, file_sha256(path))
+                           file_sha256(path), read=replace(read, libsvm_base=base))
+    resolved = read if is_parquet(path) else replace(read, sep=delimiter(path, read))
+    return frame_table(read_csv(path, resolved), str(path), target, weight, file_sha256(path),
+                       resolved)
 
 
 def file_sha256(path: str | os.PathLike) -> str:

@@ -3,10 +3,15 @@ model, each written atomically; and the plain-text renderings the command line p
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import math
+import os
+import shutil
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +24,9 @@ from .train import HISTORY_COLUMNS, Checkpoint, EpochRecord, History
 RUN_FILES = ("config.toml", "metrics.csv", "model.npz", "loss.png", "summary.json")
 CHECKPOINT_FILE = "checkpoint.npz"
 CHECKPOINT_FORMAT = "xent-checkpoint"
+LOCK_FILE = ".xent-run.lock"
+#: a lock file still empty after this long was left by a process killed as it made it
+_EMPTY_LOCK_SECONDS = 10.0
 
 
 def _jsonable(value):
@@ -87,6 +95,99 @@ def write_run(run_dir: str | Path, run) -> None:
     if len(run.history):
         plot_history(run.history, run_dir / "loss.png", title=str(run.config.data.source))
     write_text(run_dir / "summary.json", to_json(run.summary) + "\n")
+
+
+@contextlib.contextmanager
+def claimed(run_dir: str | Path, existing: str = "refuse") -> Iterator[Path]:
+    """The run directory, held by this process while the block runs: made if need be, and
+    claimed by creating its lock file atomically (O_EXCL), so that of several runs started on
+    one directory exactly one goes on and the others fail naming it. A lock whose process no
+    longer runs is taken over. ``existing`` says what a run found there means: "refuse" (an
+    error), "replace" (--force: its files are set aside, removed when the block ends well and
+    put back if it fails) or "resume" (they stay).
+
+    If the block fails, a new run's files are removed (none of a half-made run is left), but
+    config.toml and the checkpoint stay where there is a checkpoint (``--resume`` goes on
+    from them); a resumed run keeps its files unless the operating system failed (a full
+    disk), when its finished-run files are removed, since they would not belong together. A
+    directory this made and left empty is removed."""
+    run_dir = Path(run_dir)
+    made = not run_dir.exists()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = run_dir / LOCK_FILE
+    _take_lock(lock)
+    aside = run_dir / f".replaced-{os.getpid()}"
+    try:
+        found = [name for name in (*RUN_FILES, CHECKPOINT_FILE) if (run_dir / name).exists()]
+        if existing == "refuse" and set(found) & set(RUN_FILES):
+            again = " or --resume to go on" if CHECKPOINT_FILE in found else ""
+            raise XentError(f"{run_dir}: a run directory exists there; pass --force to "
+                            f"overwrite it{again}, or -o to choose another")
+        if existing == "replace" and found:
+            aside.mkdir()
+            for name in found:
+                os.replace(run_dir / name, aside / name)
+        try:
+            yield run_dir
+        except Exception as exc:
+            if existing != "resume" or isinstance(exc, OSError):
+                resumable = (run_dir / CHECKPOINT_FILE).exists() and existing != "replace"
+                kept = ("config.toml", CHECKPOINT_FILE) if resumable else ()
+                for name in (*RUN_FILES, CHECKPOINT_FILE):
+                    if name not in kept:
+                        (run_dir / name).unlink(missing_ok=True)
+            if aside.exists():
+                for previous in aside.iterdir():
+                    os.replace(previous, run_dir / previous.name)
+            raise
+    finally:
+        if aside.exists():
+            shutil.rmtree(aside, ignore_errors=True)
+        lock.unlink(missing_ok=True)
+        if made and not any(run_dir.iterdir()):
+            run_dir.rmdir()
+
+
+def _take_lock(lock: Path) -> None:
+    for _ in range(3):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            owner = _lock_owner(lock)
+            if owner is not None:
+                raise XentError(f"{lock.parent}: another xent run (process {owner}) is "
+                                "writing there; wait for it to end, or choose another -o") \
+                    from None
+            stale = lock.with_name(f"{lock.name}.{os.getpid()}.stale")
+            with contextlib.suppress(FileNotFoundError):  # one taker wins the rename
+                os.rename(lock, stale)
+                stale.unlink()
+            continue
+        with os.fdopen(fd, "w") as handle:
+            handle.write(str(os.getpid()))
+        return
+    raise XentError(f"{lock.parent}: cannot claim the run directory (its lock file "
+                    f"{LOCK_FILE} keeps changing); choose another -o")
+
+
+def _lock_owner(lock: Path) -> int | str | None:
+    """The live process holding ``lock`` (its pid, or "unknown" while it is being written),
+    or None when the lock is stale."""
+    try:
+        text = lock.read_text(encoding="ascii").strip()
+        age = time.time() - lock.stat().st_mtime
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not text.isdigit():
+        return "unknown" if age < _EMPTY_LOCK_SECONDS else None
+    pid = int(text)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass  # alive, another user's
+    return pid
 
 
 def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> None:
@@ -211,19 +312,24 @@ def _flat_config(summary: dict) -> dict:
             for key, value in values.items()}
 
 
-def leaderboard(run_dirs: list[str | Path]) -> tuple[list[dict], list[str]]:
+def leaderboard(run_dirs: list[str | Path],
+                strict: bool = False) -> tuple[list[dict], list[str]]:
     """One row per finished run, best first, and the settings that differ between runs.
 
     Rows: run, the differing settings, best and final validation loss and accuracy, epochs,
     seconds, converged. Sorted by final validation loss (runs without validation data last,
-    by training loss).
+    by training loss). A directory that is not a finished run is passed over (a sweep's
+    unfinished points), or with ``strict`` is an error that names it.
     """
     loaded = []
     for run_dir in run_dirs:
         try:
             loaded.append((Path(run_dir), read_summary(run_dir), read_metrics(run_dir)))
         except (OSError, ValueError, KeyError):
-            continue  # not finished (or not a run directory): nothing to compare yet
+            if strict:
+                raise XentError(f"{run_dir}: not a finished run directory (no readable "
+                                "summary.json and metrics.csv); give directories that "
+                                "`xent train` finished") from None
     configs = [_flat_config(summary) for _, summary, _ in loaded]
     keys = sorted({k for c in configs for k in c})
     varied = [k for k in keys if len({repr(c.get(k)) for c in configs}) > 1]

@@ -28,7 +28,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from .data import EncodingPlan, RawTable, Schema
+from .data import EncodingPlan, RawTable, ReadOptions, Schema
 from .links import Link
 from .loss import Sums, gram_product, sums
 from .preprocess import Preprocessing, Statistics, split_in_place, table_statistics
@@ -127,6 +127,7 @@ class Table(Protocol):
     missing: np.ndarray
     missing_counts: dict[str, int]
     sha256: str | None
+    read: ReadOptions  # resolved: the delimiter used, the LIBSVM index base found
 
     @property
     def n_rows(self) -> int: ...

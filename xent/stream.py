@@ -21,18 +21,22 @@ import queue
 import shutil
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from .data import (
+    DEFAULT_READ,
     Codebook,
     EncodingPlan,
     RawTable,
+    ReadOptions,
     Schema,
+    delimiter,
     finish_labels,
     frame_schema,
+    is_parquet,
     parse_block,
     table_chunks,
 )
@@ -135,25 +139,30 @@ def open_cache(directory: Path) -> StreamTable:
         RowFile(directory / "numeric.bin", np.float64, n, len(schema.numeric)),
         RowFile(directory / "codes.bin", np.int32, n, len(schema.categorical)),
         np.load(directory / "labels.npy"), weights, np.load(directory / "missing.npy"),
-        meta["missing_counts"], meta["sha256"], directory, meta)
+        meta["missing_counts"], meta["sha256"], ReadOptions.from_dict(meta.get("read")),
+        directory, meta)
 
 
-def cache_key(path: Path, target: str | None, weight: str | None = None) -> str:
+def cache_key(path: Path, target: str | None, weight: str | None = None,
+              read: ReadOptions = DEFAULT_READ) -> str:
     """The cache directory's name: the file (its absolute path, size and modification time)
     and the parsing settings. A file that changes gets a new key, so a stale cache is never
     read; the content's SHA-256, computed while parsing, is recorded in the cache."""
     status = path.stat()
     identity = [CACHE_VERSION, str(path.resolve()), status.st_size, status.st_mtime_ns, target,
                 weight]
+    if read != DEFAULT_READ:
+        identity.append([read.sep, list(read.na_values), read.thousands])
     return hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:32]
 
 
 def build_cache(path: str | os.PathLike, target: str | None = None,
-                chunk_rows: int = 65536, weight: str | None = None) -> tuple[StreamTable, bool]:
-    """The cache of a CSV or Parquet file, made by one chunked pass unless it exists.
-    Returns (the table, whether it was built now)."""
+                chunk_rows: int = 65536, weight: str | None = None,
+                read: ReadOptions = DEFAULT_READ) -> tuple[StreamTable, bool]:
+    """The cache of a CSV or Parquet file (read by ``read``), made by one chunked pass unless
+    it exists. Returns (the table, whether it was built now)."""
     path = Path(path)
-    key = cache_key(path, target, weight)
+    key = cache_key(path, target, weight, read)
     final = cache_root() / key
     if (final / "meta.json").is_file():
         return open_cache(final), False
@@ -162,7 +171,7 @@ def build_cache(path: str | os.PathLike, target: str | None = None,
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
     try:
-        _parse_into(path, target, weight, chunk_rows, work)
+        _parse_into(path, target, weight, chunk_rows, work, read)
         try:
             os.replace(work, final)
         except OSError:  # another process made it meanwhile: use theirs
@@ -207,9 +216,11 @@ class _BackgroundWriter:
         return False
 
 
-def _parse_into(path: Path, target, weight, chunk_rows, work: Path) -> None:
+def _parse_into(path: Path, target, weight, chunk_rows, work: Path, read: ReadOptions) -> None:
     """Parse the file chunk by chunk (``data.parse_block``, the schema from the first chunk)
     into the cache's files in ``work``."""
+    if not is_parquet(path):
+        read = replace(read, sep=delimiter(path, read))
     requested = (target, weight)  # part of the cache's key
     schema, books, label_book = None, [], Codebook(labels=True)
     labels, missing, weights = [], [], []
@@ -219,7 +230,7 @@ def _parse_into(path: Path, target, weight, chunk_rows, work: Path) -> None:
     source = str(path)
     with open(work / "numeric.bin", "wb") as numeric_file, \
             open(work / "codes.bin", "wb") as codes_file, _BackgroundWriter() as write:
-        for chunk in table_chunks(path, chunk_rows, digest):
+        for chunk in table_chunks(path, chunk_rows, digest, read):
             if schema is None:
                 schema = frame_schema(chunk, target, weight, source)
                 books = [Codebook() for _ in schema.categorical]
@@ -252,6 +263,7 @@ def _parse_into(path: Path, target, weight, chunk_rows, work: Path) -> None:
         "columns": list(schema.columns), "numeric": list(schema.numeric),
         "categorical": list(schema.categorical), "levels": [b.values for b in books],
         "classes": classes, "missing_counts": missing_counts,
+        "read": read.to_dict(),
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     (work / "meta.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")

@@ -9,17 +9,24 @@ each, inside one sweep directory; then a leaderboard and an overlay plot compare
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import itertools
+import multiprocessing
+import multiprocessing.connection
+import os
 import re
+import signal
+import time
 import tomllib
+import traceback
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import api
 from .config import Config, load_toml, to_toml, with_overrides
-from .errors import ConfigError
+from .errors import ConfigError, XentError
 from .report import read_summary, write_run
 
 
@@ -38,7 +45,7 @@ class SweepPoint:
 def read_sweep(path: str | Path) -> list[SweepPoint]:
     """The points of a sweep file: its settings (with ``extends``) varied by ``[sweep]``."""
     path = Path(path)
-    base = load_toml(path)
+    base = load_toml(path, sweep=True)
     table = tomllib.loads(path.read_text(encoding="utf-8")).get("sweep")
     if not isinstance(table, dict) or not table:
         raise ConfigError(f"{path}: no [sweep] table of settings to vary")
@@ -82,12 +89,6 @@ def run_point(config: Config, run_dir: str) -> dict:
     return run.summary
 
 
-def _single_threaded_blas():
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(1)  # --jobs processes share the cores: one BLAS thread each
-
-
 def run_sweep(
     points: list[SweepPoint],
     sweep_dir: str | Path,
@@ -95,11 +96,13 @@ def run_sweep(
     resume: bool = False,
     on_event: Callable[[SweepPoint, str, dict | None], None] | None = None,
 ) -> list[Path]:
-    """Run the points (``jobs`` at a time), skipping finished ones under ``resume``.
+    """Run the points (``jobs`` at a time, each in a process of its own), skipping finished
+    ones under ``resume``.
 
-    ``on_event(point, what, summary)`` hears "skipped", "started" and "done". Ctrl-C stops
-    the sweep: finished runs are kept, and ``resume`` picks up the rest. Returns the run
-    directories of all points.
+    ``on_event(point, what, summary)`` hears "skipped", "started" and "done". A
+    KeyboardInterrupt (Ctrl-C, or SIGTERM as the command line maps it) stops the sweep at
+    once: no point starts after it, running ones are ended within a couple of seconds, and
+    finished runs are kept for ``resume``. Returns the run directories of all points.
     """
     sweep_dir = Path(sweep_dir)
     sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -113,21 +116,87 @@ def run_sweep(
     if jobs <= 1:
         for point in todo:
             notify(point, "started", None)
-            notify(point, "done", run_point(point.config, str(sweep_dir / point.name)))
+            summary = run_point(point.config, str(sweep_dir / point.name))
+            notify(point, "done", summary)
+            if summary["stop_reason"] == "interrupted":  # training took the Ctrl-C
+                raise KeyboardInterrupt
     else:
-        with ProcessPoolExecutor(max_workers=jobs, initializer=_single_threaded_blas) as pool:
-            try:
-                futures = {}
-                for point in todo:
-                    futures[pool.submit(run_point, point.config, str(sweep_dir / point.name))] \
-                        = point
-                    notify(point, "started", None)
-                pending = set(futures)
-                while pending:
-                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in finished:
-                        notify(futures[future], "done", future.result())
-            except KeyboardInterrupt:
-                pool.shutdown(wait=True, cancel_futures=True)
-                raise
+        _run_in_processes(todo, sweep_dir, jobs, notify)
     return [sweep_dir / p.name for p in points]
+
+
+def _run_in_processes(todo: list[SweepPoint], sweep_dir: Path, jobs: int, notify) -> None:
+    """Each point in a fresh process (one BLAS thread), at most ``jobs`` at once; the
+    processes end with the sweep, however it ends."""
+    context = multiprocessing.get_context()
+    waiting, running = list(todo), {}  # connection -> (process, point)
+    try:
+        while waiting or running:
+            while waiting and len(running) < jobs:
+                point = waiting.pop(0)
+                receiver, sender = context.Pipe(duplex=False)
+                process = context.Process(target=_point_process, name=f"xent-{point.name}",
+                                          args=(sender, point.config,
+                                                str(sweep_dir / point.name), os.getpid()))
+                process.start()
+                sender.close()
+                running[receiver] = (process, point)
+                notify(point, "started", None)
+            for receiver in multiprocessing.connection.wait(list(running)):
+                process, point = running.pop(receiver)
+                try:
+                    kind, payload = receiver.recv()
+                except EOFError:
+                    kind, payload = "lost", None
+                process.join()
+                if kind == "done":
+                    notify(point, "done", payload)
+                elif kind == "error":
+                    raise payload
+                else:
+                    raise XentError(f"sweep point {point.name} ended without a result (exit "
+                                    f"code {process.exitcode}){': ' + payload if payload else ''}")
+    finally:
+        _end(process for process, _ in running.values())
+
+
+def _end(processes, grace: float = 2.0) -> None:
+    """SIGTERM to each process still running, then SIGKILL to any alive after ``grace``."""
+    processes = [p for p in processes if p.is_alive()]
+    for process in processes:
+        process.terminate()
+    deadline = time.monotonic() + grace
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.is_alive():
+            process.kill()
+            process.join()
+
+
+def _point_process(sender, config: Config, run_dir: str, parent: int) -> None:
+    """A sweep point in its own process: one BLAS thread (the points share the cores), dies
+    with the sweep, leaves Ctrl-C to the sweep, and sends back ("done", summary) or
+    ("error", the XentError) or ("crash", a traceback)."""
+    from threadpoolctl import threadpool_limits
+
+    _die_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threadpool_limits(1)
+    try:
+        message = ("done", run_point(config, run_dir))
+    except XentError as exc:
+        message = ("error", exc)
+    except Exception:  # a bug: the sweep shows its traceback
+        message = ("crash", traceback.format_exc())
+    sender.send(message)
+    sender.close()
+
+
+def _die_with_parent(parent: int) -> None:
+    """Ask Linux to send this process SIGTERM when its parent (pid ``parent``) dies, even by
+    SIGKILL (elsewhere the sweep's own clean-up is all there is)."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before the request
+        os._exit(1)

@@ -1,0 +1,303 @@
+"""Hostile and unusual inputs (issue #19): each case failed the error contract once — a silent
+wrong result, lost work, or a message that did not help. The reference for a prediction is
+always a model trained and used on data read the right way."""
+
+import contextlib
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from xent.api import load_model
+from xent.data import ReadOptions, delimiter
+
+DATA = Path(__file__).resolve().parent.parent / "data"
+
+
+def _libsvm(path, X, y, base, skip_first=False):
+    with open(path, "w") as handle:
+        for row, label in zip(X, y, strict=True):
+            items = [f"{j + base}:{v:.17g}" for j, v in enumerate(row)
+                     if not (skip_first and j == 0)]
+            handle.write(" ".join([str(label)] + items) + "\n")
+
+
+def _separable(n=300, d=4, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d)) + np.array([2.0] + [0.0] * (d - 1))
+    y = (X @ rng.normal(size=d) > 0).astype(int)
+    return X, y
+
+
+# ---- silent wrong results ---------------------------------------------------------------
+
+def test_the_libsvm_index_base_is_recorded_and_used_by_predict(run, tmp_path):
+    X, y = _separable()
+    _libsvm(tmp_path / "train.svm", X, y, base=0)
+    # the same rows without any "0:" entry: by guess it would read as one-based
+    _libsvm(tmp_path / "nozero.svm", X, y, base=0, skip_first=True)
+    assert run("train", "train.svm", "-o", "r", "-q", "--optimizer", "lbfgs").exit_code == 0
+    X_without_first = X.copy()
+    X_without_first[:, 0] = 0.0
+    reference = load_model(tmp_path / "r").predict_proba(X_without_first)[:, 1]
+    got = run("predict", "r", "nozero.svm", "--proba")
+    assert got.exit_code == 0
+    assert np.allclose(pd.read_csv(io.StringIO(got.stdout))["proba_1"], reference, rtol=1e-9)
+    shifted = run("predict", "r", "nozero.svm", "--proba", "--one-based")
+    assert shifted.stdout != got.stdout  # the option is honoured
+    # one-based training data stay one-based, and a 0 index in them is an error
+    _libsvm(tmp_path / "one.svm", X, y, base=1)
+    assert run("train", "one.svm", "-o", "o", "-q", "--optimizer", "lbfgs").exit_code == 0
+    same = json.loads(run("eval", "o", "one.svm", "--json").stdout)["accuracy"]
+    assert same == json.loads(run("eval", "r", "train.svm", "--json").stdout)["accuracy"]
+    wrong = run("train", "train.svm", "--one-based", "-o", "w", "-q")
+    assert wrong.exit_code == 1 and "--zero-based" in wrong.stderr
+
+
+def test_predictions_line_up_with_input_rows_after_impute_drop(run, tmp_path):
+    frame = pd.read_csv(DATA / "iris.csv")
+    frame.loc[[3, 40], "sepal length (cm)"] = np.nan
+    frame.to_csv(tmp_path / "holes.csv", index=False)
+    trained = run("train", "holes.csv", "--impute", "drop", "-o", "r", "-q", "--optimizer",
+                  "lbfgs")
+    assert trained.exit_code == 0, trained.output
+    predicted = run("predict", "r", "holes.csv", "--proba")
+    assert predicted.exit_code == 0
+    assert "2 of 150 rows" in predicted.stderr and "[5, 42]" in predicted.stderr
+    table = pd.read_csv(io.StringIO(predicted.stdout))
+    assert len(table) == 150
+    assert table["prediction"].isna().tolist() == [i in (3, 40) for i in range(150)]
+    whole = pd.read_csv(io.StringIO(run("predict", "r", DATA / "iris.csv",
+                                                      "--proba").stdout))
+    kept = [i for i in range(150) if i not in (3, 40)]
+    assert table.iloc[kept].reset_index(drop=True).equals(whole.iloc[kept].reset_index(drop=True))
+    report = json.loads(run("eval", "r", "holes.csv", "--json").stdout)
+    assert report["n_samples"] == 148 and report["n_left_out"] == 2
+    traced = run("trace", "r", "holes.csv", "--row", "3")
+    assert traced.exit_code == 1 and "row 3 has missing values" in traced.stderr
+    assert run("trace", "r", "holes.csv", "--row", "4", "--json").exit_code == 0
+
+
+def test_suspicious_columns_and_labels_are_reported_and_options_fix_them(run, tmp_path):
+    frame = pd.read_csv(DATA / "iris.csv")
+    frame["sepal length (cm)"] = frame["sepal length (cm)"].astype(object)
+    frame.loc[5, "sepal length (cm)"] = "?"
+    frame.insert(0, "count", [f"{1000 + 37 * i:,}.5" for i in range(150)])
+    frame.loc[3, "species"] = frame.loc[3, "species"] + " "
+    frame.to_csv(tmp_path / "odd.csv", index=False)
+    dry = run("train", "odd.csv", "--dry-run")
+    notes = json.loads(dry.stdout[dry.stdout.index("{"):])["notes"]
+    assert any("'sepal length (cm)'" in n and "--na-values '?'" in n for n in notes)
+    assert any("'count'" in n and "--thousands ','" in n for n in notes)
+    assert any("'setosa', 'setosa '" in n for n in notes)
+    trained = run("train", "odd.csv", "-o", "r", "--epochs", "3")
+    assert "--na-values" in trained.stderr and "--thousands" in trained.stderr
+    fixed = run("train", "odd.csv", "-o", "f", "--na-values", "?", "--thousands", ",",
+                "--impute", "mean", "--json", "-q", "--epochs", "3")
+    summary = json.loads(fixed.stdout)
+    assert summary["n_features"] == 5  # count and sepal_length are numbers now
+    clean = frame.copy()
+    clean["count"] = [1000.5 + 37 * i for i in range(150)]
+    clean.loc[5, "sepal length (cm)"] = np.nan
+    clean.to_csv(tmp_path / "clean.csv", index=False)
+    # the model reads later files as its training data were read: '?' missing, 1,037.5 a number
+    assert run("predict", "f", "odd.csv", "--proba").stdout == \
+        run("predict", "f", "clean.csv", "--proba").stdout
+
+
+@pytest.mark.parametrize("sep, name", [(";", "semi.csv"), ("\t", "tabs.tsv"), ("|", "p.txt")])
+def test_the_delimiter_is_sniffed_and_said(run, tmp_path, sep, name):
+    frame = pd.read_csv(DATA / "iris.csv")
+    frame.to_csv(tmp_path / name, index=False, sep=sep)
+    result = run("train", name, "-o", "r", "--json", "--optimizer", "lbfgs", "--epochs", "50")
+    assert result.exit_code == 0, result.output
+    assert f"delimiter {sep!r}" in result.stderr
+    assert json.loads(result.stdout)["n_features"] == 4
+    plain = run("train", DATA / "iris.csv", "-o", "p", "--json", "--optimizer", "lbfgs",
+                "--epochs", "50", "-q")
+    assert json.loads(result.stdout)["objective"] == json.loads(plain.stdout)["objective"]
+    assert delimiter(tmp_path / name, ReadOptions(sep=",")) == ","  # --sep wins
+    forced = run("train", name, "--sep", ",", "-o", "f", "-q")
+    assert forced.exit_code == 1 and "no feature columns" in forced.stderr
+
+
+def test_a_config_gives_the_same_model_from_any_directory(run, tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b" / "c").mkdir(parents=True)
+    pd.read_csv(DATA / "iris.csv").to_csv(tmp_path / "a" / "iris.csv", index=False)
+    (tmp_path / "a" / "x.toml").write_text('[data]\nsource = "iris.csv"\n[optim]\nepochs = 20\n')
+    assert run("train", "--config", "a/x.toml", "-o", "one", "-q").exit_code == 0
+    assert run("train", "a/iris.csv", "--epochs", "20", "-o", "given", "-q").exit_code == 0
+    os.chdir(tmp_path / "b" / "c")
+    assert run("train", "--config", "../../a/x.toml", "-o", tmp_path / "two", "-q").exit_code == 0
+    # the resolved config.toml a run wrote, run again from elsewhere
+    assert run("train", "--config", "../../one/config.toml", "-o", "three", "-q").exit_code == 0
+    first = (tmp_path / "one/model.npz").read_bytes()
+    assert first == (tmp_path / "two/model.npz").read_bytes()
+    assert first == (tmp_path / "b/c/three/model.npz").read_bytes()
+    assert first == (tmp_path / "given/model.npz").read_bytes()
+
+
+# ---- lost or unusable work ----------------------------------------------------------------
+
+XENT = [sys.executable, "-m", "xent.cli"]
+
+
+def test_runs_started_on_one_directory_at_once_leave_one_whole_run(tmp_path):
+    command = XENT + ["train", "sklearn:digits", "--epochs", "150", "-q", "-o", "same"]
+    processes = [subprocess.Popen(command, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+                 for _ in range(4)]
+    results = [(p.wait(timeout=120), p.stderr.read()) for p in processes]
+    codes = sorted(code for code, _ in results)
+    assert codes == [0, 1, 1, 1], results
+    for code, stderr in results:
+        if code:
+            assert "same" in stderr and ("another xent run" in stderr
+                                         or "a run directory exists there" in stderr)
+            assert stderr.count("\n") == 1  # one line
+    summary = json.loads((tmp_path / "same/summary.json").read_text())
+    assert summary["epochs"] == 150
+    assert not (tmp_path / "same" / ".xent-run.lock").exists()
+
+
+def test_a_run_killed_mid_training_can_be_resumed_and_says_so(tmp_path):
+    whole = subprocess.run(XENT + ["train", "sklearn:digits", "--epochs", "400", "-q", "-o",
+                                   "whole"], cwd=tmp_path, capture_output=True)
+    assert whole.returncode == 0, whole.stderr
+    process = subprocess.Popen(XENT + ["train", "sklearn:digits", "--epochs", "400",
+                                       "--checkpoint-every", "1", "-q", "-o", "cut"],
+                               cwd=tmp_path, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "cut/checkpoint.npz").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    assert (tmp_path / "cut/config.toml").exists()  # written before the first epoch
+    evaluated = subprocess.run(XENT + ["eval", "cut", "sklearn:digits"], cwd=tmp_path,
+                               capture_output=True, text=True)
+    assert evaluated.returncode == 1 and "--resume cut" in evaluated.stderr
+    resumed = subprocess.run(XENT + ["train", "--resume", "cut", "-q"], cwd=tmp_path,
+                             capture_output=True, text=True)  # the dead run's lock is stale
+    assert resumed.returncode == 0, resumed.stderr
+    assert (tmp_path / "cut/model.npz").read_bytes() == (tmp_path / "whole/model.npz").read_bytes()
+
+
+def test_closed_pipes_never_stop_training_and_end_quietly(tmp_path):
+    # stderr closed by its reader (`2>&1 | head`): training goes on and saves everything
+    process = subprocess.Popen(XENT + ["train", "sklearn:iris", "-o", "r", "--epochs", "300"],
+                               cwd=tmp_path, stderr=subprocess.PIPE)
+    process.stderr.close()
+    assert process.wait(timeout=120) == 0
+    assert json.loads((tmp_path / "r/summary.json").read_text())["epochs"] == 300
+    # stdout closed before anything is printed: no error message, exit 141 (SIGPIPE's)
+    process = subprocess.Popen(XENT + ["train", "sklearn:iris", "--dry-run"], cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process.stdout.close()
+    assert process.wait(timeout=120) == 141
+    assert process.stderr.read() == ""
+
+
+def test_a_full_disk_names_the_file_and_leaves_a_resumable_run(run, tmp_path, monkeypatch):
+    import errno
+
+    from xent import atomic
+
+    real_fsync = os.fsync
+
+    def fsync(fd):  # the disk is full when the model is written
+        if ".model.npz." in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_fsync(fd)
+
+    whole = run("train", "sklearn:iris", "-o", "whole", "-q")
+    assert whole.exit_code == 0
+    monkeypatch.setattr(atomic.os, "fsync", fsync)
+    full = run("train", "sklearn:iris", "-o", "full", "-q")
+    assert full.exit_code == 1
+    assert "full/model.npz: No space left on device" in full.stderr
+    assert "--resume" in full.stderr and full.stderr.count("\n") == 1
+    assert sorted(p.name for p in (tmp_path / "full").iterdir()) == ["checkpoint.npz",
+                                                                     "config.toml"]
+    monkeypatch.setattr(atomic.os, "fsync", real_fsync)
+    assert run("train", "--resume", "full", "-q").exit_code == 0
+    assert (tmp_path / "full/model.npz").read_bytes() == (tmp_path / "whole/model.npz").read_bytes()
+
+
+def test_written_files_respect_the_umask_and_keep_an_existing_mode(run, tmp_path):
+    previous = os.umask(0o027)
+    try:
+        assert run("train", "sklearn:iris", "-o", "r", "-q", "--epochs", "5").exit_code == 0
+        for name in ("config.toml", "metrics.csv", "model.npz", "loss.png", "summary.json"):
+            assert (tmp_path / "r" / name).stat().st_mode & 0o777 == 0o640, name
+        (tmp_path / "p.csv").write_text("old\n")
+        (tmp_path / "p.csv").chmod(0o604)
+        assert run("predict", "r", "sklearn:iris", "-o", "p.csv").exit_code == 0
+        assert (tmp_path / "p.csv").stat().st_mode & 0o777 == 0o604
+        assert (tmp_path / "p.csv").read_text().startswith("prediction\n")
+    finally:
+        os.umask(previous)
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                found.append(int(stat.parent.name))
+    return found
+
+
+def _gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return True
+    return state in ("Z", "X")
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGKILL, -9)])
+def test_a_stopped_sweep_stops_its_workers(tmp_path, signum, code):
+    (tmp_path / "s.toml").write_text('[data]\nsource = "sklearn:digits"\n[optim]\n'
+                                     'epochs = 1000000\ntol = 0.0\n[sweep]\n'
+                                     '"model.l2" = [1e-4, 1e-3, 1e-2, 1e-1]\n')
+    sweep = subprocess.Popen(XENT + ["sweep", "s.toml", "-o", "sw", "--jobs", "2", "-q"],
+                             cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while len(workers := _children(sweep.pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(workers) == 2
+    time.sleep(1.0)  # training under way
+    sweep.send_signal(signum)
+    assert sweep.wait(timeout=30) == code
+    deadline = time.monotonic() + 3
+    while not all(_gone(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert all(_gone(pid) for pid in workers)
+    time.sleep(1.0)
+    assert not list((tmp_path / "sw").glob("*/summary.json"))  # nothing ran on, or started
+    assert not list((tmp_path / "sw").glob("002-*"))
+
+
+def test_ctrl_c_stops_a_sequential_sweep_before_the_next_point(tmp_path):
+    (tmp_path / "s.toml").write_text('[data]\nsource = "sklearn:digits"\n[optim]\n'
+                                     'epochs = 1000000\ntol = 0.0\n[sweep]\n'
+                                     '"model.l2" = [1e-4, 1e-3]\n')
+    sweep = subprocess.Popen(XENT + ["sweep", "s.toml", "-o", "sw", "-q"], cwd=tmp_path,
+                             stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "sw").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(2.0)
+    sweep.send_signal(signal.SIGINT)
+    assert sweep.wait(timeout=30) == 130
+    assert "--resume" in sweep.stderr.read()
+    assert not list((tmp_path / "sw").glob("001-*"))
