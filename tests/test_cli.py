@@ -216,4 +216,4 @@ def test_datasets_lists_the_builtin_sets(run):
 
 def test_help_shows_defaults(run):
     text = run("train", "--help").stdout
-    assert "[default: gd]" in text and "[default: auto]" in text and "[default: 5000]" in text
+    assert "[default: nesterov]" in text and "[default: auto]" in text and "[default: 5000]" in text

@@ -271,3 +271,18 @@ def test_a_dask_run_resumes_to_the_run_never_stopped(tmp_path, client):
     other = replace(saved[-1], data_sha256="0" * 64)
     with pytest.raises(api.DataError, match="the data changed"):
         api.train(settings, client=client, resume=other)
+
+
+def test_quiet_silences_dask_on_the_command_line(tmp_path):
+    # Dask's own WARNING lines (from the client, the scheduler and the local workers) are
+    # progress-like noise: -q must leave stderr empty on success
+    import subprocess
+    import sys
+
+    make_csv(tmp_path / "d.csv", n=500)
+    result = subprocess.run([sys.executable, "-m", "xent.cli", "train", "d.csv", "--engine",
+                             "dask", "--workers", "1", "-q", "-o", "r", "--epochs", "5"],
+                            cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""

@@ -169,11 +169,10 @@ def test_runs_started_on_one_directory_at_once_leave_one_whole_run(tmp_path):
 
 
 def test_a_run_killed_mid_training_can_be_resumed_and_says_so(tmp_path):
-    whole = subprocess.run(XENT + ["train", "sklearn:digits", "--epochs", "400", "-q", "-o",
-                                   "whole"], cwd=tmp_path, capture_output=True)
+    settings = ["train", "sklearn:wine", "--epochs", "300", "--tol", "0", "-q"]
+    whole = subprocess.run(XENT + settings + ["-o", "whole"], cwd=tmp_path, capture_output=True)
     assert whole.returncode == 0, whole.stderr
-    process = subprocess.Popen(XENT + ["train", "sklearn:digits", "--epochs", "400",
-                                       "--checkpoint-every", "1", "-q", "-o", "cut"],
+    process = subprocess.Popen(XENT + settings + ["--checkpoint-every", "1", "-o", "cut"],
                                cwd=tmp_path, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     while not (tmp_path / "cut/checkpoint.npz").exists() and time.monotonic() < deadline:
@@ -181,7 +180,8 @@ def test_a_run_killed_mid_training_can_be_resumed_and_says_so(tmp_path):
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
     assert (tmp_path / "cut/config.toml").exists()  # written before the first epoch
-    evaluated = subprocess.run(XENT + ["eval", "cut", "sklearn:digits"], cwd=tmp_path,
+    assert json.loads((tmp_path / "whole/summary.json").read_text())["epochs"] == 300
+    evaluated = subprocess.run(XENT + ["eval", "cut", "sklearn:wine"], cwd=tmp_path,
                                capture_output=True, text=True)
     assert evaluated.returncode == 1 and "--resume cut" in evaluated.stderr
     resumed = subprocess.run(XENT + ["train", "--resume", "cut", "-q"], cwd=tmp_path,
@@ -301,3 +301,88 @@ def test_ctrl_c_stops_a_sequential_sweep_before_the_next_point(tmp_path):
     assert sweep.wait(timeout=30) == 130
     assert "--resume" in sweep.stderr.read()
     assert not list((tmp_path / "sw").glob("001-*"))
+
+
+# ---- contract breaks ----------------------------------------------------------------------
+
+def test_gradcheck_passes_correct_gradients_with_near_zero_entries(run, tmp_path,
+                                                                   monkeypatch):
+    # digits has constant pixels: their gradient entries are ~0, and the finite differences'
+    # rounding (~1e-11) is huge relative to them, but not to the gradient's scale
+    digits = run("gradcheck", "sklearn:digits", "--json")
+    assert digits.exit_code == 0, digits.stdout
+    assert json.loads(digits.stdout)["max_rel_error"] < 1e-6
+    X, y = _separable(n=200, d=40)
+    X[:, 5:] *= np.random.default_rng(1).random((200, 35)) < 0.05  # sparse columns
+    _libsvm(tmp_path / "sparse.svm", X, y, base=1)
+    assert run("gradcheck", "sparse.svm").exit_code == 0
+    from xent import explain
+
+    real = explain.loss_and_grad
+
+    def wrong(params, *args, **kwargs):  # one small entry off by 1e-4 of the scale
+        value, grad = real(params, *args, **kwargs)
+        grad = grad.copy()
+        grad[-2, 0] += 1e-4 * np.abs(grad).max()
+        return value, grad
+
+    monkeypatch.setattr(explain, "loss_and_grad", wrong)
+    caught = run("gradcheck", "sparse.svm")
+    assert caught.exit_code == 1 and "FAILED" in caught.stdout
+
+
+def test_compare_refuses_directories_that_are_not_runs(run, tmp_path):
+    assert run("train", "sklearn:iris", "-o", "r", "-q", "--epochs", "5").exit_code == 0
+    (tmp_path / "notes").mkdir()
+    result = run("compare", "r", "notes", "-o", "board")
+    assert result.exit_code == 1 and "notes: not a finished run directory" in result.stderr
+    assert not (tmp_path / "board").exists()
+    assert run("compare", "r", "-o", "board").exit_code == 0
+
+
+def test_settings_that_do_not_go_together_are_usage_errors(run, tmp_path):
+    cache = Path(os.environ["XENT_CACHE_DIR"])
+    cached = sorted(cache.iterdir()) if cache.exists() else []
+    pd.read_csv(DATA / "iris.csv").to_csv(tmp_path / "iris.csv", index=False)
+    X, y = _separable(n=50)
+    _libsvm(tmp_path / "d.svm", X, y, base=1)
+    (tmp_path / "s.toml").write_text('[data]\nsource = "sklearn:iris"\n[sweep]\n'
+                                     '"model.l2" = [0.1, 1.0]\n')
+    for args, words in [
+            (["sklearn:iris", "--val-fraction", "0", "--patience", "5"], "--patience"),
+            (["--config", "s.toml"], "xent sweep"),
+            (["sklearn:iris", "--stream"], "without --stream"),
+            (["d.svm", "--stream"], "drop --stream"),
+            (["iris.csv", "--stream", "--impute", "median"], "--impute mean or drop")]:
+        result = run("train", *args, "-q", "-o", "r")
+        assert result.exit_code == 2 and words in result.stderr, (args, result.stderr)
+        assert result.stderr.count("\n") == 1
+    assert not (tmp_path / "r").exists()
+    assert (sorted(cache.iterdir()) if cache.exists() else []) == cached  # nothing cached
+    frame = pd.read_csv(DATA / "iris.csv")
+    frame.insert(0, "empty", np.nan)
+    frame.to_csv(tmp_path / "empty.csv", index=False)
+    for impute in ("mean", "median"):
+        result = run("train", "empty.csv", "--impute", impute, "-q", "-o", "r")
+        assert result.exit_code == 1 and "'empty'" in result.stderr
+
+
+def test_extreme_logits_give_exact_results_without_warnings(run):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a leaked RuntimeWarning fails the test
+        result = run("ce", "--target", "0,1", "--logits", "1e308,-1e308", "--json")
+    assert result.exit_code == 0 and result.stderr == ""
+    assert json.loads(result.stdout)["q"] == [1.0, 0.0]
+    assert json.loads(result.stdout)["cross_entropy"] is None  # inf: JSON has no infinity
+
+
+# ---- a newcomer -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["iris", "wine", "breast_cancer", "digits"])
+def test_the_default_settings_converge_on_every_built_in_set(run, name):
+    result = run("train", f"sklearn:{name}", "-q", "--json", "-o", name)
+    summary = json.loads(result.stdout)
+    assert result.exit_code == 0 and summary["converged"], summary["stop_reason"]
+    assert summary["optimizer"] == "nesterov" and summary["epochs"] < 5000

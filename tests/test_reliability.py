@@ -164,8 +164,8 @@ def test_checkpoints_round_trip_through_files(tmp_path):
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_stops_cleanly_and_resume_finishes_the_same_run(tmp_path, signum, code):
-    command = [sys.executable, "-m", "xent.cli", "train", "sklearn:digits", "-q"]
-    whole = subprocess.run(command + ["--epochs", "1500", "-o", str(tmp_path / "whole")],
+    command = [sys.executable, "-m", "xent.cli", "train", "sklearn:wine", "-q", "--tol", "0"]
+    whole = subprocess.run(command + ["--epochs", "600", "-o", str(tmp_path / "whole")],
                            capture_output=True)
     assert whole.returncode == 0, whole.stderr
     cut = tmp_path / "cut"
@@ -179,12 +179,12 @@ def test_a_signal_stops_cleanly_and_resume_finishes_the_same_run(tmp_path, signu
     assert process.returncode == code, stderr
     assert b"--resume" in stderr
     summary = json.loads((cut / "summary.json").read_text())
-    assert summary["stop_reason"] == "interrupted" and 100 <= summary["epochs"] < 1500
+    assert summary["stop_reason"] == "interrupted" and 100 <= summary["epochs"] < 600
     metrics = pd.read_csv(cut / "metrics.csv")
     assert len(metrics) == summary["epochs"] + 1
     Model.load(cut / "model.npz")
     again = subprocess.run([sys.executable, "-m", "xent.cli", "train", "--resume", str(cut),
-                            "--epochs", "1500", "-q"], capture_output=True)
+                            "--epochs", "600", "-q"], capture_output=True)
     assert again.returncode == 0, again.stderr
     assert (cut / "model.npz").read_bytes() == (tmp_path / "whole/model.npz").read_bytes()
 
@@ -335,3 +335,17 @@ def test_a_resumed_lbfgs_run_reaches_the_optimum_of_the_run_never_stopped():
     for result in (whole, resumed):
         assert result.history.last.objective == pytest.approx(reference, rel=1e-12)
     assert np.allclose(resumed.params, whole.params, atol=1e-6)
+
+
+@pytest.mark.parametrize("optimizer", ["nesterov", "lbfgs"])
+def test_resuming_a_converged_run_changes_nothing(optimizer):
+    X, y = np.random.default_rng(4).normal(size=(80, 3)), np.arange(80) % 2
+    target, link = labels_target(y, 2), get_link("sigmoid")
+    saved = []
+    done = fit_arrays(X, target, link, optimizer=optimizer, l2=0.1, tol=1e-6,
+                      checkpoint=saved.append)
+    assert done.converged
+    again = fit_arrays(X, target, link, optimizer=optimizer, l2=0.1, tol=1e-6,
+                       resume=saved[-1])
+    assert again.converged and np.array_equal(again.params, done.params)
+    assert len(again.history) == len(done.history)

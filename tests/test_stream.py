@@ -8,7 +8,7 @@ import pytest
 
 from xent import api, stream
 from xent.config import Config, with_overrides
-from xent.errors import DataError
+from xent.errors import ConfigError, DataError
 
 
 def make_csv(path, n=3000, seed=0, holes=False):
@@ -152,7 +152,7 @@ def test_streaming_errors(tmp_path, rows, message):
 
 def test_median_is_refused_when_streaming(tmp_path):
     make_csv(tmp_path / "d.csv", n=200, holes=True)
-    with pytest.raises(DataError, match="median"):
+    with pytest.raises(ConfigError, match="median"):  # a usage error, before any caching
         api.train(config(tmp_path / "d.csv", **{"data.stream": True, "data.impute": "median"}))
 
 

@@ -66,7 +66,9 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
-    optimizer: str = _setting("gd", "gd, momentum, nesterov, adam or lbfgs",
+    # nesterov: still the gradient X^T(Q - P) and nothing else, but it converges (tol 1e-6)
+    # on every built-in set within the 5000 epochs, where plain gd needs ~10x more
+    optimizer: str = _setting("nesterov", "gd, momentum, nesterov, adam or lbfgs",
                               choices=("gd", "momentum", "nesterov", "adam", "lbfgs"))
     lr: Any = _setting("auto", "step size, or auto (1/L; 0.01 for adam)", types=(float, str))
     epochs: int = _setting(5000, "maximum epochs (iterations for full batch)", minimum=0)

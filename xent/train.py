@@ -223,7 +223,9 @@ def fit(
     # Overflow can only come from a diverging run, which `record` detects and reports.
     with np.errstate(over="ignore", invalid="ignore"):
         try:
-            if solver.optimizer == "lbfgs":
+            if loop.converged_at_restore():
+                reason = "converged"  # a finished run resumed: nothing more to do
+            elif solver.optimizer == "lbfgs":
                 reason = loop.run_lbfgs(params)
             else:
                 reason = loop.run_first_order(params, solver, resume)
@@ -278,11 +280,18 @@ class _Loop:
 
     def restore(self, c: Checkpoint) -> None:
         self.history.records = list(c.history)
+        if c.history:
+            self.lr = c.history[-1].lr  # the optimiser's state says it again when it runs
         self.grad_norm0, self.best_val = c.grad_norm0, c.best_val
         self.best_params, self.epochs_since_best = c.best_params, c.epochs_since_best
         self.start -= c.elapsed
         self.last_finite = c.params
         self.exact = c.exact
+
+    def converged_at_restore(self) -> bool:
+        """Whether the restored history's last record already met the stopping rule (its
+        gradient norm was confirmed in float64 where the data are float32)."""
+        return bool(len(self.history)) and self.history.last.grad_norm_rel < self.stopping.tol
 
     def save(self, epoch, params, state, rng) -> None:
         if self.hooks.checkpoint is None:
