@@ -141,16 +141,23 @@ def check_settings(config: Config) -> None:
                           "--stream")
 
 
+def delimiter_option(text: str) -> str | None:
+    """A CSV delimiter as typed: one character, "tab" or a backslash-t (as a shell passes
+    it) for a tab; empty for none given (sniffed)."""
+    sep = "\t" if text in ("tab", "\\t") else text
+    if len(sep) > 1:
+        raise ConfigError(f"the delimiter (data.sep, --sep) must be one character, got {text!r}")
+    return sep or None
+
+
 def read_options(data: DataConfig) -> ReadOptions:
-    """How data files are read (``data.ReadOptions``) from the data settings: ``sep`` "tab" or
-    a backslash-t as typed in a shell is a tab; a delimiter or thousands separator is one
-    character."""
-    sep = "\t" if data.sep in ("tab", "\\t") else data.sep
-    for key, value in (("sep", sep), ("thousands", data.thousands)):
-        if len(value) > 1:
-            raise ConfigError(f"data.{key} must be one character, got {value!r}")
+    """How data files are read (``data.ReadOptions``) from the data settings; a thousands
+    separator is one character, missing-value strings a comma-separated list."""
+    if len(data.thousands) > 1:
+        raise ConfigError(f"data.thousands must be one character, got {data.thousands!r}")
     na_values = tuple(v.strip() for v in data.na_values.split(",") if v.strip())
-    return ReadOptions(sep or None, na_values, data.thousands or None, data.libsvm_base)
+    return ReadOptions(delimiter_option(data.sep), na_values, data.thousands or None,
+                       data.libsvm_base)
 
 
 def _impute(config: Config) -> str | None:
@@ -374,16 +381,13 @@ def trace(model: Model, dataset: Dataset, row: int, lr: float | None = None) -> 
     ``explain.trace_step``); ``lr`` defaults to the learning rate the model was trained with."""
     from .explain import trace_step
 
-    n_input = dataset.n_samples if dataset.rows is None else dataset.n_input
-    if not 0 <= row < n_input:
+    if not 0 <= row < dataset.n_read:
         raise ConfigError(f"--row {row} is out of range: the data have rows 0 to "
-                          f"{n_input - 1}")
-    at = row
-    if dataset.rows is not None:
-        at = int(np.searchsorted(dataset.rows, row))
-        if at == len(dataset.rows) or dataset.rows[at] != row:
-            raise DataError(f"{dataset.name}: row {row} has missing values the model has no "
-                            "fill value for; choose another row")
+                          f"{dataset.n_read - 1}")
+    at = int(np.searchsorted(dataset.positions, row))
+    if at == dataset.n_samples or dataset.positions[at] != row:
+        raise DataError(f"{dataset.name}: row {row} has missing values the model has no "
+                        "fill value for; choose another row")
     x = model.features(dataset.X[at:at + 1])
     x = np.asarray(x.todense() if sp.issparse(x) else x)[0]
     step = lr if lr is not None else model.metadata.get("lr") or 1.0
@@ -491,9 +495,9 @@ def left_out_note(dataset: Dataset) -> str | None:
     """What to tell a user whose rows the model could not encode, or None."""
     if not dataset.n_left_out:
         return None
-    kept = np.zeros(dataset.n_input, dtype=bool)
-    kept[dataset.rows] = True
+    kept = np.zeros(dataset.n_read, dtype=bool)
+    kept[dataset.positions] = True
     lines = (np.flatnonzero(~kept)[:5] + 2).tolist()
-    return (f"note: {dataset.n_left_out} of {dataset.n_input} rows of {dataset.name} have "
+    return (f"note: {dataset.n_left_out} of {dataset.n_read} rows of {dataset.name} have "
             f"missing values the model has no fill value for (trained with --impute drop; "
             f"file lines {lines}): they are not predicted")

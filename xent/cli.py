@@ -472,7 +472,7 @@ def train(ctx, data, standardize, zero_based, config_file, sets, out, force, qui
         )
     if reason == "interrupted":
         _err(f"xent: interrupted; the model so far is saved in {run_dir}; go on with "
-                   f"`xent train --resume {run_dir}`")
+             f"`xent train --resume {run_dir}`")
         sys.exit(stop.exit_code)
     if strict and not summary["converged"]:
         _err(f"xent: did not converge ({reason}); exit {EXIT_NOT_CONVERGED} (--strict)")
@@ -495,8 +495,7 @@ def _model_data_options(func):
 def _model_and_data(model_path, data, sep, zero_based, require_labels):
     model = api.load_model(model_path)
     base = None if zero_based is None else ("zero" if zero_based else "one")
-    sep = api.read_options(cfg.DataConfig(sep=sep)).sep
-    read = api.model_read_options(model, sep, base)
+    read = api.model_read_options(model, api.delimiter_option(sep), base)
     return model, api.load_for_model(data, model, require_labels, read)
 
 
@@ -526,10 +525,8 @@ def predict(model_path, data, sep, zero_based, out, proba):
     model, dataset = _model_and_data(model_path, data, sep, zero_based, require_labels=False)
     _note(api.left_out_note(dataset))
     labels, probabilities = api.predict(model, dataset)
-    rows = np.arange(len(labels)) if dataset.rows is None else dataset.rows
-    n_input = len(labels) if dataset.rows is None else dataset.n_input
-    lines = [[""] * (1 + (model.n_classes if proba else 0)) for _ in range(n_input)]
-    for i, row in enumerate(rows):
+    lines = [[""] * (1 + (model.n_classes if proba else 0)) for _ in range(dataset.n_read)]
+    for i, row in enumerate(dataset.positions):
         lines[row] = [labels[i]] + ([repr(float(p)) for p in probabilities[i]] if proba else [])
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")

@@ -605,8 +605,18 @@ class Dataset:
     n_input: int | None = None
 
     @property
+    def n_read(self) -> int:
+        """The rows read, those the model could not encode included."""
+        return self.n_samples if self.rows is None else self.n_input
+
+    @property
+    def positions(self) -> np.ndarray:
+        """(n_samples,) each row of X's position among the ``n_read`` rows."""
+        return np.arange(self.n_samples) if self.rows is None else self.rows
+
+    @property
     def n_left_out(self) -> int:
-        return 0 if self.rows is None else self.n_input - len(self.rows)
+        return self.n_read - self.n_samples
 
     @property
     def n_samples(self) -> int:
