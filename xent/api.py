@@ -31,7 +31,10 @@ from .links import get_link
 from .loss import Objective
 from .metrics import (
     accuracy,
+    brier_score,
+    calibration_bins,
     confusion_matrix,
+    expected_calibration_error,
     log_loss,
     per_class_scores,
     prior_log_loss,
@@ -51,6 +54,7 @@ class Run:
     history: History
     summary: dict
     fit: FitResult = field(repr=False)
+    train_rows: np.ndarray | None = field(default=None, repr=False)  # over the table's rows
 
 
 def versions() -> dict[str, str]:
@@ -288,11 +292,11 @@ def train(config: Config, callback=None, *, table: Table | None = None, should_s
         encoder=prep.encoder,
         metadata={"target": table.schema.target or None, "data": table.name,
                   "lr": None if np.isnan(result.lr) else result.lr,
-                  "read": table.read.for_model()},
+                  "l2": objective.l2, "read": table.read.for_model()},
     )
     summary = _summary(config, table, prep, objective, result, train_source, val_source)
     summary["seconds"] = time.perf_counter() - started
-    return Run(config, model, result.history, summary, result)
+    return Run(config, model, result.history, summary, result, train_rows)
 
 
 def _summary(config: Config, table: Table, prep: Preprocessing, objective: Objective,
@@ -456,19 +460,54 @@ def load_for_model(source: str, model: Model, require_labels: bool,
     return dataset
 
 
+def inference(model: Model, dataset: Dataset, rows: np.ndarray | None = None) -> dict:
+    """``inference.coefficient_table`` of ``model`` on ``dataset`` (its labels indexing the
+    model's classes), or on its ``rows`` (a mask over the rows read: the training rows)."""
+    from .inference import coefficient_table
+
+    X, labels = dataset.X, dataset.labels
+    if rows is not None:
+        chosen = rows[dataset.positions]
+        X, labels = X[chosen], labels[chosen]
+    return coefficient_table(model, X, labels, model.metadata.get("l2"))
+
+
+def training_inference(run: Run) -> dict:
+    """The inference table of a run on its training rows, read again from its data file in
+    memory (as ``xent eval`` reads data): the split is the run's own rule."""
+    config = run.config
+    if config.data.stream or config.data.engine == "dask":
+        raise DataError("--inference reads the training data in memory: it is not available "
+                        "with --stream or --engine dask; run `xent inspect RUN DATA` on a "
+                        "sample that fits")
+    dataset = load_for_model(config.data.source, run.model, require_labels=True,
+                             read=model_read_options(run.model, read_options(config.data).sep))
+    table = inference(run.model, dataset, run.train_rows)
+    if config.model.class_weight != "none" or config.data.weight:
+        table["notes"].append("the run was trained with class or sample weights; the table "
+                              "weighs every row alike")
+    return table
+
+
 def evaluate(model: Model, dataset: Dataset) -> dict:
-    """Log-loss, accuracy, confusion matrix and per-class precision/recall/F1/support of
-    ``model`` on ``dataset`` (whose labels index ``model.classes``)."""
+    """Log-loss, accuracy, the Brier score, the expected calibration error (15 bins of the top
+    label's confidence, with the bins), confusion matrix and per-class precision/recall/F1/
+    support of ``model`` on ``dataset`` (whose labels index ``model.classes``)."""
     said = model.scores(dataset.X)
     predicted = said.index
     true = dataset.labels
     confusion = confusion_matrix(true, predicted, model.n_classes)
     scores = per_class_scores(confusion)
+    proba = said.proba
+    bins = calibration_bins(true, proba)
     return {
         "n_samples": int(len(true)),
         "n_left_out": dataset.n_left_out,
         "log_loss": log_loss(true, said.log_proba),
         "accuracy": accuracy(true, predicted),
+        "brier": brier_score(true, proba),
+        "ece": expected_calibration_error(bins),
+        "calibration_bins": bins,
         "classes": list(model.classes),
         "confusion_matrix": confusion.tolist(),
         "per_class": [

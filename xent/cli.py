@@ -30,12 +30,16 @@ from .report import (
     CHECKPOINT_FILE,
     claimed,
     evaluation_text,
+    inference_text,
     leaderboard,
     leaderboard_markdown,
     load_checkpoint,
+    plot_reliability,
+    read_inference,
     save_checkpoint,
     summary_text,
     to_json,
+    write_inference,
     write_leaderboard,
     write_run,
 )
@@ -394,6 +398,10 @@ def _schema(table) -> dict:
 @click.option("--dry-run", is_flag=True,
               help="Print the resolved settings and the data's schema; train nothing.")
 @click.option("--strict", is_flag=True, help="Exit 3 if training did not converge.")
+@click.option("--inference", is_flag=True,
+              help="Also write the coefficient table (standard errors, z, p, intervals; "
+                   "see `xent inspect`) of the training rows: coefficients.csv, "
+                   "inference.json.")
 @click.option("--checkpoint-every", type=click.IntRange(min=0), default=100, show_default=True,
               help="Write checkpoint.npz every N epochs (and always when training stops).")
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False, exists=True),
@@ -406,7 +414,8 @@ def _schema(table) -> dict:
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
               help="With --engine dask and no --scheduler: worker processes to start.")
 def train(ctx, data, standardize, zero_based, config_file, sets, out, force, quiet, as_json,
-          dry_run, strict, checkpoint_every, resume_dir, scheduler, workers, **options):
+          dry_run, strict, inference, checkpoint_every, resume_dir, scheduler, workers,
+          **options):
     """Train a model on DATA and write a run directory.
 
     The run directory holds config.toml (the resolved settings: pass it to --config to run
@@ -451,6 +460,8 @@ def train(ctx, data, standardize, zero_based, config_file, sets, out, force, qui
                     progress = Progress(config.optim.epochs)
                 run, stop = _train_into(run_dir, config, table, client, progress, checkpoint,
                                         checkpoint_every)
+                if inference and run.summary["stop_reason"] != "diverged":
+                    write_inference(run_dir, api.training_inference(run))
         except OSError as exc:
             kept = (f"the checkpoint is kept: make room, then go on with `xent train --resume "
                     f"{run_dir}`") if (run_dir / CHECKPOINT_FILE).exists() else \
@@ -502,11 +513,17 @@ def _model_and_data(model_path, data, sep, zero_based, require_labels):
 @cli.command("eval")
 @_model_data_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def eval_command(model_path, data, sep, zero_based, as_json):
-    """Evaluate MODEL (a run directory or model file) on labelled DATA."""
+@click.option("--plot", type=click.Path(dir_okay=False), metavar="FILE.png",
+              help="Draw a reliability diagram with the histogram of confidences.")
+def eval_command(model_path, data, sep, zero_based, as_json, plot):
+    """Evaluate MODEL (a run directory or model file) on labelled DATA: log-loss, accuracy,
+    the Brier score, the expected calibration error (15 equal-width bins of the top label's
+    confidence), the confusion matrix and per-class precision, recall and F1."""
     model, dataset = _model_and_data(model_path, data, sep, zero_based, require_labels=True)
     _note(api.left_out_note(dataset))
     result = api.evaluate(model, dataset)
+    if plot:
+        plot_reliability(result["calibration_bins"], plot, title=f"{dataset.name}")
     click.echo(to_json(result) if as_json else evaluation_text(result))
 
 
@@ -536,6 +553,48 @@ def predict(model_path, data, sep, zero_based, out, proba):
         write_text(out, buffer.getvalue())
     else:
         click.echo(buffer.getvalue(), nl=False)
+
+
+@cli.command()
+@click.argument("model_path", metavar="MODEL")
+@click.argument("data", required=False)
+@click.option("--sep", default="", metavar="CHAR", help="CSV delimiter of DATA.  [default: "
+              "sniffed]")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def inspect(model_path, data, sep, as_json):
+    """What MODEL says, as statsmodels' Logit/MNLogit summary: each coefficient in the data's
+    own units with its standard error, z, p-value and 95% interval (odds ratios for a
+    sigmoid), then n, the log-likelihood and the intercept-only model's, the likelihood-ratio
+    test, AIC, BIC and McFadden's pseudo-R^2.
+
+    With DATA (the rows the model was trained on) the table is computed from the observed
+    information at the optimum; without it, the table `xent train --inference` saved in the
+    run directory MODEL is shown. An unpenalised softmax is shown against its first class;
+    with l2 > 0 the standard errors are those of the penalised fit.
+    """
+    if data is None:
+        table = read_inference(Path(model_path))
+    else:
+        model, dataset = _model_and_data(model_path, data, sep, None, require_labels=True)
+        _note(api.left_out_note(dataset))
+        table = api.inference(model, dataset)
+    click.echo(to_json(table) if as_json else inference_text(table))
+
+
+@cli.command()
+@click.argument("model_path", metavar="MODEL")
+@click.option("--format", "fmt", type=click.Choice(["onnx"]), default="onnx",
+              show_default=True, help="The file format.")
+@click.option("-o", "--out", type=click.Path(dir_okay=False), required=True,
+              help="The file to write.")
+def export(model_path, fmt, out):
+    """Write MODEL for other runtimes: ONNX, with the column encoding, the standardisation,
+    the linear layer and the link, so that onnxruntime gives xent's probabilities (outputs
+    `probabilities` and `class_index`; see README)."""
+    from .export import save_onnx
+
+    save_onnx(api.load_model(model_path), out)
+    _err(f"written to {out}")
 
 
 @cli.command()
@@ -740,7 +799,7 @@ def sweep(sweep_file, out, jobs, resume, force, quiet):
                    f"val loss {'-' if val is None else format(val, '.6f')}, "
                    f"{summary['stop_reason']}, {summary['seconds']:.2f} s")
 
-    with StopOnSignal(at_once=True) as stop:
+    with claimed(sweep_dir, "resume"), StopOnSignal(at_once=True) as stop:  # one sweep there
         try:
             run_dirs = run_sweep(points, sweep_dir, jobs=jobs, resume=resume, on_event=on_event)
         except KeyboardInterrupt:

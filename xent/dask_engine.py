@@ -67,7 +67,7 @@ def connect(scheduler: str | None = None, workers: int = 2, quiet: bool = False)
         logging.getLogger(name).setLevel(level)
     if scheduler:
         try:
-            client = Client(scheduler, timeout="10s")
+            client = Client(scheduler, timeout="5s")
         except OSError as exc:
             raise DataError(f"cannot reach the Dask scheduler at {scheduler} ({exc}); start "
                             "one with `dask scheduler` and workers with `dask worker`") from None

@@ -157,7 +157,12 @@ def detect_schema(columns, is_numeric, target: str | None, weight: str | None,
         raise DataError(f"{source}: the weight column cannot be the target {target!r}")
     features = [c for c in columns if c not in (target, weight)]
     if not features:
-        raise DataError(f"{source}: there are no feature columns besides the target {target!r}")
+        hint = ""
+        if any(mark in target for mark in ";\t|: "):
+            hint = ("; the header reads as one column: if another character separates the "
+                    "columns, pass --sep")
+        raise DataError(f"{source}: there are no feature columns besides the target "
+                        f"{target!r}{hint}")
     numeric = tuple(c for c in features if is_numeric(c))
     categorical = tuple(c for c in features if c not in numeric)
     return Schema(target, weight or None, tuple(features), numeric, categorical)

@@ -49,3 +49,40 @@ def prior_log_loss(train_labels: np.ndarray, eval_labels: np.ndarray, n_classes:
     counts[counts == 0] = 0.5
     log_priors = np.log(counts / counts.sum())
     return float(-np.mean(log_priors[eval_labels])) if len(eval_labels) else float("nan")
+
+
+def brier_score(true: np.ndarray, proba: np.ndarray) -> float:
+    """The Brier score. Two classes: mean (q_1 - y)^2, the probability of the second class
+    against its 0/1 label (scikit-learn's ``brier_score_loss``). More: mean over rows of
+    sum_k (q_k - p_k)^2 with p one-hot."""
+    true = np.asarray(true)
+    if proba.shape[1] == 2:
+        return float(np.mean((proba[:, 1] - (true == 1)) ** 2))
+    onehot = np.zeros_like(proba)
+    onehot[np.arange(len(true)), true] = 1.0
+    return float(np.mean(np.sum((proba - onehot) ** 2, axis=1)))
+
+
+def calibration_bins(true: np.ndarray, proba: np.ndarray, n_bins: int = 15) -> list[dict]:
+    """The top label's confidence (the largest probability of each row) in ``n_bins``
+    equal-width bins of [0, 1] (a bin holds lower < confidence <= upper; the first also 0):
+    each bin's bounds, count, accuracy (the top label's hit rate) and mean confidence."""
+    confidence = proba.max(axis=1)
+    correct = proba.argmax(axis=1) == np.asarray(true)
+    which = np.clip(np.ceil(confidence * n_bins).astype(int) - 1, 0, n_bins - 1)
+    bins = []
+    for b in range(n_bins):
+        inside = which == b
+        count = int(inside.sum())
+        bins.append({"lower": b / n_bins, "upper": (b + 1) / n_bins, "count": count,
+                     "accuracy": float(correct[inside].mean()) if count else None,
+                     "confidence": float(confidence[inside].mean()) if count else None})
+    return bins
+
+
+def expected_calibration_error(bins: list[dict]) -> float:
+    """ECE = sum over bins of (rows in the bin / n) |accuracy - mean confidence|, over
+    ``calibration_bins`` (of the top label)."""
+    n = sum(b["count"] for b in bins)
+    return float(sum(b["count"] / n * abs(b["accuracy"] - b["confidence"])
+                     for b in bins if b["count"]))

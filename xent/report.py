@@ -84,6 +84,36 @@ def plot_history(history: History, path: str | Path, title: str = "") -> None:
         figure.savefig(handle, format="png")
 
 
+def plot_reliability(bins: list[dict], path: str | Path, title: str = "") -> None:
+    """A reliability diagram (each bin's accuracy against its mean confidence, the diagonal
+    for perfect calibration) over the histogram of confidences, as a PNG."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(5, 6), dpi=100)
+    FigureCanvasAgg(figure)
+    top, bottom = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    filled = [b for b in bins if b["count"]]
+    width = bins[0]["upper"] - bins[0]["lower"]
+    top.bar([b["lower"] for b in filled], [b["accuracy"] for b in filled], width=width,
+            align="edge", edgecolor="black", alpha=0.7, label="accuracy in the bin")
+    top.plot([b["confidence"] for b in filled], [b["accuracy"] for b in filled], "o",
+             color="black", label="(mean confidence, accuracy)")
+    top.plot([0, 1], [0, 1], "--", color="grey", label="perfectly calibrated")
+    top.set_ylabel("accuracy")
+    top.set_xlim(0, 1)
+    top.set_ylim(0, 1)
+    top.legend(loc="upper left")
+    top.set_title(title or "reliability of the top label")
+    bottom.bar([b["lower"] for b in bins], [b["count"] for b in bins], width=width,
+               align="edge", edgecolor="black")
+    bottom.set_xlabel("confidence (largest probability)")
+    bottom.set_ylabel("rows")
+    figure.tight_layout()
+    with atomic_open(path, "wb") as handle:
+        figure.savefig(handle, format="png")
+
+
 def write_run(run_dir: str | Path, run) -> None:
     """Write the files of a run directory: config.toml, metrics.csv, model.npz, loss.png and
     summary.json (the last, so that a run with a summary is complete)."""
@@ -243,7 +273,8 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
 
 def _fmt(value, spec=".4f") -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
+        width = spec.split(".")[0]
+        return "-".rjust(int(width) if width.isdigit() else 0)
     return format(value, spec)
 
 
@@ -276,6 +307,8 @@ def evaluation_text(result: dict) -> str:
         f"n_samples  {result['n_samples']}",
         f"log_loss   {result['log_loss']:.6f}",
         f"accuracy   {result['accuracy']:.4f}",
+        f"brier      {result['brier']:.6f}",
+        f"ece        {result['ece']:.6f}   (15 bins of the top label's confidence)",
         "",
         "confusion matrix (rows: true class, columns: predicted)",
         " " * width + "".join(c.rjust(width) for c in classes),
@@ -289,6 +322,69 @@ def evaluation_text(result: dict) -> str:
             str(row["class"]).rjust(width) + f"{row['precision']:11.4f}{row['recall']:9.4f}"
             f"{row['f1']:9.4f}{row['support']:9d}"
         )
+    return "\n".join(lines)
+
+
+# ---- what the model says: the inference table ----------------------------------------------
+
+INFERENCE_FILE = "inference.json"
+COEFFICIENTS_FILE = "coefficients.csv"
+_COEFFICIENT_COLUMNS = ("class", "feature", "coef", "std_err", "z", "p_value", "ci_low",
+                        "ci_high", "odds_ratio")
+
+
+def coefficients_csv(table: dict) -> str:
+    """The coefficient rows of an inference table as CSV (floats exactly, empty for NaN)."""
+    columns = [c for c in _COEFFICIENT_COLUMNS if c in table["coefficients"][0]]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(columns)
+    for row in table["coefficients"]:
+        writer.writerow("" if isinstance(row[c], float) and math.isnan(row[c]) else
+                        repr(row[c]) if isinstance(row[c], float) else row[c] for c in columns)
+    return out.getvalue()
+
+
+def write_inference(run_dir: str | Path, table: dict) -> None:
+    write_text(Path(run_dir) / COEFFICIENTS_FILE, coefficients_csv(table))
+    write_text(Path(run_dir) / INFERENCE_FILE, to_json(table) + "\n")
+
+
+def read_inference(run_dir: str | Path) -> dict:
+    path = Path(run_dir) / INFERENCE_FILE
+    if not path.is_file():
+        raise XentError(f"{run_dir}: no inference table; give DATA (the training data) to "
+                        "compute one, or train with --inference")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def inference_text(table: dict) -> str:
+    """The table as statsmodels prints a Logit/MNLogit summary: coefficients, then the
+    likelihood figures."""
+    odds = "odds_ratio" in table["coefficients"][0]
+    width = max(12, *(len(str(r["feature"])) for r in table["coefficients"])) + 1
+    header = (f"{'feature':<{width}}{'coef':>12}{'std err':>11}{'z':>9}{'P>|z|':>9}"
+              f"{'[0.025':>12}{'0.975]':>12}" + (f"{'odds ratio':>12}" if odds else ""))
+    lines = [f"coefficients ({table['form']}; in the data's own units)"]
+    current = object()
+    for row in table["coefficients"]:
+        if row["class"] != current:
+            current = row["class"]
+            lines += ["", f"class {current!r}", header]
+        lines.append(f"{str(row['feature']):<{width}}{_fmt(row['coef'], '12.5g')}"
+                     f"{_fmt(row['std_err'], '11.4g')}{_fmt(row['z'], '9.3f')}"
+                     f"{_fmt(row['p_value'], '9.4f')}{_fmt(row['ci_low'], '12.5g')}"
+                     f"{_fmt(row['ci_high'], '12.5g')}"
+                     + (_fmt(row["odds_ratio"], "12.5g") if odds else ""))
+    lines += [
+        "",
+        f"n {table['n']}   log-likelihood {table['log_likelihood']:.6f}   "
+        f"null (class priors) {table['null_log_likelihood']:.6f}",
+        f"likelihood-ratio {table['lr_stat']:.4f} on {table['lr_df']} df, "
+        f"p = {table['lr_pvalue']:.4g}   AIC {table['aic']:.4f}   BIC {table['bic']:.4f}   "
+        f"pseudo-R^2 (McFadden) {table['pseudo_r2']:.4f}",
+    ]
+    lines += [f"note: {note}" for note in table.get("notes") or []]
     return "\n".join(lines)
 
 
