@@ -283,3 +283,32 @@ def test_a_dask_run_resumes_to_the_run_never_stopped(tmp_path, client):
     other = replace(saved[-1], data_sha256="0" * 64)
     with pytest.raises(api.DataError, match="the data changed"):
         api.train(settings, client=client, resume=other)
+
+
+def test_the_coefficient_table_is_the_same_from_every_source(tmp_path, client):
+    # the information and the likelihood summed by each RowSource where its rows are, against
+    # the table computed from the rows in memory by `xent inspect`'s path
+    make_csv(tmp_path / "all.csv", n=1500)
+    frame = pd.read_csv(tmp_path / "all.csv")
+    for i, part in enumerate(np.array_split(np.arange(len(frame)), 3)):
+        frame.iloc[part].to_csv(tmp_path / f"part{i}.csv", index=False)
+    common = {"model.l2": 1e-3, "optim.tol": 1e-10}
+    runs = [api.train(config(tmp_path / "all.csv", **common), inference=True),
+            api.train(config(tmp_path / "all.csv", **common, **{"data.stream": True,
+                                                                 "data.chunk_rows": 256}),
+                      inference=True),
+            api.train(config(str(tmp_path / "part*.csv"), **common, **{"data.engine": "dask"}),
+                      client=client, inference=True)]
+    dataset = api.load_for_model(tmp_path / "all.csv", runs[0].model, require_labels=True)
+    reference = api.inference(runs[0].model, dataset)
+
+    def column(table, key):
+        return np.array([row[key] for row in table["coefficients"]])
+
+    for run in runs:
+        table = run.inference
+        assert table["penalised"] and table["n"] == 1500
+        for key in ("coef", "std_err"):
+            assert np.allclose(column(table, key), column(reference, key), rtol=1e-6), key
+        for key in ("log_likelihood", "aic", "bic", "lr_stat"):
+            assert table[key] == pytest.approx(reference[key], rel=1e-9), key

@@ -168,10 +168,9 @@ def test_runs_started_on_one_directory_at_once_leave_one_whole_run(tmp_path):
     assert not (tmp_path / "same" / ".xent-run.lock").exists()
 
 
-def test_a_run_killed_mid_training_can_be_resumed_and_says_so(tmp_path):
+def test_a_run_killed_mid_training_can_be_resumed_and_says_so(run, tmp_path):
     settings = ["train", "sklearn:wine", "--epochs", "300", "--tol", "0", "-q"]
-    whole = subprocess.run(XENT + settings + ["-o", "whole"], cwd=tmp_path, capture_output=True)
-    assert whole.returncode == 0, whole.stderr
+    assert run(*settings, "-o", "whole").exit_code == 0
     process = subprocess.Popen(XENT + settings + ["--checkpoint-every", "1", "-o", "cut"],
                                cwd=tmp_path, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
@@ -181,12 +180,10 @@ def test_a_run_killed_mid_training_can_be_resumed_and_says_so(tmp_path):
     process.wait(timeout=30)
     assert (tmp_path / "cut/config.toml").exists()  # written before the first epoch
     assert json.loads((tmp_path / "whole/summary.json").read_text())["epochs"] == 300
-    evaluated = subprocess.run(XENT + ["eval", "cut", "sklearn:wine"], cwd=tmp_path,
-                               capture_output=True, text=True)
-    assert evaluated.returncode == 1 and "--resume cut" in evaluated.stderr
-    resumed = subprocess.run(XENT + ["train", "--resume", "cut", "-q"], cwd=tmp_path,
-                             capture_output=True, text=True)  # the dead run's lock is stale
-    assert resumed.returncode == 0, resumed.stderr
+    evaluated = run("eval", "cut", "sklearn:wine")
+    assert evaluated.exit_code == 1 and "--resume cut" in evaluated.stderr
+    resumed = run("train", "--resume", "cut", "-q")  # the dead run's lock is stale
+    assert resumed.exit_code == 0, resumed.output
     assert (tmp_path / "cut/model.npz").read_bytes() == (tmp_path / "whole/model.npz").read_bytes()
 
 

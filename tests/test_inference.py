@@ -195,3 +195,32 @@ def test_onnx_of_a_csv_with_categorical_columns_and_fill_values(run, tmp_path):
     assert set(feeds) == {"weight_g", "length_cm", "colour", "origin"}
     probabilities = session.run(["probabilities"], feeds)[0]
     assert np.allclose(probabilities, _xent_proba(run, "m", "f.csv"), rtol=0, atol=1e-6)
+
+
+def test_penalised_standard_errors_equal_the_inverse_of_the_penalised_objectives_hessian(
+        run, tmp_path):
+    # reference: central differences of n * gradient of (mean cross-entropy + l2/2 ||W||^2)
+    # in the standardised parameters, inverted and mapped to the data's units by hand
+    data = sm.datasets.spector.load_pandas()
+    data.exog.assign(GRADE=data.endog.astype(int)).to_csv(tmp_path / "s.csv", index=False)
+    l2 = 0.05
+    assert run("train", "s.csv", "--l2", str(l2), "--val-fraction", "0", "--optimizer",
+               "lbfgs", "--tol", "1e-10", "-q", "-o", "p").exit_code == 0
+    table = json.loads(run("inspect", "p", "s.csv", "--json").stdout)
+    model = api.load_model(tmp_path / "p")
+    X = model.standardizer.transform(data.exog.to_numpy(np.float64))
+    n, target, link = len(X), labels_target(data.endog.astype(int).to_numpy(), 2), \
+        get_link("sigmoid")
+    theta, h = model.params.ravel(), 1e-6
+
+    def gradient(flat):
+        return n * loss_and_grad(flat.reshape(-1, 1), X, target, link, l2)[1].ravel()
+
+    hessian = np.column_stack([(gradient(theta + h * e) - gradient(theta - h * e)) / (2 * h)
+                               for e in np.eye(theta.size)])
+    scale, mean = model.standardizer.scale, model.standardizer.mean
+    A = np.eye(4)
+    A[:3, :3] = np.diag(1 / scale)
+    A[3, :3] = -mean / scale
+    expected = np.sqrt(np.diag(A @ np.linalg.inv(hessian) @ A.T))
+    _close([r["std_err"] for r in table["coefficients"]], expected, rel=1e-5)

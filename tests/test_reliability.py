@@ -163,14 +163,14 @@ def test_checkpoints_round_trip_through_files(tmp_path):
 
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_a_signal_stops_cleanly_and_resume_finishes_the_same_run(tmp_path, signum, code):
-    command = [sys.executable, "-m", "xent.cli", "train", "sklearn:wine", "-q", "--tol", "0"]
-    whole = subprocess.run(command + ["--epochs", "600", "-o", str(tmp_path / "whole")],
-                           capture_output=True)
-    assert whole.returncode == 0, whole.stderr
+def test_a_signal_stops_cleanly_and_resume_finishes_the_same_run(run, tmp_path, signum, code):
+    # the run that is signalled runs in a process of its own; the others in this one
+    settings = ["sklearn:wine", "-q", "--tol", "0"]
+    assert run("train", *settings, "--epochs", "600", "-o", "whole").exit_code == 0
     cut = tmp_path / "cut"
-    process = subprocess.Popen(command + ["--epochs", "100000", "--checkpoint-every", "100",
-                                          "-o", str(cut)], stderr=subprocess.PIPE)
+    process = subprocess.Popen([sys.executable, "-m", "xent.cli", "train", *settings,
+                                "--epochs", "100000", "--checkpoint-every", "100", "-o",
+                                str(cut)], stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
     while not (cut / "checkpoint.npz").exists() and time.monotonic() < deadline:
         time.sleep(0.05)  # wait until training runs
@@ -183,9 +183,8 @@ def test_a_signal_stops_cleanly_and_resume_finishes_the_same_run(tmp_path, signu
     metrics = pd.read_csv(cut / "metrics.csv")
     assert len(metrics) == summary["epochs"] + 1
     Model.load(cut / "model.npz")
-    again = subprocess.run([sys.executable, "-m", "xent.cli", "train", "--resume", str(cut),
-                            "--epochs", "600", "-q"], capture_output=True)
-    assert again.returncode == 0, again.stderr
+    again = run("train", "--resume", "cut", "--epochs", "600", "-q")
+    assert again.exit_code == 0, again.output
     assert (cut / "model.npz").read_bytes() == (tmp_path / "whole/model.npz").read_bytes()
 
 

@@ -54,7 +54,7 @@ class Run:
     history: History
     summary: dict
     fit: FitResult = field(repr=False)
-    train_rows: np.ndarray | None = field(default=None, repr=False)  # over the table's rows
+    inference: dict | None = None  # the coefficient table, when asked for
 
 
 def versions() -> dict[str, str]:
@@ -242,7 +242,7 @@ def _settings(config: Config) -> tuple[Solver, Stopping]:
 
 def train(config: Config, callback=None, *, table: Table | None = None, should_stop=None,
           checkpoint=None, checkpoint_every: int = 0, resume: Checkpoint | None = None,
-          client=None, notify=None) -> Run:
+          client=None, notify=None, inference: bool = False) -> Run:
     """Train the model that ``config`` describes. ``callback(record)`` sees each epoch.
 
     The data are opened here unless ``table`` is given (``open_table``): in memory, streamed
@@ -251,7 +251,8 @@ def train(config: Config, callback=None, *, table: Table | None = None, should_s
     all: the stratified split of ``val_fraction`` of the rows drawn from ``data.seed``, the
     preprocessing fitted on the training rows, ``train.fit``. ``should_stop``, ``checkpoint``,
     ``checkpoint_every`` and ``resume`` are passed to ``train.fit``; checkpoints carry the
-    data's hash, and a resume on data that changed is refused.
+    data's hash, and a resume on data that changed is refused. ``inference``: the run also
+    carries the coefficient table of its training rows (``training_inference``).
 
     Memory: a table opened here is encoded, split and standardised in place where it can be,
     so training holds X plus its validation part. Streamed data are read block by block.
@@ -262,7 +263,8 @@ def train(config: Config, callback=None, *, table: Table | None = None, should_s
         with connect() as local_client:
             return train(config, callback, table=table, should_stop=should_stop,
                          checkpoint=checkpoint, checkpoint_every=checkpoint_every,
-                         resume=resume, client=local_client, notify=notify)
+                         resume=resume, client=local_client, notify=notify,
+                         inference=inference)
     started = time.perf_counter()
     config = route(config, notify)
     cfg_d, cfg_m = config.data, config.model
@@ -296,7 +298,8 @@ def train(config: Config, callback=None, *, table: Table | None = None, should_s
     )
     summary = _summary(config, table, prep, objective, result, train_source, val_source)
     summary["seconds"] = time.perf_counter() - started
-    return Run(config, model, result.history, summary, result, train_rows)
+    table = training_inference(model, train_source, objective) if inference else None
+    return Run(config, model, result.history, summary, result, table)
 
 
 def _summary(config: Config, table: Table, prep: Preprocessing, objective: Objective,
@@ -460,32 +463,34 @@ def load_for_model(source: str, model: Model, require_labels: bool,
     return dataset
 
 
-def inference(model: Model, dataset: Dataset, rows: np.ndarray | None = None) -> dict:
-    """``inference.coefficient_table`` of ``model`` on ``dataset`` (its labels indexing the
-    model's classes), or on its ``rows`` (a mask over the rows read: the training rows)."""
-    from .inference import coefficient_table
+def inference(model: Model, dataset: Dataset) -> dict:
+    """``inference.table_of_rows`` of ``model`` on ``dataset`` (its labels indexing the
+    model's classes): the coefficient table, for the rows the model was trained on."""
+    from .inference import table_of_rows
 
-    X, labels = dataset.X, dataset.labels
-    if rows is not None:
-        chosen = rows[dataset.positions]
-        X, labels = X[chosen], labels[chosen]
-    return coefficient_table(model, X, labels, model.metadata.get("l2"))
+    return table_of_rows(model, dataset.X, dataset.labels, model.metadata.get("l2"))
 
 
-def training_inference(run: Run) -> dict:
-    """The inference table of a run on its training rows, read again from its data file in
-    memory (as ``xent eval`` reads data): the split is the run's own rule."""
-    config = run.config
-    if config.data.stream or config.data.engine == "dask":
-        raise DataError("--inference reads the training data in memory: it is not available "
-                        "with --stream or --engine dask; run `xent inspect RUN DATA` on a "
-                        "sample that fits")
-    dataset = load_for_model(config.data.source, run.model, require_labels=True,
-                             read=model_read_options(run.model, read_options(config.data).sep))
-    table = inference(run.model, dataset, run.train_rows)
-    if config.model.class_weight != "none" or config.data.weight:
-        table["notes"].append("the run was trained with class or sample weights; the table "
-                              "weighs every row alike")
+def training_inference(model: Model, source, objective: Objective) -> dict:
+    """The coefficient table of a trained ``model`` from its training ``source`` (any
+    RowSource: in memory, streamed or on Dask), which sums the information and the
+    log-likelihood over its own rows, weighted as training weighed them."""
+    from .inference import MAX_PARAMETERS, coefficient_table, likelihood_summary
+
+    params = model.params
+    if params.size > MAX_PARAMETERS:
+        raise DataError(f"--inference: {params.size} parameters, more than the "
+                        f"{MAX_PARAMETERS} an information matrix is formed for")
+    totals = source.sums(params, objective.link, with_grad=False)
+    target = source.target
+    class_totals = np.bincount(target.labels, weights=source.weights,
+                               minlength=len(model.classes))
+    table = coefficient_table(model, source.information(params, objective.link),
+                              likelihood_summary(-totals.loss, class_totals, model.n_features),
+                              objective.l2)
+    if source.weights is not None:
+        table["notes"].append("trained with class or sample weights: the likelihood and the "
+                              "standard errors are the weighted ones")
     return table
 
 

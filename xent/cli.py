@@ -306,9 +306,10 @@ def _where(scheduler, workers, config) -> str | None:
     return None
 
 
-def _train_into(run_dir: Path, config, table, client, progress, checkpoint, checkpoint_every):
-    """Train (stopping after the epoch on Ctrl-C or SIGTERM) and write the run directory;
-    returns (the run, the signal watcher)."""
+def _train_into(run_dir: Path, config, table, client, progress, checkpoint, checkpoint_every,
+                inference):
+    """Train (stopping after the epoch on Ctrl-C or SIGTERM) and write the run directory
+    (with the coefficient table, if asked for); returns (the run, the signal watcher)."""
 
     def save_checkpoint_file(state):
         save_checkpoint(run_dir / CHECKPOINT_FILE, state)
@@ -316,10 +317,12 @@ def _train_into(run_dir: Path, config, table, client, progress, checkpoint, chec
     with StopOnSignal() as stop:
         run = api.train(config, callback=progress, table=table, should_stop=stop,
                         checkpoint=save_checkpoint_file, checkpoint_every=checkpoint_every,
-                        resume=checkpoint, client=client)
+                        resume=checkpoint, client=client, inference=inference)
         if progress is not None:
             progress.finish()
         write_run(run_dir, run)
+        if run.inference is not None:
+            write_inference(run_dir, run.inference)
     return run, stop
 
 
@@ -459,9 +462,7 @@ def train(ctx, data, standardize, zero_based, config_file, sets, out, force, qui
                         _err(f"resuming {run_dir} from epoch {checkpoint.epoch}")
                     progress = Progress(config.optim.epochs)
                 run, stop = _train_into(run_dir, config, table, client, progress, checkpoint,
-                                        checkpoint_every)
-                if inference and run.summary["stop_reason"] != "diverged":
-                    write_inference(run_dir, api.training_inference(run))
+                                        checkpoint_every, inference)
         except OSError as exc:
             kept = (f"the checkpoint is kept: make room, then go on with `xent train --resume "
                     f"{run_dir}`") if (run_dir / CHECKPOINT_FILE).exists() else \

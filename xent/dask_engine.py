@@ -38,6 +38,7 @@ from .data import (
     parse_block,
 )
 from .errors import DataError
+from .inference import information
 from .loss import Sums, gram_product, sums
 from .preprocess import Preprocessing, Standardizer, Statistics, block_statistics
 from .sources import SourceOptions, shuffled_batches
@@ -159,6 +160,11 @@ def _partition_gram(part, v, fit_intercept, class_weight):
     """(Xa^T D Xa v, sum of the weights) over one partition: D the weights of its rows."""
     X, labels, *rest = aligned(part)
     return gram_product(X, v, fit_intercept, _row_weights(labels, rest, class_weight))
+
+
+def _partition_information(part, params, link_name, class_weight):
+    X, labels, *rest = aligned(part)
+    return information(X, params, link_name, _row_weights(labels, rest, class_weight))
 
 
 def _on_worker(parts, function, *args, **options):
@@ -306,6 +312,10 @@ class DaskData:
         for part in parts[1:]:  # added in the partitions' order: the same wherever they are
             totals = totals + part
         return totals
+
+    def information(self, params, link):
+        """The information summed over the partitions, where they are."""
+        return sum(self._map(_partition_information, params, link.name, self.class_weight))
 
     def gram_product(self, v, fit_intercept):
         """(Xa^T D Xa v, total weight) summed over the partitions, for the Lipschitz bound."""

@@ -12,8 +12,8 @@ information at the optimum: the Hessian of the summed cross-entropy,
 with Xa = [X, 1] in the data's own units (the standardisation undone), plus the penalty's
 curvature n l2 diag(sd^2) on the weights when l2 > 0 (the penalty acts on standardised
 weights). An unpenalised softmax is not identifiable (adding one vector to every class changes
-nothing), so it is reported as statsmodels' MNLogit reports it: each class against the first,
-beta_k - beta_0, whose information is the blocks k, l >= 1.
+nothing; with a penalty, the intercepts still are), so it is reported as statsmodels' MNLogit
+reports it: each class against the first, beta_k - beta_0.
 """
 
 from __future__ import annotations
@@ -44,10 +44,13 @@ def raw_params(model) -> np.ndarray:
     return np.vstack([coef, intercept[None, :]])
 
 
-def information(X, params: np.ndarray, link_name: str, *, block_rows: int = 4096) -> np.ndarray:
-    """The observed information (Hessian of the summed cross-entropy) at ``params`` ((d + 1,
-    n_outputs), bias last), in the parameter order class by class, [W_1k .. W_dk, b_k]:
-    (n_outputs (d + 1)) squared. X (n_samples, d), dense or CSR, summed in row blocks."""
+def information(X, params: np.ndarray, link_name: str, weights=None, *,
+                block_rows: int = 4096) -> np.ndarray:
+    """The observed information (Hessian of the summed, ``weights``-weighted cross-entropy) at
+    ``params`` ((d + 1, n_outputs), bias last), in the parameter order class by class,
+    [W_1k .. W_dk, b_k]: (n_outputs (d + 1)) squared. X (n_samples, d), dense or CSR, float64
+    or float32 (taken in float64), summed in row blocks. Every ``RowSource`` sums it over its
+    own rows with this function."""
     n, d = X.shape
     link = get_link(link_name, max(params.shape[1], 2))
     k, p = params.shape[1], d + 1
@@ -57,10 +60,13 @@ def information(X, params: np.ndarray, link_name: str, *, block_rows: int = 4096
         block = block.toarray() if sp.issparse(block) else np.asarray(block, dtype=np.float64)
         Xa = np.hstack([block, np.ones((block.shape[0], 1))])
         q = link.proba(Xa @ params)
+        w = None if weights is None else np.asarray(weights[start:start + block_rows], float)
         if k == 1:  # the sigmoid: q is the probability of the second class
-            weight = q[:, 1] * (1.0 - q[:, 1])
+            weight = q[:, 1] * (1.0 - q[:, 1]) * (1.0 if w is None else w)
             total += Xa.T @ (Xa * weight[:, None])
             continue
+        if w is not None:
+            Xa = Xa * np.sqrt(w)[:, None]  # Xa^T diag(w q ...) Xa, w split between the sides
         for a in range(k):
             scaled = Xa * q[:, a:a + 1]
             total[a * p:(a + 1) * p, a * p:(a + 1) * p] += Xa.T @ scaled
@@ -69,48 +75,57 @@ def information(X, params: np.ndarray, link_name: str, *, block_rows: int = 4096
     return total
 
 
-def coefficient_table(model, X, labels: np.ndarray, l2: float | None) -> dict:
-    """The inference table of ``model`` on the rows X (n_samples, n_features; encoded, not
-    standardised) with their class indices ``labels``: the rows it was trained on, for the
-    standard errors to mean what they say. ``l2`` is the penalty it was trained with (None:
-    unknown, taken as 0). Returns {"coefficients": [{class, feature, coef, std_err, z,
-    p_value, ci_low, ci_high[, odds_ratio]}], "n", "log_likelihood", "null_log_likelihood",
-    "lr_stat", "lr_df", "lr_pvalue", "aic", "bic", "pseudo_r2", "penalised", "form",
-    "notes"}."""
-    n, d = X.shape
+def to_raw_units(standardizer, n_features: int) -> np.ndarray:
+    """A ((d + 1) x (d + 1)): one class's parameters in the data's own units are A theta of
+    its standardised ones [W; b]: W_j / sd_j, and b - sum_j mean_j W_j / sd_j."""
+    A = np.eye(n_features + 1)
+    if standardizer is not None:
+        A[:n_features, :n_features] = np.diag(1.0 / standardizer.scale)
+        if standardizer.mean is not None:
+            A[n_features, :n_features] = -standardizer.mean / standardizer.scale
+    return A
+
+
+def coefficient_table(model, info: np.ndarray, likelihood: dict, l2: float | None) -> dict:
+    """The inference table of ``model`` from ``info``, the summed information of its training
+    rows at its own (standardised) parameters (``information``, summed by any RowSource), and
+    ``likelihood`` (``likelihood_summary`` of the same rows). ``l2`` is the penalty it was
+    trained with (None: unknown, taken as 0). Returns {"coefficients": [{class, feature,
+    coef, std_err, z, p_value, ci_low, ci_high[, odds_ratio]}], "penalised", "form",
+    "notes"} and the likelihood figures: "n", "log_likelihood", "null_log_likelihood",
+    "lr_stat", "lr_df", "lr_pvalue", "aic", "bic", "pseudo_r2"."""
+    d = model.n_features
+    p = d + 1
     params = raw_params(model)
     k = params.shape[1]
-    n_classes = model.n_classes
+    classes = list(model.classes)
     notes = []
     penalised = bool(l2)
-    reference = k > 1 and not penalised  # the identifiable form of an unpenalised softmax
-    if (k * (d + 1)) > MAX_PARAMETERS:
-        raise DataError(f"{k * (d + 1)} parameters: an information matrix of that size "
-                        f"(over {MAX_PARAMETERS}) is not formed; inspect a model with fewer "
-                        "features or classes")
-    full = information(X, params, model.link)
-    if reference:
-        keep = slice(d + 1, None)
-        full, params = full[keep, keep], params[:, 1:] - params[:, :1]
-    if penalised:
-        scale = model.standardizer.scale if model.standardizer is not None else np.ones(d)
-        curvature = np.tile(np.append(n * l2 * scale ** 2, 0.0), params.shape[1])
-        full = full + np.diag(curvature)
-    covariance, singular = _inverse(full)
+    if penalised:  # l2/2 ||W||^2 of the mean is n l2/2 ||W||^2 of the sum: curvature n l2
+        info = info + np.diag(np.tile(np.append(np.full(d, likelihood["n"] * l2), 0.0), k))
+    # A softmax is identified only up to a vector added to every class (all of it without a
+    # penalty; the common intercept shift with one), so it is reported as classes against
+    # the first, contrasts C theta whose covariance C I^+ C^T is the same for any
+    # generalised inverse of the information; I^+ leaves out that known null space.
+    null = 0 if k == 1 else 1 if penalised else p
+    covariance, singular = _inverse(info, null)
+    if k > 1:
+        contrasts = np.kron(np.hstack([-np.ones((k - 1, 1)), np.eye(k - 1)]), np.eye(p))
+        covariance = contrasts @ covariance @ contrasts.T
+        params = params[:, 1:] - params[:, :1]
+    A = np.kron(np.eye(params.shape[1]), to_raw_units(model.standardizer, d))
+    covariance = A @ covariance @ A.T
     if singular:
         notes.append("the information matrix is singular (separated classes, or features that "
                      "are constant or collinear): standard errors are not defined; train with "
                      "l2 > 0 or drop the features")
-    std_err = np.sqrt(np.clip(np.diag(covariance), 0.0, None)) if not singular else \
-        np.full(full.shape[0], np.nan)
-    classes = list(model.classes)
-    shown = classes[1:] if (reference or k == 1) else classes
+    std_err = np.sqrt(np.clip(np.diag(covariance), 0.0, None))
+    shown = classes[1:]
     names = list(model.feature_names) + ["intercept"]
     rows = []
     for c, cls in enumerate(shown):
         for j, feature in enumerate(names):
-            coef = float(params[j, c])
-            se = float(std_err[c * (d + 1) + j])
+            coef, se = float(params[j, c]), float(std_err[c * p + j])
             z = coef / se if se > 0 else math.nan
             row = {"class": cls, "feature": feature, "coef": coef, "std_err": se, "z": z,
                    "p_value": float(2 * stats.norm.sf(abs(z))) if math.isfinite(z) else math.nan,
@@ -118,44 +133,62 @@ def coefficient_table(model, X, labels: np.ndarray, l2: float | None) -> dict:
             if k == 1:
                 row["odds_ratio"] = math.exp(coef) if coef < 700 else math.inf
             rows.append(row)
-    # the identifiable parameters: K - 1 classes against one (the sigmoid's single column)
-    summary = likelihood_summary(model, X, labels, n_parameters=(d + 1) * (n_classes - 1),
-                                 df=d * (n_classes - 1))
     if l2 is None:
         notes.append("the model does not record its l2 (an older model file): the standard "
                      "errors are those of the unpenalised likelihood")
     elif penalised:
         notes.append(f"l2 = {l2:g}: standard errors of the penalised fit (the penalty's "
-                     "curvature added to the information); each class in full, not against "
-                     "a reference")
-    return dict(summary, coefficients=rows, penalised=penalised,
-                form=("against the first class " + repr(classes[0])) if reference
-                else "per class" if k > 1 else f"log-odds of {classes[1]!r}",
-                notes=notes)
+                     "curvature added to the information)")
+    return dict(likelihood, coefficients=rows, penalised=penalised,
+                form=("against the first class " + repr(classes[0])) if k > 1
+                else f"log-odds of {classes[1]!r}", notes=notes)
 
 
-def _inverse(matrix: np.ndarray) -> tuple[np.ndarray, bool]:
-    """(the inverse of a symmetric positive semi-definite matrix, whether it is singular: its
-    smallest eigenvalue below 1e-10 of its largest)."""
+def table_of_rows(model, X, labels: np.ndarray, l2: float | None) -> dict:
+    """``coefficient_table`` of ``model`` on the rows X (n_samples, n_features; encoded, not
+    standardised) with their class indices ``labels``: the rows it was trained on, for the
+    standard errors to mean what they say."""
+    n, d = X.shape
+    k = model.params.shape[1]
+    if k * (d + 1) > MAX_PARAMETERS:
+        raise DataError(f"{k * (d + 1)} parameters: an information matrix of that size "
+                        f"(over {MAX_PARAMETERS}) is not formed; inspect a model with fewer "
+                        "features or classes")
+    info = information(model.features(X), model.params, model.link)
+    log_proba = model.scores(X).log_proba
+    ll = float(log_proba[np.arange(n), labels].sum())
+    totals = np.bincount(labels, minlength=model.n_classes).astype(float)
+    return coefficient_table(model, info, likelihood_summary(ll, totals, d), l2)
+
+
+def _inverse(matrix: np.ndarray, null: int = 0) -> tuple[np.ndarray, bool]:
+    """(the (pseudo-)inverse of a symmetric positive semi-definite matrix whose ``null``
+    smallest eigenvalues are known to be zero, whether it is singular beyond them: its next
+    eigenvalue below 1e-10 of its largest)."""
     values, vectors = np.linalg.eigh(matrix)
+    values, vectors = values[null:], vectors[:, null:]
     if values.size == 0 or values[0] <= 1e-10 * max(values[-1], 1e-300):
         return np.full_like(matrix, np.nan), True
     return (vectors / values) @ vectors.T, False
 
 
-def likelihood_summary(model, X, labels: np.ndarray, n_parameters: int, df: int) -> dict:
-    """n, the log-likelihood sum_i log q_i(y_i), the intercept-only (class priors) model's,
-    the likelihood-ratio statistic 2 (LL - LL0) with ``df`` degrees of freedom and its
-    p-value, AIC = 2 p - 2 LL and BIC = p log n - 2 LL with p = ``n_parameters``, and
-    McFadden's pseudo-R^2 = 1 - LL / LL0."""
-    n = len(labels)
-    log_proba = model.scores(X).log_proba
-    ll = float(log_proba[np.arange(n), labels].sum())
-    counts = np.bincount(labels, minlength=model.n_classes).astype(float)
-    present = counts > 0
-    ll0 = float((counts[present] * np.log(counts[present] / n)).sum())
-    lr = 2.0 * (ll - ll0)
-    return {"n": n, "log_likelihood": ll, "null_log_likelihood": ll0, "lr_stat": lr,
-            "lr_df": df, "lr_pvalue": float(stats.chi2.sf(lr, df)),
-            "aic": 2.0 * n_parameters - 2.0 * ll, "bic": n_parameters * math.log(n) - 2.0 * ll,
-            "pseudo_r2": 1.0 - ll / ll0 if ll0 else math.nan}
+def likelihood_summary(log_likelihood: float, class_totals: np.ndarray,
+                       n_features: int) -> dict:
+    """n (the rows' total weight), the log-likelihood, the intercept-only (class priors)
+    model's sum_k n_k log(n_k / n), the likelihood-ratio statistic 2 (LL - LL0) on d (K - 1)
+    degrees of freedom and its p-value, AIC = 2 p - 2 LL and BIC = p log n - 2 LL with
+    p = (d + 1)(K - 1) identifiable parameters, and McFadden's pseudo-R^2 = 1 - LL / LL0.
+    ``class_totals``: the rows (or their weights) of each class."""
+    totals = np.asarray(class_totals, dtype=np.float64)
+    n = float(totals.sum())
+    present = totals > 0
+    ll0 = float((totals[present] * np.log(totals[present] / n)).sum())
+    n_classes = len(totals)
+    df, n_parameters = n_features * (n_classes - 1), (n_features + 1) * (n_classes - 1)
+    lr = 2.0 * (log_likelihood - ll0)
+    return {"n": int(n) if n.is_integer() else n, "log_likelihood": log_likelihood,
+            "null_log_likelihood": ll0, "lr_stat": lr, "lr_df": df,
+            "lr_pvalue": float(stats.chi2.sf(lr, df)),
+            "aic": 2.0 * n_parameters - 2.0 * log_likelihood,
+            "bic": n_parameters * math.log(n) - 2.0 * log_likelihood,
+            "pseudo_r2": 1.0 - log_likelihood / ll0 if ll0 else math.nan}

@@ -1,10 +1,12 @@
 """The seam between data and training: a ``RowSource`` is rows of features with their target and
 weights, wherever they live (in memory, a streamed cache, Dask partitions). Training asks a
-source for exactly four things, and nothing else:
+source for these things, and nothing else:
 
 - ``sums(params, link, with_grad, compute_dtype)``: the ``loss.Sums`` of the loss and gradient
   over all its rows (each source adds up its own blocks, threads or workers);
 - ``gram_product(v, fit_intercept)``: (Xa^T D Xa v, total weight), for the Lipschitz bound;
+- ``information(params, link)``: the Hessian of the summed cross-entropy at ``params``
+  (``inference.information`` over its rows), for standard errors;
 - ``minibatch_epoch(step, params, state, batch_size, rng)``: one epoch of mini-batch steps,
   taken where the rows are;
 - ``shape``, ``dtype``, ``target`` and ``weights`` (None: every row weighs 1).
@@ -29,6 +31,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from .data import EncodingPlan, RawTable, ReadOptions, Schema
+from .inference import information
 from .links import Link
 from .loss import Sums, gram_product, sums
 from .preprocess import Preprocessing, Statistics, split_in_place, table_statistics
@@ -59,6 +62,8 @@ class RowSource(Protocol):
              compute_dtype=None) -> Sums: ...
 
     def gram_product(self, v: np.ndarray, fit_intercept: bool) -> tuple[np.ndarray, float]: ...
+
+    def information(self, params: np.ndarray, link: Link) -> np.ndarray: ...
 
     def minibatch_epoch(self, step: Step, params: np.ndarray, state, batch_size: int,
                         rng: np.random.Generator) -> tuple[np.ndarray, Any, int]: ...
@@ -95,6 +100,9 @@ class ArraySource:
 
     def gram_product(self, v, fit_intercept):
         return gram_product(self.X, v, fit_intercept, self.weights)
+
+    def information(self, params, link):
+        return information(self.X, params, link.name, self.weights)
 
     def minibatch_epoch(self, step, params, state, batch_size, rng):
         """The rows in one shuffled order, ``batch_size`` at a time."""

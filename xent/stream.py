@@ -41,6 +41,7 @@ from .data import (
     table_chunks,
 )
 from .errors import DataError
+from .inference import information
 from .loss import Sums, available_cores, gram_product, sums, thread_pool
 from .preprocess import Preprocessing, Standardizer, Statistics, table_statistics
 from .sources import SourceOptions, masked_target, shuffled_batches
@@ -411,6 +412,12 @@ class StreamData:
             product += part
             total += weight
         return product, total
+
+    def information(self, params, link):
+        total = 0.0
+        for X, _, weights in self.chunks():
+            total = total + information(X, params, link.name, weights)
+        return total
 
     def minibatch_epoch(self, step, params, state, batch_size, rng):
         """The blocks in a shuffled order, the rows shuffled within each block."""

@@ -175,12 +175,13 @@ def _end(processes, grace: float = 2.0) -> None:
 
 def _point_process(sender, config: Config, run_dir: str, parent: int) -> None:
     """A sweep point in its own process: one BLAS thread (the points share the cores), dies
-    with the sweep, leaves Ctrl-C to the sweep, and sends back ("done", summary) or
-    ("error", the XentError) or ("crash", a traceback)."""
+    with the sweep (SIGTERM ends it at once), leaves Ctrl-C to the sweep, and sends back
+    ("done", summary) or ("error", the XentError) or ("crash", a traceback)."""
     from threadpoolctl import threadpool_limits
 
     _die_with_parent(parent)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the sweep's
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the sweep's handler, forked with us
     threadpool_limits(1)
     try:
         message = ("done", run_point(config, run_dir))
