@@ -350,7 +350,12 @@ def test_settings_that_do_not_go_together_are_usage_errors(run, tmp_path):
             (["--config", "s.toml"], "xent sweep"),
             (["sklearn:iris", "--stream"], "without --stream"),
             (["d.svm", "--stream"], "drop --stream"),
-            (["iris.csv", "--stream", "--impute", "median"], "--impute mean or drop")]:
+            (["iris.csv", "--stream", "--impute", "median"], "--impute mean or drop"),
+            (["sklearn:iris", "--sep", ";"], "--sep: for CSV files"),
+            (["d.svm", "--na-values", "?"], "--na-values: for CSV files"),
+            (["iris.csv", "--zero-based"], "for LIBSVM files"),
+            (["iris.csv", "--thousands", "."], "decimal mark"),
+            (["iris.csv", "--sep", ";;"], "one character")]:
         result = run("train", *args, "-q", "-o", "r")
         assert result.exit_code == 2 and words in result.stderr, (args, result.stderr)
         assert result.stderr.count("\n") == 1

@@ -224,3 +224,30 @@ def test_penalised_standard_errors_equal_the_inverse_of_the_penalised_objectives
     A[3, :3] = -mean / scale
     expected = np.sqrt(np.diag(A @ np.linalg.inv(hessian) @ A.T))
     _close([r["std_err"] for r in table["coefficients"]], expected, rel=1e-5)
+
+
+def test_export_and_inference_refuse_cleanly_what_they_cannot_do(run, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"logits": rng.normal(size=60), "coef": rng.choice(["a", "b"], 60),
+                          "y": rng.choice(["u", "v", "w"], 60)})
+    frame.to_csv(tmp_path / "odd.csv", index=False)  # columns named like the graph's insides
+    assert run("train", "odd.csv", "-q", "-o", "m", "--epochs", "50").exit_code == 0
+    assert run("export", "m", "-o", "m.onnx").exit_code == 0
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"))
+    probabilities = session.run(["probabilities"], {
+        "logits": frame[["logits"]].to_numpy(np.float64),
+        "coef": frame[["coef"]].to_numpy(dtype=object)})[0]
+    assert np.allclose(probabilities, _xent_proba(run, "m", "odd.csv"), atol=1e-6)
+    frame.rename(columns={"logits": "probabilities"}).to_csv(tmp_path / "clash.csv",
+                                                              index=False)
+    assert run("train", "clash.csv", "-q", "-o", "c", "--epochs", "5").exit_code == 0
+    clash = run("export", "c", "-o", "c.onnx")
+    assert clash.exit_code == 1 and "'probabilities'" in clash.stderr
+    assert not (tmp_path / "c.onnx").exists()
+    wide = pd.DataFrame(rng.normal(size=(30, 1000)), columns=[f"x{i}" for i in range(1000)])
+    wide["y"] = rng.choice(list("abcdef"), 30)
+    wide.to_csv(tmp_path / "wide.csv", index=False)
+    refused = run("train", "wide.csv", "--inference", "-q", "-o", "w")
+    assert refused.exit_code == 2 and "--inference" in refused.stderr
+    assert not (tmp_path / "w").exists()  # refused before training, nothing written

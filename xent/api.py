@@ -140,9 +140,18 @@ def check_settings(config: Config) -> None:
     if d.stream and data_mod.is_builtin(d.source):
         raise ConfigError(f"{d.source} is small and built in: train it without --stream")
     path = Path(d.source)
-    if d.stream and path.is_file() and data_mod.is_libsvm(path):
+    libsvm = path.is_file() and data_mod.is_libsvm(path)
+    if d.stream and libsvm:
         raise ConfigError(f"{d.source}: LIBSVM files are read whole (they stay sparse); drop "
                           "--stream")
+    csv_options = [name for name, value in (("--sep", d.sep), ("--na-values", d.na_values),
+                                            ("--thousands", d.thousands)) if value]
+    if csv_options and (libsvm or data_mod.is_builtin(d.source)):
+        raise ConfigError(f"{', '.join(csv_options)}: for CSV files, and {d.source} is not "
+                          "one")
+    if d.libsvm_base != "auto" and path.is_file() and not libsvm:
+        raise ConfigError(f"--zero-based/--one-based: for LIBSVM files, and {d.source} is not "
+                          "one")
 
 
 def delimiter_option(text: str) -> str | None:
@@ -159,6 +168,9 @@ def read_options(data: DataConfig) -> ReadOptions:
     separator is one character, missing-value strings a comma-separated list."""
     if len(data.thousands) > 1:
         raise ConfigError(f"data.thousands must be one character, got {data.thousands!r}")
+    if data.thousands == ".":  # pandas would read 5.1 as 51 without a word
+        raise ConfigError("--thousands '.': '.' is the decimal mark xent reads, so it cannot "
+                          "also separate thousands")
     na_values = tuple(v.strip() for v in data.na_values.split(",") if v.strip())
     return ReadOptions(delimiter_option(data.sep), na_values, data.thousands or None,
                        data.libsvm_base)
@@ -471,16 +483,28 @@ def inference(model: Model, dataset: Dataset) -> dict:
     return table_of_rows(model, dataset.X, dataset.labels, model.metadata.get("l2"))
 
 
+def check_inference_size(n_features: int, n_classes: int, config: Config | None = None, *,
+                         link=None) -> None:
+    """A coefficient table needs an information matrix of (n_outputs (d + 1))^2 numbers:
+    beyond ``inference.MAX_PARAMETERS`` parameters it is a ``ConfigError``."""
+    from .inference import MAX_PARAMETERS
+
+    link = link or resolved_link(config, n_classes)
+    size = (n_features + 1) * link.n_outputs(n_classes)
+    if size > MAX_PARAMETERS:
+        raise ConfigError(f"--inference: {size} parameters, more than the {MAX_PARAMETERS} "
+                          "an information matrix is formed for; drop --inference, or train on "
+                          "fewer features")
+
+
 def training_inference(model: Model, source, objective: Objective) -> dict:
     """The coefficient table of a trained ``model`` from its training ``source`` (any
     RowSource: in memory, streamed or on Dask), which sums the information and the
     log-likelihood over its own rows, weighted as training weighed them."""
-    from .inference import MAX_PARAMETERS, coefficient_table, likelihood_summary
+    from .inference import coefficient_table, likelihood_summary
 
     params = model.params
-    if params.size > MAX_PARAMETERS:
-        raise DataError(f"--inference: {params.size} parameters, more than the "
-                        f"{MAX_PARAMETERS} an information matrix is formed for")
+    check_inference_size(model.n_features, model.n_classes, link=objective.link)
     totals = source.sums(params, objective.link, with_grad=False)
     target = source.target
     class_totals = np.bincount(target.labels, weights=source.weights,

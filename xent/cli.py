@@ -446,6 +446,8 @@ def train(ctx, data, standardize, zero_based, config_file, sets, out, force, qui
             click.echo(cfg.to_toml(config))
             click.echo(to_json(_schema(table)))
             return
+        if inference:  # before training, not after it: a run is never lost to this
+            api.check_inference_size(_n_features(table), len(table.classes), config)
         checkpoint = resume
         if checkpoint is None:
             run_dir = Path(out) if out else _default_run_dir(config.data.source)

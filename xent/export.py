@@ -45,6 +45,10 @@ def to_onnx(model):
 
     encoder = model.encoder
     categorical = encoder is not None and bool(encoder.categories)
+    taken = {"probabilities", "class_index"} & set(encoder.columns if categorical else ())
+    if taken:
+        raise XentError(f"a column is named {sorted(taken)[0]!r}, as an output of the ONNX "
+                        "graph is: rename it in the data and train again")
     if not categorical:
         inputs.append(helper.make_tensor_value_info("X", TensorProto.DOUBLE,
                                                     [None, model.n_features]))
@@ -52,7 +56,7 @@ def to_onnx(model):
         fill = [np.nan] * model.n_features if encoder is None else \
             [float(encoder.fill.get(c, np.nan)) for c in encoder.columns]
         if not np.all(np.isnan(fill)):
-            features = _filled(nodes, "X", constant("fill", fill), "X_filled")
+            features = _filled(nodes, "X", constant("xent/fill", fill), "xent/X_filled")
     else:
         parts = []
         for i, column in enumerate(encoder.columns):
@@ -60,11 +64,11 @@ def to_onnx(model):
                 inputs.append(helper.make_tensor_value_info(column, TensorProto.STRING,
                                                             [None, 1]))
                 nodes += [
-                    helper.make_node("OneHotEncoder", [column], [f"onehot_{i}"],
+                    helper.make_node("OneHotEncoder", [column], [f"xent/onehot_{i}"],
                                      domain="ai.onnx.ml",
                                      cats_strings=list(encoder.categories[column]), zeros=1),
-                    helper.make_node("Flatten", [f"onehot_{i}"], [f"flat_{i}"], axis=1),
-                    helper.make_node("Cast", [f"flat_{i}"], [f"part_{i}"],
+                    helper.make_node("Flatten", [f"xent/onehot_{i}"], [f"xent/flat_{i}"], axis=1),
+                    helper.make_node("Cast", [f"xent/flat_{i}"], [f"xent/part_{i}"],
                                      to=TensorProto.DOUBLE),
                 ]
             else:
@@ -72,34 +76,36 @@ def to_onnx(model):
                                                             [None, 1]))
                 value = encoder.fill.get(column)
                 if value is None:
-                    nodes.append(helper.make_node("Identity", [column], [f"part_{i}"]))
+                    nodes.append(helper.make_node("Identity", [column], [f"xent/part_{i}"]))
                 else:
-                    _filled(nodes, column, constant(f"fill_{i}", [float(value)]), f"part_{i}")
-            parts.append(f"part_{i}")
-        nodes.append(helper.make_node("Concat", parts, ["encoded"], axis=1))
-        features = "encoded"
+                    _filled(nodes, column, constant(f"xent/fill_{i}", [float(value)]),
+                            f"xent/part_{i}")
+            parts.append(f"xent/part_{i}")
+        nodes.append(helper.make_node("Concat", parts, ["xent/encoded"], axis=1))
+        features = "xent/encoded"
     scaler = model.standardizer
     if scaler is not None:
         if scaler.mean is not None:
-            nodes.append(helper.make_node("Sub", [features, constant("mean", scaler.mean)],
-                                          ["centred"]))
-            features = "centred"
-        nodes.append(helper.make_node("Div", [features, constant("scale", scaler.scale)],
-                                      ["standardised"]))
-        features = "standardised"
+            nodes.append(helper.make_node("Sub", [features, constant("xent/mean", scaler.mean)],
+                                          ["xent/centred"]))
+            features = "xent/centred"
+        nodes.append(helper.make_node("Div", [features, constant("xent/scale", scaler.scale)],
+                                      ["xent/standardised"]))
+        features = "xent/standardised"
     nodes += [
-        helper.make_node("MatMul", [features, constant("coef", model.coef)], ["product"]),
-        helper.make_node("Add", ["product", constant("intercept", model.intercept)],
-                         ["logits"]),
+        helper.make_node("MatMul", [features, constant("xent/coef", model.coef)],
+                         ["xent/product"]),
+        helper.make_node("Add", ["xent/product", constant("xent/intercept", model.intercept)],
+                         ["xent/logits"]),
     ]
     if model.link == "sigmoid":  # probabilities (1 - q, q) of the two classes
         nodes += [
-            helper.make_node("Sigmoid", ["logits"], ["q"]),
-            helper.make_node("Sub", [constant("one", [1.0]), "q"], ["one_minus_q"]),
-            helper.make_node("Concat", ["one_minus_q", "q"], ["probabilities"], axis=1),
+            helper.make_node("Sigmoid", ["xent/logits"], ["xent/q"]),
+            helper.make_node("Sub", [constant("xent/one", [1.0]), "xent/q"], ["xent/1-q"]),
+            helper.make_node("Concat", ["xent/1-q", "xent/q"], ["probabilities"], axis=1),
         ]
     else:
-        nodes.append(helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1))
+        nodes.append(helper.make_node("Softmax", ["xent/logits"], ["probabilities"], axis=1))
     nodes.append(helper.make_node("ArgMax", ["probabilities"], ["class_index"], axis=1,
                                   keepdims=0))
     outputs = [
@@ -112,7 +118,10 @@ def to_onnx(model):
         helper.make_opsetid("", OPSET), helper.make_opsetid("ai.onnx.ml", ML_OPSET)])
     helper.set_model_props(proto, {"classes": json.dumps(list(model.classes)),
                                    "link": model.link})
-    onnx.checker.check_model(proto)
+    try:
+        onnx.checker.check_model(proto)
+    except onnx.checker.ValidationError as exc:
+        raise XentError(f"the model cannot be written as a valid ONNX graph ({exc})") from None
     return proto
 
 
@@ -122,11 +131,11 @@ def _filled(nodes, name: str, fill: str, out: str) -> str:
     from onnx import helper
 
     nodes += [
-        helper.make_node("IsNaN", [name], [f"{out}_missing"]),
-        helper.make_node("IsNaN", [fill], [f"{out}_no_fill"]),
-        helper.make_node("Not", [f"{out}_no_fill"], [f"{out}_has_fill"]),
-        helper.make_node("And", [f"{out}_missing", f"{out}_has_fill"], [f"{out}_replace"]),
-        helper.make_node("Where", [f"{out}_replace", fill, name], [out]),
+        helper.make_node("IsNaN", [name], [f"{out}/missing"]),
+        helper.make_node("IsNaN", [fill], [f"{out}/no_fill"]),
+        helper.make_node("Not", [f"{out}/no_fill"], [f"{out}/has_fill"]),
+        helper.make_node("And", [f"{out}/missing", f"{out}/has_fill"], [f"{out}/replace"]),
+        helper.make_node("Where", [f"{out}/replace", fill, name], [out]),
     ]
     return out
 

@@ -186,8 +186,8 @@ def _take_lock(lock: Path) -> None:
             owner = _lock_owner(lock)
             if owner is not None:
                 raise XentError(f"{lock.parent}: another xent run (process {owner}) is "
-                                "writing there; wait for it to end, or choose another -o") \
-                    from None
+                                "writing there; wait for it to end, or choose another -o (if "
+                                f"no xent runs there, remove {lock})") from None
             stale = lock.with_name(f"{lock.name}.{os.getpid()}.stale")
             with contextlib.suppress(FileNotFoundError):  # one taker wins the rename
                 os.rename(lock, stale)
@@ -352,6 +352,9 @@ def write_inference(run_dir: str | Path, table: dict) -> None:
 
 def read_inference(run_dir: str | Path) -> dict:
     path = Path(run_dir) / INFERENCE_FILE
+    if not Path(run_dir).is_dir():
+        raise XentError(f"{run_dir}: no such run directory (without DATA, inspect shows the "
+                        "table a run directory holds)")
     if not path.is_file():
         raise XentError(f"{run_dir}: no inference table; give DATA (the training data) to "
                         "compute one, or train with --inference")
