@@ -388,3 +388,11 @@ def test_the_default_settings_converge_on_every_built_in_set(run, name):
     summary = json.loads(result.stdout)
     assert result.exit_code == 0 and summary["converged"], summary["stop_reason"]
     assert summary["optimizer"] == "nesterov" and summary["epochs"] < 5000
+
+
+def test_overflowing_values_give_one_line_and_no_numpy_warning(tmp_path):
+    (tmp_path / "huge.csv").write_text("a,b,c\n1e308,1,x\n-1e308,2,y\n1e308,3,x\n")
+    result = subprocess.run(XENT + ["train", "huge.csv", "-q", "-o", "r"], cwd=tmp_path,
+                            capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and "too large" in result.stderr

@@ -132,7 +132,9 @@ def merge_moments(first: tuple, second: tuple) -> tuple:
     share = np.divide(count_b, total, out=np.zeros_like(np.asarray(total, dtype=float)),
                       where=np.asarray(total) > 0)
     delta = mean_b - mean_a
-    return total, mean_a + delta * share, m2_a + m2_b + delta**2 * count_a * share
+    # values near 1e308 overflow here; the caller reports such columns in one line
+    with np.errstate(over="ignore", invalid="ignore"):
+        return total, mean_a + delta * share, m2_a + m2_b + delta**2 * count_a * share
 
 
 # ---- statistics of the training rows ------------------------------------------------------
