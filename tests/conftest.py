@@ -56,7 +56,8 @@ def run(tmp_path, monkeypatch):
     return lambda *args: runner.invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 
-def fit_arrays(X, target, link, *, l2=0.0, weights=None, fit_intercept=True, optimizer="gd",
+def fit_arrays(X, target, link, *, l2=0.0, l1=0.0, weights=None, fit_intercept=True,
+               optimizer="gd",
                lr="auto", max_epochs=5000, batch_size=None, tol=1e-6, patience=None, seed=0,
                lr_backoff=False, validation=None, callback=None, should_stop=None,
                checkpoint=None, checkpoint_every=0, resume=None, init_params=None):
@@ -67,7 +68,7 @@ def fit_arrays(X, target, link, *, l2=0.0, weights=None, fit_intercept=True, opt
 
     if validation is not None and not isinstance(validation, RowSource):
         validation = ArraySource(*validation)
-    return fit(ArraySource(X, target, weights), Objective(link, l2, fit_intercept),
+    return fit(ArraySource(X, target, weights), Objective(link, l2, fit_intercept, l1),
                Solver(optimizer, lr, batch_size, seed, lr_backoff),
                Stopping(max_epochs, tol, patience), validation=validation,
                hooks=Hooks(callback, should_stop, checkpoint, checkpoint_every), resume=resume,

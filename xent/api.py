@@ -291,7 +291,8 @@ def train(config: Config, callback=None, *, table: Table | None = None, should_s
                             cfg_m.label_smoothing, cfg_d.chunk_rows)
     train_source, val_source = table.sources(train_rows, val_rows, prep, options)
     n_classes = len(table.classes)
-    objective = Objective(get_link(cfg_m.link, n_classes), cfg_m.l2, cfg_m.fit_intercept)
+    objective = Objective(get_link(cfg_m.link, n_classes), cfg_m.l2, cfg_m.fit_intercept,
+                          cfg_m.l1)
     solver, stopping = _settings(config)
     save = None
     if checkpoint is not None:
@@ -306,7 +307,7 @@ def train(config: Config, callback=None, *, table: Table | None = None, should_s
         encoder=prep.encoder,
         metadata={"target": table.schema.target or None, "data": table.name,
                   "lr": None if np.isnan(result.lr) else result.lr,
-                  "l2": objective.l2, "read": table.read.for_model()},
+                  "l2": objective.l2, "l1": objective.l1, "read": table.read.for_model()},
     )
     summary = _summary(config, table, prep, objective, result, train_source, val_source)
     summary["seconds"] = time.perf_counter() - started
@@ -349,6 +350,8 @@ def _summary(config: Config, table: Table, prep: Preprocessing, objective: Objec
         "link": objective.link.name,
         "optimizer": cfg_o.optimizer,
         "l2": objective.l2,
+        "l1": objective.l1,
+        "nonzero_weights": np.count_nonzero(result.params[:-1], axis=0).tolist(),
         "dtype": str(np.dtype(train_source.dtype)),
         "baseline_loss": prior_log_loss(train_labels, baseline_labels, n_classes),
         "target_entropy": result.target_entropy,

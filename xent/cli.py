@@ -121,6 +121,7 @@ TRAIN_OPTIONS = {
     "batch_size": "optim.batch_size",
     "tol": "optim.tol",
     "l2": "model.l2",
+    "l1": "model.l1",
     "label_smoothing": "model.label_smoothing",
     "class_weight": "model.class_weight",
     "patience": "optim.patience",

@@ -57,6 +57,8 @@ class ModelConfig:
     link: str = _setting("auto", "auto (sigmoid for 2 classes), sigmoid or softmax",
                          choices=("auto", "sigmoid", "softmax"))
     l2: float = _setting(1e-4, "penalty l2/2 ||W||^2; scikit-learn's C = 1/(l2 n)", minimum=0.0)
+    l1: float = _setting(0.0, "penalty l1 ||W||_1 (exact zeros; proximal gd or nesterov, full "
+                         "batch); scikit-learn's C = 1/(l1 n)", minimum=0.0)
     label_smoothing: float = _setting(0.0, "train on (1-eps) onehot + eps/K", minimum=0.0,
                                       maximum=0.99)
     class_weight: str = _setting("none", "none, or balanced (n / (K * class count))",

@@ -40,6 +40,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         "auto" is the sigmoid for two classes and the softmax otherwise.
     l2 : float
         Strength of the penalty l2 / 2 ||W||^2 (the intercept is not penalised).
+    l1 : float
+        Strength of the penalty l1 ||W||_1 (exact zeros; scikit-learn's ``C = 1 / (l1 n)``
+        with ``penalty="l1"``); needs ``optimizer`` "gd" or "nesterov" and full batches.
     optimizer : "gd", "momentum", "nesterov", "adam" or "lbfgs"
     lr : float or "auto"
         Step size; "auto" is 1 / L for the gradient methods (L bounds the gradient's Lipschitz
@@ -67,6 +70,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     _parameter_constraints: dict = {
         "link": [StrOptions({"auto", *LINK_NAMES})],
         "l2": [Interval(Real, 0, None, closed="left")],
+        "l1": [Interval(Real, 0, None, closed="left")],
         "optimizer": [StrOptions(set(OPTIMIZERS))],
         "lr": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
         "max_epochs": [Interval(Integral, 0, None, closed="left")],
@@ -91,9 +95,11 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         class_weight=None,
         fit_intercept=True,
         random_state=None,
+        l1=0.0,
     ):
         self.link = link
         self.l2 = l2
+        self.l1 = l1
         self.optimizer = optimizer
         self.lr = lr
         self.max_epochs = max_epochs
@@ -161,7 +167,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
 
     def _fit(self, source, link):
         seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
-        result = fit(source, Objective(link, self.l2, self.fit_intercept),
+        result = fit(source, Objective(link, self.l2, self.fit_intercept, self.l1),
                      Solver(self.optimizer, self.lr, self.batch_size, seed),
                      Stopping(self.max_epochs, self.tol))
         self.link_ = link.name

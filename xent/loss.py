@@ -63,6 +63,9 @@ class LossGrad(NamedTuple):
     grad: np.ndarray
     data_loss: float
     accuracy: float
+    #: with an L1 penalty, the minimum-norm subgradient of the whole objective (zero exactly at
+    #: the optimum, where ``grad``, the smooth part's gradient, is not); else None
+    stationarity: np.ndarray | None = None
 
 
 def block_rows_for(X, n_threads: int = 1) -> int:
@@ -204,13 +207,15 @@ def sums(params, X, target: Target, link: Link, weights=None, *, block_rows=None
 class Objective:
     """What training minimises, apart from the data:
 
-        J(W, b) = sum_i w_i H(P_i, Q_i) / sum_i w_i + l2 / 2 ||W||^2,   Q = link(X W + b)
+        J(W, b) = sum_i w_i H(P_i, Q_i) / sum_i w_i + l2 / 2 ||W||^2 + l1 ||W||_1,
+        Q = link(X W + b)
 
     ``fit_intercept`` False fixes b at its starting value (its gradient is zeroed)."""
 
     link: Link
     l2: float = 0.0
     fit_intercept: bool = True
+    l1: float = 0.0  # + l1 ||W||_1: proximal steps (gd, nesterov) handle it, not the gradient
 
     def n_params(self, n_features: int, n_classes: int) -> tuple[int, int]:
         """The shape of ``params``: (n_features + 1, n_outputs), W stacked over b."""
@@ -244,7 +249,25 @@ def finish(params, totals: Sums, objective: Objective, *, with_grad=True) -> Los
         value += 0.5 * l2 * float(np.sum(coef * coef))
         if with_grad:
             grad[:d] += l2 * coef
-    return LossGrad(value, grad, data_loss, totals.n_correct / max(totals.n_rows, 1))
+    stationarity = None
+    if objective.l1:
+        value += objective.l1 * float(np.sum(np.abs(coef)))
+        if with_grad:
+            stationarity = min_norm_subgradient(grad, coef, objective.l1)
+    return LossGrad(value, grad, data_loss, totals.n_correct / max(totals.n_rows, 1),
+                    stationarity)
+
+
+def min_norm_subgradient(grad: np.ndarray, coef: np.ndarray, l1: float) -> np.ndarray:
+    """The smallest element of the subdifferential of smooth + l1 ||W||_1 (bias row last, not
+    penalised): g + l1 sign(w) where w != 0, the soft-threshold sign(g) max(|g| - l1, 0)
+    where w = 0. Zero exactly at the optimum: the stopping rule's measure with L1."""
+    out = grad.copy()
+    d = coef.shape[0]
+    g = grad[:d]
+    out[:d] = np.where(coef != 0, g + l1 * np.sign(coef),
+                       np.sign(g) * np.maximum(np.abs(g) - l1, 0.0))
+    return out
 
 
 def evaluate(

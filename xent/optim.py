@@ -45,14 +45,25 @@ class GDState(NamedTuple):
     lr: float
 
 
-def gd() -> Optimizer:
-    """Plain gradient descent: theta <- theta - lr * g."""
+def soft_threshold(params: np.ndarray, threshold: float) -> np.ndarray:
+    """The proximal map of threshold ||W||_1: each weight moved threshold towards 0, and set to
+    exactly 0 within it; the bias row (last) untouched."""
+    out = params.copy()
+    out[:-1] = np.sign(params[:-1]) * np.maximum(np.abs(params[:-1]) - threshold, 0.0)
+    return out
+
+
+def gd(prox: Callable | None = None) -> Optimizer:
+    """Plain gradient descent: theta <- theta - lr * g; with ``prox(x, lr)`` (L1) the proximal
+    gradient step theta <- prox(theta - lr g, lr) (ISTA)."""
 
     def init(params, lr):
         return GDState(float(lr))
 
     def update(grad, state, params):
-        return -state.lr * grad, state
+        if prox is None:
+            return -state.lr * grad, state
+        return prox(params - state.lr * grad, state.lr) - params, state
 
     return Optimizer(init, update)
 
@@ -82,7 +93,8 @@ class NesterovState(NamedTuple):
     restarts: int
 
 
-def nesterov(beta: float | None = None, restart: bool = True) -> Optimizer:
+def nesterov(beta: float | None = None, restart: bool = True,
+             prox: Callable | None = None) -> Optimizer:
     """Nesterov's accelerated gradient, evaluated at the extrapolated point y.
 
         x_{k+1} = y_k - lr g(y_k)
@@ -92,7 +104,9 @@ def nesterov(beta: float | None = None, restart: bool = True) -> Optimizer:
     optimal schedule for full-batch convex problems); else a constant beta (for mini-batches).
     With ``restart`` the momentum is reset whenever g(y_k) . (x_{k+1} - x_k) > 0, i.e. the step
     goes uphill (O'Donoghue & Candes' gradient restart), which recovers linear convergence on
-    strongly convex problems such as l2-regularised logistic regression.
+    strongly convex problems such as l2-regularised logistic regression. With ``prox(x, lr)``
+    (L1) the gradient step is a proximal one, x_{k+1} = prox(y_k - lr g(y_k)) (FISTA), and the
+    restart tests the gradient mapping (y_k - x_{k+1}) / lr in place of g.
     """
 
     def init(params, lr):
@@ -100,8 +114,12 @@ def nesterov(beta: float | None = None, restart: bool = True) -> Optimizer:
 
     def update(grad, state, params):
         x = params - state.lr * grad
+        direction = grad
+        if prox is not None:
+            x = prox(x, state.lr)
+            direction = params - x
         step = x - state.previous
-        if restart and float(np.vdot(grad, step)) > 0.0:
+        if restart and float(np.vdot(direction, step)) > 0.0:
             return x - params, NesterovState(state.lr, x, 1.0, state.restarts + 1)
         if beta is None:
             t_next = (1.0 + math.sqrt(1.0 + 4.0 * state.t * state.t)) / 2.0
@@ -156,18 +174,27 @@ def state_from_arrays(template: NamedTuple, values: dict):
     return type(template)(**restored)
 
 
-def make_optimizer(name: str, full_batch: bool) -> Optimizer:
-    """The first-order optimiser called ``name``.
+def make_optimizer(name: str, full_batch: bool, l1: float = 0.0) -> Optimizer:
+    """The first-order optimiser called ``name``; with ``l1`` > 0 its proximal form (gd and
+    nesterov, full batch: ISTA and FISTA).
 
     Nesterov uses the FISTA schedule with restart on full batches and a constant 0.9 on
     mini-batches (where the schedule's momentum -> 1 would amplify the sampling noise).
     """
+    prox = None
+    if l1:
+        if name not in ("gd", "nesterov") or not full_batch:
+            raise ConfigError(f"an L1 penalty (l1 = {l1:g}) needs a proximal step: use the "
+                              "optimizer gd or nesterov, full batch")
+
+        def prox(x, lr):
+            return soft_threshold(x, lr * l1)
     if name == "gd":
-        return gd()
+        return gd(prox)
     if name == "momentum":
         return momentum()
     if name == "nesterov":
-        return nesterov(beta=None if full_batch else 0.9, restart=full_batch)
+        return nesterov(beta=None if full_batch else 0.9, restart=full_batch, prox=prox)
     if name == "adam":
         return adam()
     raise ConfigError(f"unknown optimizer {name!r}: use one of {', '.join(OPTIMIZERS)}")

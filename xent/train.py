@@ -226,6 +226,9 @@ def fit(
             if loop.converged_at_restore():
                 reason = "converged"  # a finished run resumed: nothing more to do
             elif solver.optimizer == "lbfgs":
+                if objective.l1:
+                    raise ConfigError("an L1 penalty needs a proximal step, which L-BFGS does "
+                                      "not take: use the optimizer nesterov or gd")
                 reason = loop.run_lbfgs(params)
             else:
                 reason = loop.run_first_order(params, solver, resume)
@@ -312,7 +315,8 @@ class _Loop:
                                        compute_dtype=self.compute_dtype)
 
     def _relative_norm(self, result) -> tuple[float, float]:
-        grad_norm = float(np.linalg.norm(result.grad))
+        grad = result.grad if result.stationarity is None else result.stationarity
+        grad_norm = float(np.linalg.norm(grad))
         if self.grad_norm0 is None:
             self.grad_norm0 = grad_norm
         return grad_norm, grad_norm / self.grad_norm0 if self.grad_norm0 > 0 else 0.0
@@ -377,7 +381,7 @@ class _Loop:
         n = self.source.shape[0]
         batch_size = solver.batch_size
         full_batch = batch_size is None or batch_size >= n
-        opt = make_optimizer(solver.optimizer, full_batch)
+        opt = make_optimizer(solver.optimizer, full_batch, self.objective.l1)
         state = opt.init(params, self.lr)
         rng = np.random.default_rng(solver.seed)
         epoch, recorded = 0, False

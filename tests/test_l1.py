@@ -1,0 +1,79 @@
+"""The L1 penalty (#17, first part): proximal gradient steps (ISTA, FISTA) on the same
+X^T(Q - P), against scikit-learn's saga optimum of the same objective and the optimality
+(KKT) conditions."""
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+from conftest import fit_arrays, standardised
+from sklearn.linear_model import LogisticRegression
+
+from xent.links import get_link
+from xent.loss import Objective, labels_target, loss_and_grad
+from xent.sources import ArraySource
+
+L1 = 0.01
+
+
+def _saga(X, y, l1):
+    """scikit-learn's optimum of mean CE + l1 ||W||_1 (C = 1 / (l1 n)), as xent's params."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf = LogisticRegression(l1_ratio=1.0, C=1.0 / (l1 * len(y)), solver="saga",
+                                 tol=1e-8, max_iter=200_000).fit(X, y)
+    return np.vstack([clf.coef_.T, clf.intercept_[None, :]])
+
+
+@pytest.mark.parametrize("name, optimizer", [("breast_cancer", "nesterov"), ("iris", "nesterov"),
+                                             ("iris", "gd")])
+def test_l1_reaches_sagas_optimum_with_its_zeros(name, optimizer):
+    X, y = standardised(name)
+    n_classes = len(np.unique(y))
+    link, target = get_link("auto", n_classes), labels_target(y, n_classes)
+    objective = Objective(link, 0.0, True, L1)
+    reference = _saga(X, y, L1)
+    result = fit_arrays(X, target, link, l1=L1, optimizer=optimizer, tol=1e-9,
+                        max_epochs=200_000)
+    assert result.converged
+    ours = objective.evaluate(result.params, ArraySource(X, target)).objective
+    theirs = objective.evaluate(reference, ArraySource(X, target)).objective
+    assert ours == pytest.approx(theirs, rel=1e-6) and ours <= theirs + 1e-9
+    zeros = result.params[:-1] == 0  # exact zeros from the soft-threshold
+    assert zeros.any() and np.array_equal(zeros, np.abs(reference[:-1]) < 1e-6)
+
+
+def test_the_optimum_meets_the_kkt_conditions():
+    X, y = standardised("wine")
+    link, target = get_link("softmax"), labels_target(y, 3)
+    result = fit_arrays(X, target, link, l1=0.02, optimizer="nesterov", tol=1e-10,
+                        max_epochs=200_000)
+    _, grad = loss_and_grad(result.params, X, target, link)
+    W, g = result.params[:-1], grad[:-1]
+    assert np.all(np.abs(g[W == 0]) <= 0.02 * (1 + 1e-6))  # |g_j| <= l1 where w_j = 0
+    assert np.allclose(g[W != 0], -0.02 * np.sign(W[W != 0]), atol=1e-8)
+    assert np.allclose(grad[-1], 0.0, atol=1e-8)  # the bias is not penalised
+
+
+def test_l1_from_the_command_line(run):
+    result = run("train", "sklearn:breast_cancer", "--l1", str(L1), "--l2", "0",
+                 "--val-fraction", "0", "--json", "-q", "-o", "r")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    X, y = standardised("breast_cancer")
+    reference = _saga(X, y, L1)
+    assert summary["l1"] == L1 and summary["converged"]
+    assert summary["nonzero_weights"] == [int(np.count_nonzero(np.abs(reference[:-1]) > 1e-6))]
+    for args in (["--optimizer", "lbfgs"], ["--optimizer", "adam"], ["--batch-size", "32"]):
+        refused = run("train", "sklearn:iris", "--l1", "0.01", *args, "-q", "-o", "x")
+        assert refused.exit_code == 2 and "proximal" in refused.stderr, args
+
+
+def test_the_estimator_takes_l1():
+    from xent import SoftmaxRegression
+
+    X, y = standardised("iris")
+    clf = SoftmaxRegression(l1=L1, l2=0.0, tol=1e-9, max_epochs=100_000).fit(X, y)
+    reference = _saga(X, y, L1)
+    assert np.array_equal(clf.coef_.T == 0, np.abs(reference[:-1]) < 1e-6)
