@@ -9,24 +9,17 @@ each, inside one sweep directory; then a leaderboard and an overlay plot compare
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import itertools
-import multiprocessing
-import multiprocessing.connection
-import os
 import re
-import signal
-import time
 import tomllib
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import api
 from .config import Config, load_toml, to_toml, with_overrides
-from .errors import ConfigError, XentError
+from .errors import ConfigError
+from .processes import Task, run_in_processes
 from .report import read_summary, write_run
 
 
@@ -113,6 +106,7 @@ def run_sweep(
             notify(point, "skipped", read_summary(sweep_dir / point.name))
         else:
             todo.append(point)
+    by_name = {point.name: point for point in todo}
     if jobs <= 1:
         for point in todo:
             notify(point, "started", None)
@@ -121,83 +115,7 @@ def run_sweep(
             if summary["stop_reason"] == "interrupted":  # training took the Ctrl-C
                 raise KeyboardInterrupt
     else:
-        _run_in_processes(todo, sweep_dir, jobs, notify)
+        run_in_processes([Task(point.name, run_point, (point.config, str(sweep_dir / point.name)))
+                          for point in todo], jobs,
+                         lambda task, what, summary: notify(by_name[task.name], what, summary))
     return [sweep_dir / p.name for p in points]
-
-
-def _run_in_processes(todo: list[SweepPoint], sweep_dir: Path, jobs: int, notify) -> None:
-    """Each point in a fresh process (one BLAS thread), at most ``jobs`` at once; the
-    processes end with the sweep, however it ends."""
-    context = multiprocessing.get_context()
-    waiting, running = list(todo), {}  # connection -> (process, point)
-    try:
-        while waiting or running:
-            while waiting and len(running) < jobs:
-                point = waiting.pop(0)
-                receiver, sender = context.Pipe(duplex=False)
-                process = context.Process(target=_point_process, name=f"xent-{point.name}",
-                                          args=(sender, point.config,
-                                                str(sweep_dir / point.name), os.getpid()))
-                process.start()
-                sender.close()
-                running[receiver] = (process, point)
-                notify(point, "started", None)
-            for receiver in multiprocessing.connection.wait(list(running)):
-                process, point = running.pop(receiver)
-                try:
-                    kind, payload = receiver.recv()
-                except EOFError:
-                    kind, payload = "lost", None
-                process.join()
-                if kind == "done":
-                    notify(point, "done", payload)
-                elif kind == "error":
-                    raise payload
-                else:
-                    raise XentError(f"sweep point {point.name} ended without a result (exit "
-                                    f"code {process.exitcode}){': ' + payload if payload else ''}")
-    finally:
-        _end(process for process, _ in running.values())
-
-
-def _end(processes, grace: float = 2.0) -> None:
-    """SIGTERM to each process still running, then SIGKILL to any alive after ``grace``."""
-    processes = [p for p in processes if p.is_alive()]
-    for process in processes:
-        process.terminate()
-    deadline = time.monotonic() + grace
-    for process in processes:
-        process.join(max(0.0, deadline - time.monotonic()))
-        if process.is_alive():
-            process.kill()
-            process.join()
-
-
-def _point_process(sender, config: Config, run_dir: str, parent: int) -> None:
-    """A sweep point in its own process: one BLAS thread (the points share the cores), dies
-    with the sweep (SIGTERM ends it at once), leaves Ctrl-C to the sweep, and sends back
-    ("done", summary) or ("error", the XentError) or ("crash", a traceback)."""
-    from threadpoolctl import threadpool_limits
-
-    _die_with_parent(parent)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the sweep's
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the sweep's handler, forked with us
-    threadpool_limits(1)
-    try:
-        message = ("done", run_point(config, run_dir))
-    except XentError as exc:
-        message = ("error", exc)
-    except Exception:  # a bug: the sweep shows its traceback
-        message = ("crash", traceback.format_exc())
-    sender.send(message)
-    sender.close()
-
-
-def _die_with_parent(parent: int) -> None:
-    """Ask Linux to send this process SIGTERM when its parent (pid ``parent``) dies, even by
-    SIGKILL (elsewhere the sweep's own clean-up is all there is)."""
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    if os.getppid() != parent:  # the parent died before the request
-        os._exit(1)
