@@ -184,8 +184,8 @@ def make_optimizer(name: str, full_batch: bool, l1: float = 0.0) -> Optimizer:
     prox = None
     if l1:
         if name not in ("gd", "nesterov") or not full_batch:
-            raise ConfigError(f"an L1 penalty (l1 = {l1:g}) needs a proximal step: use the "
-                              "optimizer gd or nesterov, full batch")
+            raise ConfigError(f"an L1 penalty (l1 = {l1:g}) needs a proximal step or bounds: "
+                              "use the optimizer lbfgs, nesterov or gd, full batch")
 
         def prox(x, lr):
             return soft_threshold(x, lr * l1)

@@ -8,7 +8,9 @@ record describes exactly the returned parameters. Mini-batch optimisers take the
 shuffled batches and then evaluate the full training objective once per epoch.
 
 Stopping, checked after each epoch's record:
-  converged   ||g|| / ||g_0|| < tol (the gradient of the full objective, bias included)
+  converged   ||g|| / ||g_0|| < tol (the gradient of the full objective, bias included; with
+              L1, g is the minimum-norm subgradient and g_0 the smooth part's gradient at the
+              start, so that a start already at the L1 optimum stops at once)
   early_stop  the validation loss has not improved for ``patience`` epochs (best params kept)
   max_epochs  the epoch budget is spent
   diverged    the objective or the parameters became non-finite (last finite params kept)
@@ -117,11 +119,14 @@ class Solver:
 @dataclass(frozen=True)
 class Stopping:
     """When to stop: the epoch budget, ||g|| / ||g_0|| < tol, and early stopping after
-    ``patience`` epochs without a better validation loss (None: off)."""
+    ``patience`` epochs without a better validation loss (None: off). ``scale`` is the
+    ||g_0|| that tol is relative to; None: the starting point's. A warm start (a path) passes
+    the cold start's, so that it stops at the same absolute accuracy."""
 
     max_epochs: int = OptimConfig.epochs
     tol: float = OptimConfig.tol
     patience: int | None = None
+    scale: float | None = None
 
 
 @dataclass(frozen=True)
@@ -226,9 +231,6 @@ def fit(
             if loop.converged_at_restore():
                 reason = "converged"  # a finished run resumed: nothing more to do
             elif solver.optimizer == "lbfgs":
-                if objective.l1:
-                    raise ConfigError("an L1 penalty needs a proximal step, which L-BFGS does "
-                                      "not take: use the optimizer nesterov or gd")
                 reason = loop.run_lbfgs(params)
             else:
                 reason = loop.run_first_order(params, solver, resume)
@@ -270,7 +272,7 @@ class _Loop:
         self.should_stop = hooks.should_stop or (lambda: False)
         self.history = History()
         self.start = time.perf_counter()
-        self.grad_norm0: float | None = None
+        self.grad_norm0: float | None = stopping.scale
         self.best_val = math.inf
         self.best_params: np.ndarray | None = None
         self.epochs_since_best = 0
@@ -318,7 +320,9 @@ class _Loop:
         grad = result.grad if result.stationarity is None else result.stationarity
         grad_norm = float(np.linalg.norm(grad))
         if self.grad_norm0 is None:
-            self.grad_norm0 = grad_norm
+            # the smooth gradient, not the subgradient: at a start where every weight is
+            # held at zero by L1 the subgradient is ~0 and would make tol unreachable
+            self.grad_norm0 = float(np.linalg.norm(result.grad))
         return grad_norm, grad_norm / self.grad_norm0 if self.grad_norm0 > 0 else 0.0
 
     def record(self, epoch: int, params, result) -> str | None:
@@ -434,25 +438,26 @@ class _Loop:
         ours, ||g|| / ||g_0|| < tol, decides; the callback raises StopIteration to stop. After a
         resume L-BFGS starts with an empty memory from the checkpoint's params. With float32
         data, a line search that fails on float32 rounding before the tolerance is reached
-        switches to float64 products and L-BFGS goes on from where it was.
+        switches to float64 products and L-BFGS goes on from where it was. With an L1 penalty
+        it works on the split W = U - V, U, V >= 0 (``LbfgsVariables``).
         """
-        shape = params.shape
+        variables = LbfgsVariables(params.shape, self.objective.l1)
         max_epochs = self.stopping.max_epochs
         cache = {}
 
-        def fun(flat):
-            result = self.evaluate(flat.reshape(shape))
-            cache["x"], cache["result"] = flat.copy(), result
-            return result.objective, result.grad.ravel()
+        def fun(x):
+            if not np.array_equal(cache.get("x"), x):  # scipy's first call: the record's point
+                cache["x"], cache["result"] = x.copy(), self.evaluate(variables.params(x))
+            return variables.value_and_grad(x, cache["result"])
 
         reasons = []
 
         def on_iteration(intermediate_result):
             x = intermediate_result.x
             result = cache["result"] if np.array_equal(cache.get("x"), x) else \
-                self.evaluate(x.reshape(shape))
+                self.evaluate(variables.params(x))
             epoch = self.history.last.epoch + 1
-            reason = self.record(epoch, x.reshape(shape).copy(), result)
+            reason = self.record(epoch, variables.params(x), result)
             every = self.hooks.checkpoint_every
             if reason is None and every and epoch % every == 0:
                 self.save(epoch, self.last_finite, None, None)
@@ -461,9 +466,11 @@ class _Loop:
                 raise StopIteration
 
         if not len(self.history):
-            reason = self.record(0, params, self.evaluate(params))
+            first = self.evaluate(params)
+            reason = self.record(0, params, first)
             if reason is not None:
                 return reason
+            cache["x"], cache["result"] = variables.start(params), first
         while not reasons:
             done = self.history.last.epoch
             if done >= max_epochs:
@@ -471,8 +478,8 @@ class _Loop:
                 break
             with single_threaded_blas():  # L-BFGS-B's own BLAS calls must not spin a pool
                 outcome = scipy.optimize.minimize(
-                    fun, self.last_finite.ravel(), jac=True, method="L-BFGS-B",
-                    callback=on_iteration,
+                    fun, variables.start(self.last_finite), jac=True, method="L-BFGS-B",
+                    bounds=variables.bounds, callback=on_iteration,
                     options={"maxiter": max_epochs - done, "gtol": 0.0, "ftol": 1e-15,
                              "maxcor": 20},
                 )
@@ -482,8 +489,50 @@ class _Loop:
                 reasons.append("max_epochs")
             elif not self.exact and self.source.dtype != np.float64:
                 self.exact = True  # stalled on float32 rounding: go on in float64
+                cache.clear()  # its float32 evaluation of the restart point is now too coarse
             else:
                 reasons.append("stalled")
         if reasons[0] != "diverged":
             self.save(self.history.last.epoch, self.last_finite, None, None)
         return reasons[0]
+
+
+class LbfgsVariables:
+    """What L-BFGS-B works on: the params flattened; with an L1 penalty, the split
+    W = U - V with U, V >= 0 and b free, on which l1 ||W||_1 becomes the smooth
+    l1 sum(U + V) and the non-smooth problem a bound-constrained one (its gradient
+    [g_W + l1, l1 - g_W, g_b]). Bounds reached are exact, so are the zeros of W.
+
+    Why this and not OWL-QN: scipy's L-BFGS-B is a maintained, well-tested quasi-Newton
+    method with bounds, and the split costs only twice the weights' memory; OWL-QN would need
+    a line search of our own with orthant projections."""
+
+    def __init__(self, shape: tuple[int, int], l1: float):
+        self.shape, self.l1 = shape, l1
+        self.n_weights = (shape[0] - 1) * shape[1]
+        free = (None, None)
+        self.bounds = None if not l1 else \
+            [(0.0, None)] * (2 * self.n_weights) + [free] * shape[1]
+
+    def start(self, params: np.ndarray) -> np.ndarray:
+        if not self.l1:
+            return params.ravel().copy()
+        W = params[:-1].ravel()
+        return np.concatenate([np.maximum(W, 0.0), np.maximum(-W, 0.0), params[-1]])
+
+    def params(self, x: np.ndarray) -> np.ndarray:
+        if not self.l1:
+            return x.reshape(self.shape)
+        m = self.n_weights
+        W = (x[:m] - x[m:2 * m]).reshape(self.shape[0] - 1, self.shape[1])
+        return np.vstack([W, x[2 * m:][None, :]])
+
+    def value_and_grad(self, x: np.ndarray, result) -> tuple[float, np.ndarray]:
+        """The objective and gradient in these variables, from ``result`` at ``params(x)``."""
+        if not self.l1:
+            return result.objective, result.grad.ravel()
+        m = self.n_weights
+        g_W = result.grad[:-1].ravel()
+        W = x[:m] - x[m:2 * m]
+        value = result.objective + self.l1 * (float(np.sum(x[:2 * m])) - float(np.sum(np.abs(W))))
+        return value, np.concatenate([g_W + self.l1, self.l1 - g_W, result.grad[-1]])
