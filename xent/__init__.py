@@ -7,13 +7,13 @@ from .errors import XentError
 from .model import Model
 
 __version__ = "0.1.0"
-__all__ = ["Model", "SoftmaxRegression", "XentError", "__version__"]
+__all__ = ["Model", "SoftmaxRegression", "SoftmaxRegressionCV", "XentError", "__version__"]
 
 
 def __getattr__(name):
     # scikit-learn is imported only by whoever uses the estimator (it costs ~45 MB of memory)
-    if name == "SoftmaxRegression":
-        from .estimator import SoftmaxRegression
+    if name in ("SoftmaxRegression", "SoftmaxRegressionCV"):
+        from . import estimator
 
-        return SoftmaxRegression
+        return getattr(estimator, name)
     raise AttributeError(f"module 'xent' has no attribute {name!r}")

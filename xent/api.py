@@ -246,7 +246,13 @@ def resolved_link(config: Config, n_classes: int):
     return get_link(config.model.link, n_classes)
 
 
-def _settings(config: Config) -> tuple[Solver, Stopping]:
+def source_options(config: Config) -> SourceOptions:
+    cfg_d = config.data
+    return SourceOptions(np.float32 if cfg_d.dtype == "float32" else np.float64,
+                         config.model.label_smoothing, cfg_d.chunk_rows)
+
+
+def solver_settings(config: Config) -> tuple[Solver, Stopping]:
     o = config.optim
     solver = Solver(o.optimizer, o.lr, o.batch_size or None, config.data.seed, o.lr_backoff)
     return solver, Stopping(o.epochs, o.tol, o.patience or None)
@@ -287,13 +293,11 @@ def train(config: Config, callback=None, *, table: Table | None = None, should_s
                         "resuming on other data would not continue that run")
     train_rows, val_rows = split_rows(config, table)
     prep = fit_table_preprocessing(config, table, train_rows)
-    options = SourceOptions(np.float32 if cfg_d.dtype == "float32" else np.float64,
-                            cfg_m.label_smoothing, cfg_d.chunk_rows)
-    train_source, val_source = table.sources(train_rows, val_rows, prep, options)
+    train_source, val_source = table.sources(train_rows, val_rows, prep, source_options(config))
     n_classes = len(table.classes)
     objective = Objective(get_link(cfg_m.link, n_classes), cfg_m.l2, cfg_m.fit_intercept,
                           cfg_m.l1)
-    solver, stopping = _settings(config)
+    solver, stopping = solver_settings(config)
     save = None
     if checkpoint is not None:
         def save(state):

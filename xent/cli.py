@@ -26,6 +26,7 @@ from . import config as cfg
 from .atomic import write_text
 from .data import BUILTIN_PREFIX, data_notes, describe_builtin
 from .errors import ConfigError, DivergenceError, XentError
+from .loss import available_cores
 from .report import (
     CHECKPOINT_FILE,
     claimed,
@@ -41,6 +42,7 @@ from .report import (
     to_json,
     write_inference,
     write_leaderboard,
+    write_path,
     write_run,
 )
 
@@ -141,27 +143,74 @@ TRAIN_OPTIONS = {
 RESUMABLE = {"epochs", "tol", "patience"}
 
 
-def _config_options(func):
-    defaults = cfg.Config()
-    for name in reversed(TRAIN_OPTIONS):
-        key = TRAIN_OPTIONS[name]
-        meta = cfg.setting_field(key)
-        default = defaults.get(key)
-        if isinstance(default, bool):
-            func = click.option(f"--{name.replace('_', '-')}", name, is_flag=True,
-                                help=meta.metadata["help"])(func)
-            continue
-        if meta.metadata["choices"]:
-            kind = click.Choice(meta.metadata["choices"])
-        elif key == "optim.lr":
-            kind = _lr_type
-        else:
-            kind = type(default)
-        func = click.option(
-            f"--{name.replace('_', '-')}", name, type=kind, default=default,
-            show_default=key != "data.target", help=meta.metadata["help"],
-            metavar="NUMBER|auto" if key == "optim.lr" else None,
-        )(func)
+#: `xent path` options -> config keys: its [path] table, and train's options less those the
+#: path decides (the penalty, the optimiser) or has no use for (a validation part, mini-batches)
+PATH_OPTIONS = {
+    "l1_ratio": "path.l1_ratio",
+    "n_lambdas": "path.n_lambdas",
+    "lambda_min_ratio": "path.lambda_min_ratio",
+    "folds": "path.folds",
+    "select": "path.select",
+    "optimizer": "path.optimizer",
+} | {name: key for name, key in TRAIN_OPTIONS.items()
+     if name not in ("l1", "l2", "optimizer", "patience", "val_fraction", "batch_size",
+                     "engine")}
+
+
+def _options_for(mapping: dict[str, str]):
+    """A decorator adding one option per config key of ``mapping``, its help, type, choices
+    and shown default taken from config.py."""
+
+    def decorate(func):
+        defaults = cfg.Config()
+        for name in reversed(mapping):
+            key = mapping[name]
+            meta = cfg.setting_field(key)
+            default = defaults.get(key)
+            if isinstance(default, bool):
+                func = click.option(f"--{name.replace('_', '-')}", name, is_flag=True,
+                                    help=meta.metadata["help"])(func)
+                continue
+            if meta.metadata["choices"]:
+                kind = click.Choice(meta.metadata["choices"])
+            elif key == "optim.lr":
+                kind = _lr_type
+            else:
+                kind = type(default)
+            func = click.option(
+                f"--{name.replace('_', '-')}", name, type=kind, default=default,
+                show_default=key != "data.target", help=meta.metadata["help"],
+                metavar="NUMBER|auto" if key == "optim.lr" else None,
+            )(func)
+        return func
+
+    return decorate
+
+
+_config_options = _options_for(TRAIN_OPTIONS)
+
+
+def _run_options(func):
+    """The options every command that trains takes besides the settings: how to read DATA,
+    a config file and overrides, the output directory and what to print."""
+    for option in reversed((
+        click.option("--standardize/--no-standardize", default=True, show_default=True,
+                     help="Standardise features (mean, std) fitted on the training part."),
+        click.option("--zero-based/--one-based", "zero_based", default=None,
+                     help="LIBSVM feature indices start at 0 / at 1 (recorded in the model). "
+                          " [default: zero-based if an index 0 appears]"),
+        click.option("-c", "--config", "config_file", type=click.Path(dir_okay=False),
+                     help="TOML file of settings (see configs/)."),
+        click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE",
+                     help="Override one setting; repeatable."),
+        click.option("-o", "--out", type=click.Path(file_okay=False),
+                     help="Run directory.  [default: runs/<data>-<time>]"),
+        click.option("--force", is_flag=True, help="Overwrite an existing run directory."),
+        click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr."),
+        click.option("--json", "as_json", is_flag=True,
+                     help="Print the summary as JSON on stdout."),
+    )):
+        func = option(func)
     return func
 
 
@@ -173,7 +222,7 @@ def _given(ctx: click.Context, name: str) -> bool:
 
 
 def _resolve_config(ctx, data, config_file, sets, standardize, zero_based,
-                    options) -> cfg.Config:
+                    options, mapping=TRAIN_OPTIONS) -> cfg.Config:
     """defaults < --config file < --set key=value < options typed < DATA."""
     config = cfg.load_toml(config_file) if config_file else cfg.Config()
     overrides = {}
@@ -183,7 +232,7 @@ def _resolve_config(ctx, data, config_file, sets, standardize, zero_based,
             raise ConfigError(f"--set {item!r}: write it as section.key=value")
         overrides[key.strip()] = cfg.parse_value(value.strip())
     config = cfg.with_overrides(config, overrides, "--set")
-    given = {TRAIN_OPTIONS[name]: value for name, value in options.items() if _given(ctx, name)}
+    given = {mapping[name]: value for name, value in options.items() if _given(ctx, name)}
     if _given(ctx, "standardize"):
         given["data.standardize"] = standardize
     if zero_based is not None:
@@ -385,20 +434,7 @@ def _schema(table) -> dict:
 @cli.command()
 @click.argument("data", required=False)
 @_config_options
-@click.option("--standardize/--no-standardize", default=True, show_default=True,
-              help="Standardise features (mean, std) fitted on the training part.")
-@click.option("--zero-based/--one-based", "zero_based", default=None,
-              help="LIBSVM feature indices start at 0 / at 1 (recorded in the model).  "
-                   "[default: zero-based if an index 0 appears]")
-@click.option("-c", "--config", "config_file", type=click.Path(dir_okay=False),
-              help="TOML file of settings (see configs/).")
-@click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE",
-              help="Override one setting; repeatable.")
-@click.option("-o", "--out", type=click.Path(file_okay=False),
-              help="Run directory.  [default: runs/<data>-<time>]")
-@click.option("--force", is_flag=True, help="Overwrite an existing run directory.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr.")
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
+@_run_options
 @click.option("--dry-run", is_flag=True,
               help="Print the resolved settings and the data's schema; train nothing.")
 @click.option("--strict", is_flag=True, help="Exit 3 if training did not converge.")
@@ -492,6 +528,94 @@ def train(ctx, data, standardize, zero_based, config_file, sets, out, force, qui
     if strict and not summary["converged"]:
         _err(f"xent: did not converge ({reason}); exit {EXIT_NOT_CONVERGED} (--strict)")
         sys.exit(EXIT_NOT_CONVERGED)
+
+
+# ---- xent path ----------------------------------------------------------------------------
+
+def _path_header(config: cfg.Config, table, jobs: int) -> str:
+    p, d = config.path, config.data
+    n_classes = len(table.classes)
+    kind = "lasso" if p.l1_ratio == 1 else "ridge" if p.l1_ratio == 0 else "elastic net"
+    return (
+        f"data {table.name}: n={table.n_rows}, d={_n_features(table)}, K={n_classes}; link "
+        f"{api.resolved_link(config, n_classes).name}\n"
+        f"path: {kind} (alpha = l1_ratio {p.l1_ratio:g}), {p.n_lambdas} lambdas down to "
+        f"{p.lambda_min_ratio:g} lambda_max, warm-started {p.optimizer}, tol {config.optim.tol:g};"
+        f" {p.folds}-fold CV (stratified, seed {d.seed}) in {jobs} process"
+        f"{'es' if jobs > 1 else ''}; refit at lambda_{p.select}"
+    )
+
+
+def _path_text(path_summary: dict) -> str:
+    lines = []
+    for rule in ("min", "1se"):
+        point = path_summary[rule]
+        lines.append(f"lambda_{rule:<3} {point['lambda']:.4g} (C {point['C']:.4g}): CV loss "
+                     f"{point['cv_loss']:.4f} +- {point['cv_loss_se']:.4f}, accuracy "
+                     f"{point['cv_accuracy']:.4f}, {point['nonzero']} non-zero weights")
+    if not path_summary["all_converged"]:
+        lines.append("note: some fits on the path stopped before tol (path.csv, column "
+                     "converged); raise --epochs")
+    return "\n".join(lines)
+
+
+@cli.command("path")
+@click.argument("data", required=False)
+@_options_for(PATH_OPTIONS)
+@_run_options
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
+              help="Paths fitted at once (one for all rows, one per fold; separate "
+                   "processes).  [default: min(cores, folds + 1)]")
+@click.pass_context
+def path_command(ctx, data, standardize, zero_based, config_file, sets, out, force, quiet,
+                 as_json, jobs, **options):
+    """Choose the penalty: a warm-started path of lambdas with k-fold cross-validation, and the
+    model refitted on all rows at the chosen lambda.
+
+    The penalty is lambda ((1 - alpha)/2 ||W||^2 + alpha ||W||_1), alpha = --l1-ratio; the
+    grid runs geometrically from lambda_max (for alpha > 0 the least lambda that zeroes every
+    weight) down to --lambda-min-ratio of it. Writes path.csv (per lambda: C, the CV loss and
+    accuracy with their standard errors, non-zero weights), cv.png, coef_path.png, and the
+    refitted model's run directory files (model.npz, summary.json with a "path" entry, ...).
+    """
+    from .path import run_path
+
+    config = _resolve_config(ctx, data, config_file, sets, standardize, zero_based, options,
+                             PATH_OPTIONS)
+    jobs = jobs or min(available_cores(), config.path.folds + 1)
+    run_dir = Path(out) if out else _default_run_dir(config.data.source)
+    events = {"done": 0}
+
+    def on_event(name, what, fit):
+        if quiet or what != "done":
+            return
+        events["done"] += 1
+        _err(f"[{events['done']}/{config.path.folds + 1}] {name}: {len(fit.epochs)} lambdas, "
+             f"{int(fit.epochs.sum())} epochs, {fit.seconds:.2f} s")
+
+    def header(table):
+        if not quiet:
+            _err(_path_header(config, table, jobs))
+
+    with claimed(run_dir, "replace" if force else "refuse"), \
+            StopOnSignal(at_once=True) as stop:
+        try:
+            result = run_path(config, jobs=jobs, notify=None if quiet else _err,
+                              on_event=on_event, on_table=header)
+        except KeyboardInterrupt:
+            _err(f"xent: path interrupted; nothing was written to {run_dir}")
+            sys.exit(stop.exit_code)
+        try:
+            write_path(run_dir, result)
+        except OSError as exc:
+            raise XentError(f"{exc.filename or run_dir}: {exc.strerror or exc}") from None
+    summary = result.run.summary
+    if not quiet:
+        _err(_path_text(summary["path"]))
+        _err(summary_text(summary))
+        _err(f"run directory: {run_dir}")
+    if as_json:
+        click.echo(to_json(dict(summary, run_dir=str(run_dir))))
 
 
 # ---- xent eval / predict / datasets -------------------------------------------------------

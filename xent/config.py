@@ -83,10 +83,33 @@ class OptimConfig:
 
 
 @dataclass(frozen=True)
+class PathConfig:
+    # read by `xent path` only: the penalty lambda splits as l1 = alpha lambda and
+    # l2 = (1 - alpha) lambda, which replace model.l1 and model.l2 along the path
+    l1_ratio: float = _setting(1.0, "xent path: alpha, the L1 share of the penalty lambda "
+                               "(1 lasso, 0 ridge; glmnet's alpha)", minimum=0.0, maximum=1.0)
+    n_lambdas: int = _setting(50, "xent path: lambdas on the grid, geometric down from "
+                              "lambda_max", minimum=2)
+    lambda_min_ratio: float = _setting(1e-4, "xent path: the smallest lambda over lambda_max",
+                                       minimum=1e-12, maximum=0.99)
+    folds: int = _setting(5, "xent path: cross-validation folds (stratified, drawn from "
+                          "data.seed)", minimum=2)
+    optimizer: str = _setting("lbfgs", "xent path: the optimiser of every fit on the path and "
+                              "of the refit (replaces optim.optimizer): lbfgs, nesterov or gd",
+                              choices=("lbfgs", "nesterov", "gd"))
+    tol: float = _setting(1e-4, "xent path: ||g|| / ||g0|| at which each fit on the path "
+                          "stops (a CV curve needs less than the refit, which uses optim.tol)",
+                          minimum=0.0)
+    select: str = _setting("1se", "xent path: the lambda refitted on all rows: 1se (the largest "
+                           "within one SE of the least CV loss) or min", choices=("1se", "min"))
+
+
+@dataclass(frozen=True)
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    path: PathConfig = field(default_factory=PathConfig)
 
     def to_dict(self) -> dict:
         return {s.name: {f.name: getattr(getattr(self, s.name), f.name)

@@ -21,12 +21,22 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from .config import ModelConfig, OptimConfig
+from .config import ModelConfig, OptimConfig, PathConfig
 from .dask_engine import array_data, as_dask_array, current_client, is_dask_collection
 from .links import LINK_NAMES, get_link
 from .loss import Objective, class_weights, labels_target, row_weights
 from .model import Scores
 from .optim import OPTIMIZERS
+from .path import (
+    RULES,
+    PathSpec,
+    cross_validate,
+    lambda_grid,
+    largest_lambda,
+    null_model,
+    penalties,
+)
+from .preprocess import fold_ids
 from .sources import ArraySource
 from .train import Solver, Stopping, fit
 
@@ -137,11 +147,17 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 f"This solver needs samples of at least 2 classes in the data, but the data "
                 f"contain only one class: {self.classes_[0]!r}"
             )
-        spec = self.class_weight
-        if isinstance(spec, dict):  # {class: weight}; classes not named weigh 1
-            spec = [spec.get(c, 1.0) for c in self.classes_.tolist()]
         counts = np.bincount(indices, minlength=n_classes)
-        return indices, get_link(self.link, n_classes), class_weights(spec, counts)
+        return indices, get_link(self.link, n_classes), class_weights(self._weight_spec(),
+                                                                        counts)
+
+    def _weight_spec(self):
+        """``class_weight`` as ``targets.class_weights`` takes it: a dict becomes a list in
+        the order of ``classes_`` (classes not named weigh 1)."""
+        spec = self.class_weight
+        if isinstance(spec, dict):
+            spec = [spec.get(c, 1.0) for c in self.classes_.tolist()]
+        return spec
 
     def _fit_dask(self, X, y, sample_weight):
         client = current_client()
@@ -243,3 +259,144 @@ def _block_output(block, estimator: SoftmaxRegression, method: str):
     """``method`` of one block of rows of a dask array (numpy, whole rows)."""
     return estimator._from_logits(estimator._linear(np.asarray(block, np.float64)), method)
 
+
+
+class SoftmaxRegressionCV(SoftmaxRegression):
+    """``SoftmaxRegression`` with the penalty chosen by k-fold cross-validation over a
+    warm-started path (``xent.path``; scikit-learn's ``LogisticRegressionCV``, glmnet's
+    ``cv.glmnet``).
+
+    The penalty is lambda ((1 - l1_ratio) / 2 ||W||^2 + l1_ratio ||W||_1) on the mean
+    cross-entropy, scikit-learn's ``C = 1 / (lambda n_samples)``.
+
+    Parameters
+    ----------
+    lambdas : int or array of float
+        A number of lambdas on a geometric grid from lambda_max (computed from the data; for
+        l1_ratio > 0 the least lambda that zeroes every weight) down to
+        ``lambda_min_ratio`` of it, or the lambdas themselves.
+    Cs : int, array of float or None
+        scikit-learn's way to give the grid: C values (lambda = 1 / (C n_samples)); an int is
+        ``numpy.logspace(-4, 4, Cs)``, as ``LogisticRegressionCV`` takes it. Overrides
+        ``lambdas``.
+    l1_ratio : float in [0, 1]
+        0 ridge (the default, as ``LogisticRegressionCV``), 1 lasso, between: elastic net.
+    cv : int
+        Stratified folds, drawn from ``random_state``.
+    select : "min" or "1se"
+        The lambda of least mean CV loss (scikit-learn's choice), or the largest within one
+        standard error of it (glmnet's ``lambda.1se``).
+    n_jobs : int or None
+        Processes for the k + 1 paths (None: one).
+    path_tol : float
+        ||g|| / ||g0|| at which each fit on the path stops; the chosen lambda's fit on all
+        rows then goes on to ``tol``.
+    The rest are ``SoftmaxRegression``'s (``optimizer`` "lbfgs", "nesterov" or "gd").
+
+    Attributes
+    ----------
+    lambda_, C_ : the chosen penalty (C_ = 1 / (lambda_ n_samples))
+    lambdas_ : (n_lambdas,) the grid, decreasing
+    cv_loss_, cv_loss_se_, cv_accuracy_ : (n_lambdas,) mean CV loss, its SE, mean CV accuracy
+    coef_path_ : (n_lambdas, n_outputs, n_features)   nonzero_ : (n_lambdas,) non-zero weights
+    coef_, intercept_ : fitted on all rows at ``lambda_`` (from the path's point, to ``tol``)
+    """
+
+    _parameter_constraints: dict = {
+        **{k: v for k, v in SoftmaxRegression._parameter_constraints.items()
+           if k not in ("l1", "l2", "batch_size", "optimizer")},
+        "lambdas": [Interval(Integral, 2, None, closed="left"), "array-like"],
+        "Cs": [Interval(Integral, 2, None, closed="left"), "array-like", None],
+        "l1_ratio": [Interval(Real, 0, 1, closed="both")],
+        "lambda_min_ratio": [Interval(Real, 0, 1, closed="neither")],
+        "cv": [Interval(Integral, 2, None, closed="left")],
+        "select": [StrOptions(set(RULES))],
+        "n_jobs": [Integral, None],
+        "optimizer": [StrOptions({"lbfgs", "nesterov", "gd"})],
+        "path_tol": [Interval(Real, 0, None, closed="left")],
+    }
+
+    def __init__(self, lambdas=50, Cs=None, l1_ratio=0.0, cv=5, select="min",
+                 lambda_min_ratio=1e-4, link="auto", optimizer="lbfgs", lr=OptimConfig.lr,
+                 max_epochs=OptimConfig.epochs, tol=OptimConfig.tol, label_smoothing=0.0,
+                 class_weight=None, fit_intercept=True, random_state=None, n_jobs=None,
+                 path_tol=PathConfig.tol):
+        self.lambdas = lambdas
+        self.Cs = Cs
+        self.l1_ratio = l1_ratio
+        self.cv = cv
+        self.select = select
+        self.lambda_min_ratio = lambda_min_ratio
+        self.link = link
+        self.optimizer = optimizer
+        self.lr = lr
+        self.max_epochs = max_epochs
+        self.tol = tol
+        self.label_smoothing = label_smoothing
+        self.class_weight = class_weight
+        self.fit_intercept = fit_intercept
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+        self.path_tol = path_tol
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None):
+        """Cross-validate the path on X (n_samples, n_features; numpy or CSR), then keep the
+        path on all rows at the chosen lambda."""
+        X, y = validate_data(self, X, y, accept_sparse="csr", dtype=[np.float64, np.float32])
+        indices, link, class_weight = self._classes(y)
+        n_classes = len(self.classes_)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
+
+        def rows(selection, train):
+            target = labels_target(indices[selection], n_classes,
+                                   self.label_smoothing if train else 0.0)
+            weight = None if sample_weight is None else sample_weight[selection]
+            counts = np.bincount(target.labels, minlength=n_classes)
+            classes = class_weights(self._weight_spec(), counts) if train else None
+            return ArraySource(X[selection], target, row_weights(target, weight, classes))
+
+        seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
+        folds = fold_ids(indices, np.ones(len(indices), dtype=bool), self.cv, seed)
+        full = ArraySource(X, labels_target(indices, n_classes, self.label_smoothing),
+                           row_weights(labels_target(indices, n_classes), sample_weight,
+                                       class_weight))
+        null = null_model(full, link, self.fit_intercept)
+        solver = Solver(self.optimizer, self.lr, None, seed)
+        spec = PathSpec(link, self.fit_intercept, self.l1_ratio, self._grid(full, null),
+                        solver, Stopping(self.max_epochs, self.path_tol))
+        cv, path = cross_validate(
+            full, lambda f: (rows(folds != f, True), rows(folds == f, False)), self.cv, spec,
+            self.n_jobs or 1)
+        chosen = cv.index(self.select)
+        l2, l1 = penalties(float(spec.lambdas[chosen]), self.l1_ratio)
+        final = fit(full, Objective(link, l2, self.fit_intercept, l1), solver,
+                    Stopping(self.max_epochs, self.tol, scale=null.scale),
+                    init_params=path.params[chosen])
+        n = X.shape[0]
+        self.link_ = link.name
+        self.lambdas_ = spec.lambdas
+        self.lambda_ = float(spec.lambdas[chosen])
+        self.C_ = 1.0 / (self.lambda_ * n)
+        self.cv_loss_, self.cv_loss_se_ = cv.loss_mean, cv.loss_se
+        self.cv_accuracy_ = cv.accuracy_mean
+        self.coef_path_ = np.ascontiguousarray(path.params[:, :-1].transpose(0, 2, 1))
+        self.nonzero_ = path.nonzero
+        self.coef_ = np.ascontiguousarray(final.params[:-1].T)
+        self.intercept_ = final.params[-1].copy()
+        self.n_iter_ = final.n_epochs
+        self.history_ = final.history
+        self.stop_reason_ = final.stop_reason
+        return self
+
+    def _grid(self, full, null) -> np.ndarray:
+        """The lambdas, decreasing: from ``Cs``, a list, or a grid down from lambda_max."""
+        n = full.shape[0]
+        if self.Cs is not None:
+            Cs = np.logspace(-4, 4, self.Cs) if isinstance(self.Cs, Integral) else \
+                np.asarray(self.Cs, dtype=np.float64)
+            return np.sort(1.0 / (Cs * n))[::-1]
+        if not isinstance(self.lambdas, Integral):
+            return np.sort(np.asarray(self.lambdas, dtype=np.float64))[::-1]
+        return lambda_grid(largest_lambda(null, self.l1_ratio), self.lambdas, self.lambda_min_ratio)

@@ -84,6 +84,12 @@ class Link:
         first of the tied classes. Training's accuracy counts by this same rule."""
         raise NotImplementedError
 
+    def null_logits(self, mean: np.ndarray) -> np.ndarray:
+        """(n_outputs,) the constant logits whose prediction is ``mean``, the weighted mean
+        target in the logits' space (n_outputs,): the intercept of the model without features,
+        the null model. Means of 0 or 1 are clipped to 1e-12 from them (finite logits)."""
+        raise NotImplementedError
+
     def block(self, logits: np.ndarray, target: Target, weights) -> tuple[float, int]:
         """Loss and residual of one block: ``logits`` (n_outputs, m), classes by rows, is
         overwritten by the (weighted) residual Q - P. Returns (sum of weighted losses, number
@@ -110,6 +116,11 @@ class Sigmoid(Link):
 
     def predict_index(self, logits):
         return (logits[:, 0] > 0).astype(np.intp)
+
+    def null_logits(self, mean):
+        """z = log(p / (1 - p)), p the mean of the class-1 target."""
+        p = np.clip(mean, 1e-12, 1.0 - 1e-12)
+        return np.log(p) - np.log1p(-p)
 
     def block(self, logits, target, weights):
         """Per row ``-p log q - (1-p) log(1-q) = log(1 + e^z) - p z`` (from the logit, no
@@ -151,6 +162,11 @@ class Softmax(Link):
 
     def predict_index(self, logits):
         return np.argmax(logits, axis=1)
+
+    def null_logits(self, mean):
+        """u_k = log p_k, centred (softmax is blind to a constant)."""
+        log_p = np.log(np.clip(mean, 1e-12, 1.0))
+        return log_p - log_p.mean()
 
     def block(self, logits, target, weights):
         """Per row ``log sum_k e^{u_k} - sum_k p_k u_k``, u the logits less their maximum

@@ -56,6 +56,26 @@ def split_masks(labels: np.ndarray, usable: np.ndarray, val_fraction: float,
     return usable & ~val, val
 
 
+def fold_ids(labels: np.ndarray, usable: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
+    """The fold (0 .. n_folds - 1) of every row, -1 for rows not used: stratified k-fold over
+    the usable rows, drawn from ``seed``. Each class's rows are shuffled and dealt to the folds
+    in turn, starting where the previous class stopped, so every fold has each class's share
+    and the folds' sizes differ by at most one."""
+    if n_folds < 2:
+        raise DataError(f"cross-validation needs at least 2 folds, got {n_folds}")
+    rows = np.flatnonzero(usable)
+    if len(rows) < n_folds:
+        raise DataError(f"{len(rows)} rows cannot make {n_folds} folds: use fewer folds")
+    rng = np.random.default_rng(seed)
+    folds = np.full(len(labels), -1, dtype=np.intp)
+    start = 0
+    for cls in np.unique(labels[rows]):
+        members = rng.permutation(rows[labels[rows] == cls])
+        folds[members] = (start + np.arange(len(members))) % n_folds
+        start = (start + len(members)) % n_folds
+    return folds
+
+
 def split_in_place(X: np.ndarray, train_rows: np.ndarray, val_rows: np.ndarray):
     """(X[train_rows], X[val_rows]) for a dense X that may be overwritten: the validation rows
     are copied out, then the training rows are moved to the top of X in place, so the training

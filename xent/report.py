@@ -114,6 +114,116 @@ def plot_reliability(bins: list[dict], path: str | Path, title: str = "") -> Non
         figure.savefig(handle, format="png")
 
 
+def _figure(width: float, height: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _save_png(figure, path: str | Path) -> None:
+    figure.tight_layout()
+    with atomic_open(path, "wb") as handle:
+        figure.savefig(handle, format="png")
+
+
+PATH_FILES = ("path.csv", "cv.png", "coef_path.png")
+PATH_COLUMNS = ("lambda", "C", "l2", "l1", "cv_loss", "cv_loss_se", "cv_accuracy",
+                "cv_accuracy_se", "nonzero", "epochs", "converged")
+
+
+def path_csv(path_run, n_rows: int) -> str:
+    """path.csv: one row per lambda (largest first): scikit-learn's C = 1 / (lambda n), the
+    penalties, the CV loss and accuracy (mean, SE), the non-zero weights and the epochs of the
+    fit on all rows."""
+    from .path import penalties
+
+    cv, full = path_run.cv, path_run.full
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(PATH_COLUMNS)
+    for i, lam in enumerate(cv.lambdas):
+        l2, l1 = penalties(float(lam), path_run.l1_ratio)
+        writer.writerow([repr(float(lam)), repr(1.0 / (float(lam) * n_rows)), repr(l2),
+                         repr(l1), repr(float(cv.loss_mean[i])), repr(float(cv.loss_se[i])),
+                         repr(float(cv.accuracy_mean[i])), repr(float(cv.accuracy_se[i])),
+                         int(full.nonzero[i]), int(full.epochs[i]), bool(full.converged[i])])
+    return out.getvalue()
+
+
+def plot_cv(path_run, path: str | Path, title: str = "") -> None:
+    """The CV loss (mean +- SE over the folds) against log10 lambda, lambda_min and
+    lambda_1se marked, the non-zero weights along the top."""
+    cv, full = path_run.cv, path_run.full
+    x = np.log10(cv.lambdas)
+    figure = _figure(8, 5)
+    ax = figure.subplots()
+    ax.errorbar(x, cv.loss_mean, yerr=cv.loss_se, fmt="o", markersize=3, capsize=2,
+                color="tab:red", ecolor="grey", label="CV cross-entropy (mean +- SE)")
+    for index, style, name in ((cv.index_min, "--", "lambda_min"), (cv.index_1se, ":",
+                                                                    "lambda_1se")):
+        ax.axvline(x[index], linestyle=style, color="black",
+                   label=f"{name} = {cv.lambdas[index]:.3g}")
+    top = ax.secondary_xaxis("top")
+    ticks = np.linspace(0, len(x) - 1, min(len(x), 8)).round().astype(int)
+    top.set_xticks(x[ticks], [str(int(full.nonzero[i])) for i in ticks])
+    top.set_xlabel("non-zero weights")
+    ax.set_xlabel("log10(lambda)")
+    ax.set_ylabel("held-out cross-entropy")
+    ax.invert_xaxis()  # from the simplest model to the least penalised, as glmnet reads
+    ax.grid(alpha=0.3)
+    ax.legend()
+    if title:
+        ax.set_title(title, pad=30)
+    _save_png(figure, path)
+
+
+def plot_coef_path(path_run, feature_names: list[str], class_names: list[str],
+                   path: str | Path) -> None:
+    """Each weight (standardised features, as trained) against log10 lambda: a panel per
+    output (up to 6; beyond, one panel of each feature's norm over the classes); the ten
+    largest at the smallest lambda named."""
+    params = path_run.full.params[:, :-1, :]  # (n_lambdas, n_features, n_outputs)
+    x = np.log10(path_run.cv.lambdas)
+    if params.shape[2] > 6:
+        params = np.linalg.norm(params, axis=2, keepdims=True)
+        class_names = ["norm over the classes"]
+    n_panels = params.shape[2]
+    figure = _figure(8, 3 + 2.5 * n_panels)
+    axes = np.atleast_1d(figure.subplots(n_panels, 1, sharex=True, squeeze=False)[:, 0])
+    for k, ax in enumerate(axes):
+        final = np.abs(params[-1, :, k])
+        named = {int(j) for j in np.argsort(final)[::-1][:10] if final[j] > 0}
+        for j in range(params.shape[1]):
+            ax.plot(x, params[:, j, k], linewidth=1,
+                    label=feature_names[j] if j in named else None)
+        ax.axvline(x[path_run.selected], linestyle=":", color="black")
+        ax.set_ylabel(f"weight: {class_names[k]}" if n_panels > 1 else "weight")
+        ax.grid(alpha=0.3)
+        if named:
+            ax.legend(fontsize="x-small", loc="upper left")
+    axes[-1].set_xlabel("log10(lambda)  (dotted: the chosen lambda)")
+    axes[-1].invert_xaxis()
+    _save_png(figure, path)
+
+
+def write_path(run_dir: str | Path, path_run) -> None:
+    """The files of a path's directory: path.csv, cv.png, coef_path.png, then the refitted
+    run's files (``write_run``; summary.json last)."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    run = path_run.run
+    write_text(run_dir / "path.csv", path_csv(path_run, run.summary["n_train"]))
+    plot_cv(path_run, run_dir / "cv.png", title=str(run.config.data.source))
+    model = run.model
+    classes = [str(c) for c in model.classes]
+    outputs = classes if len(path_run.full.params[0, 0]) == len(classes) else [classes[-1]]
+    plot_coef_path(path_run, list(model.feature_names), outputs, run_dir / "coef_path.png")
+    write_run(run_dir, run)
+
+
 def write_run(run_dir: str | Path, run) -> None:
     """Write the files of a run directory: config.toml, metrics.csv, model.npz, loss.png and
     summary.json (the last, so that a run with a summary is complete)."""
@@ -415,10 +525,11 @@ def leaderboard(run_dirs: list[str | Path],
                 strict: bool = False) -> tuple[list[dict], list[str]]:
     """One row per finished run, best first, and the settings that differ between runs.
 
-    Rows: run, the differing settings, best and final validation loss and accuracy, epochs,
-    seconds, converged. Sorted by final validation loss (runs without validation data last,
-    by training loss). A directory that is not a finished run is passed over (a sweep's
-    unfinished points), or with ``strict`` is an error that names it.
+    Rows: run, the differing settings, best and final validation loss and accuracy (a path's
+    CV loss at its chosen lambda, where one is listed), epochs, seconds, converged. Sorted by
+    final validation loss or CV loss (runs with neither last, by training loss). A directory
+    that is not a finished run is passed over (a sweep's unfinished points), or with
+    ``strict`` is an error that names it.
     """
     loaded = []
     for run_dir in run_dirs:
@@ -443,6 +554,7 @@ def leaderboard(run_dirs: list[str | Path],
             "val_loss": summary.get("val_loss"),
             "best_val_accuracy": float(np.nanmax(val_acc)) if has_val else None,
             "val_accuracy": summary.get("val_accuracy"),
+            "cv_loss": (summary.get("path") or {}).get("selected", {}).get("cv_loss"),
             "train_loss": summary.get("train_loss"),
             "objective": summary.get("objective"),
             "epochs": summary.get("epochs"),
@@ -451,9 +563,18 @@ def leaderboard(run_dirs: list[str | Path],
             "stop_reason": summary.get("stop_reason"),
         })
         rows.append(row)
-    rows.sort(key=lambda r: (r["val_loss"] is None,
-                             r["val_loss"] if r["val_loss"] is not None else r["train_loss"]))
+    rows.sort(key=_held_out_loss)
+    if all(r["cv_loss"] is None for r in rows):
+        for row in rows:
+            del row["cv_loss"]
     return rows, varied
+
+
+def _held_out_loss(row: dict) -> tuple:
+    """Sorting key: runs by validation loss, paths by their CV loss at the chosen lambda,
+    then runs with neither by training loss."""
+    held_out = row["val_loss"] if row["val_loss"] is not None else row["cv_loss"]
+    return held_out is None, held_out if held_out is not None else row["train_loss"]
 
 
 def _cell(value) -> str:
