@@ -57,8 +57,9 @@ class ModelConfig:
     link: str = _setting("auto", "auto (sigmoid for 2 classes), sigmoid or softmax",
                          choices=("auto", "sigmoid", "softmax"))
     l2: float = _setting(1e-4, "penalty l2/2 ||W||^2; scikit-learn's C = 1/(l2 n)", minimum=0.0)
-    l1: float = _setting(0.0, "penalty l1 ||W||_1 (exact zeros; proximal gd or nesterov, full "
-                         "batch); scikit-learn's C = 1/(l1 n)", minimum=0.0)
+    l1: float = _setting(0.0, "penalty l1 ||W||_1 (exact zeros; full batch: lbfgs, nesterov or "
+                         "gd; mini-batch: gd, cumulative penalty); scikit-learn's C = 1/(l1 n)",
+                         minimum=0.0)
     label_smoothing: float = _setting(0.0, "train on (1-eps) onehot + eps/K", minimum=0.0,
                                       maximum=0.99)
     class_weight: str = _setting("none", "none, or balanced (n / (K * class count))",
@@ -97,7 +98,7 @@ class PathConfig:
     optimizer: str = _setting("lbfgs", "xent path: the optimiser of every fit on the path and "
                               "of the refit (replaces optim.optimizer): lbfgs, nesterov or gd",
                               choices=("lbfgs", "nesterov", "gd"))
-    tol: float = _setting(1e-4, "xent path: ||g|| / ||g0|| at which each fit on the path "
+    tol: float = _setting(1e-3, "xent path: ||g|| / ||g0|| at which each fit on the path "
                           "stops (a CV curve needs less than the refit, which uses optim.tol)",
                           minimum=0.0)
     select: str = _setting("1se", "xent path: the lambda refitted on all rows: 1se (the largest "

@@ -24,7 +24,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 from .config import ModelConfig, OptimConfig, PathConfig
 from .dask_engine import array_data, as_dask_array, current_client, is_dask_collection
 from .links import LINK_NAMES, get_link
-from .loss import Objective, class_weights, labels_target, row_weights
+from .loss import Objective, available_cores, class_weights, labels_target, row_weights
 from .model import Scores
 from .optim import OPTIMIZERS
 from .path import (
@@ -52,7 +52,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         Strength of the penalty l2 / 2 ||W||^2 (the intercept is not penalised).
     l1 : float
         Strength of the penalty l1 ||W||_1 (exact zeros; scikit-learn's ``C = 1 / (l1 n)``
-        with ``penalty="l1"``); needs ``optimizer`` "gd" or "nesterov" and full batches.
+        with ``penalty="l1"``); full batch with ``optimizer`` "lbfgs", "nesterov" or "gd",
+        mini-batch with "gd" (SGD with the cumulative penalty).
     optimizer : "gd", "momentum", "nesterov", "adam" or "lbfgs"
     lr : float or "auto"
         Step size; "auto" is 1 / L for the gradient methods (L bounds the gradient's Lipschitz
@@ -287,7 +288,8 @@ class SoftmaxRegressionCV(SoftmaxRegression):
         The lambda of least mean CV loss (scikit-learn's choice), or the largest within one
         standard error of it (glmnet's ``lambda.1se``).
     n_jobs : int or None
-        Processes for the k + 1 paths (None: one).
+        Processes for the k + 1 paths (None: one; -1: one per core, -2: all cores but one,
+        as in scikit-learn).
     path_tol : float
         ||g|| / ||g0|| at which each fit on the path stops; the chosen lambda's fit on all
         rows then goes on to ``tol``.
@@ -368,7 +370,7 @@ class SoftmaxRegressionCV(SoftmaxRegression):
                         solver, Stopping(self.max_epochs, self.path_tol))
         cv, path = cross_validate(
             full, lambda f: (rows(folds != f, True), rows(folds == f, False)), self.cv, spec,
-            self.n_jobs or 1)
+            _process_count(self.n_jobs, self.cv + 1))
         chosen = cv.index(self.select)
         l2, l1 = penalties(float(spec.lambdas[chosen]), self.l1_ratio)
         final = fit(full, Objective(link, l2, self.fit_intercept, l1), solver,
@@ -400,3 +402,13 @@ class SoftmaxRegressionCV(SoftmaxRegression):
         if not isinstance(self.lambdas, Integral):
             return np.sort(np.asarray(self.lambdas, dtype=np.float64))[::-1]
         return lambda_grid(largest_lambda(null, self.l1_ratio), self.lambdas, self.lambda_min_ratio)
+
+
+def _process_count(n_jobs: int | None, tasks: int) -> int:
+    """scikit-learn's n_jobs as a number of processes: None or 0 is 1, a negative n is
+    cores + 1 + n; never more than there are tasks."""
+    if not n_jobs:
+        return 1
+    if n_jobs < 0:
+        n_jobs = max(1, available_cores() + 1 + n_jobs)
+    return min(n_jobs, tasks)
