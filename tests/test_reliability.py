@@ -120,16 +120,16 @@ def test_lr_backoff_recovers_from_divergence(run, tmp_path):
 
 # ---- interruption and resume -----------------------------------------------------------
 
-@pytest.mark.parametrize("optimizer, batch_size", [("gd", None), ("momentum", None),
-                                                  ("nesterov", None), ("adam", None),
-                                                  ("adam", 16), ("gd", 32)])
-def test_resume_gives_the_run_that_was_never_stopped(optimizer, batch_size):
+@pytest.mark.parametrize("optimizer, batch_size, l1", [
+    ("gd", None, 0.0), ("momentum", None, 0.0), ("nesterov", None, 0.0), ("adam", None, 0.0),
+    ("adam", 16, 0.0), ("gd", 32, 0.0), ("nesterov", None, 0.02), ("gd", 32, 0.02)])
+def test_resume_gives_the_run_that_was_never_stopped(optimizer, batch_size, l1):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(120, 5))
     y = rng.integers(0, 3, 120)
     target, link = labels_target(y, 3), get_link("softmax")
     settings = dict(optimizer=optimizer, batch_size=batch_size, max_epochs=60, l2=1e-2, seed=3,
-                    tol=0.0)
+                    tol=0.0, l1=l1)
     whole = fit_arrays(X, target, link, **settings)
     saved = []
     epochs_seen = []

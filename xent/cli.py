@@ -540,9 +540,9 @@ def _path_header(config: cfg.Config, table, jobs: int) -> str:
         f"data {table.name}: n={table.n_rows}, d={_n_features(table)}, K={n_classes}; link "
         f"{api.resolved_link(config, n_classes).name}\n"
         f"path: {kind} (alpha = l1_ratio {p.l1_ratio:g}), {p.n_lambdas} lambdas down to "
-        f"{p.lambda_min_ratio:g} lambda_max, warm-started {p.optimizer}, tol {config.optim.tol:g};"
+        f"{p.lambda_min_ratio:g} lambda_max, warm-started {p.optimizer} to tol {p.tol:g};"
         f" {p.folds}-fold CV (stratified, seed {d.seed}) in {jobs} process"
-        f"{'es' if jobs > 1 else ''}; refit at lambda_{p.select}"
+        f"{'es' if jobs > 1 else ''}; refit at lambda_{p.select} to tol {config.optim.tol:g}"
     )
 
 
