@@ -202,6 +202,20 @@ def test_path_refuses_what_it_cannot_do(run, args, code, message):
     assert "Traceback" not in result.output
 
 
+def test_a_class_thinner_than_the_folds_gets_a_note(run, tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 3))
+    y = np.where(X[:, 0] > 0, "up", "down")
+    y[:2] = "rare"
+    rows = (f"{a},{b},{c},{label}\n" for (a, b, c), label in zip(X, y, strict=True))
+    (tmp_path / "d.csv").write_text("a,b,c,y\n" + "".join(rows))
+    result = run("path", "d.csv", "--n-lambdas", "4", "-o", "p")
+    assert result.exit_code == 0, result.output
+    assert "fewer rows than the 5 folds in class rare (2)" in result.stderr
+    assert "fewer rows" not in run("path", "d.csv", "--n-lambdas", "4", "--folds", "2",
+                                   "-o", "q").stderr
+
+
 def test_softmax_regression_cv_chooses_scikit_learns_c_on_the_same_folds():
     from xent import SoftmaxRegressionCV
 

@@ -40,7 +40,7 @@ from . import api
 from .errors import ConfigError, DataError
 from .links import Link
 from .loss import Objective, lipschitz_bound
-from .preprocess import fold_ids
+from .preprocess import fold_ids, thin_classes
 from .processes import Task, run_in_processes
 from .sources import MemoryTable, RowSource
 from .train import Solver, Stopping, fit
@@ -284,6 +284,11 @@ def run_path(config, *, jobs: int = 1, notify=None, on_event=None,
         on_table(table)
     usable = api.split_rows(config, table)[0]
     folds = fold_ids(table.labels, usable, settings.folds, config.data.seed)
+    thin = thin_classes(table.labels, usable, settings.folds)
+    if thin and notify is not None:
+        listed = ", ".join(f"{table.classes[c]} ({n})" for c, n in thin.items())
+        notify(f"note: fewer rows than the {settings.folds} folds in class {listed}: some folds "
+               "train without it, and its rows weigh heavily in their CV loss; use fewer --folds")
     # the folds read the table without overwriting it; the refit at the end may
     shared = replace(table, owned=False) if isinstance(table, MemoryTable) else table
     options = api.source_options(config)

@@ -76,6 +76,13 @@ def fold_ids(labels: np.ndarray, usable: np.ndarray, n_folds: int, seed: int) ->
     return folds
 
 
+def thin_classes(labels: np.ndarray, usable: np.ndarray, n_folds: int) -> dict[int, int]:
+    """{class index: usable rows} for each class with fewer usable rows than folds: some folds'
+    training rows lack it, and their held-out loss on its rows is large."""
+    counts = np.bincount(labels[usable])
+    return {int(c): int(counts[c]) for c in np.flatnonzero((counts > 0) & (counts < n_folds))}
+
+
 def split_in_place(X: np.ndarray, train_rows: np.ndarray, val_rows: np.ndarray):
     """(X[train_rows], X[val_rows]) for a dense X that may be overwritten: the validation rows
     are copied out, then the training rows are moved to the top of X in place, so the training
