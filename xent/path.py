@@ -17,7 +17,7 @@ Along the grid each fit starts where the previous one ended (a warm start) and s
 absolute accuracy: tol relative to ||g|| at W = 0, b = 0, as a cold start's. The path's tol
 (``path.tol``, 1e-3) is looser than a run's: a CV curve does not need the last digits (at
 1e-3 the held-out losses are within about 1e-4 of the exact optima's, far inside their
-standard errors; LogisticRegressionCV's defaults stop between 3e-4 and 2e-3 on
+standard errors; LogisticRegressionCV's defaults stop between 2e-4 and 3e-3 on
 bench/bench_path.py's data), and the model kept is refitted to the run's tol.
 
 Cross-validation (``cross_validate``): each of k stratified, seeded folds

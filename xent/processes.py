@@ -15,6 +15,7 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import signal
+import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -55,7 +56,9 @@ def run_in_processes(tasks: Sequence[Task], jobs: int,
     A KeyboardInterrupt in the parent (Ctrl-C, or SIGTERM as the command line maps it) ends the
     running processes within a couple of seconds and starts no more.
     """
-    context = multiprocessing.get_context()
+    # fork on Linux, asked for by name (Python 3.14 defaults to forkserver): the tasks' data
+    # and closures reach the children without pickling
+    context = multiprocessing.get_context("fork" if sys.platform == "linux" else None)
     slots = core_slots(jobs)
     free = list(range(jobs))
     waiting, running = list(tasks), {}  # connection -> (process, task, slot)
