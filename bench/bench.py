@@ -10,12 +10,18 @@ scikit-learn's LogisticRegression. The target is the objective scikit-learn lbfg
 its optimum (at its default tol=1e-4 it stops 1e-6 or more above it). Times of scikit-learn
 lbfgs and xent lbfgs are medians over --repeats runs, the rest single runs; ratios are to
 scikit-learn lbfgs's time in the same run. A table goes to stdout, everything to --out (JSON).
+
+Thread scaling: one loss and gradient at 1, 2, 4, ... all cores, through xent's compiled kernels
+(dense, and CSR with 90% of X zeroed), the numpy reference and torch CPU, beside a compiled
+all-core read of X measured in the same run. Targets: dense at all cores <= 2x that read; never
+slower with more threads; CSR on 2 threads <= 0.6x its 1-thread time.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import platform
 import statistics
@@ -202,6 +208,114 @@ def run_set(name, repeats, gd_budget, log):
     return rows
 
 
+def all_core_read(X, threads):
+    """Seconds for one read of X by ``threads`` threads (a compiled parallel sum): the floor
+    of any pass over X."""
+    import numba
+
+    @numba.njit(parallel=True, fastmath=True)
+    def total(A):
+        s = 0.0
+        for i in numba.prange(A.shape[0]):
+            row = A[i]
+            for j in range(A.shape[1]):
+                s += row[j]
+        return s
+
+    numba.set_num_threads(threads)
+    seconds, _ = median_time(lambda: total(X), 7)
+    return seconds
+
+
+def torch_evaluation(X, y, params, threads):
+    """Seconds for torch (CPU) to compute the same loss and gradient, or None without torch."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(threads)
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+    W = torch.tensor(params, requires_grad=True)
+
+    def once():
+        W.grad = None
+        logits = Xt @ W[:-1] + W[-1]
+        if W.shape[1] == 1:
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(
+                logits[:, 0], yt.to(logits.dtype))
+        else:
+            loss = torch.nn.functional.cross_entropy(logits, yt)
+        loss.backward()
+
+    seconds, _ = median_time(once, 7)
+    return seconds
+
+
+def thread_scaling(name, log):
+    """One loss and gradient against the thread count (1, 2, 4, ... all cores): xent's compiled
+    kernels on dense X and on CSR (X with 90% of its entries zeroed), the numpy reference, torch
+    CPU, beside the all-core read of X, in one run."""
+    import os
+
+    import scipy.sparse as sp
+
+    from xent.loss import sums
+
+    spec = SETS[name]
+    X, y = make_data(**spec)
+    k = spec["n_classes"]
+    link, target = get_link("auto", k), labels_target(y, k)
+    params = np.random.default_rng(0).normal(scale=0.01, size=(X.shape[1] + 1, link.n_outputs(k)))
+    cores = len(os.sched_getaffinity(0))
+    counts = sorted({1, cores} | {2 ** i for i in range(1, 8) if 2 ** i < cores})
+    sparse_X = X.copy()
+    sparse_X[np.random.default_rng(1).random(X.shape) < 0.9] = 0.0
+    sparse_X = sp.csr_matrix(sparse_X)
+    read = all_core_read(X, cores)
+    log(f"[{name} threads] all-core read of X ({cores} threads): {read * 1e3:.2f} ms")
+
+    def timed(data, threads, kernels):
+        os.environ["XENT_KERNELS"] = kernels
+        try:
+            return median_time(lambda: sums(params, data, target, link, n_threads=threads), 7)[0]
+        finally:
+            del os.environ["XENT_KERNELS"]
+
+    rows = []
+    for threads in counts:
+        row = {"threads": threads, "dense": timed(X, threads, "1"),
+               "numpy": timed(X, threads, "0"), "csr": timed(sparse_X, threads, "1"),
+               "torch": torch_evaluation(X, y, params, threads)}
+        rows.append(row)
+        log(f"  {threads} threads: dense {row['dense'] * 1e3:.1f} ms, numpy "
+            f"{row['numpy'] * 1e3:.1f} ms, CSR {row['csr'] * 1e3:.1f} ms")
+    dense = [r["dense"] for r in rows]
+    return {"all_core_read": read, "cores": cores, "rows": rows,
+            "targets": {"dense_per_read": dense[-1] / read,
+                        "never_slower": all(b <= a for a, b in itertools.pairwise(dense)),
+                        "csr_2_over_1": rows[1]["csr"] / rows[0]["csr"] if len(rows) > 1
+                        else None}}
+
+
+def scaling_table(scaling) -> str:
+    lines = ["| data | threads | xent dense (ms) | x all-core read | numpy reference (ms) | "
+             "xent CSR (ms) | torch CPU (ms) |", "|---|---|---|---|---|---|---|"]
+    for name, result in scaling.items():
+        for row in result["rows"]:
+            torch_ms = "" if row["torch"] is None else f"{row['torch'] * 1e3:.1f}"
+            lines.append(f"| {name} | {row['threads']} | {row['dense'] * 1e3:.1f} | "
+                         f"{row['dense'] / result['all_core_read']:.2f} | "
+                         f"{row['numpy'] * 1e3:.1f} | {row['csr'] * 1e3:.1f} | {torch_ms} |")
+    for name, result in scaling.items():
+        t = result["targets"]
+        csr = "n/a (1 core)" if t["csr_2_over_1"] is None else f"{t['csr_2_over_1']:.2f}x"
+        lines.append(f"\n{name}: dense at all cores {t['dense_per_read']:.2f}x the all-core read "
+                     f"(target <= 2x: {'met' if t['dense_per_read'] <= 2 else 'MISSED'}); never "
+                     f"slower with more threads: {'yes' if t['never_slower'] else 'NO'}; CSR 2 "
+                     f"threads / 1: {csr} (target <= 0.6x)")
+    return "\n".join(lines)
+
+
 def table(results) -> str:
     lines = ["| data | solver | seconds | x sklearn lbfgs | iterations | gap to sklearn |",
              "|---|---|---|---|---|---|"]
@@ -224,19 +338,26 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--gd-budget", type=int, default=5000,
                         help="most iterations for gd and nesterov")
+    parser.add_argument("--threads-only", action="store_true",
+                        help="only the thread-scaling table")
     parser.add_argument("--out", default="bench/results/latest.json")
     args = parser.parse_args()
     names = args.sets.split(",") if args.sets else (
         ["A-quick", "B-quick"] if args.quick else ["A", "B"])
-    results = {name: run_set(name, args.repeats, args.gd_budget,
-                             lambda m: print(m, file=sys.stderr, flush=True)) for name in names}
+    log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+    scaling = {name: thread_scaling(name, log) for name in names}
+    results = {} if args.threads_only else \
+        {name: run_set(name, args.repeats, args.gd_budget, log) for name in names}
     machine = {"python": platform.python_version(), "numpy": np.__version__,
                "scikit-learn": sklearn.__version__, "processor": platform.processor(),
                "cores": len(__import__("os").sched_getaffinity(0))}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": machine, "results": results}, indent=2))
-    print(table(results))
+    out.write_text(json.dumps({"machine": machine, "results": results, "threads": scaling},
+                              indent=2))
+    if results:
+        print(table(results) + "\n")
+    print(scaling_table(scaling))
     print(f"\nmachine: {machine}")
 
 

@@ -77,7 +77,7 @@ def test_the_warm_path_reaches_each_cold_optimum(l1_ratio, optimizer):
     link, target = get_link("softmax"), labels_target(y, 3)
     source = ArraySource(X, target)
     lambdas = lambda_grid(largest_lambda(null_model(source, link, True), l1_ratio), 6, 1e-3)
-    path = fit_path(source, _spec(link, lambdas, l1_ratio, optimizer, tol=1e-7))
+    path = fit_path(source, _spec(link, lambdas, l1_ratio, optimizer, tol=1e-6))
     assert path.converged.all() and path.nonzero[0] == (0 if l1_ratio else 12)
     for lam, params in zip(lambdas, path.params, strict=True):
         l2, l1 = penalties(lam, l1_ratio)

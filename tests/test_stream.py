@@ -194,7 +194,7 @@ def test_streamed_sums_over_a_selection_equal_numpy(tmp_path, n_threads, monkeyp
     assert np.allclose(standardizer.scale, rows.std(axis=0), rtol=1e-13)
     link = get_link("sigmoid")
     params = rng.normal(size=(5, 1))
-    monkeypatch.setattr(stream, "available_cores", lambda: n_threads)
+    monkeypatch.setattr(stream, "thread_count", lambda: n_threads)
     streamed = Objective(link, 0.1).evaluate(params, data)
     reference = evaluate(params, (rows - rows.mean(axis=0)) / rows.std(axis=0),
                          labels_target(y[selection], 2), link, 0.1)

@@ -28,7 +28,7 @@ from .data import Dataset, ReadOptions
 from .diagnostics import diagnose
 from .errors import ConfigError, DataError, ModelFileError
 from .links import get_link
-from .loss import Objective
+from .loss import Objective, use_threads
 from .metrics import (
     accuracy,
     brier_score,
@@ -303,8 +303,9 @@ def train(config: Config, callback=None, *, table: Table | None = None, should_s
         def save(state):
             checkpoint(replace(state, data_sha256=table.sha256))
     hooks = Hooks(callback, should_stop, save, checkpoint_every)
-    result = fit(train_source, objective, solver, stopping, validation=val_source, hooks=hooks,
-                 resume=resume)
+    with use_threads(config.optim.threads):
+        result = fit(train_source, objective, solver, stopping, validation=val_source,
+                     hooks=hooks, resume=resume)
     model = Model.from_params(
         result.params, classes=table.classes, link=objective.link.name,
         feature_names=prep.feature_names, standardizer=prep.standardizer,
@@ -315,7 +316,8 @@ def train(config: Config, callback=None, *, table: Table | None = None, should_s
     )
     summary = _summary(config, table, prep, objective, result, train_source, val_source)
     summary["seconds"] = time.perf_counter() - started
-    table = training_inference(model, train_source, objective) if inference else None
+    with use_threads(config.optim.threads):
+        table = training_inference(model, train_source, objective) if inference else None
     return Run(config, model, result.history, summary, result, table)
 
 

@@ -138,9 +138,11 @@ TRAIN_OPTIONS = {
     "stream": "data.stream",
     "chunk_rows": "data.chunk_rows",
     "engine": "data.engine",
+    "threads": "optim.threads",
 }
-#: what may change when a run is resumed: the budget and the stopping rule, not the objective
-RESUMABLE = {"epochs", "tol", "patience"}
+#: what may change when a run is resumed: the budget, the stopping rule and the threads, not
+#: the objective
+RESUMABLE = {"epochs", "tol", "patience", "threads"}
 
 
 #: `xent path` options -> config keys: its [path] table, and train's options less those the
@@ -260,6 +262,15 @@ def _resume_settings(ctx, run_dir: Path, data, config_file, sets, options):
     return config, load_checkpoint(run_dir / CHECKPOINT_FILE)
 
 
+class StoppedBeforeTraining(Exception):
+    """Ctrl-C or SIGTERM before the first epoch: the run directory is cleaned up as after any
+    failure (``claimed``), and the command exits with the signal's code."""
+
+    def __init__(self, exit_code: int):
+        super().__init__(exit_code)
+        self.exit_code = exit_code
+
+
 class StopOnSignal:
     """While active, the first SIGINT (Ctrl-C) or SIGTERM asks training to stop after the
     current epoch (it then saves everything); a second one stops at once (KeyboardInterrupt),
@@ -365,9 +376,12 @@ def _train_into(run_dir: Path, config, table, client, progress, checkpoint, chec
         save_checkpoint(run_dir / CHECKPOINT_FILE, state)
 
     with StopOnSignal() as stop:
-        run = api.train(config, callback=progress, table=table, should_stop=stop,
-                        checkpoint=save_checkpoint_file, checkpoint_every=checkpoint_every,
-                        resume=checkpoint, client=client, inference=inference)
+        try:
+            run = api.train(config, callback=progress, table=table, should_stop=stop,
+                            checkpoint=save_checkpoint_file, checkpoint_every=checkpoint_every,
+                            resume=checkpoint, client=client, inference=inference)
+        except KeyboardInterrupt:  # before the first epoch's record: nothing to keep
+            raise StoppedBeforeTraining(stop.exit_code) from None
         if progress is not None:
             progress.finish()
         write_run(run_dir, run)
@@ -502,6 +516,9 @@ def train(ctx, data, standardize, zero_based, config_file, sets, out, force, qui
                     progress = Progress(config.optim.epochs)
                 run, stop = _train_into(run_dir, config, table, client, progress, checkpoint,
                                         checkpoint_every, inference)
+        except StoppedBeforeTraining as stopped:
+            _err("\nxent: stopped before the first epoch; nothing of the run was written")
+            sys.exit(stopped.exit_code)
         except OSError as exc:
             kept = (f"the checkpoint is kept: make room, then go on with `xent train --resume "
                     f"{run_dir}`") if (run_dir / CHECKPOINT_FILE).exists() else \

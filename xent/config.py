@@ -77,6 +77,8 @@ class OptimConfig:
     epochs: int = _setting(5000, "maximum epochs (iterations for full batch)", minimum=0)
     batch_size: int = _setting(0, "mini-batch rows; 0 is full batch", minimum=0)
     tol: float = _setting(1e-6, "stop when ||g|| / ||g0|| < tol", minimum=0.0)
+    threads: int = _setting(0, "threads for each loss and gradient; 0: every core this "
+                               "process may use (or $XENT_THREADS)", minimum=0)
     patience: int = _setting(0, "early stop after this many epochs without a better "
                                 "validation loss; 0 is off", minimum=0)
     lr_backoff: bool = _setting(False, "on divergence, halve lr and go on from the last "

@@ -24,7 +24,14 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 from .config import ModelConfig, OptimConfig, PathConfig
 from .dask_engine import array_data, as_dask_array, current_client, is_dask_collection
 from .links import LINK_NAMES, get_link
-from .loss import Objective, available_cores, class_weights, labels_target, row_weights
+from .loss import (
+    Objective,
+    available_cores,
+    class_weights,
+    labels_target,
+    row_weights,
+    use_threads,
+)
 from .model import Scores
 from .optim import OPTIMIZERS
 from .path import (
@@ -71,6 +78,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     fit_intercept : bool
     random_state : int, RandomState or None
         Seeds the mini-batch shuffles.
+    n_jobs : int or None
+        Threads for each loss and gradient: None is xent's default (every core the process
+        may use, or $XENT_THREADS), -1 every core, -2 all but one (scikit-learn's convention).
 
     Attributes
     ----------
@@ -91,6 +101,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         "class_weight": [dict, StrOptions({"balanced"}), None],
         "fit_intercept": ["boolean"],
         "random_state": ["random_state"],
+        "n_jobs": [Integral, None],
     }
 
     def __init__(
@@ -107,6 +118,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         fit_intercept=True,
         random_state=None,
         l1=0.0,
+        n_jobs=None,
     ):
         self.link = link
         self.l2 = l2
@@ -120,6 +132,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         self.class_weight = class_weight
         self.fit_intercept = fit_intercept
         self.random_state = random_state
+        self.n_jobs = n_jobs
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):
@@ -184,9 +197,10 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
 
     def _fit(self, source, link):
         seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
-        result = fit(source, Objective(link, self.l2, self.fit_intercept, self.l1),
-                     Solver(self.optimizer, self.lr, self.batch_size, seed),
-                     Stopping(self.max_epochs, self.tol))
+        with use_threads(_cores(self.n_jobs)):
+            result = fit(source, Objective(link, self.l2, self.fit_intercept, self.l1),
+                         Solver(self.optimizer, self.lr, self.batch_size, seed),
+                         Stopping(self.max_epochs, self.tol))
         self.link_ = link.name
         self.coef_ = np.ascontiguousarray(result.params[:-1].T)
         self.intercept_ = result.params[-1].copy()
@@ -404,11 +418,14 @@ class SoftmaxRegressionCV(SoftmaxRegression):
         return lambda_grid(largest_lambda(null, self.l1_ratio), self.lambdas, self.lambda_min_ratio)
 
 
+def _cores(n_jobs: int | None) -> int | None:
+    """scikit-learn's n_jobs as a number of cores: a negative n is cores + 1 + n; None (and
+    0) stay None, the caller's default."""
+    if n_jobs is not None and n_jobs < 0:
+        return max(1, available_cores() + 1 + n_jobs)
+    return n_jobs or None
+
+
 def _process_count(n_jobs: int | None, tasks: int) -> int:
-    """scikit-learn's n_jobs as a number of processes: None or 0 is 1, a negative n is
-    cores + 1 + n; never more than there are tasks."""
-    if not n_jobs:
-        return 1
-    if n_jobs < 0:
-        n_jobs = max(1, available_cores() + 1 + n_jobs)
-    return min(n_jobs, tasks)
+    """n_jobs as a number of processes: None is 1; never more than there are tasks."""
+    return min(_cores(n_jobs) or 1, tasks)

@@ -57,6 +57,8 @@ class Link:
     name: str = ""
     #: a bound on the largest eigenvalue of the loss's Hessian in one row's logits
     curvature: float = 0.0
+    #: the row rule of the compiled kernels (``kernels.row_link``): the softmax's or the sigmoid's
+    kernel_softmax: bool = False
 
     def __eq__(self, other) -> bool:
         return isinstance(other, Link) and other.name == self.name
@@ -150,6 +152,7 @@ class Softmax(Link):
 
     name = "softmax"
     curvature = 0.5  # lambda_max(diag(q) - q q^T) <= 1/2
+    kernel_softmax = True
 
     def n_outputs(self, n_classes: int) -> int:
         return n_classes

@@ -27,6 +27,7 @@ the classes run along long contiguous rows; blocks are shared among threads.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -36,6 +37,8 @@ import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import ThreadpoolController
 
+from . import kernels
+from .errors import ConfigError
 from .links import Link
 from .targets import (  # noqa: F401  (the math's public names, importable from here)
     Target,
@@ -87,6 +90,35 @@ def available_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+_THREADS: int | None = None  # set by ``use_threads``
+
+
+def thread_count() -> int:
+    """Threads for one evaluation: ``use_threads``'s number, else $XENT_THREADS, else every
+    core this process may use; never more than those cores (a sweep's or a path's process
+    has its own share of them)."""
+    cores = available_cores()
+    wanted = _THREADS
+    if wanted is None and os.environ.get("XENT_THREADS", "").strip():
+        text = os.environ["XENT_THREADS"].strip()
+        if not text.isdigit():
+            raise ConfigError(f"XENT_THREADS={text!r}: give a whole number of threads (0: "
+                              "every core)")
+        wanted = int(text) or None
+    return cores if wanted is None else max(1, min(wanted, cores))
+
+
+@contextlib.contextmanager
+def use_threads(n: int | None):
+    """Evaluations inside use ``n`` threads (None or 0: the default, ``thread_count``)."""
+    global _THREADS
+    previous, _THREADS = _THREADS, (n or None)
+    try:
+        yield
+    finally:
+        _THREADS = previous
 
 
 _POOL: ThreadPoolExecutor | None = None
@@ -169,35 +201,84 @@ class Sums(NamedTuple):
                     self.n_rows + other.n_rows, self.weight + other.weight)
 
 
+#: the compiled kernels (``kernels.py``) take data of at least this many stored values; below
+#: it numba's import and the kernels' load (about 0.4 s, once) cost more than they save, and
+#: the numpy reference (``_accumulate``) runs. $XENT_KERNELS = 1 or 0 forces them on or off.
+KERNEL_MIN_VALUES = 100_000
+#: rows per thread below which the kernels do not share the rows out (thread start-up costs more)
+KERNEL_MIN_ROWS_PER_THREAD = 2048
+#: the most memory the kernels' per-thread gradient buffers may take (CSR with many features)
+KERNEL_BUFFER_BYTES = 256 << 20
+
+
+def use_kernels(X) -> bool:
+    """Whether ``sums`` runs the compiled kernels on X: C-ordered dense or CSR data of at least
+    ``KERNEL_MIN_VALUES`` values, float32 or float64, unless $XENT_KERNELS says otherwise."""
+    forced = os.environ.get("XENT_KERNELS", "")
+    if forced == "0":
+        return False
+    if sp.issparse(X):
+        fits = X.format == "csr" and X.dtype in (np.float32, np.float64)
+        size = X.nnz
+    else:
+        fits = isinstance(X, np.ndarray) and X.flags.c_contiguous and \
+            X.dtype in (np.float32, np.float64)
+        size = X.size
+    return fits and (forced == "1" or size >= KERNEL_MIN_VALUES)
+
+
+def _kernel_runs(X, threads: int, n_outputs: int) -> list[tuple[int, int]]:
+    """Contiguous runs of rows, one per thread: as many threads as have at least
+    ``KERNEL_MIN_ROWS_PER_THREAD`` rows each and whose gradient buffers fit in
+    ``KERNEL_BUFFER_BYTES``."""
+    n, d = X.shape
+    buffer = 8 * n_outputs * (d + 1)
+    threads = max(1, min(threads, n // KERNEL_MIN_ROWS_PER_THREAD,
+                         KERNEL_BUFFER_BYTES // max(buffer, 1)))
+    bounds = [n * t // threads for t in range(threads + 1)]
+    return list(zip(bounds[:-1], bounds[1:], strict=True))
+
+
 def sums(params, X, target: Target, link: Link, weights=None, *, block_rows=None,
          with_grad=True, n_threads=None, compute_dtype=None) -> Sums:
-    """The sums of the objective over the rows of X (dense or CSR), in row blocks.
+    """The sums of the objective over the rows of X (dense or CSR).
 
-    Dense X of several blocks is shared out among ``n_threads`` threads (default: the cores
-    this process may use), each summing its own contiguous run of blocks; the partial sums are
-    added in a fixed order, so the result does not depend on timing. Products are taken in
-    ``compute_dtype`` (default X's dtype), sums in float64.
+    X's rows are shared out among ``n_threads`` threads (default: the cores this process may
+    use), each summing its own contiguous run; the partial sums are added in a fixed order, so
+    the result does not depend on timing. Large data go through the compiled kernels
+    (``use_kernels``), which release the GIL; otherwise numpy sums dense X in row blocks
+    (``block_rows``), CSR on one thread (scipy's sparse products hold the GIL). Products are
+    taken in ``compute_dtype`` (default X's dtype), sums in float64.
     """
     n, d = X.shape
     compute_dtype = np.dtype(compute_dtype or X.dtype)
     coef_t = np.ascontiguousarray(params[:d].T, dtype=compute_dtype)
-    threads = available_cores() if n_threads is None else max(1, n_threads)
-    if sp.issparse(X):
-        threads = 1  # scipy's sparse products hold the GIL: threads would only queue
-    step = block_rows or block_rows_for(X, threads)
-    spans = [(start, min(start + step, n)) for start in range(0, n, step)]
-    threads = min(threads, len(spans) // 2) if len(spans) >= 4 else 1
-    args = (coef_t, params[d], X, target, link, weights)
-    if threads > 1:
-        pool, single_blas = thread_pool(threads)
-        groups = np.array_split(np.arange(len(spans)), threads)
-        with single_blas:
-            parts = list(pool.map(
-                lambda group: _accumulate(*args, [spans[i] for i in group], with_grad,
-                                          compute_dtype),
-                groups))
+    threads = thread_count() if n_threads is None else max(1, n_threads)
+    intercept = params[d]
+    if use_kernels(X):
+        runs = _kernel_runs(X, threads, coef_t.shape[0])
+
+        def work(run):
+            return kernels.run_sums(coef_t, intercept, X, target, link.kernel_softmax, weights,
+                                    run[0], run[1], with_grad)
     else:
-        parts = [_accumulate(*args, spans, with_grad, compute_dtype)]
+        if sp.issparse(X):
+            threads = 1  # scipy's sparse products hold the GIL: threads would only queue
+        step = block_rows or block_rows_for(X, threads)
+        spans = [(start, min(start + step, n)) for start in range(0, n, step)]
+        threads = min(threads, len(spans) // 2) if len(spans) >= 4 else 1
+        runs = [[spans[i] for i in group]
+                for group in np.array_split(np.arange(len(spans)), threads)]
+
+        def work(run):
+            return _accumulate(coef_t, intercept, X, target, link, weights, run, with_grad,
+                               compute_dtype)
+    if len(runs) > 1:
+        pool, single_blas = thread_pool(len(runs))
+        with single_blas:
+            parts = list(pool.map(work, runs))
+    else:
+        parts = [work(runs[0])]
     weight = float(n) if weights is None else float(np.sum(weights))
     return Sums(sum(p[0] for p in parts), sum(p[1] for p in parts), sum(p[2] for p in parts),
                 sum(p[3] for p in parts), n, weight)

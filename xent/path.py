@@ -39,7 +39,7 @@ import numpy as np
 from . import api
 from .errors import ConfigError, DataError
 from .links import Link
-from .loss import Objective, lipschitz_bound
+from .loss import Objective, lipschitz_bound, use_threads
 from .preprocess import fold_ids, thin_classes
 from .processes import Task, run_in_processes
 from .sources import MemoryTable, RowSource
@@ -309,7 +309,8 @@ def run_path(config, *, jobs: int = 1, notify=None, on_event=None,
     spec = PathSpec(link, fit_intercept, settings.l1_ratio,
                     lambda_grid(lam_max, settings.n_lambdas, settings.lambda_min_ratio),
                     solver, stopping)
-    cv, full_fit = cross_validate(full, sources_for, settings.folds, spec, jobs, on_event)
+    with use_threads(config.optim.threads):
+        cv, full_fit = cross_validate(full, sources_for, settings.folds, spec, jobs, on_event)
     del full
     selected = cv.index(settings.select)
     l2, l1 = penalties(float(spec.lambdas[selected]), settings.l1_ratio)

@@ -42,7 +42,7 @@ from .data import (
 )
 from .errors import DataError
 from .inference import information
-from .loss import Sums, available_cores, gram_product, sums, thread_pool
+from .loss import Sums, gram_product, sums, thread_count, thread_pool
 from .preprocess import Preprocessing, Standardizer, Statistics, table_statistics
 from .sources import SourceOptions, masked_target, shuffled_batches
 from .targets import Target
@@ -360,7 +360,7 @@ class StreamData:
             raw[:d] = params[:d] / scale[:, None]
             raw[d] = params[d] - mean @ raw[:d]
         spans = list(self._spans())
-        threads = max(1, min(available_cores(), len(spans)))
+        threads = max(1, min(thread_count(), len(spans)))
         rows = max((stop - start for start, stop, _, _ in spans), default=0)
         options = dict(with_grad=with_grad, compute_dtype=compute_dtype, n_threads=1)
 

@@ -235,6 +235,8 @@ def fit(
             else:
                 reason = loop.run_first_order(params, solver, resume)
         except KeyboardInterrupt:
+            if not len(loop.history):
+                raise  # stopped before the first record: there is no run to keep
             reason = "interrupted"
     params = loop.last_finite
     if reason == "early_stop" and loop.best_params is not None:

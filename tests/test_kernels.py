@@ -1,0 +1,145 @@
+"""The compiled kernels (#14) against the numpy reference (``loss._accumulate``): every link,
+target, weighting, dtype and layout, at 1e-12 in float64; the same bytes for the same thread
+count; and the thread settings (--threads, n_jobs, $XENT_THREADS)."""
+
+import json
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from xent.links import get_link
+from xent.loss import labels_target, sums, thread_count, use_kernels, use_threads
+from xent.targets import proba_target
+
+
+def _both(monkeypatch, *args, **kwargs):
+    """(numpy reference, compiled kernels) sums of the same arguments."""
+    results = []
+    for forced in ("0", "1"):
+        monkeypatch.setenv("XENT_KERNELS", forced)
+        results.append(sums(*args, **kwargs))
+    return results
+
+
+def _close(reference, ours, rtol):
+    scale = max(np.abs(reference.grad_coef_t).max(), 1e-300)
+    assert abs(ours.loss - reference.loss) <= rtol * abs(reference.loss)
+    assert np.abs(ours.grad_coef_t - reference.grad_coef_t).max() <= rtol * scale
+    assert np.allclose(ours.grad_intercept, reference.grad_intercept, rtol=rtol,
+                       atol=rtol * scale)
+    assert ours.n_correct == reference.n_correct
+
+
+@pytest.mark.parametrize("n_classes", [2, 4])
+@pytest.mark.parametrize("layout", ["dense", "csr"])
+@pytest.mark.parametrize("target_kind", ["hard", "smoothed", "soft"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_kernels_equal_the_numpy_reference(monkeypatch, n_classes, layout, target_kind,
+                                           weighted):
+    rng = np.random.default_rng(n_classes)
+    n, d = 2500, 9
+    X = rng.normal(size=(n, d))
+    if layout == "csr":
+        X[rng.random(X.shape) < 0.7] = 0.0
+        X = sp.csr_matrix(X)
+    y = rng.integers(0, n_classes, n)
+    if target_kind == "soft":
+        P = rng.random((n, n_classes))
+        target = proba_target(P / P.sum(axis=1, keepdims=True))
+    else:
+        target = labels_target(y, n_classes, 0.1 if target_kind == "smoothed" else 0.0)
+    link = get_link("auto", n_classes)
+    weights = rng.random(n) if weighted else None
+    params = rng.normal(size=(d + 1, link.n_outputs(n_classes))) * 3
+    reference, ours = _both(monkeypatch, params, X, target, link, weights, n_threads=3)
+    _close(reference, ours, 1e-12)
+
+
+@pytest.mark.parametrize("layout", ["dense", "csr"])
+def test_float32_data_in_float64_and_float32_products(monkeypatch, layout):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(3000, 6)).astype(np.float32)
+    if layout == "csr":
+        X[rng.random(X.shape) < 0.5] = 0.0
+        X = sp.csr_matrix(X)
+    link, target = get_link("softmax"), labels_target(rng.integers(0, 3, 3000), 3)
+    params = rng.normal(size=(7, 3))
+    reference, ours = _both(monkeypatch, params, X, target, link, compute_dtype=np.float64)
+    _close(reference, ours, 1e-12)  # float32 data, exact float64 products: the same sums
+    reference, ours = _both(monkeypatch, params, X, target, link)
+    _close(reference, ours, 1e-5)  # float32 products (the kernels sum them in float64)
+
+
+def test_ties_and_extreme_logits(monkeypatch):
+    """Zero weights tie every class: the first one is predicted, as Model.predict does.
+    Logits of +-1e4 give exact, finite losses (log-sum-exp), equal to the reference's."""
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(400, 3))
+    for n_classes in (2, 3):
+        link = get_link("auto", n_classes)
+        target = labels_target(rng.integers(0, n_classes, 400), n_classes)
+        tied = np.zeros((4, link.n_outputs(n_classes)))
+        reference, ours = _both(monkeypatch, tied, X, target, link)
+        assert ours.n_correct == reference.n_correct == np.count_nonzero(target.labels == 0)
+        huge = rng.normal(size=(4, link.n_outputs(n_classes))) * 1e4
+        reference, ours = _both(monkeypatch, huge, X, target, link)
+        assert np.isfinite(ours.loss) and np.all(np.isfinite(ours.grad_coef_t))
+        _close(reference, ours, 1e-12)
+
+
+def test_the_same_thread_count_gives_the_same_bytes(monkeypatch):
+    monkeypatch.setenv("XENT_KERNELS", "1")
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(20_000, 12))
+    link, target = get_link("softmax"), labels_target(rng.integers(0, 5, 20_000), 5)
+    params = rng.normal(size=(13, 5))
+    runs = {t: [sums(params, X, target, link, n_threads=t) for _ in range(3)] for t in (1, 2, 4)}
+    for parts in runs.values():
+        assert all(p.loss == parts[0].loss and np.array_equal(p.grad_coef_t, parts[0].grad_coef_t)
+                   for p in parts)
+    assert runs[4][0].loss == pytest.approx(runs[1][0].loss, rel=1e-13)
+    assert np.allclose(runs[4][0].grad_coef_t, runs[1][0].grad_coef_t, rtol=1e-12, atol=1e-12)
+
+
+def test_which_data_the_kernels_take(monkeypatch):
+    monkeypatch.delenv("XENT_KERNELS", raising=False)
+    big = np.zeros((20_000, 10))
+    assert use_kernels(big) and not use_kernels(np.zeros((100, 10)))
+    assert not use_kernels(np.asfortranarray(big))  # not C-ordered: the reference reads it
+    assert not use_kernels(big.astype(np.int64))
+    assert use_kernels(sp.csr_matrix(np.eye(400)) * 1.0) is False  # too few stored values
+    monkeypatch.setenv("XENT_KERNELS", "1")
+    assert use_kernels(np.zeros((100, 10)))
+    monkeypatch.setenv("XENT_KERNELS", "0")
+    assert not use_kernels(big)
+
+
+def test_thread_settings(monkeypatch):
+    from xent.loss import available_cores
+
+    cores = available_cores()
+    monkeypatch.delenv("XENT_THREADS", raising=False)
+    assert thread_count() == cores
+    monkeypatch.setenv("XENT_THREADS", "1")
+    assert thread_count() == 1
+    with use_threads(cores + 5):
+        assert thread_count() == cores  # never more than the cores this process may use
+    monkeypatch.setenv("XENT_THREADS", "many")
+    with pytest.raises(Exception, match="XENT_THREADS='many'"):
+        thread_count()
+
+
+def test_threads_on_the_command_line_and_the_estimator(run, monkeypatch):
+    from xent import SoftmaxRegression
+
+    monkeypatch.setenv("XENT_KERNELS", "1")
+    runs = [json.loads(run("train", "sklearn:wine", "--optimizer", "lbfgs", "--threads", t,
+                           "--json", "-q", "-o", f"t{t}").stdout) for t in ("1", "2")]
+    assert runs[0]["objective"] == pytest.approx(runs[1]["objective"], rel=1e-12)
+    refused = run("train", "sklearn:wine", "--threads", "-1", "-q", "-o", "bad")
+    assert refused.exit_code == 2 and "optim.threads must be >= 0" in refused.stderr
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(300, 4)), rng.integers(0, 3, 300)
+    one, every = (SoftmaxRegression(optimizer="lbfgs", n_jobs=n).fit(X, y) for n in (1, -1))
+    assert np.allclose(one.coef_, every.coef_, rtol=1e-10, atol=1e-12)
