@@ -22,8 +22,9 @@ from xent.config import ConfigError, load_toml
 from xent.data import load_table as load
 from xent.errors import DataError, ModelFileError, XentError
 from xent.links import get_link
-from xent.loss import labels_target
+from xent.loss import Objective, labels_target
 from xent.model import Model
+from xent.train import Solver, Stopping, fit
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -348,3 +349,29 @@ def test_resuming_a_converged_run_changes_nothing(optimizer):
                        resume=saved[-1])
     assert again.converged and np.array_equal(again.params, done.params)
     assert len(again.history) == len(done.history)
+
+
+def test_a_stop_before_the_first_epoch_leaves_nothing(run, tmp_path, monkeypatch):
+    """Ctrl-C during the first evaluation (a long first pass, numba compiling): fit has no
+    run to return and says so by re-raising; `xent train` exits 130 and removes the directory
+    it made, leaving no half-made run."""
+    from xent import api
+    from xent.sources import ArraySource
+
+    class Interrupting(ArraySource):
+        def sums(self, *args, **kwargs):
+            raise KeyboardInterrupt
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(50, 3)), rng.integers(0, 2, 50)
+    with pytest.raises(KeyboardInterrupt):
+        fit(Interrupting(X, labels_target(y, 2)), Objective(get_link("sigmoid")), Solver("gd"),
+            Stopping(10, 0.0))
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(api, "train", interrupted)
+    result = run("train", "sklearn:iris", "-o", "r")
+    assert result.exit_code == 130 and "stopped before the first epoch" in result.stderr
+    assert not (tmp_path / "r").exists()

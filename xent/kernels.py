@@ -144,6 +144,19 @@ def _build():
         right = 1 if first == truth else 0
         return np.log(total) - target_term, right
 
+    @numba.njit(nogil=True, cache=True, fastmath=_FAST, inline="always")
+    def weighted_row(z, r, t, labels, proba, row, eps, weights, softmax):
+        """``row_link`` for row ``row`` (its logits in z[t]), loss and residual r[t] times the
+        row's weight (an empty ``weights``: 1); an empty ``proba`` means hard labels."""
+        soft = proba.shape[0] > 0
+        label = 0 if soft else labels[row]
+        loss, right = row_link(z, r, t, label, proba, row, eps, soft, softmax)
+        if weights.shape[0] > 0:
+            loss *= weights[row]
+            for c in range(z.shape[1]):
+                r[t, c] *= weights[row]
+        return loss, right
+
     @jit
     def dense_logits(X, i, m, coef_t, intercept, z):
         """z[t] = X[i + t] W + b for the m (1 to 4) rows from i. Four rows at once share each
@@ -201,8 +214,6 @@ def _build():
         """Rows start..stop of dense X, four at a time; coef_t (k, d); adds into grad_t (k, d)
         and grad_b (k,); returns (sum of weighted losses, rows right)."""
         k = coef_t.shape[0]
-        soft = proba.shape[0] > 0
-        weighted = weights.shape[0] > 0
         z = np.empty((4, k))
         r = np.empty((4, k))
         loss_sum = 0.0
@@ -212,15 +223,9 @@ def _build():
             m = min(4, stop - i)
             dense_logits(X, i, m, coef_t, intercept, z)
             for t in range(m):
-                row = i + t
-                label = 0 if soft else labels[row]
-                loss, right = row_link(z, r, t, label, proba, row, eps, soft, softmax)
-                n_right += right
-                if weighted:
-                    loss *= weights[row]
-                    for c in range(k):
-                        r[t, c] *= weights[row]
+                loss, right = weighted_row(z, r, t, labels, proba, i + t, eps, weights, softmax)
                 loss_sum += loss
+                n_right += right
             if with_grad:
                 for t in range(m):
                     for c in range(k):
@@ -235,8 +240,6 @@ def _build():
         """Rows start..stop of a CSR matrix; coef (d, k) (a row of W per stored entry); adds
         into grad (d, k) and grad_b (k,)."""
         k = coef.shape[1]
-        soft = proba.shape[0] > 0
-        weighted = weights.shape[0] > 0
         z = np.empty((1, k))
         r = np.empty((1, k))
         loss_sum = 0.0
@@ -249,14 +252,9 @@ def _build():
                 w_j = coef[indices[s]]
                 for c in range(k):
                     z[0, c] += v * w_j[c]
-            label = 0 if soft else labels[i]
-            loss, right = row_link(z, r, 0, label, proba, i, eps, soft, softmax)
-            n_right += right
-            if weighted:
-                loss *= weights[i]
-                for c in range(k):
-                    r[0, c] *= weights[i]
+            loss, right = weighted_row(z, r, 0, labels, proba, i, eps, weights, softmax)
             loss_sum += loss
+            n_right += right
             if with_grad:
                 for c in range(k):
                     grad_b[c] += r[0, c]
