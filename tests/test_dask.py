@@ -2,6 +2,7 @@
 model."""
 
 import json
+import os
 
 import numpy as np
 import pandas as pd
@@ -189,7 +190,6 @@ def test_estimator_minibatches_on_dask_arrays(client):
 
 def test_a_worker_lost_during_training_is_recovered(tmp_path):
     # the scheduler recomputes the lost partitions elsewhere and the evaluations run there
-    import os
     import signal
 
     from xent.dask_engine import connect
@@ -225,8 +225,20 @@ CASES = {
 }
 
 
+@pytest.fixture(params=["numpy", "kernels"])
+def kernels_everywhere(request, client, monkeypatch):
+    """The loss and gradient through the numpy reference or the compiled kernels, here and on
+    the Dask workers ($XENT_KERNELS; this data is below the size that picks the kernels)."""
+    value = "1" if request.param == "kernels" else "0"
+    monkeypatch.setenv("XENT_KERNELS", value)
+    client.run(os.environ.__setitem__, "XENT_KERNELS", value)
+    assert set(client.run(os.environ.get, "XENT_KERNELS").values()) == {value}
+    yield request.param
+    client.run(os.environ.pop, "XENT_KERNELS", None)
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_every_source_trains_the_same_model(tmp_path, client, case):
+def test_every_source_trains_the_same_model(tmp_path, client, case, kernels_everywhere):
     # The same data and settings give the same model in memory, streamed and on Dask: the same
     # stratified split, preprocessing fitted on the same training rows, the same objective.
     settings, holes = CASES[case]

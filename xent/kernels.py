@@ -273,31 +273,40 @@ _EMPTY_PROBA = np.zeros((0, 0))
 _EMPTY_WEIGHTS = np.zeros(0)
 
 
-def run_sums(coef_t, intercept, X, target, softmax: bool, weights, start: int, stop: int,
+def coef_layout(X, W: np.ndarray, dtype) -> np.ndarray:
+    """W (d, k) as X's kernel reads it, in the compute dtype: W^T (k, d) for dense X (a row of
+    it per dot product), W itself for CSR (a row of W per stored entry). Made once per
+    evaluation, not once per thread: with hashed text d x k can be large."""
+    return np.ascontiguousarray(W if sp.issparse(X) else W.T, dtype=dtype)
+
+
+def as_grad_coef_t(X, grad: np.ndarray) -> np.ndarray:
+    """A gradient summed in ``coef_layout``'s layout as (k, d), ``Sums.grad_coef_t``."""
+    return np.ascontiguousarray(grad.T) if sp.issparse(X) else grad
+
+
+def run_sums(coef, intercept, X, target, softmax: bool, weights, start: int, stop: int,
              with_grad: bool):
-    """Rows start..stop of X through the compiled kernel: (loss_sum, n_correct, grad_coef_t
-    (k, d), grad_intercept (k,)), as ``loss._accumulate`` returns them. ``coef_t`` (k, d) in
-    the compute dtype; X C-ordered dense or CSR; the target and weights cover all of X's rows."""
+    """Rows start..stop of X through the compiled kernel: (loss_sum, n_correct, gradient of
+    W in ``coef_layout``'s layout, grad_intercept (k,)). ``coef`` from ``coef_layout``; X
+    C-ordered dense or CSR; the target and weights cover all of X's rows."""
     dense, csr = kernels()
-    k, d = coef_t.shape
     labels = target.labels if target.labels is not None else _EMPTY_LABELS
     proba = np.ascontiguousarray(target.proba, dtype=np.float64) \
         if target.proba is not None else _EMPTY_PROBA
     weights = np.ascontiguousarray(weights, dtype=np.float64) \
         if weights is not None else _EMPTY_WEIGHTS
     intercept = np.ascontiguousarray(intercept, dtype=np.float64)
-    grad_b = np.zeros(k)
+    grad = np.zeros(coef.shape)
+    grad_b = np.zeros(len(intercept))
     if not sp.issparse(X):
-        grad_t = np.zeros((k, d))
-        with _compiling(("dense", X.dtype.str, coef_t.dtype.str)):
-            loss, right = dense(X, coef_t, intercept, labels, proba, target.smoothing, weights,
-                                start, stop, softmax, with_grad, grad_t, grad_b)
-        return loss, right, grad_t, grad_b
-    grad = np.zeros((d, k))
-    coef = np.ascontiguousarray(coef_t.T)
+        with _compiling(("dense", X.dtype.str, coef.dtype.str)):
+            loss, right = dense(X, coef, intercept, labels, proba, target.smoothing, weights,
+                                start, stop, softmax, with_grad, grad, grad_b)
+        return loss, right, grad, grad_b
     key = ("csr", X.data.dtype.str, X.indices.dtype.str, X.indptr.dtype.str, coef.dtype.str)
     with _compiling(key):
         loss, right = csr(X.data, X.indices, X.indptr, coef, intercept, labels, proba,
                           target.smoothing, weights, start, stop, softmax, with_grad, grad,
                           grad_b)
-    return loss, right, np.ascontiguousarray(grad.T), grad_b
+    return loss, right, grad, grad_b

@@ -252,16 +252,18 @@ def sums(params, X, target: Target, link: Link, weights=None, *, block_rows=None
     """
     n, d = X.shape
     compute_dtype = np.dtype(compute_dtype or X.dtype)
-    coef_t = np.ascontiguousarray(params[:d].T, dtype=compute_dtype)
     threads = thread_count() if n_threads is None else max(1, n_threads)
     intercept = params[d]
-    if use_kernels(X):
-        runs = _kernel_runs(X, threads, coef_t.shape[0])
+    kernel = use_kernels(X)
+    if kernel:
+        coef = kernels.coef_layout(X, params[:d], compute_dtype)
+        runs = _kernel_runs(X, threads, params.shape[1])
 
         def work(run):
-            return kernels.run_sums(coef_t, intercept, X, target, link.kernel_softmax, weights,
+            return kernels.run_sums(coef, intercept, X, target, link.kernel_softmax, weights,
                                     run[0], run[1], with_grad)
     else:
+        coef_t = np.ascontiguousarray(params[:d].T, dtype=compute_dtype)
         if sp.issparse(X):
             threads = 1  # scipy's sparse products hold the GIL: threads would only queue
         step = block_rows or block_rows_for(X, threads)
@@ -279,8 +281,11 @@ def sums(params, X, target: Target, link: Link, weights=None, *, block_rows=None
             parts = list(pool.map(work, runs))
     else:
         parts = [work(runs[0])]
+    grad_coef = sum(p[2] for p in parts)
+    if kernel:
+        grad_coef = kernels.as_grad_coef_t(X, grad_coef)
     weight = float(n) if weights is None else float(np.sum(weights))
-    return Sums(sum(p[0] for p in parts), sum(p[1] for p in parts), sum(p[2] for p in parts),
+    return Sums(sum(p[0] for p in parts), sum(p[1] for p in parts), grad_coef,
                 sum(p[3] for p in parts), n, weight)
 
 

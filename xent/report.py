@@ -57,13 +57,24 @@ def history_csv(history: History) -> str:
     return out.getvalue()
 
 
-def plot_history(history: History, path: str | Path, title: str = "") -> None:
-    """Loss and accuracy curves, training and validation, as a PNG (matplotlib, Agg)."""
+def _figure(width: float, height: float):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(10, 4), dpi=100)
+    figure = Figure(figsize=(width, height), dpi=100)
     FigureCanvasAgg(figure)
+    return figure
+
+
+def _save_png(figure, path: str | Path) -> None:
+    figure.tight_layout()
+    with atomic_open(path, "wb") as handle:
+        figure.savefig(handle, format="png")
+
+
+def plot_history(history: History, path: str | Path, title: str = "") -> None:
+    """Loss and accuracy curves, training and validation, as a PNG (matplotlib, Agg)."""
+    figure = _figure(10, 4)
     loss_ax, acc_ax = figure.subplots(1, 2)
     epochs = history.column("epoch")
     for ax, name, label in ((loss_ax, "loss", "cross-entropy"), (acc_ax, "accuracy", "accuracy")):
@@ -79,19 +90,13 @@ def plot_history(history: History, path: str | Path, title: str = "") -> None:
     acc_ax.set_title("accuracy")
     if title:
         figure.suptitle(title)
-    figure.tight_layout()
-    with atomic_open(path, "wb") as handle:
-        figure.savefig(handle, format="png")
+    _save_png(figure, path)
 
 
 def plot_reliability(bins: list[dict], path: str | Path, title: str = "") -> None:
     """A reliability diagram (each bin's accuracy against its mean confidence, the diagonal
     for perfect calibration) over the histogram of confidences, as a PNG."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(5, 6), dpi=100)
-    FigureCanvasAgg(figure)
+    figure = _figure(5, 6)
     top, bottom = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     filled = [b for b in bins if b["count"]]
     width = bins[0]["upper"] - bins[0]["lower"]
@@ -109,24 +114,7 @@ def plot_reliability(bins: list[dict], path: str | Path, title: str = "") -> Non
                align="edge", edgecolor="black")
     bottom.set_xlabel("confidence (largest probability)")
     bottom.set_ylabel("rows")
-    figure.tight_layout()
-    with atomic_open(path, "wb") as handle:
-        figure.savefig(handle, format="png")
-
-
-def _figure(width: float, height: float):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(width, height), dpi=100)
-    FigureCanvasAgg(figure)
-    return figure
-
-
-def _save_png(figure, path: str | Path) -> None:
-    figure.tight_layout()
-    with atomic_open(path, "wb") as handle:
-        figure.savefig(handle, format="png")
+    _save_png(figure, path)
 
 
 PATH_FILES = ("path.csv", "cv.png", "coef_path.png")
@@ -609,11 +597,7 @@ def write_leaderboard(rows: list[dict], run_dirs: dict[str, Path], out_dir: str 
 
 
 def _plot_overlay(curves, path: Path) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(8, 5), dpi=100)
-    FigureCanvasAgg(figure)
+    figure = _figure(8, 5)
     ax = figure.subplots()
     for name, metrics in curves:
         use_val = np.any(np.isfinite(metrics["val_loss"]))
@@ -625,6 +609,4 @@ def _plot_overlay(curves, path: Path) -> None:
     ax.grid(alpha=0.3)
     if curves:
         ax.legend(fontsize="small")
-    figure.tight_layout()
-    with atomic_open(path, "wb") as handle:
-        figure.savefig(handle, format="png")
+    _save_png(figure, path)

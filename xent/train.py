@@ -523,8 +523,9 @@ class LbfgsVariables:
         return np.concatenate([np.maximum(W, 0.0), np.maximum(-W, 0.0), params[-1]])
 
     def params(self, x: np.ndarray) -> np.ndarray:
+        """The params at ``x``, a new array (a record keeps it; scipy may reuse ``x``)."""
         if not self.l1:
-            return x.reshape(self.shape)
+            return x.reshape(self.shape).copy()
         m = self.n_weights
         W = (x[:m] - x[m:2 * m]).reshape(self.shape[0] - 1, self.shape[1])
         return np.vstack([W, x[2 * m:][None, :]])
