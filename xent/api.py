@@ -42,6 +42,7 @@ from .metrics import (
 from .model import Model
 from .preprocess import Preprocessing, check_missing, fit_preprocessing, split_masks
 from .sources import MemoryTable, SourceOptions, Table
+from .text import TextSpec, is_fasttext, parse_ngrams, read_fasttext
 from .train import Checkpoint, FitResult, History, Hooks, Solver, Stopping, fit
 
 
@@ -103,8 +104,8 @@ def needs_streaming(config: Config) -> bool:
     if config.data.stream or not source or data_mod.is_builtin(source):
         return False
     path = Path(source)
-    if not path.is_file() or data_mod.is_libsvm(path):
-        return False
+    if not path.is_file() or data_mod.is_libsvm(path) or text_spec(config.data) is not None:
+        return False  # LIBSVM data and text stay sparse in memory
     return 4 * path.stat().st_size > memory_budget()
 
 
@@ -134,6 +135,8 @@ def check_settings(config: Config) -> None:
     if out_of_memory and d.impute == "median":
         raise ConfigError(f"--impute median needs each whole column in memory; with "
                           f"{out_of_memory} use --impute mean or drop")
+    if out_of_memory and text_spec(d) is not None:
+        raise ConfigError(f"text columns are hashed in memory; drop {out_of_memory}")
     if d.stream and d.engine == "dask":
         raise ConfigError("--stream and --engine dask are two ways to train on large data: "
                           "choose one")
@@ -176,6 +179,36 @@ def read_options(data: DataConfig) -> ReadOptions:
                        data.libsvm_base)
 
 
+def text_spec(data: DataConfig) -> TextSpec | None:
+    """How the text columns of ``data.text`` (comma-separated) are hashed; None for no text
+    (a fastText file still gets its ``text`` column hashed by the same settings)."""
+    columns = tuple(c.strip() for c in data.text.split(",") if c.strip())
+    path = Path(data.source)
+    if not columns and not (path.is_file() and is_fasttext(path)):
+        return None
+    return TextSpec(columns or ("text",), parse_ngrams(data.ngrams), data.buckets,
+                    data.text_norm)
+
+
+#: the settings text data get unless set otherwise: one pass of SGD per row, lazily (only the
+#: weights of a document's n-grams move), 5 epochs at the step 1/L decaying as 1/(1 + epoch),
+#: and a penalty weak enough for a vocabulary's rare words to count; on the bench corpus
+#: (bench/bench_text.py) these reach scikit-learn saga's accuracy in less time
+TEXT_DEFAULTS = {"optim.optimizer": "gd", "optim.batch_size": 1, "optim.epochs": 5,
+                 "optim.lr_decay": 1.0, "model.l2": 1e-7}
+
+
+def with_text_defaults(config: Config, explicit: set[str]) -> Config:
+    """``config`` with ``TEXT_DEFAULTS`` for the keys not in ``explicit`` (those a file,
+    --set or an option gave), when its data are text (``text_spec``); else unchanged."""
+    if text_spec(config.data) is None:
+        return config
+    from .config import with_overrides
+
+    chosen = {k: v for k, v in TEXT_DEFAULTS.items() if k not in explicit}
+    return with_overrides(config, chosen, "text defaults")
+
+
 def _impute(config: Config) -> str | None:
     return None if config.data.impute == "none" else config.data.impute
 
@@ -197,7 +230,8 @@ def open_table(config: Config, client=None, notify=None) -> Table:
     elif cfg.stream:
         table = _streamed_table(source, target, weight, cfg.chunk_rows, read)
     else:
-        table = MemoryTable.of(data_mod.load_table(source, target, weight, read))
+        table = MemoryTable.of(data_mod.load_table(source, target, weight, read,
+                                                   text_spec(cfg)))
     counts = np.bincount(table.labels, minlength=len(table.classes))
     if len(table.classes) < 2 or np.count_nonzero(counts) < 2:
         raise DataError(
@@ -239,6 +273,7 @@ def fit_table_preprocessing(config: Config, table: Table, train_rows) -> Preproc
     return fit_preprocessing(stats, table.schema, table.levels, impute=impute,
                              standardize=config.data.standardize,
                              class_weight=config.model.class_weight, sparse=table.sparse,
+                             text=table.text_spec,
                              source=table.name)
 
 
@@ -254,7 +289,8 @@ def source_options(config: Config) -> SourceOptions:
 
 def solver_settings(config: Config) -> tuple[Solver, Stopping]:
     o = config.optim
-    solver = Solver(o.optimizer, o.lr, o.batch_size or None, config.data.seed, o.lr_backoff)
+    solver = Solver(o.optimizer, o.lr, o.batch_size or None, config.data.seed, o.lr_backoff,
+                    o.lr_decay)
     return solver, Stopping(o.epochs, o.tol, o.patience or None)
 
 
@@ -465,6 +501,9 @@ def load_for_model(source: str, model: Model, require_labels: bool,
             dataset = data_mod.load_libsvm(path, model.n_features, read.libsvm_base)[0]
         elif model.encoder is None:
             raise DataError(f"{source}: the model was trained on LIBSVM data; give LIBSVM data")
+        elif is_fasttext(path):
+            dataset = data_mod.model_dataset(read_fasttext(path)[0], source, model.encoder,
+                                             "label", model.classes, require_labels)
         else:
             dataset = data_mod.model_dataset(
                 data_mod.read_csv(path, read), source, model.encoder,

@@ -119,6 +119,7 @@ TRAIN_OPTIONS = {
     "link": "model.link",
     "optimizer": "optim.optimizer",
     "lr": "optim.lr",
+    "lr_decay": "optim.lr_decay",
     "epochs": "optim.epochs",
     "batch_size": "optim.batch_size",
     "tol": "optim.tol",
@@ -135,6 +136,10 @@ TRAIN_OPTIONS = {
     "thousands": "data.thousands",
     "dtype": "data.dtype",
     "lr_backoff": "optim.lr_backoff",
+    "text": "data.text",
+    "ngrams": "data.ngrams",
+    "buckets": "data.buckets",
+    "text_norm": "data.text_norm",
     "stream": "data.stream",
     "chunk_rows": "data.chunk_rows",
     "engine": "data.engine",
@@ -224,9 +229,11 @@ def _given(ctx: click.Context, name: str) -> bool:
 
 
 def _resolve_config(ctx, data, config_file, sets, standardize, zero_based,
-                    options, mapping=TRAIN_OPTIONS) -> cfg.Config:
-    """defaults < --config file < --set key=value < options typed < DATA."""
+                    options, mapping=TRAIN_OPTIONS, text_defaults=False) -> cfg.Config:
+    """defaults < --config file < --set key=value < options typed < DATA; with
+    ``text_defaults``, ``api.TEXT_DEFAULTS`` for text data where none of these set a key."""
     config = cfg.load_toml(config_file) if config_file else cfg.Config()
+    from_file = {key for key in cfg.all_keys() if config.get(key) != cfg.Config().get(key)}
     overrides = {}
     for item in sets:
         key, sep, value = item.partition("=")
@@ -244,6 +251,8 @@ def _resolve_config(ctx, data, config_file, sets, standardize, zero_based,
     config = cfg.with_overrides(config, given, "option")
     if not config.data.source:
         raise click.UsageError("give DATA (a CSV, a LIBSVM file or sklearn:NAME) or --config")
+    if text_defaults:
+        config = api.with_text_defaults(config, from_file | set(overrides) | set(given))
     return config
 
 
@@ -424,7 +433,9 @@ def _features(table) -> list[str]:
 
 
 def _n_features(table) -> int:
-    return len(_features(table))
+    """The features the table encodes to, its hashed text buckets included."""
+    text = table.text_spec
+    return len(_features(table)) + (0 if text is None else text.n_features)
 
 
 def _schema(table) -> dict:
@@ -441,6 +452,7 @@ def _schema(table) -> dict:
         "categorical": {c: sorted(table.levels[j]) for j, c in enumerate(schema.categorical)},
         "missing": {c: n for c, n in table.missing_counts.items() if n},
         "features": _features(table),
+        "text": None if table.text_spec is None else table.text_spec.to_dict(),
         "notes": data_notes(table),
     }
 
@@ -482,7 +494,8 @@ def train(ctx, data, standardize, zero_based, config_file, sets, out, force, qui
         run_dir = Path(resume_dir)
         config, resume = _resume_settings(ctx, run_dir, data, config_file, sets, options)
     else:
-        config = _resolve_config(ctx, data, config_file, sets, standardize, zero_based, options)
+        config = _resolve_config(ctx, data, config_file, sets, standardize, zero_based, options,
+                                 text_defaults=True)
     config = api.route(config, notify=_err)
     if config.data.stream and not quiet:
         _err("reading the data into the cache (once per file) ...")

@@ -46,6 +46,15 @@ class DataConfig:
                               "none")
     libsvm_base: str = _setting("auto", "LIBSVM feature indices: zero, one, or auto (zero if "
                                 "an index 0 appears)", choices=("auto", "zero", "one"))
+    text: str = _setting("", "comma-separated columns of free text, hashed into word n-gram "
+                         "counts (a fastText file's text needs no naming)")
+    ngrams: str = _setting("1", "text: the word n-grams hashed, N or N-M (1-2: words and "
+                           "word pairs)")
+    buckets: int = _setting(1 << 18, "text: hash buckets (features) per text column",
+                            minimum=16, maximum=1 << 26)
+    text_norm: str = _setting("none", "text: n-gram counts as they are (none), or each text "
+                              "column's counts scaled to unit length (l2)",
+                              choices=("none", "l2"))
     stream: bool = _setting(False, "parse the file once into a cache and stream it in blocks")
     chunk_rows: int = _setting(65536, "rows per block when streaming", minimum=64)
     engine: str = _setting("local", "local, or dask (partitions on a Dask cluster)",
@@ -71,9 +80,13 @@ class ModelConfig:
 class OptimConfig:
     # nesterov: still the gradient X^T(Q - P) and nothing else, but it converges (tol 1e-6)
     # on every built-in set within the 5000 epochs, where plain gd needs ~10x more
-    optimizer: str = _setting("nesterov", "gd, momentum, nesterov, adam or lbfgs",
-                              choices=("gd", "momentum", "nesterov", "adam", "lbfgs"))
-    lr: Any = _setting("auto", "step size, or auto (1/L; 0.01 for adam)", types=(float, str))
+    optimizer: str = _setting("nesterov", "gd, momentum, nesterov, adagrad, adam or lbfgs",
+                              choices=("gd", "momentum", "nesterov", "adagrad", "adam",
+                                       "lbfgs"))
+    lr: Any = _setting("auto", "step size, or auto (1/L; 0.1 for adagrad, 0.01 for adam)",
+                       types=(float, str))
+    lr_decay: float = _setting(0.0, "mini-batch: epoch e (from 0) steps at lr / (1 + "
+                               "lr_decay e)", minimum=0.0)
     epochs: int = _setting(5000, "maximum epochs (iterations for full batch)", minimum=0)
     batch_size: int = _setting(0, "mini-batch rows; 0 is full batch", minimum=0)
     tol: float = _setting(1e-6, "stop when ||g|| / ||g0|| < tol", minimum=0.0)

@@ -362,6 +362,7 @@ class DaskTable:
     sha256: str | None
     read: ReadOptions = DEFAULT_READ
     sparse: bool = False
+    text_spec: None = None  # text columns are read in memory only (api.check_settings)
 
     @property
     def n_rows(self) -> int:

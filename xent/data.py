@@ -27,6 +27,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .errors import DataError
+from .text import TextSpec, is_fasttext, read_fasttext
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -139,24 +140,33 @@ class Schema:
     columns: tuple[str, ...]
     numeric: tuple[str, ...]
     categorical: tuple[str, ...]
+    text: tuple[str, ...] = ()  # free-text columns, hashed (``text.TextSpec``), not in columns
 
 
 def detect_schema(columns, is_numeric, target: str | None, weight: str | None,
-                  source: str) -> Schema:
+                  source: str, text: tuple[str, ...] = ()) -> Schema:
     """The schema of a table with ``columns`` whose dtypes ``is_numeric(column)`` tells;
-    ``target`` None is the last column."""
+    ``target`` None is the last column; ``text`` the free-text columns."""
     columns = [str(c) for c in columns]
     target = target or columns[-1]
     if target not in columns:
         raise DataError(f"{source}: no target column {target!r}; the columns are "
                         f"{_names(columns)}")
+    absent = [c for c in text if c not in columns]
+    if absent:
+        raise DataError(f"{source}: no text column(s) {_names(absent)}; the columns are "
+                        f"{_names(columns)}")
+    if target in text or (weight and weight in text):
+        raise DataError(f"{source}: column {target if target in text else weight!r} cannot be "
+                        "both a text column and the target or weight; name the label column "
+                        "with --target")
     if weight and weight not in columns:
         raise DataError(f"{source}: no weight column {weight!r}; the columns are "
                         f"{_names(columns)}")
     if weight == target:
         raise DataError(f"{source}: the weight column cannot be the target {target!r}")
-    features = [c for c in columns if c not in (target, weight)]
-    if not features:
+    features = [c for c in columns if c not in (target, weight) and c not in text]
+    if not features and not text:
         hint = ""
         if any(mark in target for mark in ";\t|: "):
             hint = ("; the header reads as one column: if another character separates the "
@@ -165,11 +175,11 @@ def detect_schema(columns, is_numeric, target: str | None, weight: str | None,
                         f"{target!r}{hint}")
     numeric = tuple(c for c in features if is_numeric(c))
     categorical = tuple(c for c in features if c not in numeric)
-    return Schema(target, weight or None, tuple(features), numeric, categorical)
+    return Schema(target, weight or None, tuple(features), numeric, categorical, tuple(text))
 
 
 def frame_schema(frame: pd.DataFrame, target: str | None, weight: str | None,
-                 source: str) -> Schema:
+                 source: str, text: tuple[str, ...] = ()) -> Schema:
     """``detect_schema`` of a pandas (or dask) DataFrame: numeric and boolean dtypes are
     numeric."""
     import pandas as pd
@@ -178,7 +188,7 @@ def frame_schema(frame: pd.DataFrame, target: str | None, weight: str | None,
         dtype = frame[column].dtype
         return pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)
 
-    return detect_schema(frame.columns, is_numeric, target, weight, source)
+    return detect_schema(frame.columns, is_numeric, target, weight, source, text)
 
 
 class Codebook:
@@ -324,7 +334,7 @@ class RawTable:
     ``levels`` (-1 missing); labels: (n_rows,) class indices into ``classes``; sample_weight:
     (n_rows,) or None; missing: (n_rows,) rows with a missing feature value; missing_counts:
     per feature column over all rows; sha256: of the file's bytes (or a built-in set's
-    arrays)."""
+    arrays); text: the hashed text columns (n_rows, text_spec.n_features) CSR, or None."""
 
     name: str
     schema: Schema
@@ -338,6 +348,8 @@ class RawTable:
     missing_counts: dict[str, int]
     sha256: str | None = None
     read: ReadOptions = DEFAULT_READ
+    text: Any = None
+    text_spec: TextSpec | None = None
 
     @property
     def n_rows(self) -> int:
@@ -354,16 +366,18 @@ class RawTable:
 
 def frame_table(frame: pd.DataFrame, name: str, target: str | None = None,
                 weight: str | None = None, sha256: str | None = None,
-                read: ReadOptions = DEFAULT_READ) -> RawTable:
-    """A RawTable of a pandas DataFrame (a whole CSV or Parquet file, read by ``read``)."""
-    schema = frame_schema(frame, target, weight, name)
+                read: ReadOptions = DEFAULT_READ, text: TextSpec | None = None) -> RawTable:
+    """A RawTable of a pandas DataFrame (a whole CSV or Parquet file, read by ``read``), its
+    ``text`` columns hashed."""
+    schema = frame_schema(frame, target, weight, name, text.columns if text else ())
     books = [Codebook() for _ in schema.categorical]
     label_book = Codebook(labels=True)
     block = parse_block(frame, schema, books, label_book, name)
     classes, remap = finish_labels(label_book)
+    hashed = None if text is None else text.transform(frame, name)
     return RawTable(name, schema, [b.values for b in books], classes, block.numeric,
                     block.codes, remap[block.labels], block.weights, block.missing,
-                    block.missing_counts(schema), sha256, read)
+                    block.missing_counts(schema), sha256, read, hashed, text)
 
 
 def array_table(X, labels: np.ndarray, classes: list, feature_names: list[str], name: str,
@@ -389,7 +403,7 @@ class EncodingPlan:
     encoding, for training (every source) and prediction alike."""
 
     def __init__(self, schema: Schema, levels: list[list[str]], encoder: FeatureEncoder | None):
-        self.n_features = len(schema.numeric) if encoder is None else len(encoder.feature_names)
+        self.n_features = len(schema.numeric) if encoder is None else len(encoder.tabular_names)
         numeric_features, numeric_sources, fills = [], [], []
         self.categorical = []  # (raw column, first feature, raw code -> level position)
         columns = schema.numeric if encoder is None else encoder.columns
@@ -445,16 +459,19 @@ class FeatureEncoder:
     columns: the input feature columns, in order. categories: for each non-numeric column, its
     levels (one 0/1 feature each, in this order; a level not seen in training encodes as all
     zeros). fill: the value that replaces a missing entry of each column (empty unless an
-    imputation policy was chosen; fitted on the training rows).
+    imputation policy was chosen; fitted on the training rows). text: how the free-text
+    columns are hashed (their features follow the others'), or None.
     """
 
     columns: tuple[str, ...]
     categories: dict[str, tuple[str, ...]] = field(default_factory=dict)
     fill: dict[str, float | str] = field(default_factory=dict)
     impute: str | None = None
+    text: TextSpec | None = None
 
     @property
-    def feature_names(self) -> list[str]:
+    def tabular_names(self) -> list[str]:
+        """The names of the features of the columns other than text."""
         names = []
         for column in self.columns:
             if column in self.categories:
@@ -464,11 +481,16 @@ class FeatureEncoder:
         return names
 
     @property
+    def feature_names(self) -> list[str]:
+        return self.tabular_names + ([] if self.text is None else self.text.feature_names)
+
+    @property
     def schema(self) -> Schema:
         """The raw columns a table must have for this encoder."""
         return Schema("", None, self.columns,
                       tuple(c for c in self.columns if c not in self.categories),
-                      tuple(c for c in self.columns if c in self.categories))
+                      tuple(c for c in self.columns if c in self.categories),
+                      () if self.text is None else self.text.columns)
 
     def to_dict(self) -> dict:
         return {
@@ -476,15 +498,18 @@ class FeatureEncoder:
             "categories": {k: list(v) for k, v in self.categories.items()},
             "fill": dict(self.fill),
             "impute": self.impute,
+            "text": None if self.text is None else self.text.to_dict(),
         }
 
     @classmethod
     def from_dict(cls, spec: dict) -> FeatureEncoder:
+        text = spec.get("text")
         return cls(
             tuple(spec["columns"]),
             {k: tuple(v) for k, v in spec.get("categories", {}).items()},
             dict(spec.get("fill", {})),
             spec.get("impute"),
+            None if text is None else TextSpec.from_dict(text),
         )
 
     def transform(self, frame: pd.DataFrame, source: str = "data") -> tuple[np.ndarray, np.ndarray]:
@@ -494,7 +519,7 @@ class FeatureEncoder:
         Rows with missing values that the model has no fill for are dropped only under the
         ``drop`` policy; otherwise they are an error that names the columns.
         """
-        missing = [c for c in self.columns if c not in frame.columns]
+        missing = [c for c in self.schema.columns + self.schema.text if c not in frame.columns]
         if missing:
             raise DataError(
                 f"{source}: missing column(s) {_names(missing)} that the model was trained on; "
@@ -521,7 +546,16 @@ class FeatureEncoder:
                             "--impute mean|median|drop")
         X = EncodingPlan(schema, [list(self.categories[c]) for c in schema.categorical],
                          self).encode(block.numeric, block.codes)
+        if self.text is not None:
+            return with_text(X, self.text.transform(frame.iloc[keep], source)), keep
         return np.ascontiguousarray(X), keep
+
+
+def with_text(X: np.ndarray, hashed: sp.csr_matrix) -> sp.csr_matrix:
+    """The table's other features (dense) followed by its hashed text: one CSR matrix."""
+    if X.shape[1] == 0:
+        return hashed
+    return sp.hstack([sp.csr_matrix(X), hashed], format="csr")
 
 
 _THOUSANDS = {",": r"^[+-]?\d{1,3}(,\d{3})+(\.\d*)?$", ".": r"^[+-]?\d{1,3}(\.\d{3})+(,\d*)?$"}
@@ -698,6 +732,12 @@ def load_builtin(name: str) -> Dataset:
         names,
         BUILTIN_PREFIX + name,
     )
+
+
+def is_libsvm_file(source: str) -> bool:
+    """Whether ``source`` names an existing LIBSVM file."""
+    path = Path(source)
+    return path.is_file() and is_libsvm(path)
 
 
 def is_libsvm(path: Path) -> bool:
@@ -900,12 +940,17 @@ def builtin_sha256(dataset: Dataset) -> str:
 
 
 def load_table(source: str, target: str | None = None, weight: str | None = None,
-               read: ReadOptions = DEFAULT_READ) -> RawTable:
-    """Training data in memory as a ``RawTable``: ``sklearn:NAME``, a LIBSVM file, or a CSV or
-    Parquet file (label column ``target``, default the last; sample weights from the column
-    ``weight``, if given), read by ``read``; the table's ``read`` is resolved (the delimiter
-    used, the LIBSVM index base found). ``sha256`` identifies the data that were read."""
+               read: ReadOptions = DEFAULT_READ, text: TextSpec | None = None) -> RawTable:
+    """Training data in memory as a ``RawTable``: ``sklearn:NAME``, a LIBSVM file, a fastText
+    file (``text.read_fasttext``: its ``text`` column hashed by ``text``'s settings), or a CSV
+    or Parquet file (label column ``target``, default the last; sample weights from the column
+    ``weight``, if given; ``text``'s columns hashed), read by ``read``; the table's ``read``
+    is resolved (the delimiter used, the LIBSVM index base found). ``sha256`` identifies the
+    data that were read."""
     source = str(source)
+    if text is not None and (is_builtin(source) or is_libsvm_file(source)):
+        raise DataError(f"{source}: text columns (--text) are for CSV, Parquet and fastText "
+                        "files")
     if is_builtin(source):
         data = load_builtin(source[len(BUILTIN_PREFIX):])
         return array_table(data.X, data.labels, data.classes, data.feature_names, data.name,
@@ -918,9 +963,13 @@ def load_table(source: str, target: str | None = None, weight: str | None = None
         data, base = load_libsvm(path, base=read.libsvm_base)
         return array_table(data.X, data.labels, data.classes, data.feature_names, data.name,
                            file_sha256(path), read=replace(read, libsvm_base=base))
+    if is_fasttext(path):
+        frame, _ = read_fasttext(path)
+        text = replace(text, columns=("text",)) if text is not None else TextSpec(("text",))
+        return frame_table(frame, str(path), "label", None, file_sha256(path), read, text)
     resolved = read if is_parquet(path) else replace(read, sep=delimiter(path, read))
     return frame_table(read_csv(path, resolved), str(path), target, weight, file_sha256(path),
-                       resolved)
+                       resolved, text)
 
 
 def file_sha256(path: str | os.PathLike) -> str:

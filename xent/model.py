@@ -150,7 +150,9 @@ class Model:
             "version": FORMAT_VERSION,
             "link": self.link,
             "classes": list(self.classes),
-            "feature_names": list(self.feature_names),
+            # hashed text features are named by the encoder, not listed one by one
+            "feature_names": list(self.feature_names) if self.encoder is None or
+            self.encoder.text is None else self.encoder.tabular_names,
             "standardize": None
             if self.standardizer is None
             else {"centered": self.standardizer.mean is not None},
@@ -230,16 +232,12 @@ class Model:
                     np.asarray(arrays["scale"], np.float64),
                 )
             encoder = header.get("encoder")
-            model = cls(
-                coef,
-                intercept,
-                list(header["classes"]),
-                link.name,
-                list(header["feature_names"]),
-                standardizer,
-                None if encoder is None else FeatureEncoder.from_dict(encoder),
-                dict(header.get("metadata") or {}),
-            )
+            encoder = None if encoder is None else FeatureEncoder.from_dict(encoder)
+            names = list(header["feature_names"])
+            if encoder is not None and encoder.text is not None:
+                names = encoder.feature_names
+            model = cls(coef, intercept, list(header["classes"]), link.name, names,
+                        standardizer, encoder, dict(header.get("metadata") or {}))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ModelFileError(
                 f"{path}: the model file is incomplete or inconsistent ({exc})"

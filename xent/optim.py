@@ -22,7 +22,7 @@ import numpy as np
 
 from .errors import ConfigError
 
-FIRST_ORDER = ("gd", "momentum", "nesterov", "adam")
+FIRST_ORDER = ("gd", "momentum", "nesterov", "adagrad", "adam")
 OPTIMIZERS = FIRST_ORDER + ("lbfgs",)
 
 
@@ -128,6 +128,35 @@ def nesterov(beta: float | None = None, restart: bool = True,
             t_next, coefficient = state.t, beta
         new = x + coefficient * step
         return new - params, NesterovState(state.lr, x, t_next, state.restarts)
+
+    return Optimizer(init, update)
+
+
+class AdagradState(NamedTuple):
+    lr: float
+    sum_sq: np.ndarray
+
+
+#: AdaGrad's and Adam's guard against division by zero (PyTorch's Adagrad uses 1e-10 too)
+ADAGRAD_EPS = 1e-10
+
+
+def adagrad(eps: float = ADAGRAD_EPS) -> Optimizer:
+    """AdaGrad (Duchi, Hazan and Singer): each coordinate's step divided by the root of its
+    summed squared gradients, so rare features (a word seen in few documents) keep large
+    steps while frequent ones settle.
+
+    A <- A + g^2;  theta <- theta - lr g / (sqrt(A) + eps)
+
+    A coordinate whose gradient is 0 does not move and its A does not change, so on sparse
+    data the lazy update (``lazy.py``) is this same step."""
+
+    def init(params, lr):
+        return AdagradState(float(lr), np.zeros_like(params))
+
+    def update(grad, state, params):
+        sum_sq = state.sum_sq + grad * grad
+        return -state.lr * grad / (np.sqrt(sum_sq) + eps), AdagradState(state.lr, sum_sq)
 
     return Optimizer(init, update)
 
@@ -238,6 +267,8 @@ def make_optimizer(name: str, full_batch: bool, l1: float = 0.0) -> Optimizer:
         return momentum()
     if name == "nesterov":
         return nesterov(beta=None if full_batch else 0.9, restart=full_batch, prox=prox)
+    if name == "adagrad":
+        return adagrad()
     if name == "adam":
         return adam()
     raise ConfigError(f"unknown optimizer {name!r}: use one of {', '.join(OPTIMIZERS)}")

@@ -18,6 +18,7 @@ import scipy.sparse as sp
 from .data import FeatureEncoder, RawTable, Schema, missing_values_error
 from .errors import DataError
 from .targets import class_weights
+from .text import TextSpec
 
 
 def train_val_split(
@@ -270,13 +271,15 @@ def _most_frequent(levels: list[str], counts: np.ndarray) -> str:
 
 def fit_preprocessing(stats: Statistics, schema: Schema, levels: list[list[str]], *,
                       impute: str | None, standardize: bool, class_weight=None,
-                      sparse: bool = False, source: str = "data") -> Preprocessing:
+                      sparse: bool = False, text: TextSpec | None = None,
+                      source: str = "data") -> Preprocessing:
     """The preprocessing of the training rows whose statistics are ``stats``: the encoder
     (categorical levels sorted; under ``impute`` mean or median each numeric column's fill is
     its mean or median over the training rows, each categorical column's its most frequent
-    level), the standardiser (each encoded feature's mean and standard deviation over the
-    training rows after the fill; no centring for sparse data) and the class weights
-    (``targets.class_weights`` of the training rows' classes)."""
+    level; ``text`` the hashed text columns), the standardiser (each encoded feature's mean
+    and standard deviation over the training rows after the fill; no centring for sparse data
+    or with text, whose features are sparse and left unscaled: their norm is the text's own)
+    and the class weights (``targets.class_weights`` of the training rows' classes)."""
     n = stats.n_rows
     fill: dict[str, float | str] = {}
     if impute in ("mean", "median"):
@@ -294,11 +297,14 @@ def fit_preprocessing(stats: Statistics, schema: Schema, levels: list[list[str]]
                 fill[column] = _most_frequent(levels[j], stats.level_counts[j])
     categories = {column: tuple(sorted(levels[j])) for j, column in
                   enumerate(schema.categorical)}
-    encoder = None if sparse else FeatureEncoder(schema.columns, categories, fill, impute)
+    encoder = None if sparse else FeatureEncoder(schema.columns, categories, fill, impute, text)
     means, stds = _feature_moments(stats, schema, levels, fill, source)
+    if text is not None:  # hashed text is left as it is (its norm is the text's own)
+        stds = np.concatenate([stds, np.ones(text.n_features)])
     standardizer = None
     if standardize:
-        standardizer = Standardizer(None if sparse else means, np.where(stds > 0, stds, 1.0))
+        centred = not (sparse or text is not None)  # centring would make the rows dense
+        standardizer = Standardizer(means if centred else None, np.where(stds > 0, stds, 1.0))
     names = encoder.feature_names if encoder is not None else list(schema.numeric)
     return Preprocessing(encoder, standardizer, class_weights(class_weight, stats.class_counts),
                          stds, names)

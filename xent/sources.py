@@ -24,22 +24,33 @@ which one a run gets, and fits the preprocessing from the statistics the same wa
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from .data import EncodingPlan, RawTable, ReadOptions, Schema
+from .data import EncodingPlan, RawTable, ReadOptions, Schema, with_text
 from .inference import information
 from .links import Link
 from .loss import Sums, gram_product, sums
 from .preprocess import Preprocessing, Statistics, split_in_place, table_statistics
 from .targets import Target, labels_target, row_weights
+from .text import TextSpec
 
-#: ``step(params, state, batches) -> (params, state, n_steps)``: ``train.batch_steps`` with the
-#: optimiser and objective bound; a plain function, so that it can run where the rows are.
-Step = Callable[[np.ndarray, Any, Iterable], tuple[np.ndarray, Any, int]]
+
+class Step(Protocol):
+    """The optimiser's mini-batch steps (``train.BatchStep``), handed to a source so that
+    they run where its rows are. Each returns (params, state, number of steps)."""
+
+    def __call__(self, params: np.ndarray, state, batches: Iterable) -> tuple[np.ndarray, Any,
+                                                                               int]:
+        """Steps over ``batches`` ((X, Target, weights or None) each), in turn."""
+
+    def rows(self, params: np.ndarray, state, X, target: Target, weights, order: np.ndarray,
+             batch_size: int) -> tuple[np.ndarray, Any, int]:
+        """Steps over the rows ``order`` of an array X, ``batch_size`` at a time (sparse
+        rows: lazily, touching only the features present)."""
 
 
 @runtime_checkable
@@ -107,8 +118,7 @@ class ArraySource:
     def minibatch_epoch(self, step, params, state, batch_size, rng):
         """The rows in one shuffled order, ``batch_size`` at a time."""
         order = rng.permutation(self.shape[0])
-        return step(params, state, shuffled_batches(self.X, self.target, self.weights, order,
-                                                    batch_size))
+        return step.rows(params, state, self.X, self.target, self.weights, order, batch_size)
 
 
 @dataclass(frozen=True)
@@ -136,6 +146,7 @@ class Table(Protocol):
     missing_counts: dict[str, int]
     sha256: str | None
     read: ReadOptions  # resolved: the delimiter used, the LIBSVM index base found
+    text_spec: TextSpec | None  # how its text columns were hashed; None: no text
 
     @property
     def n_rows(self) -> int: ...
@@ -176,6 +187,8 @@ class MemoryTable(RawTable):
     def sources(self, train, validation, prep, options):
         plan = EncodingPlan(self.schema, self.levels, prep.encoder)
         X = plan.encode(self.numeric, self.codes)
+        if self.text is not None:
+            X = with_text(X, self.text)
         fresh = X is not self.numeric  # a new array: ours to overwrite
         dense = isinstance(X, np.ndarray)
         X_val = X[validation] if validation.any() else None

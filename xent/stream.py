@@ -141,7 +141,7 @@ def open_cache(directory: Path) -> StreamTable:
         RowFile(directory / "codes.bin", np.int32, n, len(schema.categorical)),
         np.load(directory / "labels.npy"), weights, np.load(directory / "missing.npy"),
         meta["missing_counts"], meta["sha256"], ReadOptions.from_dict(meta.get("read")),
-        directory, meta)
+        directory=directory, meta=meta)
 
 
 def cache_key(path: Path, target: str | None, weight: str | None = None,

@@ -20,7 +20,6 @@ Stopping, checked after each epoch's record:
 
 from __future__ import annotations
 
-import functools
 import math
 import time
 from collections.abc import Callable
@@ -28,22 +27,26 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import scipy.optimize
+import scipy.sparse as sp
 
+from . import lazy
 from .config import OptimConfig
 from .errors import ConfigError
 from .loss import Objective, lipschitz_bound, single_threaded_blas, target_entropy
 from .optim import (
     OPTIMIZERS,
+    Optimizer,
     apply_updates,
     make_optimizer,
     state_from_arrays,
     state_to_arrays,
     with_lr,
 )
-from .sources import ArraySource, RowSource
+from .sources import ArraySource, RowSource, shuffled_batches
 
-#: Adam's step is a distance in parameter space, not a fraction of 1/L: this is its "auto".
-ADAM_AUTO_LR = 0.01
+#: AdaGrad's and Adam's steps are distances in parameter space (the gradient's scale divides
+#: out), not fractions of 1/L: these are their "auto".
+AUTO_LR = {"adagrad": 0.1, "adam": 0.01}
 
 
 @dataclass
@@ -114,6 +117,7 @@ class Solver:
     batch_size: int | None = None
     seed: int = 0
     lr_backoff: bool = False
+    lr_decay: float = 0.0  # mini-batch epoch e steps at lr / (1 + lr_decay e)
 
 
 @dataclass(frozen=True)
@@ -143,13 +147,13 @@ class Hooks:
 
 def resolve_lr(solver: Solver, source: RowSource, objective: Objective) -> float:
     """A number stays; "auto" is 1/L for gd, momentum and nesterov (L from ``lipschitz_bound``)
-    and ``ADAM_AUTO_LR`` for Adam. L-BFGS chooses its own steps (reported as NaN)."""
+    and ``AUTO_LR`` for AdaGrad and Adam. L-BFGS chooses its own steps (reported as NaN)."""
     lr, optimizer = solver.lr, solver.optimizer
     if optimizer == "lbfgs":
         return float("nan")
     if lr == "auto":
-        if optimizer == "adam":
-            return ADAM_AUTO_LR
+        if optimizer in AUTO_LR:
+            return AUTO_LR[optimizer]
         return 1.0 / lipschitz_bound(source, objective)
     try:
         value = float(lr)
@@ -256,6 +260,28 @@ def batch_steps(params, state, batches, *, opt, objective: Objective, compute_dt
         params = apply_updates(params, updates)
         n_steps += 1
     return params, state, n_steps
+
+
+@dataclass(frozen=True)
+class BatchStep:
+    """``sources.Step``: the optimiser's steps over a source's mini-batches. Called with
+    batches, it is ``batch_steps``; ``rows`` steps over an array's rows in a given order,
+    lazily (``lazy.epoch``) where the rows are sparse and the optimiser allows it."""
+
+    optimizer: str
+    opt: Optimizer
+    objective: Objective
+    compute_dtype: object = None
+
+    def __call__(self, params, state, batches):
+        return batch_steps(params, state, batches, opt=self.opt, objective=self.objective,
+                           compute_dtype=self.compute_dtype)
+
+    def rows(self, params, state, X, target, weights, order, batch_size):
+        if sp.issparse(X) and lazy.supports(self.optimizer, self.objective):
+            return lazy.epoch(self.optimizer, params, state, X, target, weights, order,
+                              batch_size, self.objective)
+        return self(params, state, shuffled_batches(X, target, weights, order, batch_size))
 
 
 class _Loop:
@@ -373,11 +399,10 @@ class _Loop:
             return "interrupted"
         return None
 
-    def minibatch_epoch(self, opt, params, state, batch_size: int, rng):
+    def minibatch_epoch(self, optimizer: str, opt, params, state, batch_size: int, rng):
         """One epoch of mini-batch steps from ``params``, taken by the source where its rows
         are; returns (params, state)."""
-        step = functools.partial(batch_steps, opt=opt, objective=self.objective,
-                                 compute_dtype=self.compute_dtype)
+        step = BatchStep(optimizer, opt, self.objective, self.compute_dtype)
         params, state, n_steps = self.source.minibatch_epoch(step, params, state, batch_size,
                                                              rng)
         self.n_evaluations += n_steps
@@ -429,7 +454,10 @@ class _Loop:
                 updates, state = opt.update(result.grad, state, params)
                 params = apply_updates(params, updates)
             else:
-                params, state = self.minibatch_epoch(opt, params, state, batch_size, rng)
+                decayed = with_lr(state, state.lr / (1.0 + solver.lr_decay * epoch))
+                params, stepped = self.minibatch_epoch(solver.optimizer, opt, params, decayed,
+                                                       batch_size, rng)
+                state = with_lr(stepped, state.lr)
             epoch += 1
             result = self.evaluate(params)
 

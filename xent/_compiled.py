@@ -1,0 +1,424 @@
+"""The compiled kernels themselves (numba), at module level so that numba's disk cache finds
+them again in a new process (a jitted closure is keyed by objects that differ in every process,
+and would be compiled anew each time). Imported only by ``kernels.kernels``, after it has set
+numba's cache directory; ``kernels``' docstring says what they compute."""
+
+import numba
+import numpy as np
+
+#: fastmath flags: reassociation lets the dot products vectorise; nothing that assumes finite
+#: values (a logit of -inf must still give an exact loss)
+_FAST = {"reassoc", "contract"}
+
+jit = numba.njit(nogil=True, cache=True, fastmath=_FAST)
+
+
+@numba.njit(nogil=True, cache=True, fastmath=_FAST, inline="always")
+def row_link(z, r, t, label, proba, row, eps, soft, softmax):
+    """The loss of one row from its logits ``z[t]``; writes q - p into ``r[t]``; returns
+    (loss, 1 if the first largest logit is the true class else 0). ``proba[row]`` is the
+    row's soft target (``soft``), else ``label`` its class, smoothed by ``eps``."""
+    k = z.shape[1]
+    if not softmax:
+        zi = z[t, 0]
+        if soft:
+            p = proba[row, 1]
+            truth = 1 if proba[row, 1] > proba[row, 0] else 0
+        else:
+            truth = label
+            p = truth * (1.0 - eps) + eps / 2.0
+        e = np.exp(-abs(zi))  # log(1 + e^z) = max(z, 0) + log1p(e^-|z|): no overflow
+        loss = max(zi, 0.0) + np.log1p(e) - p * zi
+        q = 1.0 / (1.0 + e) if zi >= 0.0 else e / (1.0 + e)
+        r[t, 0] = q - p
+        right = 1 if (zi > 0.0) == (truth == 1) else 0
+        return loss, right
+    top = z[t, 0]
+    first = 0
+    for c in range(1, k):
+        if z[t, c] > top:
+            top = z[t, c]
+            first = c
+    total = 0.0
+    for c in range(k):
+        r[t, c] = np.exp(z[t, c] - top)
+        total += r[t, c]
+    inverse = 1.0 / total
+    target_term = 0.0
+    if soft:
+        truth = 0
+        best = proba[row, 0]
+        for c in range(k):
+            target_term += proba[row, c] * (z[t, c] - top)
+            if proba[row, c] > best:
+                best = proba[row, c]
+                truth = c
+        for c in range(k):
+            r[t, c] = r[t, c] * inverse - proba[row, c]
+    else:
+        truth = label
+        mean = 0.0
+        for c in range(k):
+            mean += z[t, c] - top
+        target_term = (1.0 - eps) * (z[t, truth] - top) + eps * mean / k
+        for c in range(k):
+            r[t, c] = r[t, c] * inverse - eps / k
+        r[t, truth] -= 1.0 - eps
+    right = 1 if first == truth else 0
+    return np.log(total) - target_term, right
+
+@numba.njit(nogil=True, cache=True, fastmath=_FAST, inline="always")
+def weighted_row(z, r, t, labels, proba, row, eps, weights, softmax):
+    """``row_link`` for row ``row`` (its logits in z[t]), loss and residual r[t] times the
+    row's weight (an empty ``weights``: 1); an empty ``proba`` means hard labels."""
+    soft = proba.shape[0] > 0
+    label = 0 if soft else labels[row]
+    loss, right = row_link(z, r, t, label, proba, row, eps, soft, softmax)
+    if weights.shape[0] > 0:
+        loss *= weights[row]
+        for c in range(z.shape[1]):
+            r[t, c] *= weights[row]
+    return loss, right
+
+@jit
+def dense_logits(X, i, m, coef_t, intercept, z):
+    """z[t] = X[i + t] W + b for the m (1 to 4) rows from i. Four rows at once share each
+    load of W (register blocking), as a matrix product's kernel does."""
+    k, d = coef_t.shape
+    if m == 4:
+        x0, x1, x2, x3 = X[i], X[i + 1], X[i + 2], X[i + 3]
+        for c in range(k):
+            w_c = coef_t[c]
+            a0 = a1 = a2 = a3 = 0.0
+            for j in range(d):
+                w = w_c[j]
+                a0 += x0[j] * w
+                a1 += x1[j] * w
+                a2 += x2[j] * w
+                a3 += x3[j] * w
+            z[0, c] = a0 + intercept[c]
+            z[1, c] = a1 + intercept[c]
+            z[2, c] = a2 + intercept[c]
+            z[3, c] = a3 + intercept[c]
+        return
+    for t in range(m):
+        row = X[i + t]
+        for c in range(k):
+            w_c = coef_t[c]
+            acc = 0.0
+            for j in range(d):
+                acc += row[j] * w_c[j]
+            z[t, c] = acc + intercept[c]
+
+@jit
+def dense_gradient(X, i, m, r, grad_t):
+    """grad_t[c] += sum_t r[t, c] X[i + t] for the m rows from i: each load and store of
+    the gradient serves four rows."""
+    k, d = grad_t.shape
+    if m == 4:
+        x0, x1, x2, x3 = X[i], X[i + 1], X[i + 2], X[i + 3]
+        for c in range(k):
+            r0, r1, r2, r3 = r[0, c], r[1, c], r[2, c], r[3, c]
+            g_c = grad_t[c]
+            for j in range(d):
+                g_c[j] += r0 * x0[j] + r1 * x1[j] + r2 * x2[j] + r3 * x3[j]
+        return
+    for t in range(m):
+        row = X[i + t]
+        for c in range(k):
+            rc = r[t, c]
+            g_c = grad_t[c]
+            for j in range(d):
+                g_c[j] += rc * row[j]
+
+@jit
+def dense(X, coef_t, intercept, labels, proba, eps, weights, start, stop, softmax,
+          with_grad, grad_t, grad_b):
+    """Rows start..stop of dense X, four at a time; coef_t (k, d); adds into grad_t (k, d)
+    and grad_b (k,); returns (sum of weighted losses, rows right)."""
+    k = coef_t.shape[0]
+    z = np.empty((4, k))
+    r = np.empty((4, k))
+    loss_sum = 0.0
+    n_right = 0
+    i = start
+    while i < stop:
+        m = min(4, stop - i)
+        dense_logits(X, i, m, coef_t, intercept, z)
+        for t in range(m):
+            loss, right = weighted_row(z, r, t, labels, proba, i + t, eps, weights, softmax)
+            loss_sum += loss
+            n_right += right
+        if with_grad:
+            for t in range(m):
+                for c in range(k):
+                    grad_b[c] += r[t, c]
+            dense_gradient(X, i, m, r, grad_t)
+        i += m
+    return loss_sum, n_right
+
+@jit
+def csr(data, indices, indptr, coef, intercept, labels, proba, eps, weights, start, stop,
+        softmax, with_grad, grad, grad_b):
+    """Rows start..stop of a CSR matrix; coef (d, k) (a row of W per stored entry); adds
+    into grad (d, k) and grad_b (k,)."""
+    k = coef.shape[1]
+    z = np.empty((1, k))
+    r = np.empty((1, k))
+    loss_sum = 0.0
+    n_right = 0
+    for i in range(start, stop):
+        for c in range(k):
+            z[0, c] = intercept[c]
+        for s in range(indptr[i], indptr[i + 1]):
+            v = data[s]
+            w_j = coef[indices[s]]
+            for c in range(k):
+                z[0, c] += v * w_j[c]
+        loss, right = weighted_row(z, r, 0, labels, proba, i, eps, weights, softmax)
+        loss_sum += loss
+        n_right += right
+        if with_grad:
+            for c in range(k):
+                grad_b[c] += r[0, c]
+            for s in range(indptr[i], indptr[i + 1]):
+                v = data[s]
+                g_j = grad[indices[s]]
+                for c in range(k):
+                    g_j[c] += v * r[0, c]
+    return loss_sum, n_right
+
+@jit
+def lazy_epoch(data, indices, indptr, order, batch_size, labels, proba, eps, weights,
+               softmax, fit_intercept, coef, intercept, method, lr, l2, slow, slow_b, fast,
+               fast_b, count, betas, grad, stamp):
+    """Mini-batch steps over the CSR rows ``order``, ``batch_size`` at a time (each
+    batch's rows in increasing order), updating only the rows of W (coef, (d, k)) of the
+    features present in the batch. W is held as scale * coef, so the L2 shrinkage
+    W <- (1 - lr l2) W of every step is one multiplication of ``scale``; coef is scaled
+    back before returning. Per batch, with g = X_B^T R_B / (total weight of B):
+
+        method 0 (SGD):     W <- (1 - lr l2) W - lr g            (exactly the dense step)
+        method 1 (AdaGrad): A += g^2; W <- (1 - lr l2) W - lr g / (sqrt(A) + tiny)
+        method 2 (Adam):    m, v of the touched rows as Adam's; W <- (1 - lr l2) W
+                            - lr m_hat / (sqrt(v_hat) + tiny), the bias correction by
+                            the global step ``count`` (PyTorch's SparseAdam)
+
+    slow/fast (d, k) and slow_b/fast_b (k,): AdaGrad's A, Adam's m and v (and the
+    bias's); ``grad`` (d, k) zeros and ``stamp`` (d,) a work space. The bias gets the
+    dense rule of its method and no decay. Returns the number of steps."""
+    d, k = coef.shape
+    n = order.shape[0]
+    z = np.empty((batch_size, k))
+    r = np.empty((batch_size, k))
+    grad_b = np.empty(k)
+    rows = np.empty(batch_size, np.int64)
+    touched = np.empty(d, np.int64)
+    b1, b2, tiny = betas[0], betas[1], betas[2]
+    scale = 1.0
+    n_steps = 0
+    for start in range(0, n, batch_size):
+        m = min(batch_size, n - start)
+        rows[:m] = np.sort(order[start:start + m])
+        total_weight = 0.0
+        for t in range(m):
+            i = rows[t]
+            for c in range(k):
+                z[t, c] = 0.0
+            for s in range(indptr[i], indptr[i + 1]):
+                v = data[s]
+                w_j = coef[indices[s]]
+                for c in range(k):
+                    z[t, c] += v * w_j[c]
+            for c in range(k):
+                z[t, c] = scale * z[t, c] + intercept[c]
+            weighted_row(z, r, t, labels, proba, i, eps, weights, softmax)
+            total_weight += weights[i] if weights.shape[0] > 0 else 1.0
+        inverse = 1.0 / total_weight if total_weight > 0.0 else 1.0
+        for c in range(k):
+            grad_b[c] = 0.0
+            for t in range(m):
+                grad_b[c] += r[t, c]
+            grad_b[c] *= inverse if fit_intercept else 0.0  # b fixed: its gradient is 0
+        scale *= 1.0 - lr * l2
+        if method == 0:
+            step = lr * inverse / scale
+            for t in range(m):
+                i = rows[t]
+                for s in range(indptr[i], indptr[i + 1]):
+                    v = data[s] * step
+                    w_j = coef[indices[s]]
+                    for c in range(k):
+                        w_j[c] -= v * r[t, c]
+            for c in range(k):
+                intercept[c] -= lr * grad_b[c]
+        else:
+            n_touched = 0
+            for t in range(m):
+                i = rows[t]
+                for s in range(indptr[i], indptr[i + 1]):
+                    j = indices[s]
+                    if stamp[j] != start:
+                        stamp[j] = start
+                        touched[n_touched] = j
+                        n_touched += 1
+                    v = data[s] * inverse
+                    g_j = grad[j]
+                    for c in range(k):
+                        g_j[c] += v * r[t, c]
+            count[0] += 1
+            correction1 = 1.0 - b1 ** count[0]
+            correction2 = 1.0 - b2 ** count[0]
+            for q in range(n_touched):
+                j = touched[q]
+                for c in range(k):
+                    g = grad[j, c]
+                    grad[j, c] = 0.0
+                    if method == 1:
+                        slow[j, c] += g * g
+                        coef[j, c] -= lr * g / (np.sqrt(slow[j, c]) + tiny) / scale
+                    else:
+                        slow[j, c] = b1 * slow[j, c] + (1.0 - b1) * g
+                        fast[j, c] = b2 * fast[j, c] + (1.0 - b2) * g * g
+                        coef[j, c] -= lr * (slow[j, c] / correction1) / (
+                            np.sqrt(fast[j, c] / correction2) + tiny) / scale
+            for c in range(k):
+                g = grad_b[c]
+                if method == 1:
+                    slow_b[c] += g * g
+                    update = lr * g / (np.sqrt(slow_b[c]) + tiny)
+                else:
+                    slow_b[c] = b1 * slow_b[c] + (1.0 - b1) * g
+                    fast_b[c] = b2 * fast_b[c] + (1.0 - b2) * g * g
+                    update = lr * (slow_b[c] / correction1) / (
+                        np.sqrt(fast_b[c] / correction2) + tiny)
+                intercept[c] -= update
+        n_steps += 1
+        if scale < 1e-12:  # fold the scale in before it underflows
+            coef *= scale
+            scale = 1.0
+    if scale != 1.0:
+        coef *= scale
+    return n_steps
+
+
+# ---- hashing text ---------------------------------------------------------------------------
+
+_U = np.uint64  # murmur3's arithmetic is on 32-bit words, kept in uint64 and masked
+_MASK = _U(0xFFFFFFFF)
+_C1, _C2 = _U(0xCC9E2D51), _U(0x1B873593)
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _rotl(x, r):
+    return ((x << _U(r)) | (x >> _U(32 - r))) & _MASK
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _mix(k):
+    return (_rotl((k * _C1) & _MASK, 15) * _C2) & _MASK
+
+
+@numba.njit(nogil=True, cache=True)
+def murmur3_32(buf, start, length):
+    """MurmurHash3 (x86, 32 bits, seed 0) of buf[start:start + length] as a signed 32-bit
+    integer: scikit-learn's ``murmurhash3_32``, so the buckets are ``HashingVectorizer``'s."""
+    h = _U(0)
+    n_blocks = length // 4
+    for b in range(n_blocks):
+        i = start + 4 * b
+        k = (_U(buf[i]) | (_U(buf[i + 1]) << _U(8)) | (_U(buf[i + 2]) << _U(16))
+             | (_U(buf[i + 3]) << _U(24)))
+        h = _rotl(h ^ _mix(k), 13)
+        h = (h * _U(5) + _U(0xE6546B64)) & _MASK
+    tail = start + 4 * n_blocks
+    rest = length & 3
+    k = _U(0)
+    if rest == 3:
+        k ^= _U(buf[tail + 2]) << _U(16)
+    if rest >= 2:
+        k ^= _U(buf[tail + 1]) << _U(8)
+    if rest >= 1:
+        k ^= _U(buf[tail])
+        h ^= _mix(k)
+    h ^= _U(length)
+    h ^= h >> _U(16)
+    h = (h * _U(0x85EBCA6B)) & _MASK
+    h ^= h >> _U(13)
+    h = (h * _U(0xC2B2AE35)) & _MASK
+    h ^= h >> _U(16)
+    value = np.int64(h)
+    return value - (np.int64(1) << 32) if value >= (np.int64(1) << 31) else value
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _is_word(c):
+    """[0-9A-Za-z_]: the ASCII characters of a regular expression's \\w."""
+    return (48 <= c <= 57) or (65 <= c <= 90) or (97 <= c <= 122) or c == 95
+
+
+@numba.njit(nogil=True, cache=True)
+def hash_ascii(buf, offsets, n_min, n_max, buckets):
+    """The word n-grams of ASCII documents counted in hash buckets, as HashingVectorizer
+    counts them: tokens are runs of two or more \\w characters, an n-gram is its tokens joined
+    by one space, its bucket |murmur3_32| mod buckets. Document i is buf[offsets[i]:offsets[i
+    + 1]] (already lower-cased). Returns CSR (indptr, indices, counts), each row's buckets in
+    increasing order."""
+    n_docs = offsets.shape[0] - 1
+    n_orders = n_max - n_min + 1
+    bound = (buf.shape[0] + 1) // 3 + 1  # tokens of 2+ characters, each followed by 1+ others
+    indices = np.empty(bound * n_orders, np.int32)
+    counts = np.empty(bound * n_orders, np.float64)
+    indptr = np.zeros(n_docs + 1, np.int64)
+    starts = np.empty(bound, np.int64)
+    ends = np.empty(bound, np.int64)
+    scratch = np.empty(buf.shape[0] + 1, np.uint8)
+    row = np.empty(bound * n_orders, np.int64)
+    nnz = 0
+    for doc in range(n_docs):
+        n_tokens = 0
+        i, stop = offsets[doc], offsets[doc + 1]
+        while i < stop:
+            if _is_word(buf[i]):
+                j = i
+                while j < stop and _is_word(buf[j]):
+                    j += 1
+                if j - i >= 2:
+                    starts[n_tokens] = i
+                    ends[n_tokens] = j
+                    n_tokens += 1
+                i = j
+            else:
+                i += 1
+        m = 0
+        for n in range(n_min, n_max + 1):
+            for t in range(n_tokens - n + 1):
+                if n == 1:
+                    h = murmur3_32(buf, starts[t], ends[t] - starts[t])
+                else:
+                    length = 0
+                    for u in range(t, t + n):
+                        if u > t:
+                            scratch[length] = 32
+                            length += 1
+                        for c in range(starts[u], ends[u]):
+                            scratch[length] = buf[c]
+                            length += 1
+                    h = murmur3_32(scratch, 0, length)
+                if h == -2147483648:  # |h| overflows 32 bits; scikit-learn's rule
+                    row[m] = (2147483647 - (buckets - 1)) % buckets
+                else:
+                    row[m] = abs(h) % buckets
+                m += 1
+        part = np.sort(row[:m])
+        q = 0
+        while q < m:
+            r = q
+            while r < m and part[r] == part[q]:
+                r += 1
+            indices[nnz] = part[q]
+            counts[nnz] = r - q
+            nnz += 1
+            q = r
+        indptr[doc + 1] = nnz
+    return indptr, indices[:nnz].copy(), counts[:nnz].copy()

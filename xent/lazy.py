@@ -1,0 +1,82 @@
+"""Mini-batch steps on sparse (CSR) rows that touch only the features present in a batch.
+
+A batch of hashed text touches a few thousand of W's rows; a dense step would rewrite all of
+them (and Adam's two moment arrays) every time. ``epoch`` runs the compiled kernel
+``kernels.lazy_epoch`` instead:
+
+- SGD (``gd``): W is held as s V, so the L2 shrinkage (1 - lr l2) W of every step is one
+  multiplication of s, and the data part of the step, lr X_B^T R_B / n_B, is written into the
+  touched rows of V only. The weights are those of the dense step exactly (the tests hold the
+  two to 1e-10).
+- AdaGrad: a coordinate without gradient neither moves nor changes its sum of squares, so
+  without L2 the lazy step is the dense one; L2 is the same shrinkage as SGD's (decoupled from
+  the adaptive scaling, as AdamW decouples it).
+- Adam: only the touched rows' moments are updated, the bias correction taken at the global
+  step (PyTorch's SparseAdam, TensorFlow's LazyAdam): a different algorithm from dense Adam,
+  whose moments decay every step; L2 as for AdaGrad.
+
+The bias row is dense and stepped by the optimiser's own rule. The kernel runs on one thread
+(the steps are sequential); the epoch's full evaluation that follows uses every core.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .loss import Objective
+from .optim import ADAGRAD_EPS, AdagradState, AdamState, GDState
+from .targets import Target
+
+#: optimiser name -> the kernel's method number
+LAZY_METHODS = {"gd": 0, "adagrad": 1, "adam": 2}
+#: Adam's b1, b2 (``optim.adam``'s defaults) and the guard against division by zero
+_BETAS = np.array([0.9, 0.999, 1e-8])
+_ADAGRAD_BETAS = np.array([0.0, 0.0, ADAGRAD_EPS])
+
+
+def supports(optimizer: str, objective: Objective) -> bool:
+    """Whether ``optimizer``'s mini-batch steps on sparse rows can be lazy: SGD, AdaGrad and
+    Adam without L1 (SGD's cumulative L1 penalty is dense)."""
+    return optimizer in LAZY_METHODS and not objective.l1
+
+
+def epoch(optimizer: str, params: np.ndarray, state, X, target: Target, weights,
+          order: np.ndarray, batch_size: int, objective: Objective):
+    """The optimiser's steps over the CSR rows ``order`` of X, ``batch_size`` at a time, from
+    ``params`` (n_features + 1, n_outputs) and ``state`` (the dense optimiser's, so that a
+    checkpoint is the same either way). Returns (params, state, number of steps); the
+    arguments are not modified."""
+    from . import kernels
+
+    params = np.array(params, dtype=np.float64, order="C")
+    coef, intercept = params[:-1], params[-1]
+    d, k = coef.shape
+    method = LAZY_METHODS[optimizer]
+    if method == 1:
+        slow = np.array(state.sum_sq, dtype=np.float64, order="C")
+        fast, count, betas = np.zeros((1, k)), np.zeros(1, np.int64), _ADAGRAD_BETAS
+    elif method == 2:
+        slow = np.array(state.m, dtype=np.float64, order="C")
+        fast = np.array(state.v, dtype=np.float64, order="C")
+        count, betas = np.array([state.count], np.int64), _BETAS
+    else:
+        slow, fast, count, betas = np.zeros((1, k)), np.zeros((1, k)), np.zeros(1, np.int64), \
+            _BETAS
+    grad = np.zeros((d, k)) if method else np.zeros((0, k))
+    stamp = np.full(d, -1, dtype=np.int64)
+    labels, proba, weights = kernels.target_arrays(target, weights)
+    key = ("lazy", X.data.dtype.str, X.indices.dtype.str, X.indptr.dtype.str)
+    with kernels._compiling(key):
+        n_steps = kernels.kernels().lazy_epoch(
+            X.data, X.indices, X.indptr, np.asarray(order, np.int64), int(batch_size), labels,
+            proba, target.smoothing, weights, objective.link.name == "softmax",
+            objective.fit_intercept, coef, intercept, method, float(state.lr),
+            float(objective.l2), slow[:-1], slow[-1], fast[:-1], fast[-1], count, betas, grad,
+            stamp)
+    if method == 1:
+        state = AdagradState(state.lr, slow)
+    elif method == 2:
+        state = AdamState(state.lr, slow, fast, int(count[0]))
+    else:
+        state = GDState(state.lr)
+    return params, state, int(n_steps)

@@ -1,0 +1,231 @@
+"""Free text as features: each text column's word n-grams hashed into ``buckets`` counts.
+
+A document becomes the counts of its n-grams (lower-cased runs of two or more letters, digits
+or underscores, as scikit-learn's ``HashingVectorizer`` tokenises; an n-gram is n tokens joined
+by a space), each counted in bucket |MurmurHash3(n-gram)| mod ``buckets``; the counts are kept
+as they are (``norm = "none"``, the default: a softmax on counts is the multinomial model of
+word frequencies) or each row scaled to unit length (``"l2"``). Hashing needs no vocabulary:
+nothing is fitted, a word never seen in training lands in some bucket like any other, and the
+settings (a ``TextSpec``) are all a model stores to read raw text again. Column c's buckets are
+features c * buckets ... (c + 1) * buckets - 1, after the table's other features.
+
+ASCII documents are hashed by a compiled kernel (``_compiled.hash_ascii``, on every core);
+others by HashingVectorizer itself (in processes when there are many); both give exactly
+HashingVectorizer's counts (the tests hold them to it).
+
+fastText's format (one document a line, its label(s) as ``__label__NAME`` words, e.g.
+``__label__spam buy now``) is read into a table with a ``text`` and a ``label`` column.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from .errors import ConfigError, DataError
+
+#: default buckets per text column: 2^18 keeps the collisions of a 50,000-word vocabulary to a
+#: few per cent of its words, and W at buckets x classes float64 (42 MB for 20 classes)
+DEFAULT_BUCKETS = 1 << 18
+NORMS = ("l2", "none")
+FASTTEXT_LABEL = "__label__"
+#: rows below which hashing stays in this process (starting processes costs more)
+_PARALLEL_ROWS = 20_000
+
+
+def parse_ngrams(text: str) -> tuple[int, int]:
+    """"1" -> (1, 1), "1-2" -> (1, 2): the n-gram lengths, from the first to the second."""
+    parts = str(text).replace(" ", "").split("-")
+    try:
+        low, high = (int(parts[0]), int(parts[-1])) if len(parts) <= 2 else (0, 0)
+    except ValueError:
+        low = high = 0
+    if not 1 <= low <= high <= 5:
+        raise ConfigError(f"data.ngrams (--ngrams) must be N or N-M with 1 <= N <= M <= 5 "
+                          f"(e.g. 1-2: words and word pairs), got {text!r}")
+    return low, high
+
+
+@dataclass(frozen=True)
+class TextSpec:
+    """How text columns become features (stored in the model): the columns, the n-gram
+    lengths (low, high), the buckets per column and the row norm ("l2" or "none")."""
+
+    columns: tuple[str, ...]
+    ngrams: tuple[int, int] = (1, 1)
+    buckets: int = DEFAULT_BUCKETS
+    norm: str = "none"
+
+    @property
+    def n_features(self) -> int:
+        return len(self.columns) * self.buckets
+
+    @property
+    def feature_names(self) -> list[str]:
+        """``column#bucket`` for every bucket of every text column."""
+        return [f"{c}#{b}" for c in self.columns for b in range(self.buckets)]
+
+    def to_dict(self) -> dict:
+        return {"columns": list(self.columns), "ngrams": list(self.ngrams),
+                "buckets": self.buckets, "norm": self.norm}
+
+    @classmethod
+    def from_dict(cls, spec: dict) -> TextSpec:
+        low, high = spec.get("ngrams", (1, 1))
+        return cls(tuple(spec["columns"]), (int(low), int(high)),
+                   int(spec.get("buckets", DEFAULT_BUCKETS)), spec.get("norm", "none"))
+
+    def transform(self, frame, source: str = "data", jobs: int | None = None) -> sp.csr_matrix:
+        """The hashed features (n_rows, n_features) CSR float64 of ``frame``'s text columns
+        (a missing text is an empty document), using ``jobs`` threads or processes (default:
+        the cores this process may use)."""
+        absent = [c for c in self.columns if c not in frame.columns]
+        if absent:
+            raise DataError(f"{source}: no text column(s) {', '.join(map(repr, absent))}; the "
+                            f"columns are {', '.join(map(repr, frame.columns[:20]))}")
+        jobs = _cores() if jobs is None else max(1, jobs)
+        blocks = [self.hash_documents(frame[c].fillna("").astype(str).tolist(), jobs)
+                  for c in self.columns]
+        return blocks[0] if len(blocks) == 1 else sp.hstack(blocks, format="csr")
+
+    def hash_documents(self, documents: list[str], jobs: int = 1) -> sp.csr_matrix:
+        """One text column's documents as (n_documents, buckets) CSR, normed by ``norm``.
+
+        ASCII documents go through the compiled ``_compiled.hash_ascii`` (threads share
+        them out); any others through scikit-learn's HashingVectorizer (processes share them
+        out when there are many). The two give the same buckets and counts (the tests check
+        it), so which way a document goes changes nothing."""
+        is_ascii = np.fromiter((d.isascii() for d in documents), dtype=bool,
+                               count=len(documents))
+        if is_ascii.all():
+            X = _hash_ascii(self, documents, jobs)
+        else:
+            fast = np.flatnonzero(is_ascii)
+            slow = np.flatnonzero(~is_ascii)
+            parts = [_hash_ascii(self, [documents[i] for i in fast], jobs),
+                     _hash_other(self, [documents[i] for i in slow], jobs)]
+            X = sp.vstack(parts, format="csr")[np.argsort(np.concatenate([fast, slow]))]
+        if self.norm == "l2":
+            from sklearn.preprocessing import normalize
+
+            X = normalize(X, norm="l2", copy=False)
+        return sp.csr_matrix(X)
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def _hash_ascii(spec: TextSpec, documents: list[str], jobs: int) -> sp.csr_matrix:
+    """ASCII documents counted in buckets by the compiled kernel, in ``jobs`` slices at once
+    (it runs without the GIL), the slices stacked in order."""
+    from . import kernels
+
+    compiled = kernels.kernels()
+    bounds = np.linspace(0, len(documents), max(1, min(jobs, len(documents) // 1000)) + 1)
+    bounds = bounds.astype(int)
+
+    def count(span) -> sp.csr_matrix:
+        part = documents[span[0]:span[1]]
+        lengths = np.fromiter(map(len, part), dtype=np.int64, count=len(part))
+        offsets = np.concatenate([[0], np.cumsum(lengths)])
+        buf = np.frombuffer("".join(part).lower().encode("ascii"), dtype=np.uint8)
+        with kernels._compiling(("hash",)):
+            indptr, indices, counts = compiled.hash_ascii(buf, offsets, spec.ngrams[0],
+                                                          spec.ngrams[1], spec.buckets)
+        return sp.csr_matrix((counts, indices, indptr), shape=(len(part), spec.buckets))
+
+    spans = list(zip(bounds[:-1], bounds[1:], strict=True))
+    if len(spans) == 1:
+        return count(spans[0])
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(len(spans)) as pool:
+        return sp.vstack(list(pool.map(count, spans)), format="csr")
+
+
+def _vectorizer(spec: TextSpec):
+    """scikit-learn's HashingVectorizer with ``spec``'s settings, counting (no norm, no
+    alternating signs): the reference the compiled path equals."""
+    from sklearn.feature_extraction.text import HashingVectorizer
+
+    return HashingVectorizer(n_features=spec.buckets, ngram_range=spec.ngrams,
+                             alternate_sign=False, norm=None, dtype=np.float64)
+
+
+def _hash_other(spec: TextSpec, documents: list[str], jobs: int) -> sp.csr_matrix:
+    """Documents with non-ASCII characters, by HashingVectorizer (Unicode rules for words and
+    lower case); in ``jobs`` processes when there are many (it tokenises in Python)."""
+    if jobs == 1 or len(documents) < _PARALLEL_ROWS:
+        return sp.csr_matrix(_vectorizer(spec).transform(documents))
+    from .processes import Task, run_in_processes
+
+    bounds = np.linspace(0, len(documents), jobs + 1).astype(int)
+    tasks = [Task(f"hash-{i}", _hash_other, (spec, documents[a:b], 1))
+             for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)) if b > a]
+    parts: dict[str, sp.csr_matrix] = {}
+
+    def on_event(task, what, result):
+        if what == "done":
+            parts[task.name] = result
+
+    run_in_processes(tasks, len(tasks), on_event)
+    return sp.vstack([parts[task.name] for task in tasks], format="csr")
+
+
+# ---- fastText's format --------------------------------------------------------------------
+
+def is_fasttext(path: Path) -> bool:
+    """A file whose first non-empty line starts with ``__label__``."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                if line.strip():
+                    return line.lstrip().startswith(FASTTEXT_LABEL)
+                break
+    except OSError:
+        return False
+    return False
+
+
+def read_fasttext(path: Path):
+    """(a DataFrame with columns ``text`` and ``label``, the number of lines with several
+    labels) of a fastText file. Such a line keeps its first label (xent trains one class per
+    row). Lines without a label are an error naming them."""
+    import pandas as pd
+
+    try:
+        with open(path, encoding="utf-8-sig") as handle:
+            lines = handle.read().splitlines()
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a UTF-8 text file") from None
+    texts, labels, unlabelled, multi = [], [], [], 0
+    for number, line in enumerate(lines, start=1):
+        head, _, rest = line.strip().partition(" ")
+        if head.startswith(FASTTEXT_LABEL) and FASTTEXT_LABEL not in rest:
+            labels.append(head[len(FASTTEXT_LABEL):])  # the usual line: one label, first
+            texts.append(rest)
+            continue
+        words = line.split()
+        if not words:
+            continue
+        tags = [w for w in words if w.startswith(FASTTEXT_LABEL)]
+        if not tags:
+            unlabelled.append(number)
+            continue
+        multi += len(tags) > 1
+        labels.append(tags[0][len(FASTTEXT_LABEL):])
+        texts.append(" ".join(w for w in words if not w.startswith(FASTTEXT_LABEL)))
+    if unlabelled:
+        raise DataError(f"{path}: line(s) {unlabelled[:5]} have no {FASTTEXT_LABEL}NAME label; "
+                        "label them or remove them")
+    if not labels:
+        raise DataError(f"{path}: the file has no documents")
+    return pd.DataFrame({"text": texts, "label": labels}), multi
