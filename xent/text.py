@@ -229,3 +229,33 @@ def read_fasttext(path: Path):
     if not labels:
         raise DataError(f"{path}: the file has no documents")
     return pd.DataFrame({"text": texts, "label": labels}), multi
+
+
+# ---- a synthetic corpus, for tests and benchmarks -----------------------------------------
+
+def topic_corpus(n_docs: int, vocab: int = 50_000, n_classes: int = 20, seed: int = 0,
+                 own: float = 0.2, lengths: tuple[int, int] = (20, 50)):
+    """(documents, labels (n_docs,)) of a seeded topic corpus: each document has a uniform
+    class and a uniform length in ``lengths``; each of its tokens comes with probability
+    ``own`` from its class's Zipf(1.1) distribution over a class-specific permutation of the
+    vocabulary, else from a Zipf(1.0) over the vocabulary in its own order. Words are
+    ``w<index>``."""
+    rng = np.random.default_rng(seed)
+
+    def zipf_cdf(exponent):
+        p = np.arange(1, vocab + 1, dtype=np.float64) ** -exponent
+        return np.cumsum(p / p.sum())
+
+    class_cdf, global_cdf = zipf_cdf(1.1), zipf_cdf(1.0)
+    permutations = np.stack([rng.permutation(vocab) for _ in range(n_classes)])
+    labels = rng.integers(0, n_classes, n_docs)
+    counts = rng.integers(lengths[0], lengths[1] + 1, n_docs)
+    doc_of = np.repeat(np.arange(n_docs), counts)
+    mine = rng.random(len(doc_of)) < own
+    own_rank = np.minimum(np.searchsorted(class_cdf, rng.random(len(doc_of))), vocab - 1)
+    any_rank = np.minimum(np.searchsorted(global_cdf, rng.random(len(doc_of))), vocab - 1)
+    words = np.where(mine, permutations[labels[doc_of], own_rank], any_rank)
+    tokens = np.array([f"w{i}" for i in range(vocab)], dtype=object)[words]
+    bounds = np.concatenate([[0], np.cumsum(counts)])
+    documents = [" ".join(tokens[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    return documents, labels

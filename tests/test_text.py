@@ -1,0 +1,244 @@
+"""Text classification: hashed n-grams (against scikit-learn's HashingVectorizer), the lazy
+sparse steps (against the dense steps and a plain numpy SparseAdam), the one gradient
+X^T(Q - P) on a sparse batch, and text through the command line and the model file."""
+
+import json
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+from sklearn.feature_extraction.text import HashingVectorizer
+from sklearn.linear_model import LogisticRegression
+
+from xent import api
+from xent.config import Config, with_overrides
+from xent.links import get_link
+from xent.loss import Objective
+from xent.model import Model
+from xent.optim import make_optimizer
+from xent.targets import labels_target
+from xent.text import TextSpec, read_fasttext, topic_corpus
+from xent.train import BatchStep
+
+DOCUMENTS = [
+    "Hello, World! a_b c d__e  9x", "", "x", "The U.S.A. -- well...", "tab\there\nnewline",
+    "naïve café ÜBER straße", "日本語 テキスト ab", "__label__x y", "a bb ccc dddd eeeee fffff",
+    "Numbers 123 4567 and_underscores mixed42Case",
+]
+
+
+@pytest.mark.parametrize("ngrams", [(1, 1), (1, 3), (2, 2)])
+@pytest.mark.parametrize("norm", ["none", "l2"])
+def test_hashing_equals_scikit_learns_hashing_vectorizer(ngrams, norm):
+    """ASCII documents take the compiled path (in two slices, on two threads), others
+    HashingVectorizer itself; every row must be HashingVectorizer's, in order."""
+    rng = np.random.default_rng(0)
+    documents = [DOCUMENTS[i] for i in rng.integers(0, len(DOCUMENTS), 2500)]
+    spec = TextSpec(("t",), ngrams, 1 << 10, norm)
+    reference = HashingVectorizer(n_features=1 << 10, ngram_range=ngrams, alternate_sign=False,
+                                  norm=None if norm == "none" else "l2").transform(documents)
+    ours = spec.hash_documents(documents, jobs=2)
+    assert ours.shape == reference.shape
+    assert abs(ours - reference).max() < 1e-15
+
+
+def _problem(link, n=240, d=40, seed=0):
+    rng = np.random.default_rng(seed)
+    X = sp.random(n, d, density=0.1, format="csr", random_state=seed) * 3.0
+    k = 4 if link == "softmax" else 2
+    y = rng.integers(0, k, n)
+    params = rng.normal(size=(d + 1, get_link(link, k).n_outputs(k))) * 0.1
+    return X, y, k, params, rng
+
+
+def _steps(name, X, target, weights, params, objective, lr, order, batch_size):
+    opt = make_optimizer(name, full_batch=False)
+    step = BatchStep(name, opt, objective)
+    state = opt.init(params, lr)
+    return step.rows(params, state, X, target, weights, order, batch_size)
+
+
+@pytest.mark.parametrize("link", ["softmax", "sigmoid"])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_lazy_sgd_is_the_dense_step(link, fit_intercept):
+    """W held as scale * V with the L2 shrinkage in the scale: the weights of the dense
+    mini-batch SGD, with weights, label smoothing and l2, to 1e-10."""
+    X, y, k, params, rng = _problem(link)
+    objective = Objective(get_link(link, k), l2=0.05, fit_intercept=fit_intercept)
+    target = labels_target(y, k, 0.1)
+    weights = rng.random(len(y)) + 0.5
+    order = rng.permutation(len(y))
+    lazy, _, n_lazy = _steps("gd", X, target, weights, params, objective, 0.3, order, 7)
+    dense, _, n_dense = _steps("gd", X.toarray(), target, weights, params, objective, 0.3,
+                               order, 7)
+    assert n_lazy == n_dense == -(-len(y) // 7)
+    assert np.abs(lazy - dense).max() < 1e-10
+    assert np.abs(lazy - params).max() > 0.01  # it did move
+
+
+def test_lazy_adagrad_without_l2_is_the_dense_step():
+    """A coordinate without gradient keeps its sum of squares and does not move."""
+    X, y, k, params, rng = _problem("softmax", seed=1)
+    objective = Objective(get_link("softmax", k))
+    order = rng.permutation(len(y))
+    lazy, state, _ = _steps("adagrad", X, labels_target(y, k), None, params, objective, 0.2,
+                            order, 5)
+    dense, dense_state, _ = _steps("adagrad", X.toarray(), labels_target(y, k), None, params,
+                                   objective, 0.2, order, 5)
+    assert np.abs(lazy - dense).max() < 1e-10
+    assert np.abs(state.sum_sq - dense_state.sum_sq).max() < 1e-10
+
+
+def _softmax_grad(X, y, k, params):
+    """X^T (Q - P) / n and mean(Q - P) in plain numpy (X dense)."""
+    z = X @ params[:-1] + params[-1]
+    q = np.exp(z - z.max(axis=1, keepdims=True))
+    q /= q.sum(axis=1, keepdims=True)
+    residual = q - np.eye(k)[y]
+    return np.vstack([X.T @ residual, residual.sum(axis=0)]) / len(y)
+
+
+def test_lazy_adam_is_sparse_adam():
+    """Lazy Adam against a plain numpy SparseAdam: per batch, the moments of the rows of W
+    whose features occur in the batch (and of the bias) move; the bias correction counts
+    every step."""
+    X, y, k, params, rng = _problem("softmax", seed=2)
+    objective = Objective(get_link("softmax", k))
+    order = rng.permutation(len(y))
+    lazy, state, _ = _steps("adam", X, labels_target(y, k), None, params, objective, 0.05,
+                            order, 6)
+    dense = X.toarray()
+    p, m, v = params.copy(), np.zeros_like(params), np.zeros_like(params)
+    for count, start in enumerate(range(0, len(y), 6), start=1):
+        rows = np.sort(order[start:start + 6])
+        g = _softmax_grad(dense[rows], y[rows], k, p)
+        touched = np.append(np.abs(dense[rows]).sum(axis=0) > 0, True)  # the bias row too
+        m[touched] = 0.9 * m[touched] + 0.1 * g[touched]
+        v[touched] = 0.999 * v[touched] + 0.001 * g[touched] ** 2
+        step = 0.05 * (m / (1 - 0.9**count)) / (np.sqrt(v / (1 - 0.999**count)) + 1e-8)
+        p[touched] -= step[touched]
+    assert np.abs(lazy - p).max() < 1e-10
+    assert state.count == -(-len(y) // 6)
+
+
+def test_a_sparse_batch_steps_on_x_transpose_q_minus_p():
+    """The same engine: one lazy SGD step over a sparse batch moves the parameters by lr times
+    the hand-written X^T (Q - P) / n (and mean(Q - P) for the bias)."""
+    X, y, k, params, _ = _problem("softmax", n=30, seed=3)
+    objective = Objective(get_link("softmax", k))
+    stepped, _, n_steps = _steps("gd", X, labels_target(y, k), None, params, objective, 1.0,
+                                 np.arange(len(y)), len(y))
+    assert n_steps == 1
+    assert np.abs((params - stepped) - _softmax_grad(X.toarray(), y, k, params)).max() < 1e-12
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    documents, labels = topic_corpus(3000, vocab=3000, n_classes=5, seed=1)
+    names = np.array(["sports", "tech", "food", "travel", "music"], dtype=object)[labels]
+    return documents, names
+
+
+def _frame(documents, labels, rng):
+    return pd.DataFrame({"review": documents, "stars": rng.integers(1, 6, len(documents)),
+                         "shop": rng.choice(["north", "south"], len(documents)),
+                         "topic": labels})
+
+
+def test_text_defaults_reach_saga_on_a_topic_corpus(corpus):
+    """xent's text defaults (lazy SGD, 5 epochs) against scikit-learn saga's 5 epochs on the
+    same hashed counts: the held-out accuracy within a point of saga's."""
+    documents, labels = corpus
+    spec = TextSpec(("review",), buckets=1 << 14)
+    frame = pd.DataFrame({"review": documents, "topic": labels})
+    train, test = frame.iloc[:2400], frame.iloc[2400:]
+    config = with_overrides(Config(), {"data.source": "unused.csv", "data.text": "review",
+                                       "data.buckets": 1 << 14, "data.val_fraction": 0.0})
+    config = api.with_text_defaults(config, set())
+    assert config.optim.optimizer == "gd" and config.optim.batch_size == 1
+    from xent.data import frame_table
+    from xent.sources import MemoryTable
+
+    table = MemoryTable.of(frame_table(train, "corpus", "topic", text=spec))
+    run = api.train(config, table=table)
+    ours = np.mean(run.model.predict(test) == test["topic"].to_numpy())
+    X_train, X_test = spec.transform(train), spec.transform(test)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        saga = LogisticRegression(solver="saga", max_iter=5, C=1e4).fit(X_train, train["topic"])
+    theirs = np.mean(saga.predict(X_test) == test["topic"].to_numpy())
+    assert theirs > 0.8
+    assert ours >= theirs - 0.01
+
+
+def test_text_columns_through_the_command_line(run, tmp_path, corpus):
+    """A CSV with a text, a numeric and a categorical column: trained with the text defaults,
+    evaluated and predicted from raw text (words never seen included), the model file small
+    in its header and the same predictions from Python."""
+    documents, labels = corpus
+    rng = np.random.default_rng(0)
+    frame = _frame(documents[:600], labels[:600], rng)
+    frame.to_csv(tmp_path / "reviews.csv", index=False)
+    result = run("train", "reviews.csv", "--text", "review", "--target", "topic",
+                 "--buckets", "4096", "--ngrams", "1-2", "-o", "runs/r", "-q")
+    assert result.exit_code == 0, result.output
+    config = (tmp_path / "runs/r/config.toml").read_text()
+    assert 'optimizer = "gd"' in config and "batch_size = 1" in config
+    new = _frame(["w1 w2 neverseen-word zzz " + d for d in documents[600:700]],
+                 labels[600:700], rng).drop(columns="topic")
+    new.to_csv(tmp_path / "new.csv", index=False)
+    result = run("predict", "runs/r", "new.csv", "--proba")
+    assert result.exit_code == 0, result.output
+    predicted = pd.read_csv(pd.io.common.StringIO(result.stdout))
+    assert len(predicted) == 100
+    model = Model.load(tmp_path / "runs/r/model.npz")
+    assert model.n_features == 1 + 2 + 4096  # stars, shop=north/south, the buckets
+    assert list(predicted["prediction"]) == list(model.predict(new))
+    probabilities = predicted.filter(like="proba_").to_numpy()
+    assert np.allclose(probabilities.sum(axis=1), 1.0)
+    with np.load(tmp_path / "runs/r/model.npz", allow_pickle=False) as archive:
+        header = json.loads(str(archive["header"]))
+    assert header["feature_names"] == ["stars", "shop=north", "shop=south"]
+    assert header["encoder"]["text"] == {"columns": ["review"], "ngrams": [1, 2],
+                                         "buckets": 4096, "norm": "none"}
+    result = run("eval", "runs/r", "reviews.csv", "--json")
+    assert result.exit_code == 0 and json.loads(result.stdout)["accuracy"] > 0.9
+
+
+def test_fasttext_files(run, tmp_path):
+    (tmp_path / "train.txt").write_text(
+        "__label__spam buy cheap pills now\n\n__label__ham lunch at noon?\n"
+        "__label__spam __label__promo win a prize now\n__label__ham see you at the meeting\n"
+        * 20, encoding="utf-8")
+    frame, multi = read_fasttext(tmp_path / "train.txt")
+    assert len(frame) == 80 and multi == 20
+    assert frame.iloc[2].to_dict() == {"text": "win a prize now", "label": "spam"}
+    result = run("train", "train.txt", "-o", "runs/ft", "-q", "--buckets", "256",
+                 "--epochs", "20", "--val-fraction", "0")
+    assert result.exit_code == 0, result.output
+    result = run("eval", "runs/ft", "train.txt", "--json")
+    assert result.exit_code == 0 and json.loads(result.stdout)["accuracy"] == 1.0
+    (tmp_path / "bad.txt").write_text("__label__a one\nno label here\n", encoding="utf-8")
+    result = run("train", "bad.txt", "-o", "runs/bad")
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines()[-1].endswith(
+        "line(s) [2] have no __label__NAME label; label them or remove them")
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["--stream"], 2, "text columns are hashed in memory; drop --stream"),
+    (["--ngrams", "3-1"], 2, "data.ngrams (--ngrams) must be N or N-M"),
+    (["--text", "nope"], 1, "no text column(s) 'nope'"),
+    (["--text", "topic"], 1, "cannot be both a text column and the target"),
+])
+def test_text_mistakes_are_one_line_errors(run, tmp_path, args, code, message):
+    pd.DataFrame({"review": ["good one", "bad one"] * 5, "topic": ["a", "b"] * 5}).to_csv(
+        tmp_path / "small.csv", index=False)
+    options = ["--text", "review"] if "--text" not in args else []
+    result = run("train", "small.csv", "--target", "topic", *options, *args, "-o", "runs/x")
+    assert result.exit_code == code
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert not (tmp_path / "runs/x").exists()
