@@ -228,7 +228,7 @@ def test_fasttext_files(run, tmp_path):
 
 
 @pytest.mark.parametrize("args, code, message", [
-    (["--stream"], 2, "text columns are hashed in memory; drop --stream"),
+    (["--engine", "dask"], 2, "text columns are hashed in memory or streamed (--stream)"),
     (["--ngrams", "3-1"], 2, "data.ngrams (--ngrams) must be N or N-M"),
     (["--text", "nope"], 1, "no text column(s) 'nope'"),
     (["--text", "topic"], 1, "cannot be both a text column and the target"),
@@ -242,3 +242,32 @@ def test_text_mistakes_are_one_line_errors(run, tmp_path, args, code, message):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr
     assert not (tmp_path / "runs/x").exists()
+
+
+def test_streamed_text_trains_the_in_memory_model(run, tmp_path, corpus):
+    """--stream hashes each chunk into the cache once; full-batch training on it gives the
+    in-memory model (blocks of 64 rows, text beside numeric and categorical columns), and
+    lazy SGD runs block by block; a fastText file streams too."""
+    documents, labels = corpus
+    frame = _frame(documents[:500], labels[:500], np.random.default_rng(1))
+    frame.to_csv(tmp_path / "reviews.csv", index=False)
+    common = ["--text", "review", "--target", "topic", "--buckets", "2048", "-q",
+              "--optimizer", "lbfgs", "--batch-size", "0", "--epochs", "30", "--l2", "1e-3"]
+    assert run("train", "reviews.csv", *common, "-o", "runs/memory").exit_code == 0
+    result = run("train", "reviews.csv", *common, "--stream", "--chunk-rows", "64",
+                 "-o", "runs/stream")
+    assert result.exit_code == 0, result.output
+    memory = Model.load(tmp_path / "runs/memory/model.npz")
+    streamed = Model.load(tmp_path / "runs/stream/model.npz")
+    assert np.abs(memory.params - streamed.params).max() < 1e-8
+    result = run("train", "reviews.csv", "--text", "review", "--target", "topic", "--stream",
+                 "--chunk-rows", "64", "--buckets", "2048", "-o", "runs/sgd", "--json", "-q")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["val_accuracy"] > 0.8
+    with open(tmp_path / "docs.txt", "w", encoding="utf-8") as handle:
+        for document, label in zip(documents[:300], labels[:300], strict=True):
+            handle.write(f"__label__{label} {document}\n")
+    result = run("train", "docs.txt", "--stream", "--chunk-rows", "64", "--buckets", "2048",
+                 "-o", "runs/ft", "--json", "-q")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["n_samples"] == 300

@@ -358,44 +358,62 @@ def _is_word(c):
 
 
 @numba.njit(nogil=True, cache=True)
-def hash_ascii(buf, offsets, n_min, n_max, buckets):
-    """The word n-grams of ASCII documents counted in hash buckets, as HashingVectorizer
-    counts them: tokens are runs of two or more \\w characters, an n-gram is its tokens joined
-    by one space, its bucket |murmur3_32| mod buckets. Document i is buf[offsets[i]:offsets[i
-    + 1]] (already lower-cased). Returns CSR (indptr, indices, counts), each row's buckets in
-    increasing order."""
-    n_docs = offsets.shape[0] - 1
-    n_orders = n_max - n_min + 1
-    bound = (buf.shape[0] + 1) // 3 + 1  # tokens of 2+ characters, each followed by 1+ others
-    indices = np.empty(bound * n_orders, np.int32)
-    counts = np.empty(bound * n_orders, np.float64)
-    indptr = np.zeros(n_docs + 1, np.int64)
-    starts = np.empty(bound, np.int64)
-    ends = np.empty(bound, np.int64)
-    scratch = np.empty(buf.shape[0] + 1, np.uint8)
-    row = np.empty(bound * n_orders, np.int64)
-    nnz = 0
-    for doc in range(n_docs):
-        n_tokens = 0
-        i, stop = offsets[doc], offsets[doc + 1]
-        while i < stop:
-            if _is_word(buf[i]):
-                j = i
-                while j < stop and _is_word(buf[j]):
-                    j += 1
-                if j - i >= 2:
+def _token_spans(buf, start, stop, starts, ends):
+    """The tokens (runs of two or more \\w characters) of buf[start:stop] into starts/ends;
+    returns how many (``starts`` None-sized 0: only count them)."""
+    n_tokens = 0
+    i = start
+    while i < stop:
+        if _is_word(buf[i]):
+            j = i
+            while j < stop and _is_word(buf[j]):
+                j += 1
+            if j - i >= 2:
+                if starts.shape[0] > 0:
                     starts[n_tokens] = i
                     ends[n_tokens] = j
-                    n_tokens += 1
-                i = j
-            else:
-                i += 1
+                n_tokens += 1
+            i = j
+        else:
+            i += 1
+    return n_tokens
+
+
+@numba.njit(nogil=True, cache=True)
+def hash_ascii(buf, offsets, n_min, n_max, buckets):
+    """The word n-grams of ASCII documents counted in hash buckets, as HashingVectorizer
+    counts them: tokens are runs of two or more \\w characters, an n-gram is its tokens
+    joined by one space, its bucket |murmur3_32| mod buckets. Document i is
+    buf[offsets[i]:offsets[i + 1]] (already lower-cased). Returns CSR (indptr, indices,
+    counts), each row's buckets in increasing order. A first pass counts the tokens, so the
+    work space is sized by them, not by the text."""
+    n_docs = offsets.shape[0] - 1
+    none = np.empty(0, np.int64)
+    total, longest = 0, 0
+    for doc in range(n_docs):
+        n_tokens = _token_spans(buf, offsets[doc], offsets[doc + 1], none, none)
+        total += n_tokens
+        longest = max(longest, n_tokens)
+    n_orders = n_max - n_min + 1
+    indices = np.empty(total * n_orders, np.int32)
+    counts = np.empty(total * n_orders, np.float64)
+    indptr = np.zeros(n_docs + 1, np.int64)
+    starts = np.empty(max(longest, 1), np.int64)
+    ends = np.empty(max(longest, 1), np.int64)
+    row = np.empty(max(longest, 1) * n_orders, np.int64)
+    scratch = np.empty(0, np.uint8)
+    nnz = 0
+    for doc in range(n_docs):
+        n_tokens = _token_spans(buf, offsets[doc], offsets[doc + 1], starts, ends)
         m = 0
         for n in range(n_min, n_max + 1):
             for t in range(n_tokens - n + 1):
                 if n == 1:
                     h = murmur3_32(buf, starts[t], ends[t] - starts[t])
                 else:
+                    size = ends[t + n - 1] - starts[t]
+                    if scratch.shape[0] < size:
+                        scratch = np.empty(2 * size, np.uint8)
                     length = 0
                     for u in range(t, t + n):
                         if u > t:

@@ -104,8 +104,8 @@ def needs_streaming(config: Config) -> bool:
     if config.data.stream or not source or data_mod.is_builtin(source):
         return False
     path = Path(source)
-    if not path.is_file() or data_mod.is_libsvm(path) or text_spec(config.data) is not None:
-        return False  # LIBSVM data and text stay sparse in memory
+    if not path.is_file() or data_mod.is_libsvm(path):
+        return False
     return 4 * path.stat().st_size > memory_budget()
 
 
@@ -135,8 +135,9 @@ def check_settings(config: Config) -> None:
     if out_of_memory and d.impute == "median":
         raise ConfigError(f"--impute median needs each whole column in memory; with "
                           f"{out_of_memory} use --impute mean or drop")
-    if out_of_memory and text_spec(d) is not None:
-        raise ConfigError(f"text columns are hashed in memory; drop {out_of_memory}")
+    if d.engine == "dask" and text_spec(d) is not None:
+        raise ConfigError("text columns are hashed in memory or streamed (--stream); drop "
+                          "--engine dask")
     if d.stream and d.engine == "dask":
         raise ConfigError("--stream and --engine dask are two ways to train on large data: "
                           "choose one")
@@ -228,7 +229,7 @@ def open_table(config: Config, client=None, notify=None) -> Table:
 
         table = dask_engine.open_table(client, source, target, weight, read)
     elif cfg.stream:
-        table = _streamed_table(source, target, weight, cfg.chunk_rows, read)
+        table = _streamed_table(source, target, weight, cfg.chunk_rows, read, text_spec(cfg))
     else:
         table = MemoryTable.of(data_mod.load_table(source, target, weight, read,
                                                    text_spec(cfg)))
@@ -245,12 +246,13 @@ def open_table(config: Config, client=None, notify=None) -> Table:
     return table
 
 
-def _streamed_table(source: str, target, weight, chunk_rows: int, read: ReadOptions) -> Table:
+def _streamed_table(source: str, target, weight, chunk_rows: int, read: ReadOptions,
+                    text: TextSpec | None) -> Table:
     from . import stream
 
     path = Path(source)
     data_mod.check_file(path)
-    return stream.build_cache(path, target, chunk_rows, weight, read)[0]
+    return stream.build_cache(path, target, chunk_rows, weight, read, text)[0]
 
 
 def split_rows(config: Config, table: Table) -> tuple[np.ndarray, np.ndarray]:

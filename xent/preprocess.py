@@ -112,9 +112,12 @@ class Standardizer:
 
     def transform(self, X, copy: bool = True):
         """Standardised X (n_samples, n_features); sparse X stays sparse. ``copy=False``
-        overwrites a dense float X in place (for arrays the caller owns)."""
+        overwrites a float X (dense, or CSR's values) in place (for arrays the caller owns)."""
         if sp.issparse(X):
-            return sp.csr_matrix(X @ sp.diags(1.0 / self.scale).astype(X.dtype))
+            if copy or X.format != "csr" or X.dtype not in (np.float32, np.float64):
+                return sp.csr_matrix(X @ sp.diags(1.0 / self.scale).astype(X.dtype))
+            X.data *= (1.0 / self.scale).astype(X.dtype)[X.indices]
+            return X
         dtype = X.dtype if X.dtype == np.float32 else np.float64
         out = np.array(X, dtype=dtype) if copy or X.dtype != dtype else X
         if self.mean is not None:

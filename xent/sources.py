@@ -189,14 +189,15 @@ class MemoryTable(RawTable):
         X = plan.encode(self.numeric, self.codes)
         if self.text is not None:
             X = with_text(X, self.text)
-        fresh = X is not self.numeric  # a new array: ours to overwrite
+        # X may be overwritten: a new array, or the table's own
+        own = self.owned or (X is not self.numeric and X is not self.text)
         dense = isinstance(X, np.ndarray)
         X_val = X[validation] if validation.any() else None
-        if dense and X.dtype == np.float64 and (fresh or self.owned):
+        if dense and X.dtype == np.float64 and own:
             X_train = split_in_place(X, np.flatnonzero(train), np.arange(0))[0]
             self.numeric = None  # its rows are the training part now
         else:
-            X_train = X[train]
+            X_train = X if train.all() else X[train]  # all rows: no copy (text is large)
         sources = []
         for rows, X_part, smoothing, class_weight in (
                 (train, X_train, options.smoothing, prep.class_weight),
@@ -205,7 +206,7 @@ class MemoryTable(RawTable):
                 sources.append(None)
                 continue
             if prep.standardizer is not None:
-                X_part = prep.standardizer.transform(X_part, copy=False)
+                X_part = prep.standardizer.transform(X_part, copy=X_part is X and not own)
             target, weights = masked_target(self, rows, smoothing, class_weight)
             sources.append(ArraySource(X_part.astype(options.dtype, copy=False), target,
                                        weights))

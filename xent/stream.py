@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 
 from .data import (
     DEFAULT_READ,
@@ -39,13 +40,15 @@ from .data import (
     is_parquet,
     parse_block,
     table_chunks,
+    with_text,
 )
 from .errors import DataError
 from .inference import information
 from .loss import Sums, gram_product, sums, thread_count, thread_pool
 from .preprocess import Preprocessing, Standardizer, Statistics, table_statistics
-from .sources import SourceOptions, masked_target, shuffled_batches
+from .sources import SourceOptions, masked_target
 from .targets import Target
+from .text import TextSpec, fasttext_chunks, is_fasttext
 
 CACHE_VERSION = 2
 READ_BYTES = 4 << 20  # most bytes of the cache read at once by training
@@ -107,6 +110,29 @@ class RowFile:
         return out
 
 
+class CsrFile:
+    """A CSR matrix whose values and column indices are in two files, its row pointers
+    (8 bytes a row) in memory; ``rows(start, stop)`` reads one block of rows."""
+
+    def __init__(self, directory: Path, n_columns: int):
+        self.indptr = np.load(directory / "text_indptr.npy")
+        self.data_path, self.indices_path = directory / "text_data.bin", \
+            directory / "text_indices.bin"
+        self.shape = (len(self.indptr) - 1, n_columns)
+
+    def rows(self, start: int, stop: int) -> sp.csr_matrix:
+        first, last = int(self.indptr[start]), int(self.indptr[stop])
+        data = np.fromfile(self.data_path, dtype=np.float64, count=last - first,
+                           offset=8 * first)
+        indices = np.fromfile(self.indices_path, dtype=np.int32, count=last - first,
+                              offset=4 * first)
+        if len(data) != last - first or len(indices) != last - first:
+            raise DataError(f"{self.data_path}: the cache is truncated; clear it with "
+                            "`xent cache clear`")
+        return sp.csr_matrix((data, indices, self.indptr[start:stop + 1] - first),
+                             shape=(stop - start, self.shape[1]))
+
+
 @dataclass
 class StreamTable(RawTable):
     """A parsed table in its cache: numeric and codes are ``RowFile``s, read a block at a
@@ -135,17 +161,19 @@ def open_cache(directory: Path) -> StreamTable:
     schema = Schema(meta["target"], meta["weight"], tuple(meta["columns"]),
                     tuple(meta["numeric"]), tuple(meta["categorical"]))
     weights = np.load(directory / "weights.npy") if meta["weight"] else None
+    text = None if meta.get("text") is None else TextSpec.from_dict(meta["text"])
     return StreamTable(
         meta["source"], schema, meta["levels"], meta["classes"],
         RowFile(directory / "numeric.bin", np.float64, n, len(schema.numeric)),
         RowFile(directory / "codes.bin", np.int32, n, len(schema.categorical)),
         np.load(directory / "labels.npy"), weights, np.load(directory / "missing.npy"),
         meta["missing_counts"], meta["sha256"], ReadOptions.from_dict(meta.get("read")),
+        None if text is None else CsrFile(directory, text.n_features), text,
         directory=directory, meta=meta)
 
 
 def cache_key(path: Path, target: str | None, weight: str | None = None,
-              read: ReadOptions = DEFAULT_READ) -> str:
+              read: ReadOptions = DEFAULT_READ, text: TextSpec | None = None) -> str:
     """The cache directory's name: the file (its absolute path, size and modification time)
     and the parsing settings. A file that changes gets a new key, so a stale cache is never
     read; the content's SHA-256, computed while parsing, is recorded in the cache."""
@@ -154,16 +182,23 @@ def cache_key(path: Path, target: str | None, weight: str | None = None,
                 weight]
     if read != DEFAULT_READ:
         identity.append([read.sep, list(read.na_values), read.thousands])
+    if text is not None:
+        identity.append(text.to_dict())
     return hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:32]
 
 
 def build_cache(path: str | os.PathLike, target: str | None = None,
                 chunk_rows: int = 65536, weight: str | None = None,
-                read: ReadOptions = DEFAULT_READ) -> tuple[StreamTable, bool]:
-    """The cache of a CSV or Parquet file (read by ``read``), made by one chunked pass unless
-    it exists. Returns (the table, whether it was built now)."""
+                read: ReadOptions = DEFAULT_READ,
+                text: TextSpec | None = None) -> tuple[StreamTable, bool]:
+    """The cache of a CSV, Parquet or fastText file (read by ``read``; ``text``'s columns
+    hashed as they are read), made by one chunked pass unless it exists. Returns (the table,
+    whether it was built now)."""
     path = Path(path)
-    key = cache_key(path, target, weight, read)
+    if is_fasttext(path):
+        target, weight = "label", None
+        text = replace(text, columns=("text",)) if text is not None else TextSpec(("text",))
+    key = cache_key(path, target, weight, read, text)
     final = cache_root() / key
     if (final / "meta.json").is_file():
         return open_cache(final), False
@@ -172,7 +207,7 @@ def build_cache(path: str | os.PathLike, target: str | None = None,
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
     try:
-        _parse_into(path, target, weight, chunk_rows, work, read)
+        _parse_into(path, target, weight, chunk_rows, work, read, text)
         try:
             os.replace(work, final)
         except OSError:  # another process made it meanwhile: use theirs
@@ -217,11 +252,15 @@ class _BackgroundWriter:
         return False
 
 
-def _parse_into(path: Path, target, weight, chunk_rows, work: Path, read: ReadOptions) -> None:
-    """Parse the file chunk by chunk (``data.parse_block``, the schema from the first chunk)
-    into the cache's files in ``work``."""
-    if not is_parquet(path):
+def _parse_into(path: Path, target, weight, chunk_rows, work: Path, read: ReadOptions,
+                text: TextSpec | None = None) -> None:
+    """Parse the file chunk by chunk (``data.parse_block``, the schema from the first chunk;
+    ``text``'s columns hashed, chunk by chunk) into the cache's files in ``work``."""
+    fasttext = is_fasttext(path)
+    if not (is_parquet(path) or fasttext):
         read = replace(read, sep=delimiter(path, read))
+    text_columns = () if text is None else text.columns
+    row_nnz = []
     requested = (target, weight)  # part of the cache's key
     schema, books, label_book = None, [], Codebook(labels=True)
     labels, missing, weights = [], [], []
@@ -229,16 +268,26 @@ def _parse_into(path: Path, target, weight, chunk_rows, work: Path, read: ReadOp
     n_rows = 0
     digest = hashlib.sha256()
     source = str(path)
+    chunks = fasttext_chunks(path, chunk_rows, digest) if fasttext else \
+        table_chunks(path, chunk_rows, digest, read)
     with open(work / "numeric.bin", "wb") as numeric_file, \
-            open(work / "codes.bin", "wb") as codes_file, _BackgroundWriter() as write:
-        for chunk in table_chunks(path, chunk_rows, digest, read):
+            open(work / "codes.bin", "wb") as codes_file, \
+            open(work / "text_data.bin", "wb") as text_data, \
+            open(work / "text_indices.bin", "wb") as text_indices, \
+            _BackgroundWriter() as write:
+        for chunk in chunks:
             if schema is None:
-                schema = frame_schema(chunk, target, weight, source)
+                schema = frame_schema(chunk, target, weight, source, text_columns)
                 books = [Codebook() for _ in schema.categorical]
                 missing_counts = dict.fromkeys(schema.columns, 0)
             elif set(chunk.columns) != set(schema.columns) | {schema.target} | \
-                    ({schema.weight} - {None}):
+                    ({schema.weight} - {None}) | set(text_columns):
                 raise DataError(f"{path}: the columns change at line {n_rows + 2}")
+            if text is not None:
+                hashed = text.transform(chunk, source)
+                write(hashed.data.astype(np.float64, copy=False), text_data)
+                write(hashed.indices.astype(np.int32, copy=False), text_indices)
+                row_nnz.append(np.diff(hashed.indptr))
             block = parse_block(chunk, schema, books, label_book, source, n_rows + 2)
             labels.append(block.labels)
             missing.append(block.missing)
@@ -254,6 +303,9 @@ def _parse_into(path: Path, target, weight, chunk_rows, work: Path, read: ReadOp
     classes, remap = finish_labels(label_book)
     np.save(work / "labels.npy", remap[np.concatenate(labels)])
     np.save(work / "missing.npy", np.concatenate(missing))
+    if text is not None:
+        np.save(work / "text_indptr.npy",
+                np.concatenate([[0], np.cumsum(np.concatenate(row_nnz))]).astype(np.int64))
     if schema.weight:
         np.save(work / "weights.npy", np.concatenate(weights))
     status = path.stat()
@@ -264,7 +316,7 @@ def _parse_into(path: Path, target, weight, chunk_rows, work: Path, read: ReadOp
         "columns": list(schema.columns), "numeric": list(schema.numeric),
         "categorical": list(schema.categorical), "levels": [b.values for b in books],
         "classes": classes, "missing_counts": missing_counts,
-        "read": read.to_dict(),
+        "read": read.to_dict(), "text": None if text is None else text.to_dict(),
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     (work / "meta.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
@@ -324,8 +376,13 @@ class StreamData:
             offset += count
 
     def _raw(self, start, stop, keep, buffer=None) -> np.ndarray:
-        """The encoded, unstandardised features of the kept rows of start..stop (float64);
-        the cached rows as they are, read into ``buffer``, when the encoding is plain."""
+        """The encoded, unstandardised features of the kept rows of start..stop (float64;
+        CSR with text); the cached rows as they are, read into ``buffer``, when the encoding
+        is plain."""
+        if self.table.text is not None:
+            numeric, codes = self.table.numeric[start:stop], self.table.codes[start:stop]
+            X = with_text(self._plan.encode(numeric, codes), self.table.text.rows(start, stop))
+            return X if keep.all() else X[keep]
         if self._plan.plain and buffer is not None:
             X = self.table.numeric.read_into(buffer, start, stop)
             return X if keep.all() else X[keep]
@@ -356,7 +413,8 @@ class StreamData:
         fold = self.standardizer is not None and self._dtype == np.float64
         raw = np.array(params, dtype=np.float64)
         if fold:
-            mean, scale = self.standardizer.mean, self.standardizer.scale
+            scale = self.standardizer.scale
+            mean = np.zeros(d) if self.standardizer.mean is None else self.standardizer.mean
             raw[:d] = params[:d] / scale[:, None]
             raw[d] = params[d] - mean @ raw[:d]
         spans = list(self._spans())
@@ -421,15 +479,15 @@ class StreamData:
 
     def minibatch_epoch(self, step, params, state, batch_size, rng):
         """The blocks in a shuffled order, the rows shuffled within each block."""
-        return step(params, state, self._batches(batch_size, rng))
-
-    def _batches(self, batch_size: int, rng: np.random.Generator):
-        spans = list(self._spans())
+        spans, n_steps = list(self._spans()), 0
         for index in rng.permutation(len(spans)):
             start, stop, keep, rows = spans[index]
             X = self.block(start, stop, keep)
-            yield from shuffled_batches(X, self._target.take(rows), self._take_weights(rows),
-                                        rng.permutation(len(X)), batch_size)
+            params, state, count = step.rows(params, state, X, self._target.take(rows),
+                                             self._take_weights(rows), rng.permutation(X.shape[0]),
+                                             batch_size)
+            n_steps += count
+        return params, state, n_steps
 
 
 def list_caches() -> list[dict]:

@@ -195,19 +195,11 @@ def is_fasttext(path: Path) -> bool:
     return False
 
 
-def read_fasttext(path: Path):
-    """(a DataFrame with columns ``text`` and ``label``, the number of lines with several
-    labels) of a fastText file. Such a line keeps its first label (xent trains one class per
-    row). Lines without a label are an error naming them."""
-    import pandas as pd
-
-    try:
-        with open(path, encoding="utf-8-sig") as handle:
-            lines = handle.read().splitlines()
-    except UnicodeDecodeError:
-        raise DataError(f"{path}: not a UTF-8 text file") from None
+def _fasttext_lines(lines, first: int, path) -> tuple[list[str], list[str], int]:
+    """(texts, labels, lines with several labels) of fastText lines numbered from ``first``;
+    a line without a label is an error naming it, blank lines are skipped."""
     texts, labels, unlabelled, multi = [], [], [], 0
-    for number, line in enumerate(lines, start=1):
+    for number, line in enumerate(lines, start=first):
         head, _, rest = line.strip().partition(" ")
         if head.startswith(FASTTEXT_LABEL) and FASTTEXT_LABEL not in rest:
             labels.append(head[len(FASTTEXT_LABEL):])  # the usual line: one label, first
@@ -226,9 +218,49 @@ def read_fasttext(path: Path):
     if unlabelled:
         raise DataError(f"{path}: line(s) {unlabelled[:5]} have no {FASTTEXT_LABEL}NAME label; "
                         "label them or remove them")
+    return texts, labels, multi
+
+
+def read_fasttext(path: Path):
+    """(a DataFrame with columns ``text`` and ``label``, the number of lines with several
+    labels) of a fastText file. Such a line keeps its first label (xent trains one class per
+    row). Lines without a label are an error naming them."""
+    import pandas as pd
+
+    try:
+        with open(path, encoding="utf-8-sig") as handle:
+            lines = handle.read().splitlines()
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a UTF-8 text file") from None
+    texts, labels, multi = _fasttext_lines(lines, 1, path)
     if not labels:
         raise DataError(f"{path}: the file has no documents")
     return pd.DataFrame({"text": texts, "label": labels}), multi
+
+
+def fasttext_chunks(path: Path, chunk_rows: int, digest=None):
+    """A fastText file as DataFrames (``text``, ``label``) of at most ``chunk_rows`` lines,
+    so that no more than a chunk is in memory; ``digest`` (hashlib) sees every byte."""
+    import pandas as pd
+
+    number = 1
+    with open(path, "rb") as handle:
+        while True:
+            raw = handle.readlines(max(1, chunk_rows) * 256)  # about chunk_rows lines
+            if not raw:
+                return
+            if digest is not None:
+                for line in raw:
+                    digest.update(line)
+            try:
+                lines = [line.decode("utf-8-sig" if number == 1 and i == 0 else "utf-8")
+                         for i, line in enumerate(raw)]
+            except UnicodeDecodeError:
+                raise DataError(f"{path}: not a UTF-8 text file") from None
+            texts, labels, _ = _fasttext_lines(lines, number, path)
+            number += len(raw)
+            if labels:
+                yield pd.DataFrame({"text": texts, "label": labels})
 
 
 # ---- a synthetic corpus, for tests and benchmarks -----------------------------------------
