@@ -22,6 +22,9 @@ fastText's format (one ``__label__c text`` line a document) to a temporary direc
    training documents, unigrams and 1-2-grams.
 4. Memory: the peak resident memory of the ``xent train`` process above that of a process
    that only imported the same modules, against the bytes of the CSR matrix.
+5. Streaming (``--stream-docs N``, e.g. 1000000): ``xent train FILE --stream`` on the training
+   file and on one of N documents from the same generator; the peak resident memory of both
+   (bounded: it should not grow with N) and the held-out accuracy.
 
 Times are single runs on this machine, with its cores; ratios divide by the times of the other
 tools in the same run. How it scales: hashing and each epoch's full evaluation use every core;
@@ -70,7 +73,7 @@ def write_fasttext(path: Path, documents, labels) -> None:
 def text_settings() -> tuple[Solver, Stopping, float]:
     """xent's text defaults, as ``xent train`` resolves them for a text file."""
     config = with_overrides(Config(), {"data.source": "corpus.txt", "data.text": "text"})
-    config = api.with_text_defaults(config, set())
+    config = api.with_implied_defaults(config, set())
     solver, stopping = api.solver_settings(config)
     return solver, stopping, config.model.l2
 
@@ -142,6 +145,30 @@ def end_to_end(directory: Path, train_path: Path, test_path: Path) -> dict:
     return out
 
 
+def streaming(directory: Path, n_docs: int) -> dict:
+    """Peak memory of ``xent train --stream`` on the training file and on ``n_docs``
+    documents, each in a fresh cache; accuracy on the test file."""
+    documents, labels = topic_corpus(n_docs, seed=0)  # the same topics, other documents
+    big = directory / "big.txt"
+    write_fasttext(big, documents, labels)
+    del documents, labels
+    out = {}
+    for name, path in (("train", directory / "train.txt"), ("big", big)):
+        env_cache = directory / f"cache-{name}"
+        command = ["env", f"XENT_CACHE_DIR={env_cache}", *XENT, "train", str(path), "--stream",
+                   "--val-fraction", "0", "-q", "--force", "-o", str(directory / f"s-{name}")]
+        seconds, peak = peak_rss_mb(command)
+        evaluated = subprocess.run(XENT + ["eval", str(directory / f"s-{name}"),
+                                           str(directory / "test.txt"), "--json"],
+                                   check=True, capture_output=True, text=True).stdout
+        with open(path, encoding="utf-8") as handle:
+            n_lines = sum(1 for _ in handle)
+        out[name] = {"documents": n_lines,
+                     "file_mb": path.stat().st_size / 2**20, "seconds": seconds,
+                     "peak_mb": peak, "accuracy": json.loads(evaluated)["accuracy"]}
+    return out
+
+
 def hashing(documents) -> dict:
     out = {}
     for ngrams in [(1, 1), (1, 2)]:
@@ -162,6 +189,8 @@ def hashing(documents) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--stream-docs", type=int, default=0,
+                        help="also stream a file of this many documents (0: skip)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "text.json"))
     args = parser.parse_args()
     n_train, n_test = (20_000, 5_000) if args.quick else (200_000, 50_000)
@@ -182,6 +211,8 @@ def main() -> None:
         write_fasttext(directory / "test.txt", documents[n_train:], y_test)
         results["end_to_end"] = end_to_end(directory, directory / "train.txt",
                                            directory / "test.txt")
+        if args.stream_docs:
+            results["streaming"] = streaming(directory, args.stream_docs)
     report(results)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2))
@@ -209,6 +240,9 @@ def report(r: dict) -> None:
     added = e["xent_peak_mb"] - e["idle_peak_mb"]
     print(f"memory          xent train peak {e['xent_peak_mb']:.0f} MB, {added:.0f} MB above an "
           f"idle process = {added / r['csr_mb']:.1f}x the CSR matrix")
+    for name, s in r.get("streaming", {}).items():
+        print(f"streamed {name:6s} {s['documents']:,} documents ({s['file_mb']:.0f} MB): "
+              f"{s['seconds']:.1f} s, peak {s['peak_mb']:.0f} MB, acc {s['accuracy']:.4f}")
 
 
 if __name__ == "__main__":

@@ -156,7 +156,7 @@ def test_text_defaults_reach_saga_on_a_topic_corpus(corpus):
     train, test = frame.iloc[:2400], frame.iloc[2400:]
     config = with_overrides(Config(), {"data.source": "unused.csv", "data.text": "review",
                                        "data.buckets": 1 << 14, "data.val_fraction": 0.0})
-    config = api.with_text_defaults(config, set())
+    config = api.with_implied_defaults(config, set())
     assert config.optim.optimizer == "gd" and config.optim.batch_size == 1
     from xent.data import frame_table
     from xent.sources import MemoryTable

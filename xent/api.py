@@ -135,6 +135,13 @@ def check_settings(config: Config) -> None:
     if out_of_memory and d.impute == "median":
         raise ConfigError(f"--impute median needs each whole column in memory; with "
                           f"{out_of_memory} use --impute mean or drop")
+    if config.optim.device != "cpu":
+        if out_of_memory:
+            raise ConfigError(f"--device {config.optim.device} trains on rows held in memory; "
+                              f"drop {out_of_memory}")
+        from .device import namespace
+
+        namespace(config.optim.device, config.optim.tf32)  # a GPU and CuPy, or the error
     if d.engine == "dask" and text_spec(d) is not None:
         raise ConfigError("text columns are hashed in memory or streamed (--stream); drop "
                           "--engine dask")
@@ -199,15 +206,21 @@ TEXT_DEFAULTS = {"optim.optimizer": "gd", "optim.batch_size": 1, "optim.epochs":
                  "optim.lr_decay": 1.0, "model.l2": 1e-7}
 
 
-def with_text_defaults(config: Config, explicit: set[str]) -> Config:
+#: what a GPU run gets unless set otherwise: float32 features (float64 sums)
+DEVICE_DEFAULTS = {"data.dtype": "float32"}
+
+
+def with_implied_defaults(config: Config, explicit: set[str]) -> Config:
     """``config`` with ``TEXT_DEFAULTS`` for the keys not in ``explicit`` (those a file,
-    --set or an option gave), when its data are text (``text_spec``); else unchanged."""
-    if text_spec(config.data) is None:
-        return config
+    --set or an option gave) when its data are text (``text_spec``), and ``DEVICE_DEFAULTS``
+    when it trains on a GPU; else unchanged."""
     from .config import with_overrides
 
-    chosen = {k: v for k, v in TEXT_DEFAULTS.items() if k not in explicit}
-    return with_overrides(config, chosen, "text defaults")
+    defaults = dict(TEXT_DEFAULTS) if text_spec(config.data) is not None else {}
+    if config.optim.device != "cpu":
+        defaults.update(DEVICE_DEFAULTS)
+    chosen = {k: v for k, v in defaults.items() if k not in explicit}
+    return with_overrides(config, chosen, "defaults") if chosen else config
 
 
 def _impute(config: Config) -> str | None:
@@ -279,6 +292,16 @@ def fit_table_preprocessing(config: Config, table: Table, train_rows) -> Preproc
                              source=table.name)
 
 
+def on_device(config: Config, source):
+    """``source`` (in memory) moved to ``optim.device``; unchanged on the CPU."""
+    if source is None or config.optim.device == "cpu":
+        return source
+    from .device import ArrayApiSource, namespace
+
+    xp = namespace(config.optim.device, config.optim.tf32)
+    return ArrayApiSource.of(source.X, source.target, source.weights, xp)
+
+
 def resolved_link(config: Config, n_classes: int):
     return get_link(config.model.link, n_classes)
 
@@ -332,6 +355,7 @@ def train(config: Config, callback=None, *, table: Table | None = None, should_s
     train_rows, val_rows = split_rows(config, table)
     prep = fit_table_preprocessing(config, table, train_rows)
     train_source, val_source = table.sources(train_rows, val_rows, prep, source_options(config))
+    train_source, val_source = (on_device(config, s) for s in (train_source, val_source))
     n_classes = len(table.classes)
     objective = Objective(get_link(cfg_m.link, n_classes), cfg_m.l2, cfg_m.fit_intercept,
                           cfg_m.l1)

@@ -144,6 +144,8 @@ TRAIN_OPTIONS = {
     "chunk_rows": "data.chunk_rows",
     "engine": "data.engine",
     "threads": "optim.threads",
+    "device": "optim.device",
+    "tf32": "optim.tf32",
 }
 #: what may change when a run is resumed: the budget, the stopping rule and the threads, not
 #: the objective
@@ -231,7 +233,7 @@ def _given(ctx: click.Context, name: str) -> bool:
 def _resolve_config(ctx, data, config_file, sets, standardize, zero_based,
                     options, mapping=TRAIN_OPTIONS, text_defaults=False) -> cfg.Config:
     """defaults < --config file < --set key=value < options typed < DATA; with
-    ``text_defaults``, ``api.TEXT_DEFAULTS`` for text data where none of these set a key."""
+    ``text_defaults``, ``api.with_implied_defaults`` (text, GPU) where none of these set a key."""
     config = cfg.load_toml(config_file) if config_file else cfg.Config()
     from_file = {key for key in cfg.all_keys() if config.get(key) != cfg.Config().get(key)}
     overrides = {}
@@ -252,7 +254,7 @@ def _resolve_config(ctx, data, config_file, sets, standardize, zero_based,
     if not config.data.source:
         raise click.UsageError("give DATA (a CSV, a LIBSVM file or sklearn:NAME) or --config")
     if text_defaults:
-        config = api.with_text_defaults(config, from_file | set(overrides) | set(given))
+        config = api.with_implied_defaults(config, from_file | set(overrides) | set(given))
     return config
 
 

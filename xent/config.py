@@ -96,6 +96,11 @@ class OptimConfig:
                                 "validation loss; 0 is off", minimum=0)
     lr_backoff: bool = _setting(False, "on divergence, halve lr and go on from the last "
                                        "finite point")
+    device: str = _setting("cpu", "where each loss and gradient is computed: cpu, or cuda "
+                           "(CuPy on the first GPU; features there in float32 unless "
+                           "data.dtype is set)", choices=("cpu", "cuda"))
+    tf32: bool = _setting(False, "cuda: let float32 products use TF32 (faster, ~1e-3 "
+                          "relative products)")
 
 
 @dataclass(frozen=True)

@@ -81,6 +81,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     n_jobs : int or None
         Threads for each loss and gradient: None is xent's default (every core the process
         may use, or $XENT_THREADS), -1 every core, -2 all but one (scikit-learn's convention).
+    device : "cpu" or "cuda"
+        Where each loss and gradient is computed: "cuda" keeps X on the first GPU (CuPy) and
+        brings back only the sums; the fitted model is the same either way.
 
     Attributes
     ----------
@@ -102,6 +105,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         "fit_intercept": ["boolean"],
         "random_state": ["random_state"],
         "n_jobs": [Integral, None],
+        "device": [StrOptions({"cpu", "cuda"})],
     }
 
     def __init__(
@@ -119,6 +123,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         random_state=None,
         l1=0.0,
         n_jobs=None,
+        device="cpu",
     ):
         self.link = link
         self.l2 = l2
@@ -133,6 +138,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         self.fit_intercept = fit_intercept
         self.random_state = random_state
         self.n_jobs = n_jobs
+        self.device = device
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):
@@ -147,8 +153,12 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         target = labels_target(indices, len(self.classes_), self.label_smoothing)
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
-        return self._fit(ArraySource(X, target, row_weights(target, sample_weight,
-                                                               class_weight)), link)
+        source = ArraySource(X, target, row_weights(target, sample_weight, class_weight))
+        if self.device != "cpu":
+            from .device import ArrayApiSource, namespace
+
+            source = ArrayApiSource.of(X, source.target, source.weights, namespace(self.device))
+        return self._fit(source, link)
 
     def _classes(self, y):
         """Set ``classes_``; returns (the class index of each row, the link, the class weights

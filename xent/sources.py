@@ -45,7 +45,8 @@ class Step(Protocol):
 
     def __call__(self, params: np.ndarray, state, batches: Iterable) -> tuple[np.ndarray, Any,
                                                                                int]:
-        """Steps over ``batches`` ((X, Target, weights or None) each), in turn."""
+        """Steps over ``batches``, in turn: (X, Target, weights or None) each, or RowSources
+        (rows kept on a device)."""
 
     def rows(self, params: np.ndarray, state, X, target: Target, weights, order: np.ndarray,
              batch_size: int) -> tuple[np.ndarray, Any, int]:

@@ -426,7 +426,8 @@ class StreamData:
             """The sums over a contiguous run of blocks, each read (or encoded) and then used
             while it is in cache; one buffer per thread, whatever the file's size."""
             as_cached = fold or self.standardizer is None
-            buffer = np.empty((rows, d)) if as_cached and self._plan.plain else None
+            plain = as_cached and self._plan.plain and self.table.text is None
+            buffer = np.empty((rows, d)) if plain else None
             totals = None
             for start, stop, keep, selected in (spans[i] for i in group):
                 if as_cached:

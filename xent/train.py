@@ -249,13 +249,14 @@ def fit(
 
 
 def batch_steps(params, state, batches, *, opt, objective: Objective, compute_dtype=None):
-    """The optimiser's steps over ``batches`` ((X, Target, weights or None) each) from
-    ``params``: one loss and gradient per batch, each step from the last. Returns (params,
-    state, number of steps). A plain function, so that it can run where the rows are."""
+    """The optimiser's steps over ``batches`` from ``params``: one loss and gradient per
+    batch, each step from the last; a batch is (X, Target, weights or None) or a RowSource.
+    Returns (params, state, number of steps). A plain function, so that it can run where the
+    rows are."""
     n_steps = 0
-    for X_batch, target_batch, w_batch in batches:
-        grad = objective.evaluate(params, ArraySource(X_batch, target_batch, w_batch),
-                                  compute_dtype=compute_dtype).grad
+    for batch in batches:
+        source = ArraySource(*batch) if isinstance(batch, tuple) else batch
+        grad = objective.evaluate(params, source, compute_dtype=compute_dtype).grad
         updates, state = opt.update(grad, state, params)
         params = apply_updates(params, updates)
         n_steps += 1

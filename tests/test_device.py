@@ -1,0 +1,121 @@
+"""The array-API loss and gradient (xent/device.py): on numpy and on array-api-strict it must
+equal the numpy reference and the compiled kernels; training through it gives the CPU model;
+--device cuda without a GPU is a one-line usage error. The GPU tests themselves are marked
+``gpu`` and skipped where CuPy finds no GPU."""
+
+import json
+
+import numpy as np
+import pytest
+
+from xent.device import ArrayApiSource, namespace
+from xent.links import get_link
+from xent.loss import Objective, sums
+from xent.targets import labels_target, proba_target
+from xent.train import Solver, Stopping, fit
+
+
+def _gpu_available() -> bool:
+    try:
+        import cupy
+
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:
+        return False
+
+
+gpu = pytest.mark.skipif(not _gpu_available(), reason="no CUDA GPU with CuPy here")
+
+
+def _strict():
+    array_api_strict = pytest.importorskip("array_api_strict")
+    return array_api_strict
+
+
+def _data(link, soft, seed=0, n=700, d=9):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d)) * rng.uniform(0.5, 3.0, d)
+    k = 4 if link == "softmax" else 2
+    y = rng.integers(0, k, n)
+    if soft:
+        P = rng.dirichlet(np.ones(k), n)
+        target = proba_target(P)
+    else:
+        target = labels_target(y, k, 0.1)
+    params = rng.normal(size=(d + 1, get_link(link, k).n_outputs(k)))
+    weights = rng.random(n) + 0.2
+    return X, target, params, weights
+
+
+@pytest.mark.parametrize("library", ["numpy", "array_api_strict"])
+@pytest.mark.parametrize("link", ["softmax", "sigmoid"])
+@pytest.mark.parametrize("soft", [False, True])
+@pytest.mark.parametrize("path", ["reference", "kernels"])
+def test_array_api_sums_equal_the_numpy_sums(monkeypatch, library, link, soft, path):
+    """Loss, gradient, right predictions: the array-API code in blocks of 256 rows against
+    ``loss.sums`` (the numpy reference, and the compiled kernels) at 1e-12."""
+    monkeypatch.setenv("XENT_KERNELS", "1" if path == "kernels" else "0")
+    X, target, params, weights = _data(link, soft)
+    xp = namespace("cpu") if library == "numpy" else _strict()
+    source = ArrayApiSource.of(X, target, weights, xp, block_rows=256)
+    ours = source.sums(params, get_link(link, 4 if link == "softmax" else 2))
+    theirs = sums(params, X, target, get_link(link, 4 if link == "softmax" else 2), weights)
+    scale = np.abs(theirs.grad_coef_t).max()
+    assert abs(ours.loss - theirs.loss) <= 1e-12 * abs(theirs.loss)
+    assert np.abs(ours.grad_coef_t - theirs.grad_coef_t).max() <= 1e-12 * scale
+    assert np.abs(ours.grad_intercept - theirs.grad_intercept).max() <= 1e-12 * scale
+    assert ours.n_correct == theirs.n_correct and ours.n_rows == theirs.n_rows
+    assert ours.weight == pytest.approx(theirs.weight, rel=1e-14)
+
+
+@pytest.mark.parametrize("optimizer, batch_size", [("lbfgs", None), ("adam", 64)])
+def test_training_through_the_array_api_gives_the_cpu_model(optimizer, batch_size):
+    """L-BFGS driven on the host with its evaluations in the array namespace, and Adam's
+    mini-batches taken from rows kept there: the parameters of the CPU run."""
+    X, target, _, weights = _data("softmax", False, seed=1)
+    objective = Objective(get_link("softmax", 4), l2=1e-3)
+    solver = Solver(optimizer, "auto", batch_size, seed=3)
+    stopping = Stopping(40, 1e-8)
+    cpu = fit(ArrayApiSource.of(X, target, weights, namespace("cpu")), objective, solver,
+              stopping)
+    from xent.sources import ArraySource
+
+    reference = fit(ArraySource(X, target, weights), objective, solver, stopping)
+    assert np.abs(cpu.params - reference.params).max() < 1e-9
+    assert cpu.n_epochs == reference.n_epochs
+
+
+def test_device_cuda_without_a_gpu_is_a_usage_error(run):
+    if _gpu_available():
+        pytest.skip("this machine has a GPU")
+    result = run("train", "sklearn:iris", "--device", "cuda", "-o", "runs/gpu")
+    assert result.exit_code == 2
+    line = result.stderr.strip().splitlines()
+    assert len(line) == 1 and "--device cuda" in line[0] and "--device cpu" in line[0]
+
+
+@gpu
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_cuda_training_equals_the_cpu_optimum(run, tmp_path, dtype):
+    """On a GPU: the L-BFGS optimum of digits within 1e-6 of the CPU's; the model file is an
+    ordinary one (evaluated on the CPU)."""
+    common = ["train", "sklearn:digits", "--optimizer", "lbfgs", "--l2", "1e-3", "--tol",
+              "1e-9", "--val-fraction", "0", "--dtype", dtype, "-q", "--json"]
+    cpu = json.loads(run(*common, "-o", "runs/cpu").stdout)
+    gpu_run = run(*common, "--device", "cuda", "-o", "runs/gpu")
+    assert gpu_run.exit_code == 0, gpu_run.output
+    cuda = json.loads(gpu_run.stdout)
+    assert abs(cuda["objective"] - cpu["objective"]) <= 1e-6 * abs(cpu["objective"])
+    assert run("eval", "runs/gpu", "sklearn:digits").exit_code == 0
+
+
+@gpu
+def test_cuda_sums_equal_the_cpu_sums():
+    import cupy  # noqa: F401
+
+    X, target, params, weights = _data("softmax", False, seed=4, n=5000, d=30)
+    link = get_link("softmax", 4)
+    ours = ArrayApiSource.of(X, target, weights, namespace("cuda")).sums(params, link)
+    theirs = sums(params, X, target, link, weights)
+    assert np.abs(ours.grad_coef_t - theirs.grad_coef_t).max() <= 1e-10 * np.abs(
+        theirs.grad_coef_t).max()

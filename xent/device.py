@@ -1,0 +1,216 @@
+"""The same loss and gradient on an accelerator: written once against the array API standard
+(through array-api-compat), so numpy, CuPy and array-api-strict run one code.
+
+For rows X (n, d) in the array library ``xp``, parameters W (d, k) and b (k,) moved there:
+
+    Z = X W + b                      the logits, in X's dtype (float32 products on a GPU)
+    loss_i = lse(z_i) - p_i . z_i    softmax (sigmoid: log(1 + e^z) - p z), from the logits
+    R = w (Q - P),  G = X^T R        the residual and the gradient's sums
+
+each row block's sums come back to the host as float64 numbers and arrays (``loss.Sums``), so
+the optimisers, the stopping rule and the model are the ones every other source gets, and a
+model trained on the GPU is an ordinary model file. ``ArrayApiSource`` is the ``RowSource``:
+X is moved to the device once; every evaluation sends W and b and gets back the sums.
+
+``namespace("cuda")`` is CuPy on the first GPU (a one-line error naming what is missing when
+there is none); ``namespace("cpu")`` numpy through array-api-compat (what the tests run, with
+array-api-strict too).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import ConfigError
+from .links import Link
+from .loss import Sums
+from .targets import Target
+
+DEVICES = ("cpu", "cuda")
+#: rows per device block: Z and R are block x k, so memory stays bounded for a 1000-class probe
+BLOCK_ROWS = 1 << 16
+
+
+def namespace(device: str, tf32: bool = False):
+    """The array namespace for ``device``: "cpu" is numpy, "cuda" CuPy (needs CuPy and a GPU;
+    ``tf32`` lets its float32 products use TF32)."""
+    import array_api_compat
+
+    if device == "cpu":
+        return array_api_compat.array_namespace(np.zeros(1))
+    if device != "cuda":
+        raise ConfigError(f"unknown device {device!r}: use one of {', '.join(DEVICES)}")
+    if tf32:
+        os.environ.setdefault("CUPY_TF32", "1")  # read when CuPy is first imported
+    try:
+        import cupy
+    except ImportError:
+        raise ConfigError("--device cuda needs CuPy: pip install 'xent[cuda]' (or cupy-cudaXX "
+                          "for your CUDA), or use --device cpu") from None
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception:  # CuPy raises its own CUDA errors when there is no driver
+        count = 0
+    if count < 1:
+        raise ConfigError("--device cuda: no CUDA GPU is visible to this process; use "
+                          "--device cpu")
+    return array_api_compat.array_namespace(cupy.zeros(1))
+
+
+def block_sums(xp, X, W, b, labels, proba, smoothing: float, weights, softmax: bool,
+               with_grad: bool):
+    """(loss_sum, n_correct, G^T (k, d), g_b (k,)) of the rows X (n, d) in namespace ``xp``:
+    labels (n,) integer classes or None with proba (n, K) soft targets; weights (n,) or None.
+    The loss and the residual are taken in float64 whatever X's dtype; the product X^T R in
+    X's dtype. Returns device arrays."""
+    n = X.shape[0]
+    Z = xp.astype(X @ W + b, xp.float64)
+    k = Z.shape[1]
+    if softmax:
+        top = xp.max(Z, axis=1, keepdims=True)
+        shifted = Z - top
+        E = xp.exp(shifted)
+        total = xp.sum(E, axis=1, keepdims=True)
+        if proba is None:
+            onehot = xp.astype(xp.arange(k)[None, :] == labels[:, None], xp.float64)
+            P = (1.0 - smoothing) * onehot + smoothing / k
+        else:
+            P = proba
+        loss = xp.log(total[:, 0]) - xp.sum(P * shifted, axis=1)
+        R = E / total - P
+        truth = labels if proba is None else xp.argmax(P, axis=1)
+        right = xp.argmax(Z, axis=1) == truth
+    else:
+        z = Z[:, 0]
+        if proba is None:
+            p = xp.astype(labels, xp.float64) * (1.0 - smoothing) + smoothing / 2.0
+            truth = labels == 1
+        else:
+            p = proba[:, 1]
+            truth = proba[:, 1] > proba[:, 0]
+        e = xp.exp(-xp.abs(z))  # log(1 + e^z) = max(z, 0) + log1p(e^-|z|): no overflow
+        loss = xp.where(z > 0, z, 0.0) + xp.log1p(e) - p * z
+        q = xp.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+        R = (q - p)[:, None]
+        right = (z > 0) == truth
+    if weights is not None:
+        loss = loss * weights
+        R = R * weights[:, None]
+    loss_sum = xp.sum(loss)
+    n_right = xp.sum(xp.astype(right, xp.int64))
+    if not with_grad:
+        return loss_sum, n_right, None, None
+    grad_t = xp.matrix_transpose(xp.astype(R, X.dtype)) @ X  # (k, d): R^T X = (X^T R)^T
+    return loss_sum, n_right, grad_t, xp.sum(R, axis=0) if n else xp.zeros(k)
+
+
+def to_host(array) -> np.ndarray:
+    """A device array as a float64 numpy array (through DLPack or the library's own copy)."""
+    if isinstance(array, np.ndarray):
+        return array.astype(np.float64, copy=False)
+    module = type(array).__module__
+    if module.startswith("cupy"):
+        return array.get().astype(np.float64)
+    return np.asarray(array, dtype=np.float64)
+
+
+@dataclass
+class ArrayApiSource:
+    """Rows on a device: a ``sources.RowSource`` whose sums run in the array namespace
+    ``xp`` (X moved there once, in X's dtype; the target and weights too)."""
+
+    X: Any
+    target: Target
+    weights: np.ndarray | None
+    xp: Any
+    block_rows: int = BLOCK_ROWS
+    _device: dict = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def of(cls, X: np.ndarray, target: Target, weights, xp, block_rows: int = BLOCK_ROWS):
+        """Rows moved from the host into ``xp`` (dense X only)."""
+        import scipy.sparse as sp
+
+        if sp.issparse(X):
+            raise ConfigError("--device cuda takes dense features; this data is sparse (LIBSVM "
+                              "or text): train it with --device cpu")
+        source = cls(xp.asarray(np.ascontiguousarray(X)), target, weights, xp, block_rows)
+        device = source._device
+        device["labels"] = None if target.labels is None else xp.asarray(
+            np.asarray(target.labels, dtype=np.int64))
+        device["proba"] = None if target.proba is None else xp.asarray(
+            np.asarray(target.proba, dtype=np.float64))
+        device["weights"] = None if weights is None else xp.asarray(
+            np.asarray(weights, dtype=np.float64))
+        return source
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.X.shape)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(str(self.X.dtype).split(".")[-1])
+
+    def _rows(self, name: str, start: int, stop: int):
+        values = self._device[name]
+        return None if values is None else values[start:stop, ...]
+
+    def sums(self, params, link: Link, *, with_grad=True, compute_dtype=None) -> Sums:
+        xp = self.xp
+        d = params.shape[0] - 1
+        dtype = self.X.dtype if compute_dtype is None else xp.float64
+        W = xp.asarray(np.ascontiguousarray(params[:d]), dtype=dtype)
+        b = xp.asarray(np.ascontiguousarray(params[d]), dtype=dtype)
+        n = self.shape[0]
+        loss, right = 0.0, 0
+        grad_t, grad_b = np.zeros((params.shape[1], d)), np.zeros(params.shape[1])
+        for start in range(0, n, self.block_rows):
+            stop = min(start + self.block_rows, n)
+            X = self.X[start:stop, ...]
+            if compute_dtype is not None:
+                X = xp.astype(X, xp.float64)
+            part = block_sums(xp, X, W, b, self._rows("labels", start, stop),
+                              self._rows("proba", start, stop), self.target.smoothing,
+                              self._rows("weights", start, stop), link.kernel_softmax,
+                              with_grad)
+            loss += float(part[0])
+            right += int(part[1])
+            if with_grad:
+                grad_t += to_host(part[2])
+                grad_b += to_host(part[3])
+        weight = float(n if self.weights is None else np.sum(self.weights))
+        return Sums(loss, right, grad_t, grad_b, n, weight)
+
+    def gram_product(self, v, fit_intercept):
+        from .loss import gram_product
+
+        return gram_product(to_host(self.X), v, fit_intercept, self.weights)
+
+    def information(self, params, link):
+        from .inference import information
+
+        return information(to_host(self.X), params, link.name, self.weights)
+
+    def take(self, rows: np.ndarray) -> ArrayApiSource:
+        """The rows ``rows`` (host indices), still on the device."""
+        xp = self.xp
+        index = xp.asarray(np.asarray(rows, dtype=np.int64))
+        source = ArrayApiSource(xp.take(self.X, index, axis=0), self.target.take(rows),
+                                None if self.weights is None else self.weights[rows], xp,
+                                self.block_rows)
+        source._device = {name: None if values is None else xp.take(values, index, axis=0)
+                          for name, values in self._device.items()}
+        return source
+
+    def minibatch_epoch(self, step, params, state, batch_size, rng):
+        """The rows in one shuffled order, ``batch_size`` at a time, each batch's sums on
+        the device and the step on the host."""
+        order = rng.permutation(self.shape[0])
+        batches = (self.take(np.sort(order[start:start + batch_size]))
+                   for start in range(0, len(order), batch_size))
+        return step(params, state, batches)
