@@ -119,3 +119,42 @@ def test_cuda_sums_equal_the_cpu_sums():
     theirs = sums(params, X, target, link, weights)
     assert np.abs(ours.grad_coef_t - theirs.grad_coef_t).max() <= 1e-10 * np.abs(
         theirs.grad_coef_t).max()
+
+
+def test_embeddings_from_numpy_files(run, tmp_path):
+    """.npz (X, y), .npy with --labels, .npy with the labels as its last column: each trains
+    the model of the same data given as sklearn:wine; eval and predict read them too."""
+    from sklearn.datasets import load_wine
+
+    X, y = load_wine(return_X_y=True)
+    np.savez(tmp_path / "wine.npz", X=X, y=y)
+    np.save(tmp_path / "features.npy", X.astype(np.float32))
+    np.save(tmp_path / "labels.npy", y)
+    np.save(tmp_path / "both.npy", np.hstack([X, y[:, None]]))
+    common = ["--optimizer", "lbfgs", "--l2", "1e-3", "-q", "--json"]
+    reference = json.loads(run("train", "sklearn:wine", *common, "-o", "runs/ref").stdout)
+    for name, extra in (("wine.npz", []), ("both.npy", []),
+                        ("features.npy", ["--labels", "labels.npy"])):
+        result = run("train", name, *common, *extra, "-o", f"runs/{name}")
+        assert result.exit_code == 0, result.output
+        objective = json.loads(result.stdout)["objective"]
+        # features.npy is float32 on disk: its values are rounded, so the optimum moves a little
+        tol = 1e-5 if name == "features.npy" else 1e-10
+        assert objective == pytest.approx(reference["objective"], rel=tol)
+    result = run("eval", "runs/wine.npz", "wine.npz", "--json")
+    assert json.loads(result.stdout)["n_samples"] == len(y)
+    result = run("predict", "runs/both.npy", "features.npy")
+    assert result.exit_code == 0 and len(result.stdout.strip().splitlines()) == len(y) + 1
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["noise.npy"], 1, "the last column is not labels"),
+    (["noise.npy", "--stream"], 2, "numpy files are memory-mapped and read whole"),
+    (["sklearn:iris", "--labels", "noise.npy"], 2, "--labels: for a .npy of features"),
+])
+def test_numpy_mistakes_are_one_line_errors(run, tmp_path, args, code, message):
+    np.save(tmp_path / "noise.npy", np.random.default_rng(0).normal(size=(50, 4)))
+    result = run("train", *args, "-o", "runs/x")
+    assert result.exit_code == code
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr

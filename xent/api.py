@@ -104,8 +104,8 @@ def needs_streaming(config: Config) -> bool:
     if config.data.stream or not source or data_mod.is_builtin(source):
         return False
     path = Path(source)
-    if not path.is_file() or data_mod.is_libsvm(path):
-        return False
+    if not path.is_file() or data_mod.is_libsvm(path) or data_mod.is_numpy_file(path):
+        return False  # read whole (sparse) or memory-mapped
     return 4 * path.stat().st_size > memory_budget()
 
 
@@ -151,13 +151,19 @@ def check_settings(config: Config) -> None:
     if d.stream and data_mod.is_builtin(d.source):
         raise ConfigError(f"{d.source} is small and built in: train it without --stream")
     path = Path(d.source)
+    if data_mod.is_numpy_file(path) and (out_of_memory or text_spec(d) is not None):
+        raise ConfigError(f"{d.source}: numpy files are memory-mapped and read whole; drop "
+                          f"{out_of_memory or '--text'}")
+    if d.labels and not data_mod.is_numpy_file(path):
+        raise ConfigError(f"--labels: for a .npy of features, and {d.source} is not one")
     libsvm = path.is_file() and data_mod.is_libsvm(path)
     if d.stream and libsvm:
         raise ConfigError(f"{d.source}: LIBSVM files are read whole (they stay sparse); drop "
                           "--stream")
     csv_options = [name for name, value in (("--sep", d.sep), ("--na-values", d.na_values),
                                             ("--thousands", d.thousands)) if value]
-    if csv_options and (libsvm or data_mod.is_builtin(d.source)):
+    if csv_options and (libsvm or data_mod.is_builtin(d.source) or
+                        data_mod.is_numpy_file(path)):
         raise ConfigError(f"{', '.join(csv_options)}: for CSV files, and {d.source} is not "
                           "one")
     if d.libsvm_base != "auto" and path.is_file() and not libsvm:
@@ -245,7 +251,7 @@ def open_table(config: Config, client=None, notify=None) -> Table:
         table = _streamed_table(source, target, weight, cfg.chunk_rows, read, text_spec(cfg))
     else:
         table = MemoryTable.of(data_mod.load_table(source, target, weight, read,
-                                                   text_spec(cfg)))
+                                                   text_spec(cfg), cfg.labels or None))
     counts = np.bincount(table.labels, minlength=len(table.classes))
     if len(table.classes) < 2 or np.count_nonzero(counts) < 2:
         raise DataError(
@@ -523,7 +529,9 @@ def load_for_model(source: str, model: Model, require_labels: bool,
     else:
         path = Path(source)
         data_mod.check_file(path)
-        if data_mod.is_libsvm(path):
+        if data_mod.is_numpy_file(path):
+            dataset = data_mod.load_numpy(path, None, model.n_features)
+        elif data_mod.is_libsvm(path):
             dataset = data_mod.load_libsvm(path, model.n_features, read.libsvm_base)[0]
         elif model.encoder is None:
             raise DataError(f"{source}: the model was trained on LIBSVM data; give LIBSVM data")

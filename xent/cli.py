@@ -136,6 +136,7 @@ TRAIN_OPTIONS = {
     "thousands": "data.thousands",
     "dtype": "data.dtype",
     "lr_backoff": "optim.lr_backoff",
+    "labels": "data.labels",
     "text": "data.text",
     "ngrams": "data.ngrams",
     "buckets": "data.buckets",

@@ -46,6 +46,8 @@ class DataConfig:
                               "none")
     libsvm_base: str = _setting("auto", "LIBSVM feature indices: zero, one, or auto (zero if "
                                 "an index 0 appears)", choices=("auto", "zero", "one"))
+    labels: str = _setting("", "a .npy of labels for a .npy of features; empty: the last "
+                           "column")
     text: str = _setting("", "comma-separated columns of free text, hashed into word n-gram "
                          "counts (a fastText file's text needs no naming)")
     ngrams: str = _setting("1", "text: the word n-grams hashed, N or N-M (1-2: words and "

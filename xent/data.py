@@ -734,6 +734,53 @@ def load_builtin(name: str) -> Dataset:
     )
 
 
+NUMPY_SUFFIXES = (".npy", ".npz")
+
+
+def is_numpy_file(path: Path) -> bool:
+    return Path(path).suffix.lower() in NUMPY_SUFFIXES
+
+
+def load_numpy(path: Path, labels_path: str | None = None,
+               n_features: int | None = None) -> Dataset:
+    """Features and labels from numpy files: a ``.npz`` holding arrays ``X`` (n, d) and ``y``
+    (n,), or a ``.npy`` matrix (memory-mapped while it is read) whose labels are in
+    ``labels_path`` (a .npy of n labels) or else its last column. With ``n_features`` (a
+    model's), a .npy of exactly that many columns has no labels (prediction)."""
+    try:
+        if path.suffix.lower() == ".npz":
+            with np.load(path, allow_pickle=False) as archive:
+                if "X" not in archive.files:
+                    raise DataError(f"{path}: an .npz needs an array named X (and y); it has "
+                                    f"{_names(archive.files)}")
+                X, y = archive["X"], archive["y"] if "y" in archive.files else None
+        else:
+            X = np.load(path, mmap_mode="r", allow_pickle=False)
+            y = None
+            if labels_path:
+                y = np.load(labels_path, allow_pickle=False)
+            elif X.ndim == 2 and X.shape[1] != n_features:
+                X, y = X[:, :-1], np.asarray(X[:, -1])
+                if not np.all(np.isfinite(y) & (y == np.round(y))):
+                    raise DataError(f"{path}: no --labels given, and the last column is not "
+                                    "labels (it holds values that are not whole numbers): "
+                                    "give --labels FILE.npy")
+    except (ValueError, OSError, EOFError) as exc:
+        raise DataError(f"{path}: not a readable numpy file ({exc})") from None
+    if X.ndim != 2 or X.dtype.kind not in "fiub":
+        raise DataError(f"{path}: the features must be a 2-d numeric array, got shape "
+                        f"{X.shape} of {X.dtype}")
+    if y is not None and (y.ndim != 1 or len(y) != X.shape[0]):
+        raise DataError(f"{path}: {X.shape[0]} rows of features but labels of shape {y.shape}")
+    X = np.ascontiguousarray(X, dtype=np.float64)
+    finite_or_raise(X, str(path))
+    names = [f"x{i}" for i in range(X.shape[1])]
+    if y is None:
+        return Dataset(X, None, [], names, str(path))
+    classes = class_order(y)
+    return Dataset(X, encode_labels(y, classes, str(path)), classes, names, str(path))
+
+
 def is_libsvm_file(source: str) -> bool:
     """Whether ``source`` names an existing LIBSVM file."""
     path = Path(source)
@@ -743,7 +790,7 @@ def is_libsvm_file(source: str) -> bool:
 def is_libsvm(path: Path) -> bool:
     if path.suffix.lower() in LIBSVM_SUFFIXES:
         return True
-    if path.suffix.lower() in (".csv", ".tsv") or is_parquet(path):
+    if path.suffix.lower() in (".csv", ".tsv") or is_parquet(path) or is_numpy_file(path):
         return False
     with open(path, "rb") as handle:
         first = handle.readline(4096).decode("utf-8", errors="replace").split("#")[0].split()
@@ -940,13 +987,15 @@ def builtin_sha256(dataset: Dataset) -> str:
 
 
 def load_table(source: str, target: str | None = None, weight: str | None = None,
-               read: ReadOptions = DEFAULT_READ, text: TextSpec | None = None) -> RawTable:
+               read: ReadOptions = DEFAULT_READ, text: TextSpec | None = None,
+               labels: str | None = None) -> RawTable:
     """Training data in memory as a ``RawTable``: ``sklearn:NAME``, a LIBSVM file, a fastText
     file (``text.read_fasttext``: its ``text`` column hashed by ``text``'s settings), or a CSV
     or Parquet file (label column ``target``, default the last; sample weights from the column
-    ``weight``, if given; ``text``'s columns hashed), read by ``read``; the table's ``read``
-    is resolved (the delimiter used, the LIBSVM index base found). ``sha256`` identifies the
-    data that were read."""
+    ``weight``, if given; ``text``'s columns hashed), read by ``read``, or numpy files
+    (``load_numpy``; ``labels`` a .npy of labels); the table's ``read`` is resolved (the
+    delimiter used, the LIBSVM index base found). ``sha256`` identifies the data that were
+    read."""
     source = str(source)
     if text is not None and (is_builtin(source) or is_libsvm_file(source)):
         raise DataError(f"{source}: text columns (--text) are for CSV, Parquet and fastText "
@@ -957,6 +1006,15 @@ def load_table(source: str, target: str | None = None, weight: str | None = None
                            builtin_sha256(data))
     path = Path(source)
     check_file(path)
+    if is_numpy_file(path):
+        data = load_numpy(path, labels)
+        if data.labels is None:
+            raise DataError(f"{path}: no labels: give --labels FILE.npy")
+        digest = hashlib.sha256(Path(path).read_bytes())
+        if labels:
+            digest.update(Path(labels).read_bytes())
+        return array_table(data.X, data.labels, data.classes, data.feature_names, data.name,
+                           digest.hexdigest())
     if is_libsvm(path):
         if weight:
             raise DataError(f"{source}: a LIBSVM file has no weight column; drop --weight")
