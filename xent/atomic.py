@@ -4,7 +4,6 @@ same directory, flush it to disk, then rename it over the target (atomic on POSI
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import tempfile
 import zipfile
@@ -74,6 +73,9 @@ def write_npz(path: str | os.PathLike, arrays: dict) -> None:
             zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_STORED) as archive:
         for name, array in arrays.items():
             info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            buffer = io.BytesIO()
-            np.lib.format.write_array(buffer, np.asanyarray(array), allow_pickle=False)
-            archive.writestr(info, buffer.getvalue())
+            array = np.asanyarray(array)
+            # written straight into the archive, not built in memory first: a model of hashed
+            # text holds W arrays of tens of MB
+            large = array.nbytes > (1 << 31) - (1 << 20)
+            with archive.open(info, "w", force_zip64=large) as member:
+                np.lib.format.write_array(member, array, allow_pickle=False)
