@@ -439,4 +439,4 @@ def hash_ascii(buf, offsets, n_min, n_max, buckets):
             nnz += 1
             q = r
         indptr[doc + 1] = nnz
-    return indptr, indices[:nnz].copy(), counts[:nnz].copy()
+    return indptr, indices[:nnz], counts[:nnz]  # views: a copy would double the peak

@@ -228,11 +228,10 @@ def read_fasttext(path: Path):
     import pandas as pd
 
     try:
-        with open(path, encoding="utf-8-sig") as handle:
-            lines = handle.read().splitlines()
+        with open(path, encoding="utf-8-sig") as handle:  # line by line: no copy of the file
+            texts, labels, multi = _fasttext_lines(handle, 1, path)
     except UnicodeDecodeError:
         raise DataError(f"{path}: not a UTF-8 text file") from None
-    texts, labels, multi = _fasttext_lines(lines, 1, path)
     if not labels:
         raise DataError(f"{path}: the file has no documents")
     return pd.DataFrame({"text": texts, "label": labels}), multi
