@@ -1009,12 +1009,12 @@ def load_table(source: str, target: str | None = None, weight: str | None = None
     if is_numpy_file(path):
         data = load_numpy(path, labels)
         if data.labels is None:
-            raise DataError(f"{path}: no labels: give --labels FILE.npy")
-        digest = hashlib.sha256(Path(path).read_bytes())
-        if labels:
-            digest.update(Path(labels).read_bytes())
+            raise DataError(f"{path}: no labels: an .npz needs an array y beside X")
+        sha256 = file_sha256(path)
+        if labels:  # the features' and the labels' hashes, hashed together
+            sha256 = hashlib.sha256((sha256 + file_sha256(labels)).encode()).hexdigest()
         return array_table(data.X, data.labels, data.classes, data.feature_names, data.name,
-                           digest.hexdigest())
+                           sha256)
     if is_libsvm(path):
         if weight:
             raise DataError(f"{source}: a LIBSVM file has no weight column; drop --weight")
