@@ -271,3 +271,21 @@ def test_streamed_text_trains_the_in_memory_model(run, tmp_path, corpus):
                  "-o", "runs/ft", "--json", "-q")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["n_samples"] == 300
+
+
+def test_a_resumed_text_run_is_the_run_never_stopped_and_export_refuses_text(run, tmp_path,
+                                                                              corpus):
+    """Lazy SGD keeps the dense optimiser's state, so --resume gives the byte-identical model;
+    ONNX has no hashing operator, so exporting a text model is a one-line error."""
+    documents, labels = corpus
+    _frame(documents[:300], labels[:300], np.random.default_rng(2)).to_csv(
+        tmp_path / "reviews.csv", index=False)
+    common = ["reviews.csv", "--text", "review", "--target", "topic", "--buckets", "1024", "-q"]
+    assert run("train", *common, "--epochs", "2", "-o", "runs/two").exit_code == 0
+    assert run("train", "--resume", "runs/two", "--epochs", "4", "-q").exit_code == 0
+    assert run("train", *common, "--epochs", "4", "-o", "runs/four").exit_code == 0
+    assert (tmp_path / "runs/two/model.npz").read_bytes() == \
+        (tmp_path / "runs/four/model.npz").read_bytes()
+    result = run("export", "runs/four", "-o", "model.onnx")
+    assert result.exit_code == 1 and not (tmp_path / "model.onnx").exists()
+    assert "ONNX has no operator" in result.stderr.strip().splitlines()[-1]

@@ -44,6 +44,11 @@ def to_onnx(model):
         return name
 
     encoder = model.encoder
+    if encoder is not None and encoder.text is not None:
+        raise XentError("the model hashes text columns "
+                        f"({', '.join(map(repr, encoder.text.columns))}), which ONNX has no "
+                        "operator for: it cannot be exported; use xent predict, or Model.predict "
+                        "in Python")
     categorical = encoder is not None and bool(encoder.categories)
     taken = {"probabilities", "class_index"} & set(encoder.columns if categorical else ())
     if taken:
