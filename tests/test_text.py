@@ -289,3 +289,37 @@ def test_a_resumed_text_run_is_the_run_never_stopped_and_export_refuses_text(run
     result = run("export", "runs/four", "-o", "model.onnx")
     assert result.exit_code == 1 and not (tmp_path / "model.onnx").exists()
     assert "ONNX has no operator" in result.stderr.strip().splitlines()[-1]
+
+
+def test_tfidf_is_scikit_learns_tfidf_with_idf_from_the_training_rows(run, tmp_path, corpus):
+    """--tfidf: counts times log((1 + n) / (1 + df)) + 1 over the training rows, kept as the
+    model's feature scale. The L-BFGS optimum equals scikit-learn's LogisticRegression on
+    TfidfTransformer(norm=None)'s matrix of the same hashed counts, and predictions on new
+    text use the same idf."""
+    from sklearn.feature_extraction.text import TfidfTransformer
+
+    documents, labels = corpus
+    frame = pd.DataFrame({"review": documents[:500], "topic": labels[:500]})
+    frame.to_csv(tmp_path / "reviews.csv", index=False)
+    result = run("train", "reviews.csv", "--text", "review", "--target", "topic", "--tfidf",
+                 "--buckets", "512", "--optimizer", "lbfgs", "--batch-size", "0", "--epochs",
+                 "500", "--tol", "1e-10", "--l2", "1e-3", "--val-fraction", "0", "-q", "--json",
+                 "-o", "runs/t")
+    assert result.exit_code == 0, result.output
+    ours = json.loads(result.stdout)["objective"]
+    counts = TextSpec(("review",), buckets=512).transform(frame)
+    X = TfidfTransformer(norm=None).fit_transform(counts)
+    clf = LogisticRegression(C=1.0 / (1e-3 * len(frame)), tol=1e-12, max_iter=10_000)
+    clf.fit(X, frame["topic"])
+    proba = clf.predict_proba(X)
+    y = np.searchsorted(clf.classes_, frame["topic"])
+    theirs = -np.mean(np.log(proba[np.arange(len(y)), y])) + 0.5e-3 * np.sum(clf.coef_ ** 2)
+    assert ours == pytest.approx(theirs, rel=1e-6)
+    new = pd.DataFrame({"review": documents[500:600]})
+    model = Model.load(tmp_path / "runs/t/model.npz")
+    X_new = TfidfTransformer(norm=None).fit(counts).transform(
+        TextSpec(("review",), buckets=512).transform(new))
+    assert np.abs(model.predict_proba(new) - clf.predict_proba(X_new)).max() < 1e-4
+    result = run("train", "reviews.csv", "--text", "review", "--target", "topic", "--tfidf",
+                 "--text-norm", "l2", "-o", "runs/x")
+    assert result.exit_code == 2 and "use --tfidf with --text-norm none" in result.stderr

@@ -199,9 +199,16 @@ def text_spec(data: DataConfig) -> TextSpec | None:
     columns = tuple(c.strip() for c in data.text.split(",") if c.strip())
     path = Path(data.source)
     if not columns and not (path.is_file() and is_fasttext(path)):
+        if data.tfidf:
+            raise ConfigError("--tfidf weights the counts of text columns: name them with "
+                              "--text (or give a fastText file)")
         return None
+    if data.tfidf and data.text_norm != "none":
+        raise ConfigError("--tfidf weights each n-gram's count by its idf, kept in the model as "
+                          "a feature scale, which a row norm taken before it would undo: use "
+                          "--tfidf with --text-norm none")
     return TextSpec(columns or ("text",), parse_ngrams(data.ngrams), data.buckets,
-                    data.text_norm)
+                    data.text_norm, data.tfidf)
 
 
 #: the settings text data get unless set otherwise: one pass of SGD per row, lazily (only the

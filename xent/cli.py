@@ -141,6 +141,7 @@ TRAIN_OPTIONS = {
     "ngrams": "data.ngrams",
     "buckets": "data.buckets",
     "text_norm": "data.text_norm",
+    "tfidf": "data.tfidf",
     "stream": "data.stream",
     "chunk_rows": "data.chunk_rows",
     "engine": "data.engine",

@@ -57,6 +57,8 @@ class DataConfig:
     text_norm: str = _setting("none", "text: n-gram counts as they are (none), or each text "
                               "column's counts scaled to unit length (l2)",
                               choices=("none", "l2"))
+    tfidf: bool = _setting(False, "text: counts times each n-gram's inverse document frequency "
+                           "over the training rows (with text_norm none)")
     stream: bool = _setting(False, "parse the file once into a cache and stream it in blocks")
     chunk_rows: int = _setting(65536, "rows per block when streaming", minimum=64)
     engine: str = _setting("local", "local, or dask (partitions on a Dask cluster)",

@@ -186,15 +186,18 @@ class Statistics:
     level_counts: list[np.ndarray]
     missing_levels: np.ndarray
     medians: np.ndarray | None = None
+    text_df: np.ndarray | None = None  # per hashed text feature, the rows where it occurs
 
     def __add__(self, other: Statistics) -> Statistics:
         count, mean, m2 = merge_moments((self.count, self.mean, self.m2),
                                         (other.count, other.mean, other.m2))
+        text_df = other.text_df if self.text_df is None else \
+            self.text_df if other.text_df is None else self.text_df + other.text_df
         return Statistics(self.n_rows + other.n_rows, self.class_counts + other.class_counts,
                           count, mean, m2,
                           [a + b for a, b in zip(self.level_counts, other.level_counts,
                                                  strict=True)],
-                          self.missing_levels + other.missing_levels)
+                          self.missing_levels + other.missing_levels, text_df=text_df)
 
 
 def block_statistics(numeric, codes: np.ndarray, labels: np.ndarray, n_classes: int,
@@ -242,6 +245,11 @@ def table_statistics(table: RawTable, selection: np.ndarray, block_rows: int = 1
             numeric, codes = numeric[keep], codes[keep]
         total = total + block_statistics(numeric, codes, table.labels[start:stop][keep],
                                          len(table.classes), n_levels)
+        if table.text is not None:
+            hashed = table.text[start:stop]
+            hashed = hashed if keep.all() else hashed[keep]
+            df = np.bincount(hashed.indices, minlength=hashed.shape[1])  # a row's are unique
+            total.text_df = df if total.text_df is None else total.text_df + df
     if medians and not sp.issparse(table.numeric):
         values = np.asarray(table.numeric)[selection]
         with np.errstate(all="ignore"):
@@ -302,15 +310,25 @@ def fit_preprocessing(stats: Statistics, schema: Schema, levels: list[list[str]]
                   enumerate(schema.categorical)}
     encoder = None if sparse else FeatureEncoder(schema.columns, categories, fill, impute, text)
     means, stds = _feature_moments(stats, schema, levels, fill, source)
-    if text is not None:  # hashed text is left as it is (its norm is the text's own)
-        stds = np.concatenate([stds, np.ones(text.n_features)])
     standardizer = None
     if standardize:
         centred = not (sparse or text is not None)  # centring would make the rows dense
         standardizer = Standardizer(means if centred else None, np.where(stds > 0, stds, 1.0))
+    if text is not None:  # hashed text is not standardised: its scale is its own, or idf
+        text_scale = 1.0 / text_idf(stats) if text.tfidf else np.ones(text.n_features)
+        stds = np.concatenate([stds, np.ones(text.n_features)])
+        if standardizer is not None or text.tfidf:
+            scale = np.ones(len(means)) if standardizer is None else standardizer.scale
+            standardizer = Standardizer(None, np.concatenate([scale, text_scale]))
     names = encoder.feature_names if encoder is not None else list(schema.numeric)
     return Preprocessing(encoder, standardizer, class_weights(class_weight, stats.class_counts),
                          stds, names)
+
+
+def text_idf(stats: Statistics) -> np.ndarray:
+    """Each hashed text feature's inverse document frequency over the training rows,
+    log((1 + n) / (1 + df)) + 1 (scikit-learn's smoothed idf): counts times idf are tf-idf."""
+    return np.log((1.0 + stats.n_rows) / (1.0 + stats.text_df)) + 1.0
 
 
 def _feature_moments(stats: Statistics, schema: Schema, levels, fill, source):

@@ -120,6 +120,10 @@ class CsrFile:
             directory / "text_indices.bin"
         self.shape = (len(self.indptr) - 1, n_columns)
 
+    def __getitem__(self, rows: slice) -> sp.csr_matrix:
+        start, stop, _ = rows.indices(self.shape[0])
+        return self.rows(start, stop)
+
     def rows(self, start: int, stop: int) -> sp.csr_matrix:
         first, last = int(self.indptr[start]), int(self.indptr[stop])
         data = np.fromfile(self.data_path, dtype=np.float64, count=last - first,

@@ -59,6 +59,7 @@ class TextSpec:
     ngrams: tuple[int, int] = (1, 1)
     buckets: int = DEFAULT_BUCKETS
     norm: str = "none"
+    tfidf: bool = False  # counts weighted by idf (fitted on the training rows, kept as a scale)
 
     @property
     def n_features(self) -> int:
@@ -71,13 +72,14 @@ class TextSpec:
 
     def to_dict(self) -> dict:
         return {"columns": list(self.columns), "ngrams": list(self.ngrams),
-                "buckets": self.buckets, "norm": self.norm}
+                "buckets": self.buckets, "norm": self.norm, "tfidf": self.tfidf}
 
     @classmethod
     def from_dict(cls, spec: dict) -> TextSpec:
         low, high = spec.get("ngrams", (1, 1))
         return cls(tuple(spec["columns"]), (int(low), int(high)),
-                   int(spec.get("buckets", DEFAULT_BUCKETS)), spec.get("norm", "none"))
+                   int(spec.get("buckets", DEFAULT_BUCKETS)), spec.get("norm", "none"),
+                   bool(spec.get("tfidf", False)))
 
     def transform(self, frame, source: str = "data", jobs: int | None = None) -> sp.csr_matrix:
         """The hashed features (n_rows, n_features) CSR float64 of ``frame``'s text columns
