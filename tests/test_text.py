@@ -202,7 +202,7 @@ def test_text_columns_through_the_command_line(run, tmp_path, corpus):
         header = json.loads(str(archive["header"]))
     assert header["feature_names"] == ["stars", "shop=north", "shop=south"]
     assert header["encoder"]["text"] == {"columns": ["review"], "ngrams": [1, 2],
-                                         "buckets": 4096, "norm": "none"}
+                                         "buckets": 4096, "norm": "none", "tfidf": False}
     result = run("eval", "runs/r", "reviews.csv", "--json")
     assert result.exit_code == 0 and json.loads(result.stdout)["accuracy"] > 0.9
 
@@ -244,10 +244,11 @@ def test_text_mistakes_are_one_line_errors(run, tmp_path, args, code, message):
     assert not (tmp_path / "runs/x").exists()
 
 
-def test_streamed_text_trains_the_in_memory_model(run, tmp_path, corpus):
+def test_streamed_text_trains_the_in_memory_model(run, tmp_path, corpus, monkeypatch):
     """--stream hashes each chunk into the cache once; full-batch training on it gives the
     in-memory model (blocks of 64 rows, text beside numeric and categorical columns), and
     lazy SGD runs block by block; a fastText file streams too."""
+    monkeypatch.setenv("XENT_CACHE_DIR", str(tmp_path / "cache"))  # its caches go with it
     documents, labels = corpus
     frame = _frame(documents[:500], labels[:500], np.random.default_rng(1))
     frame.to_csv(tmp_path / "reviews.csv", index=False)
