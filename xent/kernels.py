@@ -105,6 +105,12 @@ def as_grad_coef_t(X, grad: np.ndarray) -> np.ndarray:
     return grad.T if sp.issparse(X) else grad
 
 
+def row_pointers(X) -> np.ndarray:
+    """X's row pointers as int64 (scipy makes int32 or int64 ones): one compiled kernel for
+    both, rather than two (each costs seconds to compile)."""
+    return X.indptr.astype(np.int64, copy=False)
+
+
 def target_arrays(target, weights) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(labels, proba, weights) as the kernels take them: an empty array for what is not
     there (soft targets have no labels, hard ones no proba; no weights: every row 1)."""
@@ -131,9 +137,10 @@ def run_sums(coef, intercept, X, target, softmax: bool, weights, start: int, sto
             loss, right = compiled.dense(X, coef, intercept, labels, proba, target.smoothing,
                                          weights, start, stop, softmax, with_grad, grad, grad_b)
         return loss, right, grad, grad_b
-    key = ("csr", X.data.dtype.str, X.indices.dtype.str, X.indptr.dtype.str, coef.dtype.str)
+    indptr = row_pointers(X)
+    key = ("csr", X.data.dtype.str, X.indices.dtype.str, coef.dtype.str)
     with _compiling(key):
-        loss, right = compiled.csr(X.data, X.indices, X.indptr, coef, intercept, labels,
+        loss, right = compiled.csr(X.data, X.indices, indptr, coef, intercept, labels,
                                    proba, target.smoothing, weights, start, stop, softmax,
                                    with_grad, grad, grad_b)
     return loss, right, grad, grad_b

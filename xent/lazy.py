@@ -65,14 +65,14 @@ def epoch(optimizer: str, params: np.ndarray, state, X, target: Target, weights,
     grad = np.zeros((d, k)) if method else np.zeros((0, k))
     stamp = np.full(d, -1, dtype=np.int64)
     labels, proba, weights = kernels.target_arrays(target, weights)
-    key = ("lazy", X.data.dtype.str, X.indices.dtype.str, X.indptr.dtype.str)
+    key = ("lazy", X.data.dtype.str, X.indices.dtype.str)
     with kernels._compiling(key):
         n_steps = kernels.kernels().lazy_epoch(
-            X.data, X.indices, X.indptr, np.asarray(order, np.int64), int(batch_size), labels,
-            proba, target.smoothing, weights, objective.link.name == "softmax",
-            objective.fit_intercept, coef, intercept, method, float(state.lr),
-            float(objective.l2), slow[:-1], slow[-1], fast[:-1], fast[-1], count, betas, grad,
-            stamp)
+            X.data, X.indices, kernels.row_pointers(X), np.asarray(order, np.int64),
+            int(batch_size), labels, proba, target.smoothing, weights,
+            objective.link.name == "softmax", objective.fit_intercept, coef, intercept, method,
+            float(state.lr), float(objective.l2), slow[:-1], slow[-1], fast[:-1], fast[-1],
+            count, betas, grad, stamp)
     if method == 1:
         state = AdagradState(state.lr, slow)
     elif method == 2:
