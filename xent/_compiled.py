@@ -67,6 +67,7 @@ def row_link(z, r, t, label, proba, row, eps, soft, softmax):
     right = 1 if first == truth else 0
     return np.log(total) - target_term, right
 
+
 @numba.njit(nogil=True, cache=True, fastmath=_FAST, inline="always")
 def weighted_row(z, r, t, labels, proba, row, eps, weights, softmax):
     """``row_link`` for row ``row`` (its logits in z[t]), loss and residual r[t] times the
@@ -80,14 +81,36 @@ def weighted_row(z, r, t, labels, proba, row, eps, weights, softmax):
             r[t, c] *= weights[row]
     return loss, right
 
+
 @jit
 def dense_logits(X, i, m, coef_t, intercept, z):
-    """z[t] = X[i + t] W + b for the m (1 to 4) rows from i. Four rows at once share each
-    load of W (register blocking), as a matrix product's kernel does."""
+    """z[t] = X[i + t] W + b for the m (1 to 4) rows from i. Four rows and two classes at once
+    (register blocking, as a matrix product's kernel does): each load of a row of X serves two
+    classes and each load of W four rows, six loads for eight multiply-adds."""
     k, d = coef_t.shape
     if m == 4:
         x0, x1, x2, x3 = X[i], X[i + 1], X[i + 2], X[i + 3]
-        for c in range(k):
+        c = 0
+        while c + 1 < k:
+            w_a, w_b = coef_t[c], coef_t[c + 1]
+            a0 = a1 = a2 = a3 = b0 = b1 = b2 = b3 = 0.0
+            for j in range(d):
+                wa, wb = w_a[j], w_b[j]
+                v0, v1, v2, v3 = x0[j], x1[j], x2[j], x3[j]
+                a0 += v0 * wa
+                a1 += v1 * wa
+                a2 += v2 * wa
+                a3 += v3 * wa
+                b0 += v0 * wb
+                b1 += v1 * wb
+                b2 += v2 * wb
+                b3 += v3 * wb
+            z[0, c], z[1, c] = a0 + intercept[c], a1 + intercept[c]
+            z[2, c], z[3, c] = a2 + intercept[c], a3 + intercept[c]
+            z[0, c + 1], z[1, c + 1] = b0 + intercept[c + 1], b1 + intercept[c + 1]
+            z[2, c + 1], z[3, c + 1] = b2 + intercept[c + 1], b3 + intercept[c + 1]
+            c += 2
+        if c < k:  # an odd class left (the sigmoid's one logit)
             w_c = coef_t[c]
             a0 = a1 = a2 = a3 = 0.0
             for j in range(d):
@@ -96,10 +119,8 @@ def dense_logits(X, i, m, coef_t, intercept, z):
                 a1 += x1[j] * w
                 a2 += x2[j] * w
                 a3 += x3[j] * w
-            z[0, c] = a0 + intercept[c]
-            z[1, c] = a1 + intercept[c]
-            z[2, c] = a2 + intercept[c]
-            z[3, c] = a3 + intercept[c]
+            z[0, c], z[1, c] = a0 + intercept[c], a1 + intercept[c]
+            z[2, c], z[3, c] = a2 + intercept[c], a3 + intercept[c]
         return
     for t in range(m):
         row = X[i + t]
@@ -110,14 +131,26 @@ def dense_logits(X, i, m, coef_t, intercept, z):
                 acc += row[j] * w_c[j]
             z[t, c] = acc + intercept[c]
 
+
 @jit
 def dense_gradient(X, i, m, r, grad_t):
-    """grad_t[c] += sum_t r[t, c] X[i + t] for the m rows from i: each load and store of
-    the gradient serves four rows."""
+    """grad_t[c] += sum_t r[t, c] X[i + t] for the m rows from i: four rows and two classes
+    at once, so each load of a row of X serves two classes and each load and store of the
+    gradient four rows."""
     k, d = grad_t.shape
     if m == 4:
         x0, x1, x2, x3 = X[i], X[i + 1], X[i + 2], X[i + 3]
-        for c in range(k):
+        c = 0
+        while c + 1 < k:
+            ra0, ra1, ra2, ra3 = r[0, c], r[1, c], r[2, c], r[3, c]
+            rb0, rb1, rb2, rb3 = r[0, c + 1], r[1, c + 1], r[2, c + 1], r[3, c + 1]
+            g_a, g_b = grad_t[c], grad_t[c + 1]
+            for j in range(d):
+                v0, v1, v2, v3 = x0[j], x1[j], x2[j], x3[j]
+                g_a[j] += ra0 * v0 + ra1 * v1 + ra2 * v2 + ra3 * v3
+                g_b[j] += rb0 * v0 + rb1 * v1 + rb2 * v2 + rb3 * v3
+            c += 2
+        if c < k:
             r0, r1, r2, r3 = r[0, c], r[1, c], r[2, c], r[3, c]
             g_c = grad_t[c]
             for j in range(d):
@@ -130,6 +163,7 @@ def dense_gradient(X, i, m, r, grad_t):
             g_c = grad_t[c]
             for j in range(d):
                 g_c[j] += rc * row[j]
+
 
 @jit
 def dense(X, coef_t, intercept, labels, proba, eps, weights, start, stop, softmax,
@@ -156,6 +190,7 @@ def dense(X, coef_t, intercept, labels, proba, eps, weights, start, stop, softma
             dense_gradient(X, i, m, r, grad_t)
         i += m
     return loss_sum, n_right
+
 
 @jit
 def csr(data, indices, indptr, coef, intercept, labels, proba, eps, weights, start, stop,
@@ -187,6 +222,7 @@ def csr(data, indices, indptr, coef, intercept, labels, proba, eps, weights, sta
                 for c in range(k):
                     g_j[c] += v * r[0, c]
     return loss_sum, n_right
+
 
 @jit
 def lazy_epoch(data, indices, indptr, order, batch_size, labels, proba, eps, weights,
