@@ -255,7 +255,15 @@ def lazy_epoch(data, indices, indptr, order, batch_size, labels, proba, eps, wei
     n_steps = 0
     for start in range(0, n, batch_size):
         m = min(batch_size, n - start)
-        rows[:m] = np.sort(order[start:start + m])
+        if m > 32:
+            rows[:m] = np.sort(order[start:start + m])
+        for t in range(m if m <= 32 else 0):  # the batch's rows in increasing order, small
+            row = order[start + t]  # batches by insertion: no allocation, and SGD's batch of
+            u = t  # one costs nothing
+            while u > 0 and rows[u - 1] > row:
+                rows[u] = rows[u - 1]
+                u -= 1
+            rows[u] = row
         total_weight = 0.0
         for t in range(m):
             i = rows[t]
