@@ -109,11 +109,10 @@ def block_sums(xp, X, W, b, labels, proba, smoothing: float, weights, softmax: b
 
 
 def to_host(array) -> np.ndarray:
-    """A device array as a float64 numpy array (through DLPack or the library's own copy)."""
-    if isinstance(array, np.ndarray):
-        return array.astype(np.float64, copy=False)
-    module = type(array).__module__
-    if module.startswith("cupy"):
+    """A device array as a float64 numpy array (a CuPy array copied from the GPU)."""
+    import array_api_compat
+
+    if array_api_compat.is_cupy_array(array):
         return array.get().astype(np.float64)
     return np.asarray(array, dtype=np.float64)
 
@@ -154,7 +153,7 @@ class ArrayApiSource:
 
     @property
     def dtype(self) -> np.dtype:
-        return np.dtype(str(self.X.dtype).split(".")[-1])
+        return np.dtype(np.float32 if self.X.dtype == self.xp.float32 else np.float64)
 
     def _rows(self, name: str, start: int, stop: int):
         values = self._device[name]

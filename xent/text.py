@@ -19,7 +19,6 @@ fastText's format (one document a line, its label(s) as ``__label__NAME`` words,
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,12 +83,16 @@ class TextSpec:
     def transform(self, frame, source: str = "data", jobs: int | None = None) -> sp.csr_matrix:
         """The hashed features (n_rows, n_features) CSR float64 of ``frame``'s text columns
         (a missing text is an empty document), using ``jobs`` threads or processes (default:
-        the cores this process may use)."""
+        ``loss.thread_count``, what --threads and $XENT_THREADS say)."""
         absent = [c for c in self.columns if c not in frame.columns]
         if absent:
             raise DataError(f"{source}: no text column(s) {', '.join(map(repr, absent))}; the "
                             f"columns are {', '.join(map(repr, frame.columns[:20]))}")
-        jobs = _cores() if jobs is None else max(1, jobs)
+        if jobs is None:
+            from .loss import thread_count  # --threads, $XENT_THREADS, else every core
+
+            jobs = thread_count()
+        jobs = max(1, jobs)
         blocks = [self.hash_documents(frame[c].fillna("").astype(str).tolist(), jobs)
                   for c in self.columns]
         return blocks[0] if len(blocks) == 1 else sp.hstack(blocks, format="csr")
@@ -116,13 +119,6 @@ class TextSpec:
 
             X = normalize(X, norm="l2", copy=False)
         return sp.csr_matrix(X)
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def _hash_ascii(spec: TextSpec, documents: list[str], jobs: int) -> sp.csr_matrix:
