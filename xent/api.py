@@ -23,7 +23,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import data as data_mod
-from .config import Config, DataConfig
+from .config import TEXT_DEFAULTS, Config, DataConfig
 from .data import Dataset, ReadOptions
 from .diagnostics import diagnose
 from .errors import ConfigError, DataError, ModelFileError
@@ -209,14 +209,6 @@ def text_spec(data: DataConfig) -> TextSpec | None:
                           "--tfidf with --text-norm none")
     return TextSpec(columns or ("text",), parse_ngrams(data.ngrams), data.buckets,
                     data.text_norm, data.tfidf)
-
-
-#: the settings text data get unless set otherwise: one pass of SGD per row, lazily (only the
-#: weights of a document's n-grams move), 5 epochs at the step 1/L decaying as 1/(1 + epoch),
-#: and a penalty weak enough for a vocabulary's rare words to count; on the bench corpus
-#: (bench/bench_text.py) these reach scikit-learn saga's accuracy in less time
-TEXT_DEFAULTS = {"optim.optimizer": "gd", "optim.batch_size": 1, "optim.epochs": 5,
-                 "optim.lr_decay": 1.0, "model.l2": 1e-7}
 
 
 #: what a GPU run gets unless set otherwise: float32 features (float64 sums)
