@@ -28,10 +28,10 @@ fastText's format (one ``__label__c text`` line a document) to a temporary direc
    file and on one of N documents from the same generator; the peak resident memory of both
    (bounded: it should not grow with N) and the held-out accuracy.
 
-Times are single runs on this machine, with its cores; ratios divide by the times of the other
-tools in the same run. How it scales: hashing and each epoch's full evaluation use every core;
-the lazy SGD steps run on one (they are sequential); saga runs on one core, fastText on
-min(12, cores) threads.
+Times are single runs on this machine, with its cores (training alone: the better of two runs
+each, taken in turn); ratios divide by the times of the other tools in the same run. How it
+scales: hashing and each epoch's full evaluation use every core; the lazy SGD steps run on one
+(they are sequential); saga runs on one core, fastText on min(12, cores) threads.
 """
 
 from __future__ import annotations
@@ -104,17 +104,19 @@ def training_alone(X_train, y_train, X_test, y_test) -> dict:
     source = ArraySource(X_train, labels_target(y_train, 20))
     fit(ArraySource(X_train[:1000], labels_target(y_train[:1000], 20)), objective, solver,
         Stopping(1, 0.0))  # compile (or load) the kernels before timing
-    start = time.perf_counter()
-    result = fit(source, objective, solver, stopping)
-    xent_seconds = time.perf_counter() - start
+    xent_seconds = saga_seconds = np.inf
+    for _ in range(2):  # the better of two runs each, taken in turn (this machine is shared)
+        start = time.perf_counter()
+        result = fit(source, objective, solver, stopping)
+        xent_seconds = min(xent_seconds, time.perf_counter() - start)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # saga "did not converge" in 5 epochs
+            start = time.perf_counter()
+            saga = LogisticRegression(solver="saga", max_iter=5, tol=1e-12,
+                                      C=1.0 / (l2 * len(y_train))).fit(X_train, y_train)
+            saga_seconds = min(saga_seconds, time.perf_counter() - start)
     W = result.params
     xent_accuracy = float(np.mean(np.argmax(X_test @ W[:-1] + W[-1], axis=1) == y_test))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # saga "did not converge" in 5 epochs
-        start = time.perf_counter()
-        saga = LogisticRegression(solver="saga", max_iter=5, tol=1e-12,
-                                  C=1.0 / (l2 * len(y_train))).fit(X_train, y_train)
-        saga_seconds = time.perf_counter() - start
     return {"xent_seconds": xent_seconds, "xent_accuracy": xent_accuracy,
             "saga_seconds": saga_seconds,
             "saga_accuracy": float(np.mean(saga.predict(X_test) == y_test)),
