@@ -326,3 +326,18 @@ def test_tfidf_is_scikit_learns_tfidf_with_idf_from_the_training_rows(run, tmp_p
     result = run("train", "reviews.csv", "--text", "review", "--target", "topic", "--tfidf",
                  "--text-norm", "l2", "-o", "runs/x")
     assert result.exit_code == 2 and "use --tfidf with --text-norm none" in result.stderr
+
+
+def test_a_sweep_over_text_gets_the_text_defaults_it_does_not_vary(run, tmp_path, corpus):
+    documents, labels = corpus
+    pd.DataFrame({"review": documents[:200], "topic": labels[:200]}).to_csv(
+        tmp_path / "reviews.csv", index=False)
+    (tmp_path / "sweep.toml").write_text(
+        '[data]\nsource = "reviews.csv"\ntarget = "topic"\ntext = "review"\nbuckets = 256\n'
+        '[optim]\nepochs = 2\n[sweep]\n"model.l2" = [1e-6, 1e-4]\n', encoding="utf-8")
+    result = run("sweep", "sweep.toml", "-o", "sw")
+    assert result.exit_code == 0, result.output
+    for point, l2 in (("000-l2=1e-06", "1e-06"), ("001-l2=0.0001", "0.0001")):
+        config = (tmp_path / "sw" / point / "config.toml").read_text()
+        assert 'optimizer = "gd"' in config and "batch_size = 1" in config  # implied
+        assert "epochs = 2 " in config and f"l2 = {l2} " in config  # the file's, the sweep's

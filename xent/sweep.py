@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import api
-from .config import Config, load_toml, to_toml, with_overrides
+from .config import Config, all_keys, load_toml, to_toml, with_overrides
 from .errors import ConfigError
 from .processes import Task, run_in_processes
 from .report import read_summary, write_run
@@ -56,10 +56,15 @@ def read_sweep(path: str | Path) -> list[SweepPoint]:
         combos = list(zip(*lists, strict=True))
     else:
         combos = list(itertools.product(*lists))
+    from .api import with_implied_defaults
+
+    in_file = {key for key in all_keys() if base.get(key) != Config().get(key)}
     points = []
     for index, values in enumerate(combos):
         overrides = dict(zip(keys, values, strict=True))
         config = with_overrides(base, overrides, f"{path} [sweep]")
+        # text (or a GPU) implies defaults for what neither the file nor the sweep sets
+        config = with_implied_defaults(config, in_file | set(overrides))
         points.append(SweepPoint(index, overrides, config))
     return points
 
