@@ -10,7 +10,7 @@ import pytest
 
 from xent.device import ArrayApiSource, namespace
 from xent.links import get_link
-from xent.loss import Objective, sums
+from xent.loss import Objective, gram_product, sums
 from xent.targets import labels_target, proba_target
 from xent.train import Solver, Stopping, fit
 
@@ -66,6 +66,12 @@ def test_array_api_sums_equal_the_numpy_sums(monkeypatch, library, link, soft, p
     assert np.abs(ours.grad_intercept - theirs.grad_intercept).max() <= 1e-12 * scale
     assert ours.n_correct == theirs.n_correct and ours.n_rows == theirs.n_rows
     assert ours.weight == pytest.approx(theirs.weight, rel=1e-14)
+    v = np.random.default_rng(1).standard_normal(X.shape[1] + 1)
+    for fit_intercept in (True, False):
+        product, total = source.gram_product(v, fit_intercept)
+        reference, reference_total = gram_product(X, v, fit_intercept, weights)
+        assert np.abs(product - reference).max() <= 1e-12 * np.abs(reference).max()
+        assert total == pytest.approx(reference_total, rel=1e-14)
 
 
 @pytest.mark.parametrize("optimizer, batch_size", [("lbfgs", None), ("adam", 64)])

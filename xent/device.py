@@ -186,9 +186,22 @@ class ArrayApiSource:
         return Sums(loss, right, grad_t, grad_b, n, weight)
 
     def gram_product(self, v, fit_intercept):
-        from .loss import gram_product
-
-        return gram_product(to_host(self.X), v, fit_intercept, self.weights)
+        """(Xa^T D Xa v, total weight) as ``loss.gram_product``, in row blocks on the device
+        (X in float64 there for the bound)."""
+        xp, d = self.xp, self.shape[1]
+        w = xp.asarray(np.ascontiguousarray(v[:d]), dtype=xp.float64)
+        out, bias = np.zeros(d), 0.0
+        for start in range(0, self.shape[0], self.block_rows):
+            stop = min(start + self.block_rows, self.shape[0])
+            X = xp.astype(self.X[start:stop, ...], xp.float64)
+            u = X @ w + (float(v[d]) if fit_intercept else 0.0)
+            weights = self._rows("weights", start, stop)
+            if weights is not None:
+                u = u * weights
+            out += to_host(xp.matrix_transpose(X) @ u)
+            bias += float(xp.sum(u)) if fit_intercept else 0.0
+        total = float(self.shape[0] if self.weights is None else np.sum(self.weights))
+        return np.append(out, bias), total
 
     def information(self, params, link):
         from .inference import information
