@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError
+from .errors import ConfigError, DataError
 from .links import Link
 from .loss import Sums
 from .targets import Target
@@ -117,6 +117,24 @@ def to_host(array) -> np.ndarray:
     return np.asarray(array, dtype=np.float64)
 
 
+def _check_room(X: np.ndarray, xp) -> None:
+    """On a GPU, X must fit in its free memory with room for a block's temporaries: else a
+    one-line error that says so, before CuPy fails with a traceback. (Moving X in blocks
+    when it does not fit is not built.)"""
+    import array_api_compat
+
+    if not array_api_compat.is_cupy_namespace(xp):
+        return
+    import cupy
+
+    free, _ = cupy.cuda.runtime.memGetInfo()
+    if X.nbytes > 0.8 * free:
+        raise DataError(f"the features ({X.shape[0]:,} x {X.shape[1]:,} {X.dtype}, "
+                        f"{X.nbytes / 2**30:.1f} GiB) do not fit in the GPU's free memory "
+                        f"({free / 2**30:.1f} GiB): use --dtype float32, fewer rows, or "
+                        "--device cpu")
+
+
 @dataclass
 class ArrayApiSource:
     """Rows on a device: a ``sources.RowSource`` whose sums run in the array namespace
@@ -137,6 +155,7 @@ class ArrayApiSource:
         if sp.issparse(X):
             raise ConfigError("--device cuda takes dense features; this data is sparse (LIBSVM "
                               "or text): train it with --device cpu")
+        _check_room(X, xp)
         source = cls(xp.asarray(np.ascontiguousarray(X)), target, weights, xp, block_rows)
         device = source._device
         device["labels"] = None if target.labels is None else xp.asarray(
