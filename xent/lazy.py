@@ -2,7 +2,7 @@
 
 A batch of hashed text touches a few thousand of W's rows; a dense step would rewrite all of
 them (and Adam's two moment arrays) every time. ``epoch`` runs the compiled kernel
-``kernels.lazy_epoch`` instead:
+``_compiled.lazy_epoch`` instead:
 
 - SGD (``gd``): W is held as s V, so the L2 shrinkage (1 - lr l2) W of every step is one
   multiplication of s, and the data part of the step, lr X_B^T R_B / n_B, is written into the
@@ -24,13 +24,21 @@ from __future__ import annotations
 import numpy as np
 
 from .loss import Objective
-from .optim import ADAGRAD_EPS, AdagradState, AdamState, GDState
+from .optim import (
+    ADAGRAD_EPS,
+    ADAM_B1,
+    ADAM_B2,
+    ADAM_EPS,
+    AdagradState,
+    AdamState,
+    GDState,
+)
 from .targets import Target
 
 #: optimiser name -> the kernel's method number
 LAZY_METHODS = {"gd": 0, "adagrad": 1, "adam": 2}
-#: Adam's b1, b2 (``optim.adam``'s defaults) and the guard against division by zero
-_BETAS = np.array([0.9, 0.999, 1e-8])
+#: the kernel's (b1, b2, eps): Adam's, the dense optimiser's own; AdaGrad's eps
+_BETAS = np.array([ADAM_B1, ADAM_B2, ADAM_EPS])
 _ADAGRAD_BETAS = np.array([0.0, 0.0, ADAGRAD_EPS])
 
 

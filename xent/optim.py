@@ -168,7 +168,11 @@ class AdamState(NamedTuple):
     count: int
 
 
-def adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Optimizer:
+#: Adam's moment decays and its guard against division by zero (Kingma & Ba's defaults)
+ADAM_B1, ADAM_B2, ADAM_EPS = 0.9, 0.999, 1e-8
+
+
+def adam(b1: float = ADAM_B1, b2: float = ADAM_B2, eps: float = ADAM_EPS) -> Optimizer:
     """Adam (Kingma & Ba): moment estimates with bias correction.
 
     m <- b1 m + (1-b1) g;  v <- b2 v + (1-b2) g^2;  theta <- theta - lr m_hat / (sqrt(v_hat) + eps)
