@@ -192,6 +192,33 @@ def dense(X, coef_t, intercept, labels, proba, eps, weights, start, stop, softma
     return loss_sum, n_right
 
 
+@numba.njit(nogil=True, cache=True, fastmath=_FAST, inline="always")
+def csr_logits(data, indices, indptr, i, coef, scale, intercept, z, t):
+    """z[t] = scale * (x_i W) + b for CSR row i: a row of W per stored entry."""
+    k = coef.shape[1]
+    for c in range(k):
+        z[t, c] = 0.0
+    for s in range(indptr[i], indptr[i + 1]):
+        v = data[s]
+        w_j = coef[indices[s]]
+        for c in range(k):
+            z[t, c] += v * w_j[c]
+    for c in range(k):
+        z[t, c] = scale * z[t, c] + intercept[c]
+
+
+@numba.njit(nogil=True, cache=True, fastmath=_FAST, inline="always")
+def csr_scatter(data, indices, indptr, i, factor, r, t, out):
+    """out[j] += factor x_ij r[t] for the stored entries j of CSR row i: the row's part of
+    X^T R (or of a step on it)."""
+    k = out.shape[1]
+    for s in range(indptr[i], indptr[i + 1]):
+        v = data[s] * factor
+        o_j = out[indices[s]]
+        for c in range(k):
+            o_j[c] += v * r[t, c]
+
+
 @jit
 def csr(data, indices, indptr, coef, intercept, labels, proba, eps, weights, start, stop,
         softmax, with_grad, grad, grad_b):
@@ -203,25 +230,31 @@ def csr(data, indices, indptr, coef, intercept, labels, proba, eps, weights, sta
     loss_sum = 0.0
     n_right = 0
     for i in range(start, stop):
-        for c in range(k):
-            z[0, c] = intercept[c]
-        for s in range(indptr[i], indptr[i + 1]):
-            v = data[s]
-            w_j = coef[indices[s]]
-            for c in range(k):
-                z[0, c] += v * w_j[c]
+        csr_logits(data, indices, indptr, i, coef, 1.0, intercept, z, 0)
         loss, right = weighted_row(z, r, 0, labels, proba, i, eps, weights, softmax)
         loss_sum += loss
         n_right += right
         if with_grad:
             for c in range(k):
                 grad_b[c] += r[0, c]
-            for s in range(indptr[i], indptr[i + 1]):
-                v = data[s]
-                g_j = grad[indices[s]]
-                for c in range(k):
-                    g_j[c] += v * r[0, c]
+            csr_scatter(data, indices, indptr, i, 1.0, r, 0, grad)
     return loss_sum, n_right
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def sorted_batch(order, start, m, rows):
+    """rows[:m] = order[start:start + m] in increasing order: by insertion for small batches
+    (no allocation; SGD's batch of one costs nothing), else np.sort."""
+    if m > 32:
+        rows[:m] = np.sort(order[start:start + m])
+        return
+    for t in range(m):
+        row = order[start + t]
+        u = t
+        while u > 0 and rows[u - 1] > row:
+            rows[u] = rows[u - 1]
+            u -= 1
+        rows[u] = row
 
 
 @jit
@@ -255,27 +288,11 @@ def lazy_epoch(data, indices, indptr, order, batch_size, labels, proba, eps, wei
     n_steps = 0
     for start in range(0, n, batch_size):
         m = min(batch_size, n - start)
-        if m > 32:
-            rows[:m] = np.sort(order[start:start + m])
-        for t in range(m if m <= 32 else 0):  # the batch's rows in increasing order, small
-            row = order[start + t]  # batches by insertion: no allocation, and SGD's batch of
-            u = t  # one costs nothing
-            while u > 0 and rows[u - 1] > row:
-                rows[u] = rows[u - 1]
-                u -= 1
-            rows[u] = row
+        sorted_batch(order, start, m, rows)
         total_weight = 0.0
         for t in range(m):
             i = rows[t]
-            for c in range(k):
-                z[t, c] = 0.0
-            for s in range(indptr[i], indptr[i + 1]):
-                v = data[s]
-                w_j = coef[indices[s]]
-                for c in range(k):
-                    z[t, c] += v * w_j[c]
-            for c in range(k):
-                z[t, c] = scale * z[t, c] + intercept[c]
+            csr_logits(data, indices, indptr, i, coef, scale, intercept, z, t)
             weighted_row(z, r, t, labels, proba, i, eps, weights, softmax)
             total_weight += weights[i] if weights.shape[0] > 0 else 1.0
         inverse = 1.0 / total_weight if total_weight > 0.0 else 1.0
@@ -286,19 +303,13 @@ def lazy_epoch(data, indices, indptr, order, batch_size, labels, proba, eps, wei
             grad_b[c] *= inverse if fit_intercept else 0.0  # b fixed: its gradient is 0
         scale *= 1.0 - lr * l2
         if method == 0:
-            step = lr * inverse / scale
-            for t in range(m):
-                i = rows[t]
-                for s in range(indptr[i], indptr[i + 1]):
-                    v = data[s] * step
-                    w_j = coef[indices[s]]
-                    for c in range(k):
-                        w_j[c] -= v * r[t, c]
+            for t in range(m):  # W -= lr g, written into V = W / scale
+                csr_scatter(data, indices, indptr, rows[t], -lr * inverse / scale, r, t, coef)
             for c in range(k):
                 intercept[c] -= lr * grad_b[c]
         else:
             n_touched = 0
-            for t in range(m):
+            for t in range(m):  # g = X_B^T R_B / weight, and which rows of W it touches
                 i = rows[t]
                 for s in range(indptr[i], indptr[i + 1]):
                     j = indices[s]
@@ -306,10 +317,7 @@ def lazy_epoch(data, indices, indptr, order, batch_size, labels, proba, eps, wei
                         stamp[j] = start
                         touched[n_touched] = j
                         n_touched += 1
-                    v = data[s] * inverse
-                    g_j = grad[j]
-                    for c in range(k):
-                        g_j[c] += v * r[t, c]
+                csr_scatter(data, indices, indptr, i, inverse, r, t, grad)
             count[0] += 1
             correction1 = 1.0 - b1 ** count[0]
             correction2 = 1.0 - b2 ** count[0]

@@ -42,7 +42,14 @@ from .metrics import (
 from .model import Model
 from .preprocess import Preprocessing, check_missing, fit_preprocessing, split_masks
 from .sources import MemoryTable, SourceOptions, Table
-from .text import TextSpec, is_fasttext, parse_ngrams, read_fasttext
+from .text import (
+    FASTTEXT_TARGET,
+    FASTTEXT_TEXT,
+    TextSpec,
+    is_fasttext,
+    parse_ngrams,
+    read_fasttext,
+)
 from .train import Checkpoint, FitResult, History, Hooks, Solver, Stopping, fit
 
 
@@ -207,7 +214,7 @@ def text_spec(data: DataConfig) -> TextSpec | None:
         raise ConfigError("--tfidf weights each n-gram's count by its idf, kept in the model as "
                           "a feature scale, which a row norm taken before it would undo: use "
                           "--tfidf with --text-norm none")
-    return TextSpec(columns or ("text",), parse_ngrams(data.ngrams), data.buckets,
+    return TextSpec(columns or (FASTTEXT_TEXT,), parse_ngrams(data.ngrams), data.buckets,
                     data.text_norm, data.tfidf)
 
 
@@ -536,7 +543,7 @@ def load_for_model(source: str, model: Model, require_labels: bool,
             raise DataError(f"{source}: the model was trained on LIBSVM data; give LIBSVM data")
         elif is_fasttext(path):
             dataset = data_mod.model_dataset(read_fasttext(path)[0], source, model.encoder,
-                                             "label", model.classes, require_labels)
+                                             FASTTEXT_TARGET, model.classes, require_labels)
         else:
             dataset = data_mod.model_dataset(
                 data_mod.read_csv(path, read), source, model.encoder,

@@ -237,7 +237,7 @@ def _resolve_config(ctx, data, config_file, sets, standardize, zero_based,
     """defaults < --config file < --set key=value < options typed < DATA; with
     ``text_defaults``, ``api.with_implied_defaults`` (text, GPU) where none of these set a key."""
     config = cfg.load_toml(config_file) if config_file else cfg.Config()
-    from_file = {key for key in cfg.all_keys() if config.get(key) != cfg.Config().get(key)}
+    from_file = cfg.keys_set(config)
     overrides = {}
     for item in sets:
         key, sep, value = item.partition("=")

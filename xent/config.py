@@ -164,6 +164,13 @@ def all_keys() -> list[str]:
     return [f"{s}.{f.name}" for s, cls in SECTIONS.items() for f in fields(cls)]
 
 
+def keys_set(config: Config) -> set[str]:
+    """The keys whose value in ``config`` is not the default (what a file set, as far as can
+    be told: a file that sets a key to its default value is not told apart)."""
+    defaults = Config()
+    return {key for key in all_keys() if config.get(key) != defaults.get(key)}
+
+
 def setting_field(dotted: str):
     """The dataclass field of setting "section.key": its default and, in ``metadata``, its
     help, choices and range."""

@@ -27,7 +27,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .errors import DataError
-from .text import TextSpec, is_fasttext, read_fasttext
+from .text import FASTTEXT_TARGET, TextSpec, fasttext_spec, is_fasttext, read_fasttext
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -1023,8 +1023,8 @@ def load_table(source: str, target: str | None = None, weight: str | None = None
                            file_sha256(path), read=replace(read, libsvm_base=base))
     if is_fasttext(path):
         frame, _ = read_fasttext(path)
-        text = replace(text, columns=("text",)) if text is not None else TextSpec(("text",))
-        return frame_table(frame, str(path), "label", None, file_sha256(path), read, text)
+        return frame_table(frame, str(path), FASTTEXT_TARGET, None, file_sha256(path), read,
+                           fasttext_spec(text))
     resolved = read if is_parquet(path) else replace(read, sep=delimiter(path, read))
     return frame_table(read_csv(path, resolved), str(path), target, weight, file_sha256(path),
                        resolved, text)

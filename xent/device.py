@@ -20,7 +20,7 @@ array-api-strict too).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -135,17 +135,38 @@ def _check_room(X: np.ndarray, xp) -> None:
                         "--device cpu")
 
 
+@dataclass(frozen=True)
+class DeviceRows:
+    """Rows held in an array namespace: features X (n, d), and per row the class (int64) or
+    the soft target (n, K), and the weight; None where the rows have none."""
+
+    X: Any
+    labels: Any = None
+    proba: Any = None
+    weights: Any = None
+
+    def slice(self, start: int, stop: int) -> DeviceRows:
+        return DeviceRows(*(None if a is None else a[start:stop, ...] for a in self._arrays()))
+
+    def take(self, index, xp) -> DeviceRows:
+        return DeviceRows(*(None if a is None else xp.take(a, index, axis=0)
+                            for a in self._arrays()))
+
+    def _arrays(self):
+        return self.X, self.labels, self.proba, self.weights
+
+
 @dataclass
 class ArrayApiSource:
     """Rows on a device: a ``sources.RowSource`` whose sums run in the array namespace
-    ``xp`` (X moved there once, in X's dtype; the target and weights too)."""
+    ``xp``. ``rows`` are there (X in its dtype; the target and weights too); ``target`` and
+    ``weights`` stay on the host as well, for what training reads of them."""
 
-    X: Any
+    rows: DeviceRows
     target: Target
     weights: np.ndarray | None
     xp: Any
     block_rows: int = BLOCK_ROWS
-    _device: dict = field(default_factory=dict, repr=False)
 
     @classmethod
     def of(cls, X: np.ndarray, target: Target, weights, xp, block_rows: int = BLOCK_ROWS):
@@ -156,15 +177,21 @@ class ArrayApiSource:
             raise ConfigError("--device cuda takes dense features; this data is sparse (LIBSVM "
                               "or text): train it with --device cpu")
         _check_room(X, xp)
-        source = cls(xp.asarray(np.ascontiguousarray(X)), target, weights, xp, block_rows)
-        device = source._device
-        device["labels"] = None if target.labels is None else xp.asarray(
-            np.asarray(target.labels, dtype=np.int64))
-        device["proba"] = None if target.proba is None else xp.asarray(
-            np.asarray(target.proba, dtype=np.float64))
-        device["weights"] = None if weights is None else xp.asarray(
-            np.asarray(weights, dtype=np.float64))
-        return source
+
+        def moved(values, dtype):
+            return None if values is None else xp.asarray(np.asarray(values, dtype=dtype))
+
+        rows = DeviceRows(xp.asarray(np.ascontiguousarray(X)), moved(target.labels, np.int64),
+                          moved(target.proba, np.float64), moved(weights, np.float64))
+        return cls(rows, target, weights, xp, block_rows)
+
+    @property
+    def X(self):
+        return self.rows.X
+
+    @property
+    def total_weight(self) -> float:
+        return float(self.shape[0] if self.weights is None else np.sum(self.weights))
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -173,10 +200,6 @@ class ArrayApiSource:
     @property
     def dtype(self) -> np.dtype:
         return np.dtype(np.float32 if self.X.dtype == self.xp.float32 else np.float64)
-
-    def _rows(self, name: str, start: int, stop: int):
-        values = self._device[name]
-        return None if values is None else values[start:stop, ...]
 
     def sums(self, params, link: Link, *, with_grad=True, compute_dtype=None) -> Sums:
         xp = self.xp
@@ -188,21 +211,16 @@ class ArrayApiSource:
         loss, right = 0.0, 0
         grad_t, grad_b = np.zeros((params.shape[1], d)), np.zeros(params.shape[1])
         for start in range(0, n, self.block_rows):
-            stop = min(start + self.block_rows, n)
-            X = self.X[start:stop, ...]
-            if compute_dtype is not None:
-                X = xp.astype(X, xp.float64)
-            part = block_sums(xp, X, W, b, self._rows("labels", start, stop),
-                              self._rows("proba", start, stop), self.target.smoothing,
-                              self._rows("weights", start, stop), link.kernel_softmax,
-                              with_grad)
+            block = self.rows.slice(start, min(start + self.block_rows, n))
+            X = block.X if compute_dtype is None else xp.astype(block.X, xp.float64)
+            part = block_sums(xp, X, W, b, block.labels, block.proba, self.target.smoothing,
+                              block.weights, link.kernel_softmax, with_grad)
             loss += float(part[0])
             right += int(part[1])
             if with_grad:
                 grad_t += to_host(part[2])
                 grad_b += to_host(part[3])
-        weight = float(n if self.weights is None else np.sum(self.weights))
-        return Sums(loss, right, grad_t, grad_b, n, weight)
+        return Sums(loss, right, grad_t, grad_b, n, self.total_weight)
 
     def gram_product(self, v, fit_intercept):
         """(Xa^T D Xa v, total weight) as ``loss.gram_product``, in row blocks on the device
@@ -211,16 +229,14 @@ class ArrayApiSource:
         w = xp.asarray(np.ascontiguousarray(v[:d]), dtype=xp.float64)
         out, bias = np.zeros(d), 0.0
         for start in range(0, self.shape[0], self.block_rows):
-            stop = min(start + self.block_rows, self.shape[0])
-            X = xp.astype(self.X[start:stop, ...], xp.float64)
+            block = self.rows.slice(start, min(start + self.block_rows, self.shape[0]))
+            X = xp.astype(block.X, xp.float64)
             u = X @ w + (float(v[d]) if fit_intercept else 0.0)
-            weights = self._rows("weights", start, stop)
-            if weights is not None:
-                u = u * weights
+            if block.weights is not None:
+                u = u * block.weights
             out += to_host(xp.matrix_transpose(X) @ u)
             bias += float(xp.sum(u)) if fit_intercept else 0.0
-        total = float(self.shape[0] if self.weights is None else np.sum(self.weights))
-        return np.append(out, bias), total
+        return np.append(out, bias), self.total_weight
 
     def information(self, params, link):
         from .inference import information
@@ -231,12 +247,9 @@ class ArrayApiSource:
         """The rows ``rows`` (host indices), still on the device."""
         xp = self.xp
         index = xp.asarray(np.asarray(rows, dtype=np.int64))
-        source = ArrayApiSource(xp.take(self.X, index, axis=0), self.target.take(rows),
-                                None if self.weights is None else self.weights[rows], xp,
-                                self.block_rows)
-        source._device = {name: None if values is None else xp.take(values, index, axis=0)
-                          for name, values in self._device.items()}
-        return source
+        return ArrayApiSource(self.rows.take(index, xp), self.target.take(rows),
+                              None if self.weights is None else self.weights[rows], xp,
+                              self.block_rows)
 
     def minibatch_epoch(self, step, params, state, batch_size, rng):
         """The rows in one shuffled order, ``batch_size`` at a time, each batch's sums on

@@ -38,6 +38,7 @@ _KERNELS = None
 _LOCK = threading.Lock()
 _COMPILED: set[tuple] = set()  # the argument types already compiled (or loaded) here
 
+
 def kernels():
     """The module of compiled kernels, ``_compiled`` (compiled or loaded from the disk cache on
     the first call)."""

@@ -78,7 +78,7 @@ def epoch(optimizer: str, params: np.ndarray, state, X, target: Target, weights,
         n_steps = kernels.kernels().lazy_epoch(
             X.data, X.indices, kernels.row_pointers(X), np.asarray(order, np.int64),
             int(batch_size), labels, proba, target.smoothing, weights,
-            objective.link.name == "softmax", objective.fit_intercept, coef, intercept, method,
+            objective.link.kernel_softmax, objective.fit_intercept, coef, intercept, method,
             float(state.lr), float(objective.l2), slow[:-1], slow[-1], fast[:-1], fast[-1],
             count, betas, grad, stamp)
     if method == 1:

@@ -281,7 +281,9 @@ def sums(params, X, target: Target, link: Link, weights=None, *, block_rows=None
             parts = list(pool.map(work, runs))
     else:
         parts = [work(runs[0])]
-    grad_coef = sum(p[2] for p in parts)
+    grad_coef = parts[0][2]
+    for part in parts[1:]:  # in place, in a fixed order: each sum is W-sized (text: tens of MB)
+        grad_coef += part[2]
     if kernel:
         grad_coef = kernels.as_grad_coef_t(X, grad_coef)
     weight = float(n) if weights is None else float(np.sum(weights))

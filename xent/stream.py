@@ -48,7 +48,7 @@ from .loss import Sums, gram_product, sums, thread_count, thread_pool
 from .preprocess import Preprocessing, Standardizer, Statistics, table_statistics
 from .sources import SourceOptions, masked_target
 from .targets import Target
-from .text import TextSpec, fasttext_chunks, is_fasttext
+from .text import FASTTEXT_TARGET, TextSpec, fasttext_chunks, fasttext_spec, is_fasttext
 
 CACHE_VERSION = 2
 READ_BYTES = 4 << 20  # most bytes of the cache read at once by training
@@ -200,8 +200,7 @@ def build_cache(path: str | os.PathLike, target: str | None = None,
     whether it was built now)."""
     path = Path(path)
     if is_fasttext(path):
-        target, weight = "label", None
-        text = replace(text, columns=("text",)) if text is not None else TextSpec(("text",))
+        target, weight, text = FASTTEXT_TARGET, None, fasttext_spec(text)
     key = cache_key(path, target, weight, read, text)
     final = cache_root() / key
     if (final / "meta.json").is_file():

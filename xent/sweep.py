@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import api
-from .config import Config, all_keys, load_toml, to_toml, with_overrides
+from .config import Config, keys_set, load_toml, to_toml, with_overrides
 from .errors import ConfigError
 from .processes import Task, run_in_processes
 from .report import read_summary, write_run
@@ -58,7 +58,7 @@ def read_sweep(path: str | Path) -> list[SweepPoint]:
         combos = list(itertools.product(*lists))
     from .api import with_implied_defaults
 
-    in_file = {key for key in all_keys() if base.get(key) != Config().get(key)}
+    in_file = keys_set(base)
     points = []
     for index, values in enumerate(combos):
         overrides = dict(zip(keys, values, strict=True))

@@ -19,7 +19,7 @@ fastText's format (one document a line, its label(s) as ``__label__NAME`` words,
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +32,8 @@ from .errors import ConfigError, DataError
 DEFAULT_BUCKETS = 1 << 18
 NORMS = ("l2", "none")
 FASTTEXT_LABEL = "__label__"
+#: the columns a fastText file is read into
+FASTTEXT_TEXT, FASTTEXT_TARGET = "text", "label"
 #: rows below which hashing stays in this process (starting processes costs more)
 _PARALLEL_ROWS = 20_000
 
@@ -143,10 +145,10 @@ def _hash_ascii(spec: TextSpec, documents: list[str], jobs: int) -> sp.csr_matri
     spans = list(zip(bounds[:-1], bounds[1:], strict=True))
     if len(spans) == 1:
         return count(spans[0])
-    from concurrent.futures import ThreadPoolExecutor
+    from .loss import thread_pool
 
-    with ThreadPoolExecutor(len(spans)) as pool:
-        return sp.vstack(list(pool.map(count, spans)), format="csr")
+    pool, _ = thread_pool(len(spans))
+    return sp.vstack(list(pool.map(count, spans)), format="csr")
 
 
 def _vectorizer(spec: TextSpec):
@@ -179,6 +181,13 @@ def _hash_other(spec: TextSpec, documents: list[str], jobs: int) -> sp.csr_matri
 
 
 # ---- fastText's format --------------------------------------------------------------------
+
+def fasttext_spec(text: TextSpec | None) -> TextSpec:
+    """How a fastText file's ``text`` column is hashed: ``text``'s settings (default ones if
+    None) on that column."""
+    return TextSpec((FASTTEXT_TEXT,)) if text is None else replace(text,
+                                                                   columns=(FASTTEXT_TEXT,))
+
 
 def is_fasttext(path: Path) -> bool:
     """A file whose first non-empty line starts with ``__label__``."""
@@ -232,7 +241,7 @@ def read_fasttext(path: Path):
         raise DataError(f"{path}: not a UTF-8 text file") from None
     if not labels:
         raise DataError(f"{path}: the file has no documents")
-    return pd.DataFrame({"text": texts, "label": labels}), multi
+    return pd.DataFrame({FASTTEXT_TEXT: texts, FASTTEXT_TARGET: labels}), multi
 
 
 def fasttext_chunks(path: Path, chunk_rows: int, digest=None):
@@ -257,7 +266,7 @@ def fasttext_chunks(path: Path, chunk_rows: int, digest=None):
             texts, labels, _ = _fasttext_lines(lines, number, path)
             number += len(raw)
             if labels:
-                yield pd.DataFrame({"text": texts, "label": labels})
+                yield pd.DataFrame({FASTTEXT_TEXT: texts, FASTTEXT_TARGET: labels})
 
 
 # ---- a synthetic corpus, for tests and benchmarks -----------------------------------------
