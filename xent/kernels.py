@@ -30,6 +30,7 @@ import contextlib
 import os
 import signal
 import threading
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
@@ -123,25 +124,42 @@ def target_arrays(target, weights) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return labels, proba, weights
 
 
-def run_sums(coef, intercept, X, target, softmax: bool, weights, start: int, stop: int,
-             with_grad: bool):
-    """Rows start..stop of X through the compiled kernel: (loss_sum, n_correct, gradient of
-    W in ``coef_layout``'s layout, grad_intercept (k,)). ``coef`` from ``coef_layout``; X
-    C-ordered dense or CSR; the target and weights cover all of X's rows."""
-    compiled = kernels()
+@dataclass(frozen=True)
+class Inputs:
+    """What every thread's run of rows reads in one evaluation, laid out for the kernels once
+    (not once per thread): W in ``coef_layout``'s layout, b, the target and weight arrays of
+    ``target_arrays``, the smoothing, and CSR row pointers as int64 (None for dense X)."""
+
+    coef: np.ndarray
+    intercept: np.ndarray
+    labels: np.ndarray
+    proba: np.ndarray
+    weights: np.ndarray
+    eps: float
+    indptr: np.ndarray | None
+
+
+def inputs(X, W: np.ndarray, b: np.ndarray, target, weights, dtype) -> Inputs:
+    """``Inputs`` of one evaluation at W (d, k), b (k,) over X's rows."""
     labels, proba, weights = target_arrays(target, weights)
-    intercept = np.ascontiguousarray(intercept, dtype=np.float64)
-    grad = np.zeros(coef.shape)
-    grad_b = np.zeros(len(intercept))
-    if not sp.issparse(X):
-        with _compiling(("dense", X.dtype.str, coef.dtype.str)):
-            loss, right = compiled.dense(X, coef, intercept, labels, proba, target.smoothing,
-                                         weights, start, stop, softmax, with_grad, grad, grad_b)
-        return loss, right, grad, grad_b
-    indptr = row_pointers(X)
-    key = ("csr", X.data.dtype.str, X.indices.dtype.str, coef.dtype.str)
-    with _compiling(key):
-        loss, right = compiled.csr(X.data, X.indices, indptr, coef, intercept, labels,
-                                   proba, target.smoothing, weights, start, stop, softmax,
-                                   with_grad, grad, grad_b)
+    return Inputs(coef_layout(X, W, dtype), np.ascontiguousarray(b, dtype=np.float64), labels,
+                  proba, weights, target.smoothing,
+                  row_pointers(X) if sp.issparse(X) else None)
+
+
+def run_sums(given: Inputs, X, softmax: bool, start: int, stop: int, with_grad: bool):
+    """Rows start..stop of X through the compiled kernel: (loss_sum, n_correct, gradient of
+    W in ``coef_layout``'s layout, grad_intercept (k,)). X C-ordered dense or CSR."""
+    compiled = kernels()
+    grad = np.zeros(given.coef.shape)
+    grad_b = np.zeros(len(given.intercept))
+    common = (given.labels, given.proba, given.eps, given.weights, start, stop, softmax,
+              with_grad, grad, grad_b)
+    if given.indptr is None:
+        with _compiling(("dense", X.dtype.str, given.coef.dtype.str)):
+            loss, right = compiled.dense(X, given.coef, given.intercept, *common)
+    else:
+        with _compiling(("csr", X.data.dtype.str, X.indices.dtype.str, given.coef.dtype.str)):
+            loss, right = compiled.csr(X.data, X.indices, given.indptr, given.coef,
+                                       given.intercept, *common)
     return loss, right, grad, grad_b

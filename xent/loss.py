@@ -256,12 +256,11 @@ def sums(params, X, target: Target, link: Link, weights=None, *, block_rows=None
     intercept = params[d]
     kernel = use_kernels(X)
     if kernel:
-        coef = kernels.coef_layout(X, params[:d], compute_dtype)
+        given = kernels.inputs(X, params[:d], intercept, target, weights, compute_dtype)
         runs = _kernel_runs(X, threads, params.shape[1])
 
         def work(run):
-            return kernels.run_sums(coef, intercept, X, target, link.kernel_softmax, weights,
-                                    run[0], run[1], with_grad)
+            return kernels.run_sums(given, X, link.kernel_softmax, run[0], run[1], with_grad)
     else:
         coef_t = np.ascontiguousarray(params[:d].T, dtype=compute_dtype)
         if sp.issparse(X):
