@@ -19,7 +19,7 @@ from xent.loss import Objective
 from xent.model import Model
 from xent.optim import make_optimizer
 from xent.targets import labels_target
-from xent.text import TextSpec, read_fasttext, topic_corpus
+from xent.text import TextSpec, hash_fasttext, read_fasttext, topic_corpus
 from xent.train import BatchStep
 
 DOCUMENTS = [
@@ -227,6 +227,26 @@ def test_fasttext_files(run, tmp_path):
     assert result.exit_code == 1
     assert result.stderr.strip().splitlines()[-1].endswith(
         "line(s) [2] have no __label__NAME label; label them or remove them")
+
+
+def test_fasttext_hashed_in_blocks_equals_the_whole_file_hashed(tmp_path):
+    """Training reads a fastText file a block of lines at a time and stacks the blocks' CSR;
+    rows, labels and counts must be HashingVectorizer's on the whole file's texts, whatever
+    the block size (a BOM, blank lines, non-ASCII documents and a file without an ending
+    newline included)."""
+    rng = np.random.default_rng(1)
+    picks = rng.integers(0, len(DOCUMENTS), 300)
+    lines = [f"__label__c{i % 3} {DOCUMENTS[i]}".replace("\n", " ") for i in picks]
+    lines[5] = ""
+    (tmp_path / "f.txt").write_text("\ufeff" + "\n".join(lines), encoding="utf-8")
+    frame, _ = read_fasttext(tmp_path / "f.txt")
+    reference = HashingVectorizer(n_features=512, ngram_range=(1, 2), alternate_sign=False,
+                                  norm=None).transform(frame["text"])
+    spec = TextSpec(("text",), (1, 2), 512)
+    for block_rows in (1, 7, 1000):
+        labels, X = hash_fasttext(tmp_path / "f.txt", spec, jobs=2, block_rows=block_rows)
+        assert labels == frame["label"].tolist() and len(labels) == 299
+        assert X.shape == reference.shape and abs(X - reference).max() == 0
 
 
 @pytest.mark.parametrize("args, code, message", [

@@ -27,7 +27,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .errors import DataError
-from .text import FASTTEXT_TARGET, TextSpec, fasttext_spec, is_fasttext, read_fasttext
+from .text import FASTTEXT_TARGET, TextSpec, fasttext_spec, hash_fasttext, is_fasttext
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -370,14 +370,34 @@ def frame_table(frame: pd.DataFrame, name: str, target: str | None = None,
     """A RawTable of a pandas DataFrame (a whole CSV or Parquet file, read by ``read``), its
     ``text`` columns hashed."""
     schema = frame_schema(frame, target, weight, name, text.columns if text else ())
+    hashed = None if text is None else text.transform(frame, name)
+    return _schema_table(frame, schema, name, (sha256, read), (text, hashed))
+
+
+def fasttext_table(path: Path, read: ReadOptions, text: TextSpec | None) -> RawTable:
+    """A RawTable of a fastText file: its labels, and its documents hashed by ``text``'s
+    settings as they are read (``text.hash_fasttext``: the strings never all in memory)."""
+    import pandas as pd
+
+    spec = fasttext_spec(text)
+    labels, hashed = hash_fasttext(path, spec)
+    schema = Schema(FASTTEXT_TARGET, None, (), (), (), spec.columns)
+    return _schema_table(pd.DataFrame({FASTTEXT_TARGET: labels}), schema, str(path),
+                         (file_sha256(path), read), (spec, hashed))
+
+
+def _schema_table(frame: pd.DataFrame, schema: Schema, name: str, origin: tuple,
+                  text: tuple) -> RawTable:
+    """The RawTable of ``frame``'s columns as ``schema`` says; ``origin`` is (sha256, read
+    options), ``text`` (TextSpec or None, the hashed text columns or None)."""
     books = [Codebook() for _ in schema.categorical]
     label_book = Codebook(labels=True)
     block = parse_block(frame, schema, books, label_book, name)
     classes, remap = finish_labels(label_book)
-    hashed = None if text is None else text.transform(frame, name)
+    spec, hashed = text
     return RawTable(name, schema, [b.values for b in books], classes, block.numeric,
                     block.codes, remap[block.labels], block.weights, block.missing,
-                    block.missing_counts(schema), sha256, read, hashed, text)
+                    block.missing_counts(schema), *origin, hashed, spec)
 
 
 def array_table(X, labels: np.ndarray, classes: list, feature_names: list[str], name: str,
@@ -990,7 +1010,7 @@ def load_table(source: str, target: str | None = None, weight: str | None = None
                read: ReadOptions = DEFAULT_READ, text: TextSpec | None = None,
                labels: str | None = None) -> RawTable:
     """Training data in memory as a ``RawTable``: ``sklearn:NAME``, a LIBSVM file, a fastText
-    file (``text.read_fasttext``: its ``text`` column hashed by ``text``'s settings), or a CSV
+    file (``fasttext_table``: its ``text`` column hashed by ``text``'s settings), or a CSV
     or Parquet file (label column ``target``, default the last; sample weights from the column
     ``weight``, if given; ``text``'s columns hashed), read by ``read``, or numpy files
     (``load_numpy``; ``labels`` a .npy of labels); the table's ``read`` is resolved (the
@@ -1022,9 +1042,7 @@ def load_table(source: str, target: str | None = None, weight: str | None = None
         return array_table(data.X, data.labels, data.classes, data.feature_names, data.name,
                            file_sha256(path), read=replace(read, libsvm_base=base))
     if is_fasttext(path):
-        frame, _ = read_fasttext(path)
-        return frame_table(frame, str(path), FASTTEXT_TARGET, None, file_sha256(path), read,
-                           fasttext_spec(text))
+        return fasttext_table(path, read, text)
     resolved = read if is_parquet(path) else replace(read, sep=delimiter(path, read))
     return frame_table(read_csv(path, resolved), str(path), target, weight, file_sha256(path),
                        resolved, text)

@@ -90,11 +90,7 @@ class TextSpec:
         if absent:
             raise DataError(f"{source}: no text column(s) {', '.join(map(repr, absent))}; the "
                             f"columns are {', '.join(map(repr, frame.columns[:20]))}")
-        if jobs is None:
-            from .loss import thread_count  # --threads, $XENT_THREADS, else every core
-
-            jobs = thread_count()
-        jobs = max(1, jobs)
+        jobs = _jobs(jobs)
         blocks = [self.hash_documents(frame[c].fillna("").astype(str).tolist(), jobs)
                   for c in self.columns]
         return blocks[0] if len(blocks) == 1 else sp.hstack(blocks, format="csr")
@@ -123,6 +119,15 @@ class TextSpec:
         return sp.csr_matrix(X)
 
 
+def _jobs(jobs: int | None) -> int:
+    """``jobs``, or what --threads and $XENT_THREADS say (else every core) when None."""
+    if jobs is None:
+        from .loss import thread_count
+
+        jobs = thread_count()
+    return max(1, jobs)
+
+
 def _hash_ascii(spec: TextSpec, documents: list[str], jobs: int) -> sp.csr_matrix:
     """ASCII documents counted in buckets by the compiled kernel, in ``jobs`` slices at once
     (it runs without the GIL), the slices stacked in order."""
@@ -148,7 +153,7 @@ def _hash_ascii(spec: TextSpec, documents: list[str], jobs: int) -> sp.csr_matri
     from .loss import thread_pool
 
     pool, _ = thread_pool(len(spans))
-    return sp.vstack(list(pool.map(count, spans)), format="csr")
+    return stack_rows(list(pool.map(count, spans)))
 
 
 def _vectorizer(spec: TextSpec):
@@ -177,7 +182,7 @@ def _hash_other(spec: TextSpec, documents: list[str], jobs: int) -> sp.csr_matri
             parts[task.name] = result
 
     run_in_processes(tasks, len(tasks), on_event)
-    return sp.vstack([parts[task.name] for task in tasks], format="csr")
+    return stack_rows([parts[task.name] for task in tasks])
 
 
 # ---- fastText's format --------------------------------------------------------------------
@@ -244,11 +249,9 @@ def read_fasttext(path: Path):
     return pd.DataFrame({FASTTEXT_TEXT: texts, FASTTEXT_TARGET: labels}), multi
 
 
-def fasttext_chunks(path: Path, chunk_rows: int, digest=None):
-    """A fastText file as DataFrames (``text``, ``label``) of at most ``chunk_rows`` lines,
-    so that no more than a chunk is in memory; ``digest`` (hashlib) sees every byte."""
-    import pandas as pd
-
+def _fasttext_blocks(path: Path, chunk_rows: int, digest=None):
+    """(texts, labels) of a fastText file's lines, about ``chunk_rows`` lines at a time, so that
+    no more than a block is in memory; ``digest`` (hashlib) sees every byte."""
     number = 1
     with open(path, "rb") as handle:
         while True:
@@ -266,7 +269,51 @@ def fasttext_chunks(path: Path, chunk_rows: int, digest=None):
             texts, labels, _ = _fasttext_lines(lines, number, path)
             number += len(raw)
             if labels:
-                yield pd.DataFrame({FASTTEXT_TEXT: texts, FASTTEXT_TARGET: labels})
+                yield texts, labels
+
+
+def fasttext_chunks(path: Path, chunk_rows: int, digest=None):
+    """A fastText file as DataFrames (``text``, ``label``) of at most about ``chunk_rows``
+    lines, so that no more than a chunk is in memory; ``digest`` (hashlib) sees every byte."""
+    import pandas as pd
+
+    for texts, labels in _fasttext_blocks(path, chunk_rows, digest):
+        yield pd.DataFrame({FASTTEXT_TEXT: texts, FASTTEXT_TARGET: labels})
+
+
+def hash_fasttext(path: Path, spec: TextSpec, jobs: int | None = None,
+                  block_rows: int = 50_000) -> tuple[list[str], sp.csr_matrix]:
+    """(labels, the hashed texts (n_documents, spec.buckets) CSR) of a fastText file, read and
+    hashed ``block_rows`` lines at a time: the documents' strings are never all in memory,
+    only the CSR and one block's strings are (the whole file as a table of strings took
+    several times the CSR)."""
+    labels: list[str] = []
+    parts = []
+    for texts, block_labels in _fasttext_blocks(path, block_rows):
+        parts.append(spec.hash_documents(texts, _jobs(jobs)))
+        labels.extend(block_labels)
+    if not labels:
+        raise DataError(f"{path}: the file has no documents")
+    return labels, stack_rows(parts)
+
+
+def stack_rows(parts: list[sp.csr_matrix]) -> sp.csr_matrix:
+    """``sp.vstack(parts)`` as CSR, releasing each part once it is copied (``parts`` is
+    emptied), so that the peak is the result plus one part, not twice the result."""
+    nnz = sum(part.nnz for part in parts)
+    rows = sum(part.shape[0] for part in parts)
+    data = np.empty(nnz, np.float64)
+    indices = np.empty(nnz, np.int32)
+    indptr = np.zeros(rows + 1, np.int64)
+    n_columns = parts[0].shape[1] if parts else 0
+    row = at = 0
+    while parts:
+        part = parts.pop(0)
+        data[at:at + part.nnz] = part.data
+        indices[at:at + part.nnz] = part.indices
+        indptr[row + 1:row + 1 + part.shape[0]] = part.indptr[1:] + at
+        row, at = row + part.shape[0], at + part.nnz
+    return sp.csr_matrix((data, indices, indptr), shape=(rows, n_columns))
 
 
 # ---- a synthetic corpus, for tests and benchmarks -----------------------------------------
