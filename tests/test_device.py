@@ -8,7 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from xent.device import ArrayApiSource, namespace
+from xent.device import ArrayApiSource, logits, namespace
+from xent.errors import ConfigError
 from xent.links import get_link
 from xent.loss import Objective, gram_product, sums
 from xent.targets import labels_target, proba_target
@@ -51,13 +52,16 @@ def _data(link, soft, seed=0, n=700, d=9):
 @pytest.mark.parametrize("link", ["softmax", "sigmoid"])
 @pytest.mark.parametrize("soft", [False, True])
 @pytest.mark.parametrize("path", ["reference", "kernels"])
-def test_array_api_sums_equal_the_numpy_sums(monkeypatch, library, link, soft, path):
+@pytest.mark.parametrize("resident", [True, False])
+def test_array_api_sums_equal_the_numpy_sums(monkeypatch, library, link, soft, path, resident):
     """Loss, gradient, right predictions: the array-API code in blocks of 256 rows against
-    ``loss.sums`` (the numpy reference, and the compiled kernels) at 1e-12."""
+    ``loss.sums`` (the numpy reference, and the compiled kernels) at 1e-12, with X held in
+    the namespace and with X left on the host, moved a block at a time (as when it does not
+    fit on the GPU)."""
     monkeypatch.setenv("XENT_KERNELS", "1" if path == "kernels" else "0")
     X, target, params, weights = _data(link, soft)
     xp = namespace("cpu") if library == "numpy" else _strict()
-    source = ArrayApiSource.of(X, target, weights, xp, block_rows=256)
+    source = ArrayApiSource.of(X, target, weights, xp, block_rows=256, resident=resident)
     ours = source.sums(params, get_link(link, 4 if link == "softmax" else 2))
     theirs = sums(params, X, target, get_link(link, 4 if link == "softmax" else 2), weights)
     scale = np.abs(theirs.grad_coef_t).max()
@@ -75,20 +79,38 @@ def test_array_api_sums_equal_the_numpy_sums(monkeypatch, library, link, soft, p
 
 
 @pytest.mark.parametrize("optimizer, batch_size", [("lbfgs", None), ("adam", 64)])
-def test_training_through_the_array_api_gives_the_cpu_model(optimizer, batch_size):
+@pytest.mark.parametrize("resident", [True, False])
+def test_training_through_the_array_api_gives_the_cpu_model(optimizer, batch_size, resident):
     """L-BFGS driven on the host with its evaluations in the array namespace, and Adam's
-    mini-batches taken from rows kept there: the parameters of the CPU run."""
+    mini-batches taken from rows kept there (or on the host, moved a block at a time): the
+    parameters of the CPU run."""
     X, target, _, weights = _data("softmax", False, seed=1)
     objective = Objective(get_link("softmax", 4), l2=1e-3)
     solver = Solver(optimizer, "auto", batch_size, seed=3)
     stopping = Stopping(40, 1e-8)
-    cpu = fit(ArrayApiSource.of(X, target, weights, namespace("cpu")), objective, solver,
-              stopping)
+    cpu = fit(ArrayApiSource.of(X, target, weights, namespace("cpu"), block_rows=128,
+                                resident=resident), objective, solver, stopping)
     from xent.sources import ArraySource
 
     reference = fit(ArraySource(X, target, weights), objective, solver, stopping)
     assert np.abs(cpu.params - reference.params).max() < 1e-9
     assert cpu.n_epochs == reference.n_epochs
+
+
+@pytest.mark.parametrize("library", ["numpy", "array_api_strict"])
+def test_device_logits_equal_the_model_s(library):
+    """Prediction's logits X W + b taken a block at a time in the namespace (what eval and
+    predict --device cuda do) against the numpy product, at 1e-12; sparse X is refused."""
+    X, _, params, _ = _data("softmax", False, seed=2, n=1000)
+    xp = namespace("cpu") if library == "numpy" else _strict()
+    ours = logits(X, params[:-1], params[-1], xp, block_rows=300)
+    reference = X @ params[:-1] + params[-1]
+    assert ours.shape == reference.shape and ours.dtype == np.float64
+    assert np.abs(ours - reference).max() <= 1e-12 * np.abs(reference).max()
+    import scipy.sparse as sp
+
+    with pytest.raises(ConfigError, match="--device cuda takes dense features"):
+        logits(sp.csr_matrix(X), params[:-1], params[-1], xp)
 
 
 def test_device_cuda_without_a_gpu_is_a_usage_error(run):
@@ -98,6 +120,12 @@ def test_device_cuda_without_a_gpu_is_a_usage_error(run):
     assert result.exit_code == 2
     line = result.stderr.strip().splitlines()
     assert len(line) == 1 and "--device cuda" in line[0] and "--device cpu" in line[0]
+    assert run("train", "sklearn:iris", "-q", "-o", "runs/cpu").exit_code == 0
+    for command in (["eval", "runs/cpu", "sklearn:iris"], ["predict", "runs/cpu", "iris.csv"]):
+        result = run(*command, "--device", "cuda")  # refused before any data are read
+        assert result.exit_code == 2
+        line = result.stderr.strip().splitlines()
+        assert len(line) == 1 and "--device cuda" in line[0] and "--device cpu" in line[0]
 
 
 @gpu
@@ -113,6 +141,11 @@ def test_cuda_training_equals_the_cpu_optimum(run, tmp_path, dtype):
     cuda = json.loads(gpu_run.stdout)
     assert abs(cuda["objective"] - cpu["objective"]) <= 1e-6 * abs(cpu["objective"])
     assert run("eval", "runs/gpu", "sklearn:digits").exit_code == 0
+    on_cpu = json.loads(run("eval", "runs/gpu", "sklearn:digits", "--json").stdout)
+    on_gpu = json.loads(run("eval", "runs/gpu", "sklearn:digits", "--json", "--device",
+                            "cuda").stdout)
+    assert on_gpu["accuracy"] == on_cpu["accuracy"]
+    assert abs(on_gpu["log_loss"] - on_cpu["log_loss"]) <= 1e-12 * on_cpu["log_loss"]
 
 
 @gpu
@@ -125,6 +158,21 @@ def test_cuda_sums_equal_the_cpu_sums():
     theirs = sums(params, X, target, link, weights)
     assert np.abs(ours.grad_coef_t - theirs.grad_coef_t).max() <= 1e-10 * np.abs(
         theirs.grad_coef_t).max()
+
+
+@gpu
+def test_cuda_estimator_predicts_as_on_the_cpu():
+    """SoftmaxRegression(device="cuda"): fitted on the GPU, its probabilities taken there
+    equal those the same coefficients give on the CPU."""
+    from sklearn.datasets import load_digits
+
+    from xent.estimator import SoftmaxRegression
+
+    X, y = load_digits(return_X_y=True)
+    model = SoftmaxRegression(device="cuda", max_epochs=50).fit(X, y)
+    on_gpu = model.predict_proba(X)
+    on_cpu = model.set_params(device="cpu").predict_proba(X)
+    assert np.abs(on_gpu - on_cpu).max() <= 1e-12
 
 
 def test_embeddings_from_numpy_files(run, tmp_path):

@@ -606,11 +606,12 @@ def training_inference(model: Model, source, objective: Objective) -> dict:
     return table
 
 
-def evaluate(model: Model, dataset: Dataset) -> dict:
+def evaluate(model: Model, dataset: Dataset, device: str = "cpu") -> dict:
     """Log-loss, accuracy, the Brier score, the expected calibration error (15 bins of the top
     label's confidence, with the bins), confusion matrix and per-class precision/recall/F1/
-    support of ``model`` on ``dataset`` (whose labels index ``model.classes``)."""
-    said = model.scores(dataset.X)
+    support of ``model`` on ``dataset`` (whose labels index ``model.classes``); the logits
+    taken on ``device``."""
+    said = model.scores(dataset.X, device)
     predicted = said.index
     true = dataset.labels
     confusion = confusion_matrix(true, predicted, model.n_classes)
@@ -640,10 +641,12 @@ def evaluate(model: Model, dataset: Dataset) -> dict:
     }
 
 
-def predict(model: Model, dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
+def predict(model: Model, dataset: Dataset, device: str = "cpu") -> tuple[np.ndarray,
+                                                                         np.ndarray]:
     """(predicted labels (n_samples,), class probabilities (n_samples, n_classes)), one row
-    per row of X; ``dataset.rows`` says which input rows they are."""
-    scores = model.scores(dataset.X)
+    per row of X; ``dataset.rows`` says which input rows they are; the logits taken on
+    ``device``."""
+    scores = model.scores(dataset.X, device)
     return scores.labels, scores.proba
 
 

@@ -665,6 +665,25 @@ def _model_data_options(func):
     return click.argument("model_path", metavar="MODEL")(func)
 
 
+def _device_option(func):
+    """--device for eval and predict: where the logits X W + b are computed."""
+    from .device import DEVICES
+
+    return click.option("--device", type=click.Choice(DEVICES), default="cpu",
+                        show_default=True,
+                        help="Where the logits are computed: cpu, or cuda (CuPy on the first "
+                             "GPU, the rows moved a block at a time; the same numbers to "
+                             "rounding).")(func)
+
+
+def _device_ready(device: str) -> None:
+    """A GPU and CuPy for --device cuda, else the one-line error, before any data are read."""
+    if device != "cpu":
+        from .device import namespace
+
+        namespace(device)
+
+
 def _model_and_data(model_path, data, sep, zero_based, require_labels):
     model = api.load_model(model_path)
     base = None if zero_based is None else ("zero" if zero_based else "one")
@@ -674,16 +693,18 @@ def _model_and_data(model_path, data, sep, zero_based, require_labels):
 
 @cli.command("eval")
 @_model_data_options
+@_device_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--plot", type=click.Path(dir_okay=False), metavar="FILE.png",
               help="Draw a reliability diagram with the histogram of confidences.")
-def eval_command(model_path, data, sep, zero_based, as_json, plot):
+def eval_command(model_path, data, sep, zero_based, device, as_json, plot):
     """Evaluate MODEL (a run directory or model file) on labelled DATA: log-loss, accuracy,
     the Brier score, the expected calibration error (15 equal-width bins of the top label's
     confidence), the confusion matrix and per-class precision, recall and F1."""
+    _device_ready(device)
     model, dataset = _model_and_data(model_path, data, sep, zero_based, require_labels=True)
     _note(api.left_out_note(dataset))
-    result = api.evaluate(model, dataset)
+    result = api.evaluate(model, dataset, device)
     if plot:
         plot_reliability(result["calibration_bins"], plot, title=f"{dataset.name}")
     click.echo(to_json(result) if as_json else evaluation_text(result))
@@ -693,7 +714,8 @@ def eval_command(model_path, data, sep, zero_based, as_json, plot):
 @_model_data_options
 @click.option("-o", "--out", type=click.Path(dir_okay=False), help="Write the CSV here.")
 @click.option("--proba", is_flag=True, help="Add one probability column per class.")
-def predict(model_path, data, sep, zero_based, out, proba):
+@_device_option
+def predict(model_path, data, sep, zero_based, out, proba, device):
     """Predict a class for each row of DATA with MODEL; CSV to stdout or --out.
 
     The label column is not needed. Columns: prediction (the class by its original label)
@@ -701,9 +723,10 @@ def predict(model_path, data, sep, zero_based, out, proba):
     the model cannot encode (missing values in a model trained with --impute drop) gets
     empty fields.
     """
+    _device_ready(device)
     model, dataset = _model_and_data(model_path, data, sep, zero_based, require_labels=False)
     _note(api.left_out_note(dataset))
-    labels, probabilities = api.predict(model, dataset)
+    labels, probabilities = api.predict(model, dataset, device)
     lines = [[""] * (1 + (model.n_classes if proba else 0)) for _ in range(dataset.n_read)]
     for i, row in enumerate(dataset.positions):
         lines[row] = [labels[i]] + ([repr(float(p)) for p in probabilities[i]] if proba else [])

@@ -10,7 +10,9 @@ For rows X (n, d) in the array library ``xp``, parameters W (d, k) and b (k,) mo
 each row block's sums come back to the host as float64 numbers and arrays (``loss.Sums``), so
 the optimisers, the stopping rule and the model are the ones every other source gets, and a
 model trained on the GPU is an ordinary model file. ``ArrayApiSource`` is the ``RowSource``:
-X is moved to the device once; every evaluation sends W and b and gets back the sums.
+X is moved to the device once (a block at a time at every evaluation when it does not fit
+there); every evaluation sends W and b and gets back the sums. ``logits`` is prediction's
+Z = X W + b on the device.
 
 ``namespace("cuda")`` is CuPy on the first GPU (a one-line error naming what is missing when
 there is none); ``namespace("cpu")`` numpy through array-api-compat (what the tests run, with
@@ -25,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError, DataError
+from .errors import ConfigError
 from .links import Link
 from .loss import Sums
 from .targets import Target
@@ -108,6 +110,10 @@ def block_sums(xp, X, W, b, labels, proba, smoothing: float, weights, softmax: b
     return loss_sum, n_right, grad_t, xp.sum(R, axis=0) if n else xp.zeros(k)
 
 
+def _host(values, dtype) -> np.ndarray | None:
+    return None if values is None else np.asarray(values, dtype=dtype)
+
+
 def to_host(array) -> np.ndarray:
     """A device array as a float64 numpy array (a CuPy array copied from the GPU)."""
     import array_api_compat
@@ -117,22 +123,40 @@ def to_host(array) -> np.ndarray:
     return np.asarray(array, dtype=np.float64)
 
 
-def _check_room(X: np.ndarray, xp) -> None:
-    """On a GPU, X must fit in its free memory with room for a block's temporaries: else a
-    one-line error that says so, before CuPy fails with a traceback. (Moving X in blocks
-    when it does not fit is not built.)"""
+def fits_on_device(X, xp) -> bool:
+    """Whether X can be held on ``xp``'s device with room to spare for a block's temporaries
+    (always on the CPU)."""
     import array_api_compat
 
     if not array_api_compat.is_cupy_namespace(xp):
-        return
+        return True
     import cupy
 
     free, _ = cupy.cuda.runtime.memGetInfo()
-    if X.nbytes > 0.8 * free:
-        raise DataError(f"the features ({X.shape[0]:,} x {X.shape[1]:,} {X.dtype}, "
-                        f"{X.nbytes / 2**30:.1f} GiB) do not fit in the GPU's free memory "
-                        f"({free / 2**30:.1f} GiB): use --dtype float32, fewer rows, or "
-                        "--device cpu")
+    return X.nbytes <= 0.8 * free
+
+
+def logits(X, coef: np.ndarray, intercept: np.ndarray, xp,
+           block_rows: int = BLOCK_ROWS) -> np.ndarray:
+    """Z = X W + b (n, k) as float64 on the host, computed in ``xp`` (on its device) a block
+    of rows at a time: each block of X (dense, n x d) is moved there, multiplied in float64
+    and its logits brought back, so prediction reads X once and never holds it all on the
+    device. The model file's W (d, k) and b (k,) are moved once."""
+    import scipy.sparse as sp
+
+    if sp.issparse(X):
+        raise ConfigError(_SPARSE_MESSAGE)
+    W = xp.asarray(np.ascontiguousarray(coef, dtype=np.float64))
+    b = xp.asarray(np.ascontiguousarray(intercept, dtype=np.float64))
+    out = np.empty((X.shape[0], W.shape[1]))
+    for start in range(0, X.shape[0], block_rows):
+        block = np.ascontiguousarray(X[start:start + block_rows], dtype=np.float64)
+        out[start:start + len(block)] = to_host(xp.asarray(block) @ W + b)
+    return out
+
+
+_SPARSE_MESSAGE = ("--device cuda takes dense features; this data is sparse (LIBSVM or text): "
+                   "use --device cpu")
 
 
 @dataclass(frozen=True)
@@ -152,6 +176,10 @@ class DeviceRows:
         return DeviceRows(*(None if a is None else xp.take(a, index, axis=0)
                             for a in self._arrays()))
 
+    def moved(self, xp) -> DeviceRows:
+        """These rows (numpy arrays on the host) copied into ``xp``."""
+        return DeviceRows(*(None if a is None else xp.asarray(a) for a in self._arrays()))
+
     def _arrays(self):
         return self.X, self.labels, self.proba, self.weights
 
@@ -159,31 +187,39 @@ class DeviceRows:
 @dataclass
 class ArrayApiSource:
     """Rows on a device: a ``sources.RowSource`` whose sums run in the array namespace
-    ``xp``. ``rows`` are there (X in its dtype; the target and weights too); ``target`` and
-    ``weights`` stay on the host as well, for what training reads of them."""
+    ``xp``. ``rows`` are there (X in its dtype; the target and weights too), or, when X does
+    not fit in the device's memory (``resident`` False), they stay on the host and each block
+    is moved for each evaluation (reading X over the bus every time: slower, but any size
+    trains). ``target`` and ``weights`` stay on the host as well, for what training reads."""
 
     rows: DeviceRows
     target: Target
     weights: np.ndarray | None
     xp: Any
     block_rows: int = BLOCK_ROWS
+    resident: bool = True
 
     @classmethod
-    def of(cls, X: np.ndarray, target: Target, weights, xp, block_rows: int = BLOCK_ROWS):
-        """Rows moved from the host into ``xp`` (dense X only)."""
+    def of(cls, X: np.ndarray, target: Target, weights, xp, block_rows: int = BLOCK_ROWS,
+           resident: bool | None = None):
+        """Rows moved from the host into ``xp`` (dense X only); ``resident`` None: moved
+        once if X fits in the device's free memory (``fits_on_device``), else a block at a
+        time at every evaluation."""
         import scipy.sparse as sp
 
         if sp.issparse(X):
-            raise ConfigError("--device cuda takes dense features; this data is sparse (LIBSVM "
-                              "or text): train it with --device cpu")
-        _check_room(X, xp)
+            raise ConfigError(_SPARSE_MESSAGE)
+        rows = DeviceRows(np.ascontiguousarray(X), _host(target.labels, np.int64),
+                          _host(target.proba, np.float64), _host(weights, np.float64))
+        if resident is None:
+            resident = fits_on_device(X, xp)
+        return cls(rows.moved(xp) if resident else rows, target, weights, xp, block_rows,
+                   resident)
 
-        def moved(values, dtype):
-            return None if values is None else xp.asarray(np.asarray(values, dtype=dtype))
-
-        rows = DeviceRows(xp.asarray(np.ascontiguousarray(X)), moved(target.labels, np.int64),
-                          moved(target.proba, np.float64), moved(weights, np.float64))
-        return cls(rows, target, weights, xp, block_rows)
+    def _block(self, start: int, stop: int) -> DeviceRows:
+        """Rows start..stop, on the device."""
+        block = self.rows.slice(start, stop)
+        return block if self.resident else block.moved(self.xp)
 
     @property
     def X(self):
@@ -199,19 +235,22 @@ class ArrayApiSource:
 
     @property
     def dtype(self) -> np.dtype:
+        """X's dtype as numpy's (float32 or float64), wherever X is."""
+        if not self.resident:
+            return self.X.dtype
         return np.dtype(np.float32 if self.X.dtype == self.xp.float32 else np.float64)
 
     def sums(self, params, link: Link, *, with_grad=True, compute_dtype=None) -> Sums:
         xp = self.xp
         d = params.shape[0] - 1
-        dtype = self.X.dtype if compute_dtype is None else xp.float64
+        dtype = xp.float32 if compute_dtype is None and self.dtype == np.float32 else xp.float64
         W = xp.asarray(np.ascontiguousarray(params[:d]), dtype=dtype)
         b = xp.asarray(np.ascontiguousarray(params[d]), dtype=dtype)
         n = self.shape[0]
         loss, right = 0.0, 0
         grad_t, grad_b = np.zeros((params.shape[1], d)), np.zeros(params.shape[1])
         for start in range(0, n, self.block_rows):
-            block = self.rows.slice(start, min(start + self.block_rows, n))
+            block = self._block(start, min(start + self.block_rows, n))
             X = block.X if compute_dtype is None else xp.astype(block.X, xp.float64)
             part = block_sums(xp, X, W, b, block.labels, block.proba, self.target.smoothing,
                               block.weights, link.kernel_softmax, with_grad)
@@ -229,7 +268,7 @@ class ArrayApiSource:
         w = xp.asarray(np.ascontiguousarray(v[:d]), dtype=xp.float64)
         out, bias = np.zeros(d), 0.0
         for start in range(0, self.shape[0], self.block_rows):
-            block = self.rows.slice(start, min(start + self.block_rows, self.shape[0]))
+            block = self._block(start, min(start + self.block_rows, self.shape[0]))
             X = xp.astype(block.X, xp.float64)
             u = X @ w + (float(v[d]) if fit_intercept else 0.0)
             if block.weights is not None:
@@ -244,12 +283,15 @@ class ArrayApiSource:
         return information(to_host(self.X), params, link.name, self.weights)
 
     def take(self, rows: np.ndarray) -> ArrayApiSource:
-        """The rows ``rows`` (host indices), still on the device."""
-        xp = self.xp
-        index = xp.asarray(np.asarray(rows, dtype=np.int64))
-        return ArrayApiSource(self.rows.take(index, xp), self.target.take(rows),
-                              None if self.weights is None else self.weights[rows], xp,
-                              self.block_rows)
+        """The rows ``rows`` (host indices), where these rows are (the device or the host)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if self.resident:
+            taken = self.rows.take(self.xp.asarray(rows), self.xp)
+        else:
+            taken = self.rows.take(rows, np)
+        return ArrayApiSource(taken, self.target.take(rows),
+                              None if self.weights is None else self.weights[rows], self.xp,
+                              self.block_rows, self.resident)
 
     def minibatch_epoch(self, step, params, state, batch_size, rng):
         """The rows in one shuffled order, ``batch_size`` at a time, each batch's sums on

@@ -15,6 +15,7 @@ from __future__ import annotations
 from numbers import Integral, Real
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -225,7 +226,12 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         return tags
 
     def _linear(self, X) -> np.ndarray:
-        """(n_samples, 1 or n_classes) logits X W + b."""
+        """(n_samples, 1 or n_classes) logits X W + b, on ``device`` for dense X (sparse X,
+        which a GPU fit never had, is multiplied here: the numbers are the same)."""
+        if self.device != "cpu" and not sp.issparse(X):
+            from .device import logits, namespace
+
+            return logits(X, self.coef_.T, self.intercept_, namespace(self.device))
         return np.asarray(X @ self.coef_.T) + self.intercept_
 
     def _output(self, X, method: str):

@@ -116,14 +116,20 @@ class Model:
             )
         return X if self.standardizer is None else self.standardizer.transform(X)
 
-    def decision_function(self, data) -> np.ndarray:
-        """Logits (n_samples, n_outputs): 1 column for the sigmoid, n_classes for the softmax."""
+    def decision_function(self, data, device: str = "cpu") -> np.ndarray:
+        """Logits (n_samples, n_outputs): 1 column for the sigmoid, n_classes for the softmax;
+        the product X W taken on ``device`` ("cuda": in blocks on the GPU, ``device.logits``)."""
         X = self.features(data)
+        if device != "cpu":
+            from .device import logits, namespace
+
+            return logits(X, self.coef, self.intercept, namespace(device))
         return np.asarray(X @ self.coef) + self.intercept
 
-    def scores(self, data) -> Scores:
-        """The model's ``Scores`` of raw data (see ``features``)."""
-        return Scores(self.decision_function(data), get_link(self.link),
+    def scores(self, data, device: str = "cpu") -> Scores:
+        """The model's ``Scores`` of raw data (see ``features``), its logits taken on
+        ``device``."""
+        return Scores(self.decision_function(data, device), get_link(self.link),
                       np.asarray(self.classes, dtype=object))
 
     def predict_proba(self, data) -> np.ndarray:
