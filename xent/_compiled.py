@@ -241,6 +241,44 @@ def csr(data, indices, indptr, coef, intercept, labels, proba, eps, weights, sta
     return loss_sum, n_right
 
 
+@jit
+def csr_residuals(data, indices, indptr, coef, intercept, labels, proba, eps, weights, start,
+                  stop, softmax, R, grad_b):
+    """The first pass of ``csr_columns``' evaluation: for rows start..stop of a CSR matrix,
+    R[i] = w_i (q_i - p_i), and their sum added into grad_b (k,); returns (loss_sum,
+    n_correct)."""
+    k = coef.shape[1]
+    z = np.empty((1, k))
+    r = np.empty((1, k))
+    loss_sum = 0.0
+    n_right = 0
+    for i in range(start, stop):
+        csr_logits(data, indices, indptr, i, coef, 1.0, intercept, z, 0)
+        loss, right = weighted_row(z, r, 0, labels, proba, i, eps, weights, softmax)
+        loss_sum += loss
+        n_right += right
+        for c in range(k):
+            R[i, c] = r[0, c]
+            grad_b[c] += r[0, c]
+    return loss_sum, n_right
+
+
+@jit
+def csr_columns(data, indices, indptr, R, low, high, grad):
+    """The second pass: grad[j] = sum_i x_ij R[i] for the columns low <= j < high, every
+    row read in order. A thread owns a range of columns, so the threads share one gradient
+    and each of its rows is summed in the same order whatever the timing."""
+    k = R.shape[1]
+    for i in range(indptr.shape[0] - 1):
+        for s in range(indptr[i], indptr[i + 1]):
+            j = indices[s]
+            if low <= j < high:
+                v = data[s]
+                g_j = grad[j]
+                for c in range(k):
+                    g_j[c] += v * R[i, c]
+
+
 @numba.njit(nogil=True, cache=True, inline="always")
 def sorted_batch(order, start, m, rows):
     """rows[:m] = order[start:start + m] in increasing order: by insertion for small batches

@@ -12,7 +12,10 @@ and whether the row's first largest logit is its true class. This is ``loss._acc
 from memory once and used twice while it is in cache, and no temporaries are allocated. Each
 call sums its own rows into its own buffers; ``loss.sums`` gives each thread a contiguous run of
 rows and adds the runs' sums in a fixed order, so the result depends on the thread count but
-never on timing. The kernels release the GIL (``nogil``), so the threads run at once.
+never on timing. CSR with more features than rows per thread (hashed text) is summed in two
+passes instead, R by runs of rows, then X^T R by ranges of columns into one gradient
+(``csr_by_columns``): a gradient per thread would take more memory than R, and adding them up
+more time than the pass. The kernels release the GIL (``nogil``), so the threads run at once.
 
 numba compiles them on first use (a few seconds) and caches the machine code on disk, in
 $NUMBA_CACHE_DIR, else ``<xent's cache>/numba`` (a writable place even when xent is installed
@@ -105,6 +108,52 @@ def as_grad_coef_t(X, grad: np.ndarray) -> np.ndarray:
     """A gradient summed in ``coef_layout``'s layout as (k, d), ``Sums.grad_coef_t``: for CSR
     a transposed view, not a copy (``loss.finish`` transposes it back, then a plain copy)."""
     return grad.T if sp.issparse(X) else grad
+
+
+def csr_by_columns(given: Inputs, X, softmax: bool, runs: list[tuple[int, int]], pool):
+    """The sums of CSR X in two passes on ``pool``'s threads, with one gradient rather than
+    one per thread: each thread's run of rows gives R = w (Q - P) for its rows (n x k in all,
+    ``_compiled.csr_residuals``), then each thread adds X^T R into its own range of columns
+    (``csr_columns``, ranges of about equal stored entries). For hashed text d x k is tens of
+    MB and R is smaller, so this keeps memory flat in the thread count (and skips adding the
+    threads' gradients). Returns (loss_sum, n_correct, grad in ``coef_layout``'s layout,
+    grad_b), the runs' numbers added in order."""
+    compiled = kernels()
+    n, k = X.shape[0], given.coef.shape[1]
+    R = np.empty((n, k))
+    grad_bs = [np.zeros(k) for _ in runs]
+    key = ("columns", X.data.dtype.str, X.indices.dtype.str, given.coef.dtype.str)
+
+    def rows(t):
+        with _compiling(key):
+            return compiled.csr_residuals(
+                X.data, X.indices, given.indptr, given.coef, given.intercept, given.labels,
+                given.proba, given.eps, given.weights, runs[t][0], runs[t][1], softmax, R,
+                grad_bs[t])
+
+    totals = list(pool.map(rows, range(len(runs))))
+    grad = np.zeros(given.coef.shape)
+    spans = column_spans(X, len(runs))
+
+    def columns(span):
+        compiled.csr_columns(X.data, X.indices, given.indptr, R, span[0], span[1], grad)
+
+    list(pool.map(columns, spans))
+    return (sum(t[0] for t in totals), sum(t[1] for t in totals), grad,
+            np.sum(grad_bs, axis=0))
+
+
+def column_spans(X, parts: int) -> list[tuple[int, int]]:
+    """``parts`` contiguous ranges of CSR X's columns holding about equal numbers of stored
+    entries (counted on every 64th entry: the balance needs no exact count)."""
+    d = X.shape[1]
+    counts = np.cumsum(np.bincount(X.indices[::64], minlength=d))
+    if not counts.size or counts[-1] == 0:
+        bounds = np.linspace(0, d, parts + 1).astype(int)
+    else:
+        cuts = np.searchsorted(counts, counts[-1] * np.arange(1, parts) / parts) + 1
+        bounds = np.concatenate([[0], np.minimum(cuts, d), [d]])
+    return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
 
 
 def row_pointers(X) -> np.ndarray:

@@ -227,16 +227,25 @@ def use_kernels(X) -> bool:
     return fits and (forced == "1" or size >= KERNEL_MIN_VALUES)
 
 
-def _kernel_runs(X, threads: int, n_outputs: int) -> list[tuple[int, int]]:
+def _kernel_runs(X, threads: int, n_outputs: int, buffers: bool) -> list[tuple[int, int]]:
     """Contiguous runs of rows, one per thread: as many threads as have at least
-    ``KERNEL_MIN_ROWS_PER_THREAD`` rows each and whose gradient buffers fit in
-    ``KERNEL_BUFFER_BYTES``."""
+    ``KERNEL_MIN_ROWS_PER_THREAD`` rows each and, with a gradient buffer per thread
+    (``buffers``), whose buffers fit in ``KERNEL_BUFFER_BYTES``."""
     n, d = X.shape
-    buffer = 8 * n_outputs * (d + 1)
+    buffer = 8 * n_outputs * (d + 1) if buffers else 0
     threads = max(1, min(threads, n // KERNEL_MIN_ROWS_PER_THREAD,
                          KERNEL_BUFFER_BYTES // max(buffer, 1)))
     bounds = [n * t // threads for t in range(threads + 1)]
     return list(zip(bounds[:-1], bounds[1:], strict=True))
+
+
+def _by_columns(X, threads: int, with_grad: bool) -> bool:
+    """Whether the CSR kernels sum X^T R by ranges of columns (``kernels.csr_by_columns``: R
+    and one gradient) rather than with a gradient per thread: when a gradient per thread
+    would take more than R does, i.e. the threads times the features exceed the rows (hashed
+    text, any number of threads)."""
+    threads = min(threads, X.shape[0] // KERNEL_MIN_ROWS_PER_THREAD)
+    return sp.issparse(X) and with_grad and threads > 1 and threads * X.shape[1] > X.shape[0]
 
 
 def sums(params, X, target: Target, link: Link, weights=None, *, block_rows=None,
@@ -245,19 +254,20 @@ def sums(params, X, target: Target, link: Link, weights=None, *, block_rows=None
 
     X's rows are shared out among ``n_threads`` threads (default: the cores this process may
     use), each summing its own contiguous run; the partial sums are added in a fixed order, so
-    the result does not depend on timing. Large data go through the compiled kernels
-    (``use_kernels``), which release the GIL; otherwise numpy sums dense X in row blocks
-    (``block_rows``), CSR on one thread (scipy's sparse products hold the GIL). Products are
-    taken in ``compute_dtype`` (default X's dtype), sums in float64.
+    the result does not depend on timing (wide CSR: ``_by_columns``). Large data go through the
+    compiled kernels (``use_kernels``), which release the GIL; otherwise numpy sums dense X in
+    row blocks (``block_rows``), CSR on one thread (scipy's sparse products hold the GIL).
+    Products are taken in ``compute_dtype`` (default X's dtype), sums in float64.
     """
     n, d = X.shape
     compute_dtype = np.dtype(compute_dtype or X.dtype)
     threads = thread_count() if n_threads is None else max(1, n_threads)
     intercept = params[d]
     kernel = use_kernels(X)
+    by_columns = kernel and _by_columns(X, threads, with_grad)
     if kernel:
         given = kernels.inputs(X, params[:d], intercept, target, weights, compute_dtype)
-        runs = _kernel_runs(X, threads, params.shape[1])
+        runs = _kernel_runs(X, threads, params.shape[1], buffers=not by_columns)
 
         def work(run):
             return kernels.run_sums(given, X, link.kernel_softmax, run[0], run[1], with_grad)
@@ -274,7 +284,10 @@ def sums(params, X, target: Target, link: Link, weights=None, *, block_rows=None
         def work(run):
             return _accumulate(coef_t, intercept, X, target, link, weights, run, with_grad,
                                compute_dtype)
-    if len(runs) > 1:
+    if by_columns:
+        parts = [kernels.csr_by_columns(given, X, link.kernel_softmax, runs,
+                                        thread_pool(len(runs))[0])]
+    elif len(runs) > 1:
         pool, single_blas = thread_pool(len(runs))
         with single_blas:
             parts = list(pool.map(work, runs))
