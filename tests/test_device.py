@@ -201,6 +201,29 @@ def test_embeddings_from_numpy_files(run, tmp_path):
     assert result.exit_code == 0 and len(result.stdout.strip().splitlines()) == len(y) + 1
 
 
+def test_float32_embeddings_stay_float32_until_the_run_s_dtype(run, tmp_path):
+    """A float32 .npy is held as float32 (half the memory), not widened when read; a float64
+    run on it is the run on the same values widened first (statistics summed in float64),
+    to 1e-12."""
+    from xent.data import load_table
+
+    rng = np.random.default_rng(5)
+    X = (rng.normal(size=(3000, 12)) * rng.uniform(0.5, 4, 12) + 3).astype(np.float32)
+    y = (X[:, :3] @ rng.normal(size=(3, 3))).argmax(axis=1)
+    np.save(tmp_path / "x32.npy", X)
+    np.save(tmp_path / "x64.npy", X.astype(np.float64))
+    np.save(tmp_path / "y.npy", y)
+    assert load_table(str(tmp_path / "x32.npy"), labels=str(tmp_path / "y.npy")).numeric.dtype \
+        == np.float32
+    common = ["--labels", "y.npy", "--optimizer", "lbfgs", "--l2", "1e-3", "-q", "--json"]
+    wide = json.loads(run("train", "x64.npy", *common, "-o", "runs/64").stdout)
+    narrow = json.loads(run("train", "x32.npy", *common, "-o", "runs/32").stdout)
+    assert narrow["objective"] == pytest.approx(wide["objective"], rel=1e-12)
+    single = run("train", "x32.npy", *common, "--dtype", "float32", "-o", "runs/f32")
+    assert single.exit_code == 0
+    assert json.loads(single.stdout)["objective"] == pytest.approx(wide["objective"], rel=1e-6)
+
+
 @pytest.mark.parametrize("args, code, message", [
     (["noise.npy"], 1, "the last column is not labels"),
     (["noise.npy", "--stream"], 2, "numpy files are memory-mapped and read whole"),

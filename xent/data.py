@@ -407,7 +407,7 @@ def array_table(X, labels: np.ndarray, classes: list, feature_names: list[str], 
     if sp.issparse(X):
         X = sp.csr_matrix(X, dtype=np.float64)
     else:
-        X = np.ascontiguousarray(X, dtype=np.float64)
+        X = np.ascontiguousarray(X, dtype=feature_dtype(X))
     finite_or_raise(X, name)
     names = tuple(feature_names)
     schema = Schema("", None, names, names, ())
@@ -779,7 +779,11 @@ def load_numpy(path: Path, labels_path: str | None = None,
             y = None
             if labels_path:
                 y = np.load(labels_path, allow_pickle=False)
-            elif X.ndim == 2 and X.shape[1] != n_features:
+            if labels_path or X.ndim != 2 or X.shape[1] == n_features:
+                # all of it is features: read straight into memory (a copy from the map
+                # would hold the file's pages as well, twice the memory at the peak)
+                X = np.load(path, allow_pickle=False)
+            else:
                 X, y = X[:, :-1], np.asarray(X[:, -1])
                 if not np.all(np.isfinite(y) & (y == np.round(y))):
                     raise DataError(f"{path}: no --labels given, and the last column is not "
@@ -792,7 +796,7 @@ def load_numpy(path: Path, labels_path: str | None = None,
                         f"{X.shape} of {X.dtype}")
     if y is not None and (y.ndim != 1 or len(y) != X.shape[0]):
         raise DataError(f"{path}: {X.shape[0]} rows of features but labels of shape {y.shape}")
-    X = np.ascontiguousarray(X, dtype=np.float64)
+    X = np.ascontiguousarray(X, dtype=feature_dtype(X))  # a mapped slice: read in now
     finite_or_raise(X, str(path))
     names = [f"x{i}" for i in range(X.shape[1])]
     if y is None:
@@ -1081,6 +1085,13 @@ def describe_builtin() -> list[dict]:
             }
         )
     return rows
+
+
+def feature_dtype(X) -> np.dtype:
+    """The dtype a matrix of features is held in: float32 stays float32 (embeddings: half the
+    memory, and what a GPU run takes), anything else becomes float64. Training casts to the
+    run's dtype (``--dtype``) once, where the rows are laid out."""
+    return np.dtype(np.float32 if X.dtype == np.float32 else np.float64)
 
 
 def finite_or_raise(X, name: str) -> None:

@@ -334,9 +334,12 @@ class SoftmaxRegressionCV(SoftmaxRegression):
     coef_, intercept_ : fitted on all rows at ``lambda_`` (from the path's point, to ``tol``)
     """
 
+    #: the path and its folds run on the CPU, and so do the predictions
+    device = "cpu"
+
     _parameter_constraints: dict = {
         **{k: v for k, v in SoftmaxRegression._parameter_constraints.items()
-           if k not in ("l1", "l2", "batch_size", "optimizer")},
+           if k not in ("l1", "l2", "batch_size", "optimizer", "device")},
         "lambdas": [Interval(Integral, 2, None, closed="left"), "array-like"],
         "Cs": [Interval(Integral, 2, None, closed="left"), "array-like", None],
         "l1_ratio": [Interval(Real, 0, 1, closed="both")],

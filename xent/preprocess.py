@@ -202,10 +202,10 @@ class Statistics:
 
 def block_statistics(numeric, codes: np.ndarray, labels: np.ndarray, n_classes: int,
                      n_levels: list[int]) -> Statistics:
-    """The statistics of one block of raw rows: numeric (rows, n_numeric) float64 with NaN
-    where missing (or CSR: nothing missing), codes (rows, n_categorical) level codes (-1
-    missing), labels (rows,) class indices; ``n_levels`` the codes of each categorical
-    column."""
+    """The statistics of one block of raw rows: numeric (rows, n_numeric) float64 (or float32,
+    summed in float64) with NaN where missing (or CSR: nothing missing), codes (rows,
+    n_categorical) level codes (-1 missing), labels (rows,) class indices; ``n_levels`` the
+    codes of each categorical column."""
     rows = numeric.shape[0]
     if sp.issparse(numeric):
         count = np.full(numeric.shape[1], float(rows))
@@ -213,6 +213,7 @@ def block_statistics(numeric, codes: np.ndarray, labels: np.ndarray, n_classes: 
         squares = np.asarray(numeric.multiply(numeric).sum(axis=0)).ravel()
         m2 = np.maximum(squares - rows * mean * mean, 0.0)
     else:
+        numeric = np.asarray(numeric, dtype=np.float64)  # float32 features: float64 sums
         present = ~np.isnan(numeric)
         count = present.sum(axis=0).astype(np.float64)
         safe = np.where(present, numeric, 0.0)
@@ -228,10 +229,17 @@ def block_statistics(numeric, codes: np.ndarray, labels: np.ndarray, n_classes: 
                       count, mean, m2, level_counts, missing)
 
 
-def table_statistics(table: RawTable, selection: np.ndarray, block_rows: int = 1 << 16,
+#: values per block of ``table_statistics`` (its float64 temporaries: 32 MB each)
+STATISTICS_BLOCK_VALUES = 1 << 22
+
+
+def table_statistics(table: RawTable, selection: np.ndarray, block_rows: int | None = None,
                      medians: bool = False) -> Statistics:
     """The statistics of the selected rows of ``table`` (in memory or a streamed cache), one
-    block of ``block_rows`` at a time, so that the temporaries stay small."""
+    block of ``block_rows`` at a time (default: ``STATISTICS_BLOCK_VALUES`` values), so that
+    the temporaries stay small however wide the rows are."""
+    if block_rows is None:
+        block_rows = max(1, STATISTICS_BLOCK_VALUES // max(table.numeric.shape[1], 1))
     n_levels = [len(levels) for levels in table.levels]
     total = block_statistics(table.numeric[0:0], np.zeros((0, len(n_levels)), np.int32),
                              np.zeros(0, np.intp), len(table.classes), n_levels)

@@ -194,7 +194,7 @@ class MemoryTable(RawTable):
         own = self.owned or (X is not self.numeric and X is not self.text)
         dense = isinstance(X, np.ndarray)
         X_val = X[validation] if validation.any() else None
-        if dense and X.dtype == np.float64 and own:
+        if dense and X.dtype in (np.float32, np.float64) and own:
             X_train = split_in_place(X, np.flatnonzero(train), np.arange(0))[0]
             self.numeric = None  # its rows are the training part now
         else:
@@ -206,6 +206,8 @@ class MemoryTable(RawTable):
             if X_part is None:
                 sources.append(None)
                 continue
+            if np.dtype(options.dtype).itemsize > X_part.dtype.itemsize:
+                X_part = X_part.astype(options.dtype)  # widen before standardising, narrow after
             if prep.standardizer is not None:
                 X_part = prep.standardizer.transform(X_part, copy=X_part is X and not own)
             target, weights = masked_target(self, rows, smoothing, class_weight)
