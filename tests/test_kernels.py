@@ -90,6 +90,29 @@ def test_wide_csr_summed_by_columns_equals_the_numpy_reference(monkeypatch, n_cl
 
 
 @pytest.mark.parametrize("layout", ["dense", "csr"])
+@pytest.mark.parametrize("forced", ["0", "1"])
+def test_sums_added_into_earlier_sums_equal_one_pass(monkeypatch, layout, forced):
+    """A source's blocks summed one after another into one gradient (``sums(into=...)``, the
+    kernel adding in place) give the sums of all the rows in one pass, at 1e-12."""
+    monkeypatch.setenv("XENT_KERNELS", forced)
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(3000, 9))
+    if layout == "csr":
+        X[rng.random(X.shape) < 0.6] = 0.0
+        X = sp.csr_matrix(X)
+    target = labels_target(rng.integers(0, 4, 3000), 4, 0.1)
+    link, weights = get_link("softmax", 4), rng.random(3000)
+    params = rng.normal(size=(10, 4))
+    whole = sums(params, X, target, link, weights, n_threads=1)
+    totals = None
+    for rows in (slice(0, 1000), slice(1000, 2200), slice(2200, 3000)):
+        totals = sums(params, X[rows], target.take(np.arange(3000)[rows]), link,
+                      weights[rows], n_threads=1, into=totals)
+    _close(whole, totals, 1e-12)
+    assert totals.n_rows == 3000 and totals.weight == pytest.approx(weights.sum(), rel=1e-14)
+
+
+@pytest.mark.parametrize("layout", ["dense", "csr"])
 def test_float32_data_in_float64_and_float32_products(monkeypatch, layout):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(3000, 6)).astype(np.float32)

@@ -155,6 +155,14 @@ def logits(X, coef: np.ndarray, intercept: np.ndarray, xp,
     return out
 
 
+def linear_logits(X, coef: np.ndarray, intercept: np.ndarray, device: str) -> np.ndarray:
+    """Z = X W + b (n, k) float64 on the host, the product taken on ``device``: "cpu" here
+    (dense or CSR X), else a block of rows at a time there (``logits``)."""
+    if device == "cpu":
+        return np.asarray(X @ coef) + intercept
+    return logits(X, coef, intercept, namespace(device))
+
+
 _SPARSE_MESSAGE = ("--device cuda takes dense features; this data is sparse (LIBSVM or text): "
                    "use --device cpu")
 

@@ -228,11 +228,10 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     def _linear(self, X) -> np.ndarray:
         """(n_samples, 1 or n_classes) logits X W + b, on ``device`` for dense X (sparse X,
         which a GPU fit never had, is multiplied here: the numbers are the same)."""
-        if self.device != "cpu" and not sp.issparse(X):
-            from .device import logits, namespace
+        from .device import linear_logits
 
-            return logits(X, self.coef_.T, self.intercept_, namespace(self.device))
-        return np.asarray(X @ self.coef_.T) + self.intercept_
+        device = "cpu" if sp.issparse(X) else self.device
+        return linear_logits(X, self.coef_.T, self.intercept_, device)
 
     def _output(self, X, method: str):
         """``method`` ("predict", "predict_proba", ...) of X: numpy or CSR gives numpy; a dask

@@ -125,20 +125,20 @@ def csr_by_columns(given: Inputs, X, softmax: bool, runs: list[tuple[int, int]],
     key = ("columns", X.data.dtype.str, X.indices.dtype.str, given.coef.dtype.str)
 
     def rows(t):
-        with _compiling(key):
-            return compiled.csr_residuals(
-                X.data, X.indices, given.indptr, given.coef, given.intercept, given.labels,
-                given.proba, given.eps, given.weights, runs[t][0], runs[t][1], softmax, R,
-                grad_bs[t])
+        return compiled.csr_residuals(
+            X.data, X.indices, given.indptr, given.coef, given.intercept, given.labels,
+            given.proba, given.eps, given.weights, runs[t][0], runs[t][1], softmax, R,
+            grad_bs[t])
 
-    totals = list(pool.map(rows, range(len(runs))))
     grad = np.zeros(given.coef.shape)
     spans = column_spans(X, len(runs))
 
     def columns(span):
         compiled.csr_columns(X.data, X.indices, given.indptr, R, span[0], span[1], grad)
 
-    list(pool.map(columns, spans))
+    with _compiling(key):  # on this (the calling) thread, while the pool's threads run
+        totals = list(pool.map(rows, range(len(runs))))
+        list(pool.map(columns, spans))
     return (sum(t[0] for t in totals), sum(t[1] for t in totals), grad,
             np.sum(grad_bs, axis=0))
 
@@ -196,12 +196,23 @@ def inputs(X, W: np.ndarray, b: np.ndarray, target, weights, dtype) -> Inputs:
                   row_pointers(X) if sp.issparse(X) else None)
 
 
-def run_sums(given: Inputs, X, softmax: bool, start: int, stop: int, with_grad: bool):
+def kernel_layout(X, totals) -> tuple[np.ndarray, np.ndarray] | None:
+    """The arrays of ``totals`` (``loss.Sums``) as ``run_sums`` adds into them (the gradient
+    in ``coef_layout``'s layout), or None when they are not laid out that way."""
+    grad = totals.grad_coef_t.T if sp.issparse(X) else totals.grad_coef_t
+    if grad.dtype != np.float64 or not grad.flags.c_contiguous:
+        return None
+    return grad, totals.grad_intercept
+
+
+def run_sums(given: Inputs, X, softmax: bool, start: int, stop: int, with_grad: bool,
+             grad: np.ndarray | None = None, grad_b: np.ndarray | None = None):
     """Rows start..stop of X through the compiled kernel: (loss_sum, n_correct, gradient of
-    W in ``coef_layout``'s layout, grad_intercept (k,)). X C-ordered dense or CSR."""
+    W in ``coef_layout``'s layout, grad_intercept (k,)), the gradients added into ``grad``
+    and ``grad_b`` when given, else into new zeros. X C-ordered dense or CSR."""
     compiled = kernels()
-    grad = np.zeros(given.coef.shape)
-    grad_b = np.zeros(len(given.intercept))
+    grad = np.zeros(given.coef.shape) if grad is None else grad
+    grad_b = np.zeros(len(given.intercept)) if grad_b is None else grad_b
     common = (given.labels, given.proba, given.eps, given.weights, start, stop, softmax,
               with_grad, grad, grad_b)
     if given.indptr is None:

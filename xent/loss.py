@@ -200,6 +200,17 @@ class Sums(NamedTuple):
                     self.grad_intercept + other.grad_intercept,
                     self.n_rows + other.n_rows, self.weight + other.weight)
 
+    def accumulate(self, other: Sums) -> Sums:
+        """``self + other`` with ``other``'s arrays added into ``self``'s in place, for sums
+        whose arrays are their own: a W-sized gradient (hashed text: tens of MB) is not
+        allocated again for every block or partition added."""
+        self.grad_coef_t.__iadd__(other.grad_coef_t)
+        self.grad_intercept.__iadd__(other.grad_intercept)
+        return self._replace(loss=self.loss + other.loss,
+                             n_correct=self.n_correct + other.n_correct,
+                             n_rows=self.n_rows + other.n_rows,
+                             weight=self.weight + other.weight)
+
 
 #: the compiled kernels (``kernels.py``) take data of at least this many stored values; below
 #: it numba's import and the kernels' load (about 0.4 s, once) cost more than they save, and
@@ -249,8 +260,10 @@ def _by_columns(X, threads: int, with_grad: bool) -> bool:
 
 
 def sums(params, X, target: Target, link: Link, weights=None, *, block_rows=None,
-         with_grad=True, n_threads=None, compute_dtype=None) -> Sums:
-    """The sums of the objective over the rows of X (dense or CSR).
+         with_grad=True, n_threads=None, compute_dtype=None, into: Sums | None = None) -> Sums:
+    """The sums of the objective over the rows of X (dense or CSR), added to ``into`` (its
+    arrays updated in place: a source's blocks summed one after another share one gradient)
+    when given.
 
     X's rows are shared out among ``n_threads`` threads (default: the cores this process may
     use), each summing its own contiguous run; the partial sums are added in a fixed order, so
@@ -268,6 +281,13 @@ def sums(params, X, target: Target, link: Link, weights=None, *, block_rows=None
     if kernel:
         given = kernels.inputs(X, params[:d], intercept, target, weights, compute_dtype)
         runs = _kernel_runs(X, threads, params.shape[1], buffers=not by_columns)
+        buffers = None if into is None else kernels.kernel_layout(X, into)
+        if buffers is not None and len(runs) == 1 and not by_columns:  # the kernel adds in
+            loss, right, _, _ = kernels.run_sums(given, X, link.kernel_softmax, 0, n,
+                                                 with_grad, *buffers)
+            weight = float(n) if weights is None else float(np.sum(weights))
+            return into._replace(loss=into.loss + loss, n_correct=into.n_correct + right,
+                                 n_rows=into.n_rows + n, weight=into.weight + weight)
 
         def work(run):
             return kernels.run_sums(given, X, link.kernel_softmax, run[0], run[1], with_grad)
@@ -299,8 +319,9 @@ def sums(params, X, target: Target, link: Link, weights=None, *, block_rows=None
     if kernel:
         grad_coef = kernels.as_grad_coef_t(X, grad_coef)
     weight = float(n) if weights is None else float(np.sum(weights))
-    return Sums(sum(p[0] for p in parts), sum(p[1] for p in parts), grad_coef,
-                sum(p[3] for p in parts), n, weight)
+    result = Sums(sum(p[0] for p in parts), sum(p[1] for p in parts), grad_coef,
+                  sum(p[3] for p in parts), n, weight)
+    return result if into is None else into.accumulate(result)
 
 
 @dataclass(frozen=True)

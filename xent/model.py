@@ -119,12 +119,9 @@ class Model:
     def decision_function(self, data, device: str = "cpu") -> np.ndarray:
         """Logits (n_samples, n_outputs): 1 column for the sigmoid, n_classes for the softmax;
         the product X W taken on ``device`` ("cuda": in blocks on the GPU, ``device.logits``)."""
-        X = self.features(data)
-        if device != "cpu":
-            from .device import logits, namespace
+        from .device import linear_logits
 
-            return logits(X, self.coef, self.intercept, namespace(device))
-        return np.asarray(X @ self.coef) + self.intercept
+        return linear_logits(self.features(data), self.coef, self.intercept, device)
 
     def scores(self, data, device: str = "cpu") -> Scores:
         """The model's ``Scores`` of raw data (see ``features``), its logits taken on

@@ -437,9 +437,8 @@ class StreamData:
                     X = self._raw(start, stop, keep, buffer).astype(self._dtype, copy=False)
                 else:
                     X = self.block(start, stop, keep)
-                part = sums(raw if fold else params, X, self._target.take(selected), link,
-                            self._take_weights(selected), **options)
-                totals = part if totals is None else totals + part
+                totals = sums(raw if fold else params, X, self._target.take(selected), link,
+                              self._take_weights(selected), into=totals, **options)
             return totals
 
         # Each thread reads and computes its own run of blocks: reading (which releases the
@@ -451,10 +450,10 @@ class StreamData:
             pool, single_blas = thread_pool(threads)
             with single_blas:
                 parts = list(pool.map(run, groups))
-        totals = Sums.zero(params.shape[1], d)
-        for part in parts:  # added in the blocks' order: the result does not depend on timing
-            if part is not None:
-                totals = totals + part
+        parts = [part for part in parts if part is not None]
+        totals = parts[0] if parts else Sums.zero(params.shape[1], d)
+        for part in parts[1:]:  # added in the blocks' order: the result does not depend on timing
+            totals = totals.accumulate(part)
         if fold:
             corrected = (totals.grad_coef_t - np.outer(totals.grad_intercept, mean)) / scale
             totals = totals._replace(grad_coef_t=corrected)
