@@ -18,7 +18,9 @@ fastText's format (one ``__label__c text`` line a document) to a temporary direc
    RUN test.txt`` as processes (reading, hashing, training, writing the run; reading and
    scoring the test file), against fastText's train_supervised(epoch=5) and test where the
    fasttext (fasttext-wheel) module is installed. Target: xent faster.
-3. Hashing: xent's (every core) and scikit-learn's HashingVectorizer (one core) on the
+3. One evaluation (loss and gradient) of the hashed training matrix, on one thread and on every
+   core, by ranges of columns (xent's layout for wide CSR) and with a buffer per thread.
+   Hashing: xent's (every core) and scikit-learn's HashingVectorizer (one core) on the
    training documents, unigrams and 1-2-grams.
 4. Memory: the peak resident memory of the ``xent train`` process above that of a process
    that only imported the same modules, and above one that also ran each compiled kernel once
@@ -130,6 +132,37 @@ def training_alone(X_train, y_train, X_test, y_test) -> dict:
                          "lr_decay": solver.lr_decay, "l2": l2}}
 
 
+def evaluation(X_train, y_train) -> dict:
+    """One loss and gradient on the hashed training matrix (what each epoch's record costs):
+    on one thread, and on every core by ranges of columns (``kernels.csr_by_columns``, what
+    xent does) and with a gradient buffer per thread (the other layout, forced by patching
+    ``loss._by_columns``); the best of five each."""
+    from xent import loss
+
+    params = np.zeros((X_train.shape[1] + 1, 20))
+    target, link = labels_target(y_train, 20), get_link("softmax", 20)
+    cores = available_cores()
+    chosen = loss._by_columns
+
+    def best(threads: int) -> float:
+        loss.sums(params, X_train, target, link, n_threads=threads)
+        times = []
+        for _ in range(5):
+            start = time.perf_counter()
+            loss.sums(params, X_train, target, link, n_threads=threads)
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    out = {"one_thread": best(1), "by_columns": best(cores)}
+    try:
+        loss._by_columns = lambda *args: False
+        out["buffers"] = best(cores)
+    finally:
+        loss._by_columns = chosen
+    out["threads"] = cores
+    return out
+
+
 def peak_rss_mb(command: list[str]) -> tuple[float, float]:
     """(wall seconds, peak resident MB) of a command run as a process of its own (measured
     by a small parent, so that this process's own children do not count)."""
@@ -230,6 +263,7 @@ def main() -> None:
                            "numpy": np.__version__, "scikit-learn": sklearn.__version__},
                "n_train": n_train, "n_test": n_test, "csr_mb": csr_mb}
     results["training"] = training_alone(X_train, y_train, X_test, y_test)
+    results["evaluation"] = evaluation(X_train, y_train)
     results["hashing"] = hashing(documents[:n_train])
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
@@ -260,6 +294,11 @@ def report(r: dict) -> None:
     else:
         line += "  fastText not installed"
     print(line)
+    v = r["evaluation"]
+    print(f"one evaluation  1 thread {v['one_thread'] * 1e3:.0f} ms; {v['threads']} threads by "
+          f"columns {v['by_columns'] * 1e3:.0f} ms ({v['by_columns'] / v['one_thread']:.2f}x), "
+          f"with a buffer per thread {v['buffers'] * 1e3:.0f} ms "
+          f"({v['buffers'] / v['one_thread']:.2f}x)")
     for ngrams, h in r["hashing"].items():
         print(f"hashing {ngrams}     xent {h['xent']:.2f} s  HashingVectorizer (1 core) "
               f"{h['hashing_vectorizer']:.2f} s  ratio {h['ratio']:.2f}x")
