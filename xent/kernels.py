@@ -14,8 +14,9 @@ call sums its own rows into its own buffers; ``loss.sums`` gives each thread a c
 rows and adds the runs' sums in a fixed order, so the result depends on the thread count but
 never on timing. CSR with more features than rows per thread (hashed text) is summed in two
 passes instead, R by runs of rows, then X^T R by ranges of columns into one gradient
-(``csr_by_columns``): a gradient per thread would take more memory than R, and adding them up
-more time than the pass. The kernels release the GIL (``nogil``), so the threads run at once.
+(``csr_by_columns``): a gradient per thread would take more memory than R, and on many cores
+more time to zero and add up than the second pass takes. The kernels release the GIL
+(``nogil``), so the threads run at once.
 
 numba compiles them on first use (a few seconds) and caches the machine code on disk, in
 $NUMBA_CACHE_DIR, else ``<xent's cache>/numba`` (a writable place even when xent is installed
