@@ -221,12 +221,15 @@ def csr_scatter(data, indices, indptr, i, factor, r, t, out):
 
 @jit
 def csr(data, indices, indptr, coef, intercept, labels, proba, eps, weights, start, stop,
-        softmax, with_grad, grad, grad_b):
+        softmax, with_grad, grad, grad_b, R):
     """Rows start..stop of a CSR matrix; coef (d, k) (a row of W per stored entry); adds
-    into grad (d, k) and grad_b (k,)."""
+    into grad (d, k) and grad_b (k,). With R (n, k) not empty, each row's residual
+    w_i (q_i - p_i) is stored in R[i] instead of scattered into grad: the first pass of an
+    evaluation by columns (``csr_columns``)."""
     k = coef.shape[1]
     z = np.empty((1, k))
     r = np.empty((1, k))
+    keep = R.shape[0] > 0
     loss_sum = 0.0
     n_right = 0
     for i in range(start, stop):
@@ -237,29 +240,11 @@ def csr(data, indices, indptr, coef, intercept, labels, proba, eps, weights, sta
         if with_grad:
             for c in range(k):
                 grad_b[c] += r[0, c]
-            csr_scatter(data, indices, indptr, i, 1.0, r, 0, grad)
-    return loss_sum, n_right
-
-
-@jit
-def csr_residuals(data, indices, indptr, coef, intercept, labels, proba, eps, weights, start,
-                  stop, softmax, R, grad_b):
-    """The first pass of ``csr_columns``' evaluation: for rows start..stop of a CSR matrix,
-    R[i] = w_i (q_i - p_i), and their sum added into grad_b (k,); returns (loss_sum,
-    n_correct)."""
-    k = coef.shape[1]
-    z = np.empty((1, k))
-    r = np.empty((1, k))
-    loss_sum = 0.0
-    n_right = 0
-    for i in range(start, stop):
-        csr_logits(data, indices, indptr, i, coef, 1.0, intercept, z, 0)
-        loss, right = weighted_row(z, r, 0, labels, proba, i, eps, weights, softmax)
-        loss_sum += loss
-        n_right += right
-        for c in range(k):
-            R[i, c] = r[0, c]
-            grad_b[c] += r[0, c]
+            if keep:
+                for c in range(k):
+                    R[i, c] = r[0, c]
+            else:
+                csr_scatter(data, indices, indptr, i, 1.0, r, 0, grad)
     return loss_sum, n_right
 
 

@@ -96,6 +96,8 @@ def _build():
 _EMPTY_LABELS = np.zeros(0, dtype=np.intp)
 _EMPTY_PROBA = np.zeros((0, 0))
 _EMPTY_WEIGHTS = np.zeros(0)
+_NO_GRAD = np.zeros((0, 0))  # ``csr`` keeping R scatters nothing
+_NO_RESIDUALS = np.zeros((0, 0))  # ``csr`` scattering into the gradient keeps no R
 
 
 def coef_layout(X, W: np.ndarray, dtype) -> np.ndarray:
@@ -114,7 +116,7 @@ def as_grad_coef_t(X, grad: np.ndarray) -> np.ndarray:
 def csr_by_columns(given: Inputs, X, softmax: bool, runs: list[tuple[int, int]], pool):
     """The sums of CSR X in two passes on ``pool``'s threads, with one gradient rather than
     one per thread: each thread's run of rows gives R = w (Q - P) for its rows (n x k in all,
-    ``_compiled.csr_residuals``), then each thread adds X^T R into its own range of columns
+    ``_compiled.csr`` keeping R), then each thread adds X^T R into its own range of columns
     (``csr_columns``, ranges of about equal stored entries). For hashed text d x k is tens of
     MB and R is smaller, so this keeps memory flat in the thread count (and skips adding the
     threads' gradients). Returns (loss_sum, n_correct, grad in ``coef_layout``'s layout,
@@ -126,10 +128,9 @@ def csr_by_columns(given: Inputs, X, softmax: bool, runs: list[tuple[int, int]],
     key = ("columns", X.data.dtype.str, X.indices.dtype.str, given.coef.dtype.str)
 
     def rows(t):
-        return compiled.csr_residuals(
-            X.data, X.indices, given.indptr, given.coef, given.intercept, given.labels,
-            given.proba, given.eps, given.weights, runs[t][0], runs[t][1], softmax, R,
-            grad_bs[t])
+        return compiled.csr(X.data, X.indices, given.indptr, given.coef, given.intercept,
+                            given.labels, given.proba, given.eps, given.weights, runs[t][0],
+                            runs[t][1], softmax, True, _NO_GRAD, grad_bs[t], R)
 
     grad = np.zeros(given.coef.shape)
     spans = column_spans(X, len(runs))
@@ -222,5 +223,5 @@ def run_sums(given: Inputs, X, softmax: bool, start: int, stop: int, with_grad: 
     else:
         with _compiling(("csr", X.data.dtype.str, X.indices.dtype.str, given.coef.dtype.str)):
             loss, right = compiled.csr(X.data, X.indices, given.indptr, given.coef,
-                                       given.intercept, *common)
+                                       given.intercept, *common, _NO_RESIDUALS)
     return loss, right, grad, grad_b
