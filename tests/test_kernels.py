@@ -57,9 +57,8 @@ def test_kernels_equal_the_numpy_reference(monkeypatch, n_classes, layout, targe
 
 
 @pytest.mark.parametrize("n_classes", [2, 4])
-@pytest.mark.parametrize("target_kind", ["smoothed", "soft"])
-@pytest.mark.parametrize("weighted", [False, True])
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("target_kind, weighted, dtype", [
+    ("smoothed", False, np.float64), ("soft", True, np.float32)])
 def test_wide_csr_summed_by_columns_equals_the_numpy_reference(monkeypatch, n_classes,
                                                                 target_kind, weighted, dtype):
     """CSR with more features than rows per thread (hashed text) is summed in two passes,
