@@ -49,23 +49,28 @@ def supports(optimizer: str, objective: Objective) -> bool:
 
 
 def epoch(optimizer: str, params: np.ndarray, state, X, target: Target, weights,
-          order: np.ndarray, batch_size: int, objective: Objective):
+          order: np.ndarray, batch_size: int, objective: Objective, in_place: bool = False):
     """The optimiser's steps over the CSR rows ``order`` of X, ``batch_size`` at a time, from
     ``params`` (n_features + 1, n_outputs) and ``state`` (the dense optimiser's, so that a
     checkpoint is the same either way). Returns (params, state, number of steps); the
-    arguments are not modified."""
+    arguments are not modified, unless ``in_place``: then ``params`` and the state's arrays
+    (the caller's own copies, float64 and C-ordered) are stepped where they are, so that a
+    streamed epoch's blocks do not copy W-sized arrays for each block."""
     from . import kernels
 
-    params = np.array(params, dtype=np.float64, order="C")
+    def own(array):
+        return array if in_place and array.dtype == np.float64 and array.flags.c_contiguous \
+            else np.array(array, dtype=np.float64, order="C")
+
+    params = own(params)
     coef, intercept = params[:-1], params[-1]
     d, k = coef.shape
     method = LAZY_METHODS[optimizer]
     if method == 1:
-        slow = np.array(state.sum_sq, dtype=np.float64, order="C")
+        slow = own(state.sum_sq)
         fast, count, betas = np.zeros((1, k)), np.zeros(1, np.int64), _ADAGRAD_BETAS
     elif method == 2:
-        slow = np.array(state.m, dtype=np.float64, order="C")
-        fast = np.array(state.v, dtype=np.float64, order="C")
+        slow, fast = own(state.m), own(state.v)
         count, betas = np.array([state.count], np.int64), _BETAS
     else:
         slow, fast, count, betas = np.zeros((1, k)), np.zeros((1, k)), np.zeros(1, np.int64), \

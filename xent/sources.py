@@ -49,9 +49,10 @@ class Step(Protocol):
         (rows kept on a device)."""
 
     def rows(self, params: np.ndarray, state, X, target: Target, weights, order: np.ndarray,
-             batch_size: int) -> tuple[np.ndarray, Any, int]:
+             batch_size: int, in_place: bool = False) -> tuple[np.ndarray, Any, int]:
         """Steps over the rows ``order`` of an array X, ``batch_size`` at a time (sparse
-        rows: lazily, touching only the features present)."""
+        rows: lazily, touching only the features present). ``in_place``: ``params`` and the
+        state's arrays are the caller's own, and may be stepped where they are."""
 
 
 @runtime_checkable

@@ -14,6 +14,7 @@ predict work on it unchanged.
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import json
 import os
@@ -481,14 +482,17 @@ class StreamData:
         return total
 
     def minibatch_epoch(self, step, params, state, batch_size, rng):
-        """The blocks in a shuffled order, the rows shuffled within each block."""
+        """The blocks in a shuffled order, the rows shuffled within each block. The epoch
+        copies the parameters and the optimiser's state once, and the blocks step the copies
+        in place (hashed text: W is tens of MB, a block a few)."""
         spans, n_steps = list(self._spans()), 0
+        params, state = np.array(params, dtype=np.float64, order="C"), copy.deepcopy(state)
         for index in rng.permutation(len(spans)):
             start, stop, keep, rows = spans[index]
             X = self.block(start, stop, keep)
             params, state, count = step.rows(params, state, X, self._target.take(rows),
                                              self._take_weights(rows), rng.permutation(X.shape[0]),
-                                             batch_size)
+                                             batch_size, in_place=True)
             n_steps += count
         return params, state, n_steps
 

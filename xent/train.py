@@ -278,10 +278,10 @@ class BatchStep:
         return batch_steps(params, state, batches, opt=self.opt, objective=self.objective,
                            compute_dtype=self.compute_dtype)
 
-    def rows(self, params, state, X, target, weights, order, batch_size):
+    def rows(self, params, state, X, target, weights, order, batch_size, in_place=False):
         if sp.issparse(X) and lazy.supports(self.optimizer, self.objective):
             return lazy.epoch(self.optimizer, params, state, X, target, weights, order,
-                              batch_size, self.objective)
+                              batch_size, self.objective, in_place)
         return self(params, state, shuffled_batches(X, target, weights, order, batch_size))
 
 
