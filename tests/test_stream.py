@@ -8,7 +8,9 @@ import pytest
 
 from xent import api, stream
 from xent.config import Config, with_overrides
+from xent.data import ReadOptions
 from xent.errors import ConfigError, DataError
+from xent.text import TextSpec
 
 
 def make_csv(path, n=3000, seed=0, holes=False):
@@ -104,6 +106,27 @@ def test_a_changed_file_gets_a_new_cache(tmp_path, run):
                 if r["source"] == str((tmp_path / "d.csv").resolve())]) == 1
     run("cache", "clear")
     assert json.loads(run("cache", "list", "--json").stdout) == []
+
+
+def test_caches_made_with_settings_are_not_stale_and_clear_keeps_the_kernels(tmp_path, run,
+                                                                           monkeypatch):
+    """A cache made with text columns, or with read options, is listed as fresh (its key
+    is remade from all its settings), so `cache clear --stale` keeps it; `cache clear`
+    removes the data caches but not numba's compiled kernels beside them."""
+    monkeypatch.setenv("XENT_CACHE_DIR", str(tmp_path / "cache"))  # only this test's caches
+    pd.DataFrame({"review": ["good food", "bad food", "so good"] * 30,
+                  "label": ["y", "n", "y"] * 30}).to_csv(tmp_path / "r.csv", index=False)
+    make_csv(tmp_path / "d.csv", n=300)
+    stream.build_cache(tmp_path / "r.csv", "label", text=TextSpec(("review",), buckets=64))
+    stream.build_cache(tmp_path / "d.csv", read=ReadOptions(sep=",", na_values=("?",)))
+    compiled = stream.cache_root() / stream.COMPILED_DIR
+    compiled.mkdir(parents=True, exist_ok=True)
+    (compiled / "kernel.nbi").write_text("compiled")
+    listed = json.loads(run("cache", "list", "--json").stdout)
+    assert len(listed) == 2 and not any(r["stale"] for r in listed)
+    assert "removed 0" in run("cache", "clear", "--stale").stdout
+    assert "removed 2" in run("cache", "clear").stdout
+    assert (compiled / "kernel.nbi").read_text() == "compiled"
 
 
 def test_parquet_streams_by_row_groups(tmp_path):

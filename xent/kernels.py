@@ -81,9 +81,9 @@ def _compiling(key: tuple):
 
 
 def _cache_dir() -> str:
-    from .stream import cache_root
+    from .stream import COMPILED_DIR, cache_root
 
-    return str(cache_root() / "numba")
+    return str(cache_root() / COMPILED_DIR)
 
 
 def _build():

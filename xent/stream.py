@@ -56,6 +56,11 @@ READ_BYTES = 4 << 20  # most bytes of the cache read at once by training
 DEFAULT_OPTIONS = SourceOptions()
 
 
+#: the folder in the cache root that holds numba's compiled kernels (``kernels``), not data:
+#: ``xent cache`` neither lists nor clears it
+COMPILED_DIR = "numba"
+
+
 def cache_root() -> Path:
     """$XENT_CACHE_DIR, else $XDG_CACHE_HOME/xent, else ~/.cache/xent."""
     if os.environ.get("XENT_CACHE_DIR"):
@@ -261,6 +266,7 @@ def _parse_into(path: Path, target, weight, chunk_rows, work: Path, read: ReadOp
     """Parse the file chunk by chunk (``data.parse_block``, the schema from the first chunk;
     ``text``'s columns hashed, chunk by chunk) into the cache's files in ``work``."""
     fasttext = is_fasttext(path)
+    asked = read  # what the cache's key was made of, before the delimiter is sniffed
     if not (is_parquet(path) or fasttext):
         read = replace(read, sep=delimiter(path, read))
     text_columns = () if text is None else text.columns
@@ -320,7 +326,8 @@ def _parse_into(path: Path, target, weight, chunk_rows, work: Path, read: ReadOp
         "columns": list(schema.columns), "numeric": list(schema.numeric),
         "categorical": list(schema.categorical), "levels": [b.values for b in books],
         "classes": classes, "missing_counts": missing_counts,
-        "read": read.to_dict(), "text": None if text is None else text.to_dict(),
+        "read": read.to_dict(), "requested_read": asked.to_dict(),
+        "text": None if text is None else text.to_dict(),
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     (work / "meta.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
@@ -509,19 +516,30 @@ def list_caches() -> list[dict]:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
             size = sum(f.stat().st_size for f in directory.iterdir())
             source = Path(meta["source"])
-            stale = not source.is_file() or \
-                cache_key(source, *meta["requested"]) != directory.name
+            stale = not source.is_file() or _meta_key(source, meta) != directory.name
             rows.append({"key": directory.name, "source": meta["source"],
                          "n_rows": meta["n_rows"], "bytes": size, "created": meta["created"],
                          "stale": stale})
     return rows
 
 
+def _meta_key(source: Path, meta: dict) -> str:
+    """The key the cache described by ``meta`` would have for ``source`` as it is now: the
+    same settings (target, weight, read options, text) as when it was made."""
+    text = meta.get("text")
+    return cache_key(source, *meta["requested"],
+                     ReadOptions.from_dict(meta.get("requested_read")),
+                     None if text is None else TextSpec.from_dict(text))
+
+
 def clear_caches(keys: list[str] | None = None) -> int:
-    """Remove the named caches (all of them without names); returns how many were removed."""
+    """Remove the named caches (all of them without names); returns how many were removed.
+    The compiled kernels (``COMPILED_DIR``) stay: they are code, not data."""
     root = cache_root()
     removed = 0
     for directory in list(root.glob("*")) if root.is_dir() else []:
+        if directory.name == COMPILED_DIR:
+            continue
         if keys is None or directory.name in keys:
             shutil.rmtree(directory, ignore_errors=True)
             removed += not directory.name.startswith(".")
