@@ -204,8 +204,8 @@ class Sums(NamedTuple):
         """``self + other`` with ``other``'s arrays added into ``self``'s in place, for sums
         whose arrays are their own: a W-sized gradient (hashed text: tens of MB) is not
         allocated again for every block or partition added."""
-        self.grad_coef_t.__iadd__(other.grad_coef_t)
-        self.grad_intercept.__iadd__(other.grad_intercept)
+        np.add(self.grad_coef_t, other.grad_coef_t, out=self.grad_coef_t)
+        np.add(self.grad_intercept, other.grad_intercept, out=self.grad_intercept)
         return self._replace(loss=self.loss + other.loss,
                              n_correct=self.n_correct + other.n_correct,
                              n_rows=self.n_rows + other.n_rows,
