@@ -310,7 +310,7 @@ class DaskData:
                           n_threads=None)
         totals = parts[0]
         for part in parts[1:]:  # added in the partitions' order: the same wherever they are
-            totals = totals.accumulate(part)
+            totals = totals + part  # (not in place: gathered arrays may be read-only)
         return totals
 
     def information(self, params, link):
