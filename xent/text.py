@@ -300,6 +300,8 @@ def hash_fasttext(path: Path, spec: TextSpec, jobs: int | None = None,
 def stack_rows(parts: list[sp.csr_matrix]) -> sp.csr_matrix:
     """``sp.vstack(parts)`` as CSR, releasing each part once it is copied (``parts`` is
     emptied), so that the peak is the result plus one part, not twice the result."""
+    if len(parts) == 1:
+        return sp.csr_matrix(parts.pop())
     nnz = sum(part.nnz for part in parts)
     rows = sum(part.shape[0] for part in parts)
     data = np.empty(nnz, np.float64)
@@ -309,8 +311,8 @@ def stack_rows(parts: list[sp.csr_matrix]) -> sp.csr_matrix:
     row = at = 0
     while parts:
         part = parts.pop(0)
-        data[at:at + part.nnz] = part.data
-        indices[at:at + part.nnz] = part.indices
+        data[at:at + part.nnz] = part.data[:part.nnz]  # scipy allows longer arrays
+        indices[at:at + part.nnz] = part.indices[:part.nnz]
         indptr[row + 1:row + 1 + part.shape[0]] = part.indptr[1:] + at
         row, at = row + part.shape[0], at + part.nnz
     return sp.csr_matrix((data, indices, indptr), shape=(rows, n_columns))
