@@ -68,6 +68,7 @@ def connect(scheduler: str | None = None, workers: int = 2, quiet: bool = False)
         logging.getLogger(name).setLevel(level)
     if scheduler:
         try:
+            _answers(scheduler)
             client = Client(scheduler, timeout="5s")
         except OSError as exc:
             raise DataError(f"cannot reach the Dask scheduler at {scheduler} ({exc}); start "
@@ -80,6 +81,24 @@ def connect(scheduler: str | None = None, workers: int = 2, quiet: bool = False)
                       silence_logs=level) as cluster, \
             Client(cluster) as client:
         yield client
+
+
+def _answers(scheduler: str, timeout: float = 5.0) -> None:
+    """Raise the socket's error at once when a plain TCP scheduler address (``tcp://HOST:PORT``
+    or ``HOST:PORT``) refuses a connection (a mistyped port, nothing started), rather than
+    after Dask's own timeout and retries; other addresses are left to Dask."""
+    import socket
+    from urllib.parse import urlsplit
+
+    url = urlsplit(scheduler if "://" in scheduler else f"tcp://{scheduler}")
+    try:
+        host, port = url.hostname, url.port
+    except ValueError:  # a port that is not a number: Dask says what is wrong with it
+        return
+    if url.scheme != "tcp" or not host or not port:
+        return
+    with socket.create_connection((host, port), timeout=timeout):
+        pass
 
 
 def read_frame(source: str, read: ReadOptions = DEFAULT_READ):
