@@ -84,7 +84,7 @@ sums(np.zeros((X.shape[1] + 1, 3)), X, target, objective.link)
 from xent import kernels
 from xent.loss import thread_pool
 kernels.csr_by_columns(kernels.inputs(X, np.zeros((X.shape[1], 3)), np.zeros(3), target, None,
-                                      np.float64), X, True, [(0, 5), (5, 10)], thread_pool(2)[0])
+                                      np.float64), X, True, 2, thread_pool(2)[0])
 lazy.epoch("gd", np.zeros((X.shape[1] + 1, 3)), GDState(0.1), X, target, None, np.arange(10), 1,
            objective)
 """

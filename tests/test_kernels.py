@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from xent import kernels
 from xent.links import get_link
 from xent.loss import labels_target, sums, thread_count, use_kernels, use_threads
 from xent.targets import proba_target
@@ -86,6 +87,13 @@ def test_wide_csr_summed_by_columns_equals_the_numpy_reference(monkeypatch, n_cl
     _close(reference, ours, 1e-12)
     again = sums(params, X, target, link, weights, n_threads=3, compute_dtype=np.float64)
     assert again.loss == ours.loss and np.array_equal(again.grad_coef_t, ours.grad_coef_t)
+    # in blocks of 800 rows (R of one block at a time; the last block shorter): each gradient
+    # entry still adds its rows in order, so the gradient is the same bytes
+    monkeypatch.setattr(kernels, "RESIDUAL_BLOCK_BYTES", 800 * 8 * params.shape[1])
+    assert kernels.residual_block_rows(n, params.shape[1], 3) == 800
+    blocked = sums(params, X, target, link, weights, n_threads=3, compute_dtype=np.float64)
+    _close(reference, blocked, 1e-12)
+    assert np.array_equal(blocked.grad_coef_t, ours.grad_coef_t)
 
 
 @pytest.mark.parametrize("layout", ["dense", "csr"])

@@ -221,11 +221,11 @@ def csr_scatter(data, indices, indptr, i, factor, r, t, out):
 
 @jit
 def csr(data, indices, indptr, coef, intercept, labels, proba, eps, weights, start, stop,
-        softmax, with_grad, grad, grad_b, R):
+        softmax, with_grad, grad, grad_b, R, first):
     """Rows start..stop of a CSR matrix; coef (d, k) (a row of W per stored entry); adds
-    into grad (d, k) and grad_b (k,). With R (n, k) not empty, each row's residual
-    w_i (q_i - p_i) is stored in R[i] instead of scattered into grad: the first pass of an
-    evaluation by columns (``csr_columns``)."""
+    into grad (d, k) and grad_b (k,). With R (m, k) not empty, each row's residual
+    w_i (q_i - p_i) is stored in R[i - first] instead of scattered into grad: the first pass
+    of an evaluation by columns (``csr_columns``) over a block of rows from ``first``."""
     k = coef.shape[1]
     z = np.empty((1, k))
     r = np.empty((1, k))
@@ -242,26 +242,27 @@ def csr(data, indices, indptr, coef, intercept, labels, proba, eps, weights, sta
                 grad_b[c] += r[0, c]
             if keep:
                 for c in range(k):
-                    R[i, c] = r[0, c]
+                    R[i - first, c] = r[0, c]
             else:
                 csr_scatter(data, indices, indptr, i, 1.0, r, 0, grad)
     return loss_sum, n_right
 
 
 @jit
-def csr_columns(data, indices, indptr, R, low, high, grad):
-    """The second pass: grad[j] = sum_i x_ij R[i] for the columns low <= j < high, every
-    row read in order. A thread owns a range of columns, so the threads share one gradient
-    and each of its rows is summed in the same order whatever the timing."""
+def csr_columns(data, indices, indptr, R, first, stop, low, high, grad):
+    """The second pass: grad[j] += sum_i x_ij R[i - first] over the rows first..stop, for the
+    columns low <= j < high, the rows read in order. A thread owns a range of columns, so the
+    threads share one gradient and each of its rows is summed in the same order whatever the
+    timing."""
     k = R.shape[1]
-    for i in range(indptr.shape[0] - 1):
+    for i in range(first, stop):
         for s in range(indptr[i], indptr[i + 1]):
             j = indices[s]
             if low <= j < high:
                 v = data[s]
                 g_j = grad[j]
                 for c in range(k):
-                    g_j[c] += v * R[i, c]
+                    g_j[c] += v * R[i - first, c]
 
 
 @numba.njit(nogil=True, cache=True, inline="always")

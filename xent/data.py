@@ -19,6 +19,7 @@ import csv
 import hashlib
 import io
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,7 +28,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .errors import DataError
-from .text import FASTTEXT_TARGET, TextSpec, fasttext_spec, hash_fasttext, is_fasttext
+from .text import FASTTEXT_TARGET, FeatureNames, TextSpec, fasttext_spec, hash_fasttext, is_fasttext
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -501,8 +502,10 @@ class FeatureEncoder:
         return names
 
     @property
-    def feature_names(self) -> list[str]:
-        return self.tabular_names + ([] if self.text is None else self.text.feature_names)
+    def feature_names(self) -> Sequence[str]:
+        if self.text is None:
+            return self.tabular_names
+        return FeatureNames(self.tabular_names, self.text.columns, self.text.buckets)
 
     @property
     def schema(self) -> Schema:

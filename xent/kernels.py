@@ -113,36 +113,55 @@ def as_grad_coef_t(X, grad: np.ndarray) -> np.ndarray:
     return grad.T if sp.issparse(X) else grad
 
 
-def csr_by_columns(given: Inputs, X, softmax: bool, runs: list[tuple[int, int]], pool):
-    """The sums of CSR X in two passes on ``pool``'s threads, with one gradient rather than
-    one per thread: each thread's run of rows gives R = w (Q - P) for its rows (n x k in all,
-    ``_compiled.csr`` keeping R), then each thread adds X^T R into its own range of columns
-    (``csr_columns``, ranges of about equal stored entries). For hashed text d x k is tens of
-    MB and R is smaller, so this keeps memory flat in the thread count (and skips adding the
-    threads' gradients). Returns (loss_sum, n_correct, grad in ``coef_layout``'s layout,
+def csr_by_columns(given: Inputs, X, softmax: bool, threads: int, pool):
+    """The sums of CSR X in two passes on ``pool``'s ``threads`` threads, with one gradient
+    rather than one per thread, a block of rows at a time (``residual_block_rows``): each
+    thread's run of the block's rows gives their R = w (Q - P) (``_compiled.csr`` keeping R),
+    then each thread adds X_block^T R into its own range of columns (``csr_columns``, ranges
+    of about equal stored entries). For hashed text d x k is tens of MB: this keeps memory
+    flat in the thread count (and skips adding the threads' gradients), and R to one block's
+    rows, flat in n. Every gradient entry adds its rows in order, so the result does not depend
+    on the block size. Returns (loss_sum, n_correct, grad in ``coef_layout``'s layout,
     grad_b), the runs' numbers added in order."""
     compiled = kernels()
     n, k = X.shape[0], given.coef.shape[1]
-    R = np.empty((n, k))
-    grad_bs = [np.zeros(k) for _ in runs]
+    block_rows = residual_block_rows(n, k, threads)
+    R = np.empty((min(block_rows, n), k))
+    grad_bs = [np.zeros(k) for _ in range(threads)]
     key = ("columns", X.data.dtype.str, X.indices.dtype.str, given.coef.dtype.str)
-
-    def rows(t):
-        return compiled.csr(X.data, X.indices, given.indptr, given.coef, given.intercept,
-                            given.labels, given.proba, given.eps, given.weights, runs[t][0],
-                            runs[t][1], softmax, True, _NO_GRAD, grad_bs[t], R)
-
     grad = np.zeros(given.coef.shape)
-    spans = column_spans(X, len(runs))
-
-    def columns(span):
-        compiled.csr_columns(X.data, X.indices, given.indptr, R, span[0], span[1], grad)
-
+    spans = column_spans(X, threads)
+    loss_sum, n_correct = 0.0, 0
     with _compiling(key):  # on this (the calling) thread, while the pool's threads run
-        totals = list(pool.map(rows, range(len(runs))))
-        list(pool.map(columns, spans))
-    return (sum(t[0] for t in totals), sum(t[1] for t in totals), grad,
-            np.sum(grad_bs, axis=0))
+        for first in range(0, n, block_rows):
+            stop = min(first + block_rows, n)
+            bounds = [first + (stop - first) * t // threads for t in range(threads + 1)]
+
+            def rows(t, first=first, bounds=bounds):
+                return compiled.csr(X.data, X.indices, given.indptr, given.coef,
+                                    given.intercept, given.labels, given.proba, given.eps,
+                                    given.weights, bounds[t], bounds[t + 1], softmax, True,
+                                    _NO_GRAD, grad_bs[t], R, first)
+
+            def columns(span, first=first, stop=stop):
+                compiled.csr_columns(X.data, X.indices, given.indptr, R, first, stop, span[0],
+                                     span[1], grad)
+
+            for loss, right in pool.map(rows, range(threads)):
+                loss_sum, n_correct = loss_sum + loss, n_correct + right
+            list(pool.map(columns, spans))
+    return loss_sum, n_correct, grad, np.sum(grad_bs, axis=0)
+
+
+#: the bytes of R that ``csr_by_columns`` holds at once (a block of rows' residuals)
+RESIDUAL_BLOCK_BYTES = 4 << 20
+
+
+def residual_block_rows(n: int, k: int, threads: int) -> int:
+    """Rows per block of ``csr_by_columns``: R (rows x k float64) within
+    ``RESIDUAL_BLOCK_BYTES``, and at least 256 rows a thread (each block costs the threads
+    two hand-overs)."""
+    return max(1, min(n, max(RESIDUAL_BLOCK_BYTES // (8 * max(k, 1)), 256 * threads)))
 
 
 def column_spans(X, parts: int) -> list[tuple[int, int]]:
@@ -223,5 +242,5 @@ def run_sums(given: Inputs, X, softmax: bool, start: int, stop: int, with_grad: 
     else:
         with _compiling(("csr", X.data.dtype.str, X.indices.dtype.str, given.coef.dtype.str)):
             loss, right = compiled.csr(X.data, X.indices, given.indptr, given.coef,
-                                       given.intercept, *common, _NO_RESIDUALS)
+                                       given.intercept, *common, _NO_RESIDUALS, 0)
     return loss, right, grad, grad_b

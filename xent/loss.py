@@ -280,7 +280,7 @@ def sums(params, X, target: Target, link: Link, weights=None, *, block_rows=None
     by_columns = kernel and _by_columns(X, threads, with_grad)
     if kernel:
         given = kernels.inputs(X, params[:d], intercept, target, weights, compute_dtype)
-        runs = _kernel_runs(X, threads, params.shape[1], buffers=not by_columns)
+        runs = _kernel_runs(X, threads, params.shape[1], buffers=with_grad and not by_columns)
         buffers = None if into is None else kernels.kernel_layout(X, into)
         if buffers is not None and len(runs) == 1 and not by_columns:  # the kernel adds in
             loss, right, _, _ = kernels.run_sums(given, X, link.kernel_softmax, 0, n,
@@ -305,7 +305,7 @@ def sums(params, X, target: Target, link: Link, weights=None, *, block_rows=None
             return _accumulate(coef_t, intercept, X, target, link, weights, run, with_grad,
                                compute_dtype)
     if by_columns:
-        parts = [kernels.csr_by_columns(given, X, link.kernel_softmax, runs,
+        parts = [kernels.csr_by_columns(given, X, link.kernel_softmax, len(runs),
                                         thread_pool(len(runs))[0])]
     elif len(runs) > 1:
         pool, single_blas = thread_pool(len(runs))
@@ -314,8 +314,8 @@ def sums(params, X, target: Target, link: Link, weights=None, *, block_rows=None
     else:
         parts = [work(runs[0])]
     grad_coef = parts[0][2]
-    for part in parts[1:]:  # in place, in a fixed order: each sum is W-sized (text: tens of MB)
-        grad_coef += part[2]
+    for part in parts[1:] if with_grad else ():  # in place, in a fixed order: each sum is
+        grad_coef += part[2]  # W-sized (text: tens of MB); without a gradient all are zeros
     if kernel:
         grad_coef = kernels.as_grad_coef_t(X, grad_coef)
     weight = float(n) if weights is None else float(np.sum(weights))
@@ -353,23 +353,24 @@ class Objective:
 
 def finish(params, totals: Sums, objective: Objective, *, with_grad=True) -> LossGrad:
     """The objective and gradient from the sums over all rows: divide by the total weight and
-    add the penalty l2/2 ||W||^2 (and l2 W)."""
+    add the penalty l2/2 ||W||^2 (and l2 W). Without ``with_grad`` the gradient is zero, a
+    read-only view taking no memory."""
     d = params.shape[0] - 1
     coef = params[:d]
-    grad = np.zeros_like(params, dtype=np.float64)
     weight = totals.weight if totals.weight > 0 else 1.0
-    grad[:d] = totals.grad_coef_t.T
-    grad[d] = totals.grad_intercept
-    grad /= weight
-    if not objective.fit_intercept:
-        grad[d] = 0.0
+    if with_grad:
+        grad = np.empty(params.shape)
+        np.divide(totals.grad_coef_t.T, weight, out=grad[:d])
+        np.divide(totals.grad_intercept, weight, out=grad[d])
+        if not objective.fit_intercept:
+            grad[d] = 0.0
+    else:  # zero, read-only, and no memory: with hashed text W-sized arrays are tens of MB
+        grad = np.broadcast_to(np.zeros(()), params.shape)
     data_loss = totals.loss / weight
     value = data_loss
     l2 = objective.l2
     if l2:
-        value += 0.5 * l2 * float(np.sum(coef * coef))
-        if with_grad:
-            grad[:d] += l2 * coef
+        value += 0.5 * l2 * _add_l2(coef, l2, grad[:d] if with_grad else None)
     stationarity = None
     if objective.l1:
         value += objective.l1 * float(np.sum(np.abs(coef)))
@@ -377,6 +378,23 @@ def finish(params, totals: Sums, objective: Objective, *, with_grad=True) -> Los
             stationarity = min_norm_subgradient(grad, coef, objective.l1)
     return LossGrad(value, grad, data_loss, totals.n_correct / max(totals.n_rows, 1),
                     stationarity)
+
+
+#: values of W taken at a time by ``_add_l2``: its temporaries stay this small
+PENALTY_BLOCK_VALUES = 1 << 16
+
+
+def _add_l2(coef: np.ndarray, l2: float, grad_coef: np.ndarray | None) -> float:
+    """||W||^2, adding l2 W into ``grad_coef`` (when given) on the way, a block of rows at a
+    time: with hashed text W is tens of MB, and ``coef * coef`` whole would be one more W."""
+    step = max(1, PENALTY_BLOCK_VALUES // max(coef.shape[1], 1))
+    total = 0.0
+    for start in range(0, coef.shape[0], step):
+        block = coef[start:start + step]
+        total += float(np.sum(block * block))
+        if grad_coef is not None:
+            grad_coef[start:start + step] += l2 * block
+    return total
 
 
 def min_norm_subgradient(grad: np.ndarray, coef: np.ndarray, l1: float) -> np.ndarray:

@@ -231,6 +231,8 @@ def block_statistics(numeric, codes: np.ndarray, labels: np.ndarray, n_classes: 
 
 #: values per block of ``table_statistics`` (its float64 temporaries: 32 MB each)
 STATISTICS_BLOCK_VALUES = 1 << 22
+#: stored entries of hashed text counted at a time by ``document_frequency`` (12 bytes each)
+DF_BLOCK_ENTRIES = 1 << 20
 
 
 def table_statistics(table: RawTable, selection: np.ndarray, block_rows: int | None = None,
@@ -253,17 +255,33 @@ def table_statistics(table: RawTable, selection: np.ndarray, block_rows: int | N
             numeric, codes = numeric[keep], codes[keep]
         total = total + block_statistics(numeric, codes, table.labels[start:stop][keep],
                                          len(table.classes), n_levels)
-        if table.text is not None:
-            hashed = table.text[start:stop]
-            hashed = hashed if keep.all() else hashed[keep]
-            df = np.bincount(hashed.indices, minlength=hashed.shape[1])  # a row's are unique
-            total.text_df = df if total.text_df is None else total.text_df + df
+    if table.text is not None:
+        total.text_df = document_frequency(table.text, selection)
     if medians and not sp.issparse(table.numeric):
         values = np.asarray(table.numeric)[selection]
         with np.errstate(all="ignore"):
             total.medians = np.array([np.nanmedian(values[:, j]) if total.count[j] else np.nan
                                       for j in range(values.shape[1])])
     return total
+
+
+def document_frequency(hashed, selection: np.ndarray) -> np.ndarray:
+    """Per column of hashed text (CSR in memory or a ``stream.CsrFile``), the selected rows
+    where it occurs (a row's columns are unique), counted in blocks of rows holding at most
+    ``DF_BLOCK_ENTRIES`` entries: a block of all rows would copy the whole matrix."""
+    df = np.zeros(hashed.shape[1], np.int64)
+    indptr, n = hashed.indptr, hashed.shape[0]
+    start = 0
+    while start < n:
+        stop = int(np.searchsorted(indptr, indptr[start] + DF_BLOCK_ENTRIES, "right")) - 1
+        stop = min(max(stop, start + 1), n)
+        keep = selection[start:stop]
+        if keep.any():
+            block = hashed[start:stop]
+            df += np.bincount((block if keep.all() else block[keep]).indices,
+                              minlength=hashed.shape[1])
+        start = stop
+    return df
 
 
 # ---- the one fit of the preprocessing ----------------------------------------------------

@@ -19,6 +19,7 @@ fastText's format (one document a line, its label(s) as ``__label__NAME`` words,
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -51,6 +52,40 @@ def parse_ngrams(text: str) -> tuple[int, int]:
     return low, high
 
 
+class FeatureNames(Sequence):
+    """The names of a table's features with hashed text: ``listed`` (the tabular ones), then
+    ``column#bucket`` for every bucket of every text column, each name made when it is asked
+    for. A list of 2^18 bucket names would take about 17 MB, the size of a small model."""
+
+    def __init__(self, listed, columns, buckets: int):
+        self.listed, self.columns, self.buckets = list(listed), tuple(columns), buckets
+
+    def __len__(self) -> int:
+        return len(self.listed) + len(self.columns) * self.buckets
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        position = index + len(self) if index < 0 else index
+        if not 0 <= position < len(self):
+            raise IndexError(f"feature {index} of {len(self)}")
+        if position < len(self.listed):
+            return self.listed[position]
+        column, bucket = divmod(position - len(self.listed), self.buckets)
+        return f"{self.columns[column]}#{bucket}"
+
+    def __eq__(self, other) -> bool:
+        if isinstance(other, FeatureNames):
+            return (self.listed, self.columns, self.buckets) == \
+                (other.listed, other.columns, other.buckets)
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        return f"FeatureNames({self.listed!r} + {self.columns} x {self.buckets} buckets)"
+
+
 @dataclass(frozen=True)
 class TextSpec:
     """How text columns become features (stored in the model): the columns, the n-gram
@@ -67,9 +102,9 @@ class TextSpec:
         return len(self.columns) * self.buckets
 
     @property
-    def feature_names(self) -> list[str]:
+    def feature_names(self) -> FeatureNames:
         """``column#bucket`` for every bucket of every text column."""
-        return [f"{c}#{b}" for c in self.columns for b in range(self.buckets)]
+        return FeatureNames((), self.columns, self.buckets)
 
     def to_dict(self) -> dict:
         return {"columns": list(self.columns), "ngrams": list(self.ngrams),

@@ -229,15 +229,16 @@ def fit(
     loop = _Loop(source, objective, stopping, hooks, validation, lr, params)
     if resume is not None:
         loop.restore(resume)
+    del params  # the loop holds the start (as ``last_finite``) only until it moves on
     # Overflow can only come from a diverging run, which `record` detects and reports.
     with np.errstate(over="ignore", invalid="ignore"):
         try:
             if loop.converged_at_restore():
                 reason = "converged"  # a finished run resumed: nothing more to do
             elif solver.optimizer == "lbfgs":
-                reason = loop.run_lbfgs(params)
+                reason = loop.run_lbfgs(loop.last_finite)
             else:
-                reason = loop.run_first_order(params, solver, resume)
+                reason = loop.run_first_order(loop.last_finite, solver, resume)
         except KeyboardInterrupt:
             if not len(loop.history):
                 raise  # stopped before the first record: there is no run to keep
@@ -319,7 +320,7 @@ class _Loop:
         self.grad_norm0, self.best_val = c.grad_norm0, c.best_val
         self.best_params, self.epochs_since_best = c.best_params, c.epochs_since_best
         self.start -= c.elapsed
-        self.last_finite = c.params
+        self.last_finite = np.array(c.params, np.float64)  # the run starts here: its own copy
         self.exact = c.exact
 
     def converged_at_restore(self) -> bool:
@@ -454,11 +455,15 @@ class _Loop:
             if full_batch:
                 updates, state = opt.update(result.grad, state, params)
                 params = apply_updates(params, updates)
+                del updates
             else:
                 decayed = with_lr(state, state.lr / (1.0 + solver.lr_decay * epoch))
                 params, stepped = self.minibatch_epoch(solver.optimizer, opt, params, decayed,
                                                        batch_size, rng)
                 state = with_lr(stepped, state.lr)
+            # the last evaluation (a W-sized gradient: hashed text, tens of MB) is let go
+            # before the next one is made, not held beside it
+            result = self.current = None
             epoch += 1
             result = self.evaluate(params)
 
