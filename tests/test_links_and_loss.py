@@ -265,3 +265,24 @@ def test_lipschitz_bound_bounds_the_hessian(link_name):
         largest = max(largest, np.linalg.eigvalsh((hessian + hessian.T) / 2).max())
     assert largest <= bound
     assert bound < 4 * largest
+
+
+def test_the_l2_penalty_added_in_blocks_equals_the_formula(monkeypatch):
+    """The penalty l2/2 ||W||^2 and its gradient l2 W, added a block of rows of W at a time
+    (no W-sized temporaries), equal the formula at 1e-12, with a last block shorter."""
+    from xent import loss
+
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(60, 23))
+    y = rng.integers(0, 3, 60)
+    params = rng.normal(size=(24, 3))
+    link, target = get_link("softmax", 3), labels_target(y, 3)
+    plain = evaluate(params, X, target, link)
+    monkeypatch.setattr(loss, "PENALTY_BLOCK_VALUES", 15)  # 5 rows of W a block
+    penalised = evaluate(params, X, target, link, l2=0.3)
+    W = params[:-1]
+    assert penalised.objective == pytest.approx(plain.objective + 0.15 * np.sum(W * W),
+                                                rel=1e-12)
+    expected = plain.grad.copy()
+    expected[:-1] += 0.3 * W
+    np.testing.assert_allclose(penalised.grad, expected, rtol=1e-12, atol=1e-14)

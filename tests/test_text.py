@@ -361,3 +361,34 @@ def test_a_sweep_over_text_gets_the_text_defaults_it_does_not_vary(run, tmp_path
         config = (tmp_path / "sw" / point / "config.toml").read_text()
         assert 'optimizer = "gd"' in config and "batch_size = 1" in config  # implied
         assert "epochs = 2 " in config and f"l2 = {l2} " in config  # the file's, the sweep's
+
+
+def test_feature_names_of_hashed_text_are_the_listed_names_made_on_demand():
+    """``FeatureNames``: the tabular names, then ``column#bucket`` for every bucket of every
+    text column, as the list written out would be (lengths, indices, slices, equality)."""
+    from xent.text import FeatureNames
+
+    names = FeatureNames(["age", "city=Oslo"], ("title", "body"), 5)
+    listed = ["age", "city=Oslo"] + [f"{c}#{b}" for c in ("title", "body") for b in range(5)]
+    assert len(names) == len(listed) == 12
+    assert list(names) == listed and names == listed
+    assert [names[i] for i in (0, 2, 6, 7, 11, -1, -12)] == \
+        [listed[i] for i in (0, 2, 6, 7, 11, -1, -12)]
+    assert names[3:9:2] == listed[3:9:2]
+    assert names == FeatureNames(["age", "city=Oslo"], ("title", "body"), 5)
+    assert names != FeatureNames(["age"], ("title", "body"), 5)
+    with pytest.raises(IndexError):
+        names[12]
+
+
+def test_document_frequencies_counted_in_blocks_equal_one_count(monkeypatch):
+    """The selected rows where each hashed column occurs, counted a block of entries at a time
+    (``preprocess.document_frequency``), equal one count over the selected rows' matrix."""
+    from xent import preprocess
+
+    rng = np.random.default_rng(3)
+    X = sp.random(500, 40, density=0.1, format="csr", random_state=rng)
+    selection = rng.random(500) < 0.7
+    expected = np.asarray((X[selection] != 0).sum(axis=0)).ravel()
+    monkeypatch.setattr(preprocess, "DF_BLOCK_ENTRIES", 37)
+    assert np.array_equal(preprocess.document_frequency(X, selection), expected)
