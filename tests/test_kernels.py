@@ -10,7 +10,16 @@ import scipy.sparse as sp
 
 from xent import kernels
 from xent.links import get_link
-from xent.loss import labels_target, sums, thread_count, use_kernels, use_threads
+from xent.loss import (
+    Objective,
+    finish,
+    labels_target,
+    summed_as_params,
+    sums,
+    thread_count,
+    use_kernels,
+    use_threads,
+)
 from xent.targets import proba_target
 
 
@@ -94,6 +103,16 @@ def test_wide_csr_summed_by_columns_equals_the_numpy_reference(monkeypatch, n_cl
     blocked = sums(params, X, target, link, weights, n_threads=3, compute_dtype=np.float64)
     _close(reference, blocked, 1e-12)
     assert np.array_equal(blocked.grad_coef_t, ours.grad_coef_t)
+    # the sums are the rows of one array, which ``finish`` makes the gradient where it is
+    assert summed_as_params(blocked, params.shape) is not None
+    assert summed_as_params(blocked._replace(grad_coef_t=blocked.grad_coef_t.copy()),
+                            params.shape) is None
+    objective = Objective(link, l2=0.01)
+    expected = finish(params, reference, objective)
+    made = finish(params, blocked, objective)
+    assert made.objective == pytest.approx(expected.objective, rel=1e-12)
+    np.testing.assert_allclose(made.grad, expected.grad, rtol=1e-12,
+                               atol=1e-12 * np.abs(expected.grad).max())
 
 
 @pytest.mark.parametrize("layout", ["dense", "csr"])

@@ -122,14 +122,16 @@ def csr_by_columns(given: Inputs, X, softmax: bool, threads: int, pool):
     flat in the thread count (and skips adding the threads' gradients), and R to one block's
     rows, flat in n. Every gradient entry adds its rows in order, so the result does not depend
     on the block size. Returns (loss_sum, n_correct, grad in ``coef_layout``'s layout,
-    grad_b), the runs' numbers added in order."""
+    grad_b), the runs' numbers added in order; grad and grad_b are the rows of one array."""
     compiled = kernels()
     n, k = X.shape[0], given.coef.shape[1]
     block_rows = residual_block_rows(n, k, threads)
     R = np.empty((min(block_rows, n), k))
     grad_bs = [np.zeros(k) for _ in range(threads)]
     key = ("columns", X.data.dtype.str, X.indices.dtype.str, given.coef.dtype.str)
-    grad = np.zeros(given.coef.shape)
+    # W's sums over b's in one (d + 1, k) array: ``loss.finish`` scales it where it is
+    stacked = np.zeros((given.coef.shape[0] + 1, k))
+    grad = stacked[:-1]
     spans = column_spans(X, threads)
     loss_sum, n_correct = 0.0, 0
     with _compiling(key):  # on this (the calling) thread, while the pool's threads run
@@ -150,7 +152,7 @@ def csr_by_columns(given: Inputs, X, softmax: bool, threads: int, pool):
             for loss, right in pool.map(rows, range(threads)):
                 loss_sum, n_correct = loss_sum + loss, n_correct + right
             list(pool.map(columns, spans))
-    return loss_sum, n_correct, grad, np.sum(grad_bs, axis=0)
+    return loss_sum, n_correct, grad, np.sum(grad_bs, axis=0, out=stacked[-1])
 
 
 #: the bytes of R that ``csr_by_columns`` holds at once (a block of rows' residuals)

@@ -319,8 +319,9 @@ def sums(params, X, target: Target, link: Link, weights=None, *, block_rows=None
     if kernel:
         grad_coef = kernels.as_grad_coef_t(X, grad_coef)
     weight = float(n) if weights is None else float(np.sum(weights))
+    grad_intercept = parts[0][3] if len(parts) == 1 else sum(p[3] for p in parts)
     result = Sums(sum(p[0] for p in parts), sum(p[1] for p in parts), grad_coef,
-                  sum(p[3] for p in parts), n, weight)
+                  grad_intercept, n, weight)
     return result if into is None else into.accumulate(result)
 
 
@@ -354,14 +355,19 @@ class Objective:
 def finish(params, totals: Sums, objective: Objective, *, with_grad=True) -> LossGrad:
     """The objective and gradient from the sums over all rows: divide by the total weight and
     add the penalty l2/2 ||W||^2 (and l2 W). Without ``with_grad`` the gradient is zero, a
-    read-only view taking no memory."""
+    read-only view taking no memory. ``totals`` is the caller's to drop: where its sums are the
+    rows of one array (``summed_as_params``) the gradient is made there, not copied."""
     d = params.shape[0] - 1
     coef = params[:d]
     weight = totals.weight if totals.weight > 0 else 1.0
     if with_grad:
-        grad = np.empty(params.shape)
-        np.divide(totals.grad_coef_t.T, weight, out=grad[:d])
-        np.divide(totals.grad_intercept, weight, out=grad[d])
+        grad = summed_as_params(totals, params.shape)
+        if grad is None:
+            grad = np.empty(params.shape)
+            np.divide(totals.grad_coef_t.T, weight, out=grad[:d])
+            np.divide(totals.grad_intercept, weight, out=grad[d])
+        else:
+            grad /= weight
         if not objective.fit_intercept:
             grad[d] = 0.0
     else:  # zero, read-only, and no memory: with hashed text W-sized arrays are tens of MB
@@ -378,6 +384,27 @@ def finish(params, totals: Sums, objective: Objective, *, with_grad=True) -> Los
             stationarity = min_norm_subgradient(grad, coef, objective.l1)
     return LossGrad(value, grad, data_loss, totals.n_correct / max(totals.n_rows, 1),
                     stationarity)
+
+
+def summed_as_params(totals: Sums, shape: tuple[int, int]) -> np.ndarray | None:
+    """The writable float64 array of ``shape`` (d + 1, k) whose first d rows are
+    ``totals.grad_coef_t.T`` and whose last is ``totals.grad_intercept``, when the sums were
+    made that way (``kernels.csr_by_columns``), else None. The views are checked against it,
+    so sums replaced or added up since are never mistaken for it."""
+    coef, base = totals.grad_coef_t.T, totals.grad_coef_t.base
+    if not isinstance(base, np.ndarray) or base.shape != shape or base.dtype != np.float64 \
+            or not (base.flags.c_contiguous and base.flags.writeable):
+        return None
+
+    def address(array):
+        return array.__array_interface__["data"][0]
+
+    start, row = address(base), base.strides[0]
+    laid_out = (coef.shape == (shape[0] - 1, shape[1]) and coef.strides == base.strides
+                and address(coef) == start and totals.grad_intercept.shape == (shape[1],)
+                and address(totals.grad_intercept) == start + row * (shape[0] - 1)
+                and totals.grad_intercept.strides == base.strides[1:])
+    return base if laid_out else None
 
 
 #: values of W taken at a time by ``_add_l2``: its temporaries stay this small
