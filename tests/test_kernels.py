@@ -107,6 +107,19 @@ def test_wide_csr_summed_by_columns_equals_the_numpy_reference(monkeypatch, n_cl
     assert summed_as_params(blocked, params.shape) is not None
     assert summed_as_params(blocked._replace(grad_coef_t=blocked.grad_coef_t.copy()),
                             params.shape) is None
+    # a source's blocks summed one after another into one gradient, each by columns
+    from xent import loss
+
+    monkeypatch.setattr(loss, "KERNEL_MIN_ROWS_PER_THREAD", 500)
+    halves = (slice(0, 3500), slice(3500, n))
+    assert _by_columns(X[halves[1]], 3, True)
+    totals = None
+    for rows in halves:
+        totals = sums(params, X[rows], target.take(np.arange(n)[rows]), link,
+                      None if weights is None else weights[rows], n_threads=3,
+                      compute_dtype=np.float64, into=totals)
+    _close(reference, totals, 1e-12)
+    assert summed_as_params(totals, params.shape) is not None
     objective = Objective(link, l2=0.01)
     expected = finish(params, reference, objective)
     made = finish(params, blocked, objective)

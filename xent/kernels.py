@@ -113,7 +113,7 @@ def as_grad_coef_t(X, grad: np.ndarray) -> np.ndarray:
     return grad.T if sp.issparse(X) else grad
 
 
-def csr_by_columns(given: Inputs, X, softmax: bool, threads: int, pool):
+def csr_by_columns(given: Inputs, X, softmax: bool, threads: int, pool, out=None):
     """The sums of CSR X in two passes on ``pool``'s ``threads`` threads, with one gradient
     rather than one per thread, a block of rows at a time (``residual_block_rows``): each
     thread's run of the block's rows gives their R = w (Q - P) (``_compiled.csr`` keeping R),
@@ -122,7 +122,8 @@ def csr_by_columns(given: Inputs, X, softmax: bool, threads: int, pool):
     flat in the thread count (and skips adding the threads' gradients), and R to one block's
     rows, flat in n. Every gradient entry adds its rows in order, so the result does not depend
     on the block size. Returns (loss_sum, n_correct, grad in ``coef_layout``'s layout,
-    grad_b), the runs' numbers added in order; grad and grad_b are the rows of one array."""
+    grad_b), the runs' numbers added in order: ``out``'s (grad, grad_b), added into, when
+    given (``kernel_layout``), else the rows of one new array."""
     compiled = kernels()
     n, k = X.shape[0], given.coef.shape[1]
     block_rows = residual_block_rows(n, k, threads)
@@ -130,8 +131,10 @@ def csr_by_columns(given: Inputs, X, softmax: bool, threads: int, pool):
     grad_bs = [np.zeros(k) for _ in range(threads)]
     key = ("columns", X.data.dtype.str, X.indices.dtype.str, given.coef.dtype.str)
     # W's sums over b's in one (d + 1, k) array: ``loss.finish`` scales it where it is
-    stacked = np.zeros((given.coef.shape[0] + 1, k))
-    grad = stacked[:-1]
+    if out is None:
+        stacked = np.zeros((given.coef.shape[0] + 1, k))
+        out = stacked[:-1], stacked[-1]
+    grad, grad_b_total = out
     spans = column_spans(X, threads)
     loss_sum, n_correct = 0.0, 0
     with _compiling(key):  # on this (the calling) thread, while the pool's threads run
@@ -152,7 +155,9 @@ def csr_by_columns(given: Inputs, X, softmax: bool, threads: int, pool):
             for loss, right in pool.map(rows, range(threads)):
                 loss_sum, n_correct = loss_sum + loss, n_correct + right
             list(pool.map(columns, spans))
-    return loss_sum, n_correct, grad, np.sum(grad_bs, axis=0, out=stacked[-1])
+    for grad_b in grad_bs:  # in order
+        grad_b_total += grad_b
+    return loss_sum, n_correct, grad, grad_b_total
 
 
 #: the bytes of R that ``csr_by_columns`` holds at once (a block of rows' residuals)

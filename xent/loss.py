@@ -282,9 +282,14 @@ def sums(params, X, target: Target, link: Link, weights=None, *, block_rows=None
         given = kernels.inputs(X, params[:d], intercept, target, weights, compute_dtype)
         runs = _kernel_runs(X, threads, params.shape[1], buffers=with_grad and not by_columns)
         buffers = None if into is None else kernels.kernel_layout(X, into)
-        if buffers is not None and len(runs) == 1 and not by_columns:  # the kernel adds in
-            loss, right, _, _ = kernels.run_sums(given, X, link.kernel_softmax, 0, n,
-                                                 with_grad, *buffers)
+        if buffers is not None and (by_columns or len(runs) == 1):  # the kernels add in
+            if by_columns:
+                loss, right, _, _ = kernels.csr_by_columns(
+                    given, X, link.kernel_softmax, len(runs), thread_pool(len(runs))[0],
+                    out=buffers)
+            else:
+                loss, right, _, _ = kernels.run_sums(given, X, link.kernel_softmax, 0, n,
+                                                     with_grad, *buffers)
             weight = float(n) if weights is None else float(np.sum(weights))
             return into._replace(loss=into.loss + loss, n_correct=into.n_correct + right,
                                  n_rows=into.n_rows + n, weight=into.weight + weight)

@@ -429,9 +429,14 @@ class StreamData:
             raw[:d] = params[:d] / scale[:, None]
             raw[d] = params[d] - mean @ raw[:d]
         spans = list(self._spans())
-        threads = max(1, min(thread_count(), len(spans)))
         rows = max((stop - start for start, stop, _, _ in spans), default=0)
-        options = dict(with_grad=with_grad, compute_dtype=compute_dtype, n_threads=1)
+        # A thread per run of blocks needs a gradient per thread: with hashed text W-sized,
+        # tens of MB each. There the blocks go one after another instead, each summed by every
+        # core into one gradient (``loss.sums``: by ranges of columns).
+        one_gradient = self.table.text is not None and with_grad
+        threads = 1 if one_gradient else max(1, min(thread_count(), len(spans)))
+        options = dict(with_grad=with_grad, compute_dtype=compute_dtype,
+                       n_threads=None if one_gradient else 1)
 
         def run(group) -> Sums | None:
             """The sums over a contiguous run of blocks, each read (or encoded) and then used
