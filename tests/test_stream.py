@@ -112,13 +112,17 @@ def test_caches_made_with_settings_are_not_stale_and_clear_keeps_the_kernels(tmp
                                                                            monkeypatch):
     """A cache made with text columns, or with read options, is listed as fresh (its key
     is remade from all its settings), so `cache clear --stale` keeps it; `cache clear`
-    removes the data caches but not numba's compiled kernels beside them."""
+    removes the data caches but not numba's compiled kernels beside them. Only a cache with
+    text has the hashed text's files."""
     monkeypatch.setenv("XENT_CACHE_DIR", str(tmp_path / "cache"))  # only this test's caches
     pd.DataFrame({"review": ["good food", "bad food", "so good"] * 30,
                   "label": ["y", "n", "y"] * 30}).to_csv(tmp_path / "r.csv", index=False)
     make_csv(tmp_path / "d.csv", n=300)
-    stream.build_cache(tmp_path / "r.csv", "label", text=TextSpec(("review",), buckets=64))
-    stream.build_cache(tmp_path / "d.csv", read=ReadOptions(sep=",", na_values=("?",)))
+    with_text = stream.build_cache(tmp_path / "r.csv", "label",
+                                   text=TextSpec(("review",), buckets=64))[0]
+    plain = stream.build_cache(tmp_path / "d.csv", read=ReadOptions(sep=",", na_values=("?",)))[0]
+    assert (with_text.directory / "text_data.bin").stat().st_size > 0
+    assert not list(plain.directory.glob("text_*"))  # no empty text files without text
     compiled = stream.cache_root() / stream.COMPILED_DIR
     compiled.mkdir(parents=True, exist_ok=True)
     (compiled / "kernel.nbi").write_text("compiled")

@@ -310,6 +310,9 @@ def _parse_into(path: Path, target, weight, chunk_rows, work: Path, read: ReadOp
             n_rows += len(chunk)
     if schema is None or n_rows == 0:
         raise DataError(f"{path}: the file has no data rows")
+    if text is None:  # opened with the others, written only for text
+        (work / "text_data.bin").unlink()
+        (work / "text_indices.bin").unlink()
     classes, remap = finish_labels(label_book)
     np.save(work / "labels.npy", remap[np.concatenate(labels)])
     np.save(work / "missing.npy", np.concatenate(missing))
