@@ -276,21 +276,25 @@ def sums(params, X, target: Target, link: Link, weights=None, *, block_rows=None
     compute_dtype = np.dtype(compute_dtype or X.dtype)
     threads = thread_count() if n_threads is None else max(1, n_threads)
     intercept = params[d]
+    weight = float(n) if weights is None else float(np.sum(weights))
     kernel = use_kernels(X)
     by_columns = kernel and _by_columns(X, threads, with_grad)
     if kernel:
         given = kernels.inputs(X, params[:d], intercept, target, weights, compute_dtype)
         runs = _kernel_runs(X, threads, params.shape[1], buffers=with_grad and not by_columns)
+
+        def whole(out=None):
+            """All the rows in one call (by columns on every thread, or one run), their
+            gradient added into ``out`` (``kernels.kernel_layout``) when given."""
+            if by_columns:
+                return kernels.csr_by_columns(given, X, link.kernel_softmax, len(runs),
+                                              thread_pool(len(runs))[0], out=out)
+            return kernels.run_sums(given, X, link.kernel_softmax, 0, n, with_grad,
+                                    *(out or ()))
+
         buffers = None if into is None else kernels.kernel_layout(X, into)
         if buffers is not None and (by_columns or len(runs) == 1):  # the kernels add in
-            if by_columns:
-                loss, right, _, _ = kernels.csr_by_columns(
-                    given, X, link.kernel_softmax, len(runs), thread_pool(len(runs))[0],
-                    out=buffers)
-            else:
-                loss, right, _, _ = kernels.run_sums(given, X, link.kernel_softmax, 0, n,
-                                                     with_grad, *buffers)
-            weight = float(n) if weights is None else float(np.sum(weights))
+            loss, right, _, _ = whole(buffers)
             return into._replace(loss=into.loss + loss, n_correct=into.n_correct + right,
                                  n_rows=into.n_rows + n, weight=into.weight + weight)
 
@@ -310,8 +314,7 @@ def sums(params, X, target: Target, link: Link, weights=None, *, block_rows=None
             return _accumulate(coef_t, intercept, X, target, link, weights, run, with_grad,
                                compute_dtype)
     if by_columns:
-        parts = [kernels.csr_by_columns(given, X, link.kernel_softmax, len(runs),
-                                        thread_pool(len(runs))[0])]
+        parts = [whole()]
     elif len(runs) > 1:
         pool, single_blas = thread_pool(len(runs))
         with single_blas:
@@ -323,7 +326,6 @@ def sums(params, X, target: Target, link: Link, weights=None, *, block_rows=None
         grad_coef += part[2]  # W-sized (text: tens of MB); without a gradient all are zeros
     if kernel:
         grad_coef = kernels.as_grad_coef_t(X, grad_coef)
-    weight = float(n) if weights is None else float(np.sum(weights))
     grad_intercept = parts[0][3] if len(parts) == 1 else sum(p[3] for p in parts)
     result = Sums(sum(p[0] for p in parts), sum(p[1] for p in parts), grad_coef,
                   grad_intercept, n, weight)
