@@ -280,11 +280,12 @@ def _parse_into(path: Path, target, weight, chunk_rows, work: Path, read: ReadOp
     source = str(path)
     chunks = fasttext_chunks(path, chunk_rows, digest) if fasttext else \
         table_chunks(path, chunk_rows, digest, read)
-    with open(work / "numeric.bin", "wb") as numeric_file, \
-            open(work / "codes.bin", "wb") as codes_file, \
-            open(work / "text_data.bin", "wb") as text_data, \
-            open(work / "text_indices.bin", "wb") as text_indices, \
-            _BackgroundWriter() as write:
+    with contextlib.ExitStack() as files, _BackgroundWriter() as write:  # written, then closed
+        numeric_file = files.enter_context(open(work / "numeric.bin", "wb"))
+        codes_file = files.enter_context(open(work / "codes.bin", "wb"))
+        if text is not None:
+            text_data = files.enter_context(open(work / "text_data.bin", "wb"))
+            text_indices = files.enter_context(open(work / "text_indices.bin", "wb"))
         for chunk in chunks:
             if schema is None:
                 schema = frame_schema(chunk, target, weight, source, text_columns)
@@ -310,9 +311,6 @@ def _parse_into(path: Path, target, weight, chunk_rows, work: Path, read: ReadOp
             n_rows += len(chunk)
     if schema is None or n_rows == 0:
         raise DataError(f"{path}: the file has no data rows")
-    if text is None:  # opened with the others, written only for text
-        (work / "text_data.bin").unlink()
-        (work / "text_indices.bin").unlink()
     classes, remap = finish_labels(label_book)
     np.save(work / "labels.npy", remap[np.concatenate(labels)])
     np.save(work / "missing.npy", np.concatenate(missing))
