@@ -268,9 +268,24 @@ def test_text_mistakes_are_one_line_errors(run, tmp_path, args, code, message):
 
 def test_streamed_text_trains_the_in_memory_model(run, tmp_path, corpus, monkeypatch):
     """--stream hashes each chunk into the cache once; full-batch training on it gives the
-    in-memory model (blocks of 64 rows, text beside numeric and categorical columns), and
-    lazy SGD runs block by block; a fastText file streams too."""
+    in-memory model (blocks of 64 rows, text beside numeric and categorical columns, a
+    validation split), and lazy SGD runs block by block; a fastText file streams too. The
+    sums go the way hashed text takes on a large corpus: the compiled kernels, by columns on
+    3 threads, the streamed blocks added into one gradient."""
+    from xent import kernels, loss
+
     monkeypatch.setenv("XENT_CACHE_DIR", str(tmp_path / "cache"))  # its caches go with it
+    monkeypatch.setenv("XENT_KERNELS", "1")
+    monkeypatch.setenv("XENT_THREADS", "3")
+    monkeypatch.setattr(loss, "KERNEL_MIN_ROWS_PER_THREAD", 16)  # blocks of 64 rows: 3 threads
+    added_in = []
+    by_columns = kernels.csr_by_columns
+
+    def spied(*args, out=None):
+        added_in.append(out is not None)
+        return by_columns(*args, out=out)
+
+    monkeypatch.setattr(kernels, "csr_by_columns", spied)
     documents, labels = corpus
     frame = _frame(documents[:500], labels[:500], np.random.default_rng(1))
     frame.to_csv(tmp_path / "reviews.csv", index=False)
@@ -280,6 +295,7 @@ def test_streamed_text_trains_the_in_memory_model(run, tmp_path, corpus, monkeyp
     result = run("train", "reviews.csv", *common, "--stream", "--chunk-rows", "64",
                  "-o", "runs/stream")
     assert result.exit_code == 0, result.output
+    assert True in added_in and False in added_in  # whole matrices, and blocks added in
     memory = Model.load(tmp_path / "runs/memory/model.npz")
     streamed = Model.load(tmp_path / "runs/stream/model.npz")
     assert np.abs(memory.params - streamed.params).max() < 1e-8
