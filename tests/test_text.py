@@ -275,9 +275,11 @@ def test_streamed_text_trains_the_in_memory_model(run, tmp_path, corpus, monkeyp
     from xent import kernels, loss
 
     monkeypatch.setenv("XENT_CACHE_DIR", str(tmp_path / "cache"))  # its caches go with it
-    monkeypatch.setenv("XENT_KERNELS", "1")
-    monkeypatch.setenv("XENT_THREADS", "3")
-    monkeypatch.setattr(loss, "KERNEL_MIN_ROWS_PER_THREAD", 16)  # blocks of 64 rows: 3 threads
+    documents, labels = corpus
+    frame = _frame(documents[:500], labels[:500], np.random.default_rng(1))
+    frame.to_csv(tmp_path / "reviews.csv", index=False)
+    common = ["--text", "review", "--target", "topic", "--buckets", "2048", "-q",
+              "--optimizer", "lbfgs", "--batch-size", "0", "--epochs", "30", "--l2", "1e-3"]
     added_in = []
     by_columns = kernels.csr_by_columns
 
@@ -285,15 +287,14 @@ def test_streamed_text_trains_the_in_memory_model(run, tmp_path, corpus, monkeyp
         added_in.append(out is not None)
         return by_columns(*args, out=out)
 
-    monkeypatch.setattr(kernels, "csr_by_columns", spied)
-    documents, labels = corpus
-    frame = _frame(documents[:500], labels[:500], np.random.default_rng(1))
-    frame.to_csv(tmp_path / "reviews.csv", index=False)
-    common = ["--text", "review", "--target", "topic", "--buckets", "2048", "-q",
-              "--optimizer", "lbfgs", "--batch-size", "0", "--epochs", "30", "--l2", "1e-3"]
-    assert run("train", "reviews.csv", *common, "-o", "runs/memory").exit_code == 0
-    result = run("train", "reviews.csv", *common, "--stream", "--chunk-rows", "64",
-                 "-o", "runs/stream")
+    with monkeypatch.context() as kernel_path:
+        kernel_path.setenv("XENT_KERNELS", "1")
+        kernel_path.setenv("XENT_THREADS", "3")
+        kernel_path.setattr(loss, "KERNEL_MIN_ROWS_PER_THREAD", 16)  # 64 rows: 3 threads
+        kernel_path.setattr(kernels, "csr_by_columns", spied)
+        assert run("train", "reviews.csv", *common, "-o", "runs/memory").exit_code == 0
+        result = run("train", "reviews.csv", *common, "--stream", "--chunk-rows", "64",
+                     "-o", "runs/stream")
     assert result.exit_code == 0, result.output
     assert True in added_in and False in added_in  # whole matrices, and blocks added in
     memory = Model.load(tmp_path / "runs/memory/model.npz")
