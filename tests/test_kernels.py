@@ -183,6 +183,16 @@ def test_ties_and_extreme_logits(monkeypatch):
         _close(reference, ours, 1e-12)
 
 
+def test_log1p_from_log_is_within_a_few_ulp():
+    """The sigmoid's log(1 + e^-|z|) is taken from ``log`` (``_compiled.log1p_of``): equal to
+    numpy's log1p within 2 ulp over e in [0, 1], through the e below 2^-53 where 1 + e is 1."""
+    compiled = kernels.kernels()
+    e = np.concatenate([[0.0, 2.0 ** -60, 2.0 ** -53, 2.0 ** -52, 1e-300],
+                        np.geomspace(1e-20, 1.0, 3000), np.linspace(0.0, 1.0, 3001)])
+    ours = np.array([compiled.log1p_of(v, 1.0 + v) for v in e])
+    assert np.all(np.abs(ours - np.log1p(e)) <= 2 * np.spacing(np.log1p(e)))
+
+
 def test_the_same_thread_count_gives_the_same_bytes(monkeypatch):
     monkeypatch.setenv("XENT_KERNELS", "1")
     rng = np.random.default_rng(2)

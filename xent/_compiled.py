@@ -14,6 +14,16 @@ jit = numba.njit(nogil=True, cache=True, fastmath=_FAST)
 
 
 @numba.njit(nogil=True, cache=True, fastmath=_FAST, inline="always")
+def log1p_of(e, u):
+    """log(1 + e) for e >= 0, given u = 1 + e, from ``log`` (a third of ``log1p``'s time
+    here): log(u) e / (u - 1) cancels u's rounding error (Goldberg 1991, theorem 4), within a
+    few ulp; below e = 2^-53, u is 1 and log(1 + e) is e to double precision."""
+    if u == 1.0:
+        return e
+    return np.log(u) * (e / (u - 1.0))
+
+
+@numba.njit(nogil=True, cache=True, fastmath=_FAST, inline="always")
 def row_link(z, r, t, label, proba, row, eps, soft, softmax):
     """The loss of one row from its logits ``z[t]``; writes q - p into ``r[t]``; returns
     (loss, 1 if the first largest logit is the true class else 0). ``proba[row]`` is the
@@ -28,8 +38,10 @@ def row_link(z, r, t, label, proba, row, eps, soft, softmax):
             truth = label
             p = truth * (1.0 - eps) + eps / 2.0
         e = np.exp(-abs(zi))  # log(1 + e^z) = max(z, 0) + log1p(e^-|z|): no overflow
-        loss = max(zi, 0.0) + np.log1p(e) - p * zi
-        q = 1.0 / (1.0 + e) if zi >= 0.0 else e / (1.0 + e)
+        u = 1.0 + e
+        inverse = 1.0 / u
+        loss = max(zi, 0.0) + log1p_of(e, u) - p * zi
+        q = inverse if zi >= 0.0 else e * inverse
         r[t, 0] = q - p
         right = 1 if (zi > 0.0) == (truth == 1) else 0
         return loss, right
@@ -82,14 +94,21 @@ def weighted_row(z, r, t, labels, proba, row, eps, weights, softmax):
     return loss, right
 
 
-@jit
-def dense_logits(X, i, m, coef_t, intercept, z):
-    """z[t] = X[i + t] W + b for the m (1 to 4) rows from i. Four rows and two classes at once
-    (register blocking, as a matrix product's kernel does): each load of a row of X serves two
-    classes and each load of W four rows, six loads for eight multiply-adds."""
+#: rows a kernel takes at a time: their logits, then their links, then their part of the
+#: gradient, so each loop is a tight one and the rows are still in cache (32 dense rows of
+#: 100 float64 features are 25 KB) when the gradient reads them again
+BLOCK_ROWS = 32
+
+
+@numba.njit(nogil=True, cache=True, fastmath=_FAST, inline="always")
+def block_logits(X, first, m, coef_t, intercept, z):
+    """z[t] = X[first + t] W + b for the block's m rows, four rows at a time with one or two
+    classes (register blocking, as a matrix product's kernel does: each load of a row of X
+    serves two classes and each load of W four rows)."""
     k, d = coef_t.shape
-    if m == 4:
-        x0, x1, x2, x3 = X[i], X[i + 1], X[i + 2], X[i + 3]
+    t = 0
+    while t + 4 <= m:
+        x0, x1, x2, x3 = X[first + t], X[first + t + 1], X[first + t + 2], X[first + t + 3]
         c = 0
         while c + 1 < k:
             w_a, w_b = coef_t[c], coef_t[c + 1]
@@ -105,10 +124,10 @@ def dense_logits(X, i, m, coef_t, intercept, z):
                 b1 += v1 * wb
                 b2 += v2 * wb
                 b3 += v3 * wb
-            z[0, c], z[1, c] = a0 + intercept[c], a1 + intercept[c]
-            z[2, c], z[3, c] = a2 + intercept[c], a3 + intercept[c]
-            z[0, c + 1], z[1, c + 1] = b0 + intercept[c + 1], b1 + intercept[c + 1]
-            z[2, c + 1], z[3, c + 1] = b2 + intercept[c + 1], b3 + intercept[c + 1]
+            z[t, c], z[t + 1, c] = a0 + intercept[c], a1 + intercept[c]
+            z[t + 2, c], z[t + 3, c] = a2 + intercept[c], a3 + intercept[c]
+            z[t, c + 1], z[t + 1, c + 1] = b0 + intercept[c + 1], b1 + intercept[c + 1]
+            z[t + 2, c + 1], z[t + 3, c + 1] = b2 + intercept[c + 1], b3 + intercept[c + 1]
             c += 2
         if c < k:  # an odd class left (the sigmoid's one logit)
             w_c = coef_t[c]
@@ -119,31 +138,34 @@ def dense_logits(X, i, m, coef_t, intercept, z):
                 a1 += x1[j] * w
                 a2 += x2[j] * w
                 a3 += x3[j] * w
-            z[0, c], z[1, c] = a0 + intercept[c], a1 + intercept[c]
-            z[2, c], z[3, c] = a2 + intercept[c], a3 + intercept[c]
-        return
-    for t in range(m):
-        row = X[i + t]
+            z[t, c], z[t + 1, c] = a0 + intercept[c], a1 + intercept[c]
+            z[t + 2, c], z[t + 3, c] = a2 + intercept[c], a3 + intercept[c]
+        t += 4
+    while t < m:
+        row = X[first + t]
         for c in range(k):
             w_c = coef_t[c]
             acc = 0.0
             for j in range(d):
                 acc += row[j] * w_c[j]
             z[t, c] = acc + intercept[c]
+        t += 1
 
 
-@jit
-def dense_gradient(X, i, m, r, grad_t):
-    """grad_t[c] += sum_t r[t, c] X[i + t] for the m rows from i: four rows and two classes
-    at once, so each load of a row of X serves two classes and each load and store of the
-    gradient four rows."""
+@numba.njit(nogil=True, cache=True, fastmath=_FAST, inline="always")
+def block_gradient(X, first, m, r, grad_t):
+    """grad_t[c] += sum_t r[t, c] X[first + t] over the block's m rows: four rows and two
+    classes at once, so each load of a row of X serves two classes and each load and store
+    of the gradient four rows."""
     k, d = grad_t.shape
-    if m == 4:
-        x0, x1, x2, x3 = X[i], X[i + 1], X[i + 2], X[i + 3]
+    t = 0
+    while t + 4 <= m:
+        x0, x1, x2, x3 = X[first + t], X[first + t + 1], X[first + t + 2], X[first + t + 3]
         c = 0
         while c + 1 < k:
-            ra0, ra1, ra2, ra3 = r[0, c], r[1, c], r[2, c], r[3, c]
-            rb0, rb1, rb2, rb3 = r[0, c + 1], r[1, c + 1], r[2, c + 1], r[3, c + 1]
+            ra0, ra1, ra2, ra3 = r[t, c], r[t + 1, c], r[t + 2, c], r[t + 3, c]
+            rb0, rb1 = r[t, c + 1], r[t + 1, c + 1]
+            rb2, rb3 = r[t + 2, c + 1], r[t + 3, c + 1]
             g_a, g_b = grad_t[c], grad_t[c + 1]
             for j in range(d):
                 v0, v1, v2, v3 = x0[j], x1[j], x2[j], x3[j]
@@ -151,44 +173,157 @@ def dense_gradient(X, i, m, r, grad_t):
                 g_b[j] += rb0 * v0 + rb1 * v1 + rb2 * v2 + rb3 * v3
             c += 2
         if c < k:
-            r0, r1, r2, r3 = r[0, c], r[1, c], r[2, c], r[3, c]
+            r0, r1, r2, r3 = r[t, c], r[t + 1, c], r[t + 2, c], r[t + 3, c]
             g_c = grad_t[c]
             for j in range(d):
                 g_c[j] += r0 * x0[j] + r1 * x1[j] + r2 * x2[j] + r3 * x3[j]
-        return
-    for t in range(m):
-        row = X[i + t]
+        t += 4
+    while t < m:
+        row = X[first + t]
         for c in range(k):
             rc = r[t, c]
             g_c = grad_t[c]
             for j in range(d):
                 g_c[j] += rc * row[j]
+        t += 1
+
+
+@numba.njit(nogil=True, cache=True, fastmath=_FAST, inline="always")
+def one_logit(X, first, m, w, b, z):
+    """z[t, 0] = X[first + t] w + b: the sigmoid's one logit, four rows at a time."""
+    d = w.shape[0]
+    t = 0
+    while t + 4 <= m:
+        x0, x1, x2, x3 = X[first + t], X[first + t + 1], X[first + t + 2], X[first + t + 3]
+        a0 = a1 = a2 = a3 = 0.0
+        for j in range(d):
+            wj = w[j]
+            a0 += x0[j] * wj
+            a1 += x1[j] * wj
+            a2 += x2[j] * wj
+            a3 += x3[j] * wj
+        z[t, 0], z[t + 1, 0], z[t + 2, 0], z[t + 3, 0] = a0 + b, a1 + b, a2 + b, a3 + b
+        t += 4
+    while t < m:
+        row = X[first + t]
+        acc = 0.0
+        for j in range(d):
+            acc += row[j] * w[j]
+        z[t, 0] = acc + b
+        t += 1
+
+
+@numba.njit(nogil=True, cache=True, fastmath=_FAST, inline="always")
+def one_gradient(X, first, m, r, g):
+    """g += sum_t r[t, 0] X[first + t]: the sigmoid's one class, four rows at a time."""
+    d = g.shape[0]
+    t = 0
+    while t + 4 <= m:
+        x0, x1, x2, x3 = X[first + t], X[first + t + 1], X[first + t + 2], X[first + t + 3]
+        r0, r1, r2, r3 = r[t, 0], r[t + 1, 0], r[t + 2, 0], r[t + 3, 0]
+        for j in range(d):
+            g[j] += r0 * x0[j] + r1 * x1[j] + r2 * x2[j] + r3 * x3[j]
+        t += 4
+    while t < m:
+        row = X[first + t]
+        rt = r[t, 0]
+        for j in range(d):
+            g[j] += rt * row[j]
+        t += 1
+
+
+@numba.njit(nogil=True, cache=True, fastmath=_FAST, inline="always")
+def links_of(z, r, losses, m, first, labels, proba, eps, softmax, soft):
+    """``row_link`` for the m rows of a block from ``first``: each row's loss in losses[t] and
+    residual in r[t]; returns how many rows are right. ``softmax`` and ``soft`` are constants
+    where the four functions below inline it: a sigmoid row testing them took half again as
+    long (measured), and a function of its own for each is compiled once, whatever X's dtype."""
+    n_right = 0
+    for t in range(m):
+        label = 0 if soft else labels[first + t]
+        loss, right = row_link(z, r, t, label, proba, first + t, eps, soft, softmax)
+        losses[t] = loss
+        n_right += right
+    return n_right
+
+
+@jit
+def sigmoid_links(z, r, losses, m, first, labels, proba, eps):
+    return links_of(z, r, losses, m, first, labels, proba, eps, False, False)
+
+
+@jit
+def soft_sigmoid_links(z, r, losses, m, first, labels, proba, eps):
+    return links_of(z, r, losses, m, first, labels, proba, eps, False, True)
+
+
+@jit
+def softmax_links(z, r, losses, m, first, labels, proba, eps):
+    return links_of(z, r, losses, m, first, labels, proba, eps, True, False)
+
+
+@jit
+def soft_softmax_links(z, r, losses, m, first, labels, proba, eps):
+    return links_of(z, r, losses, m, first, labels, proba, eps, True, True)
+
+
+@numba.njit(nogil=True, cache=True, fastmath=_FAST, inline="always")
+def block_links(z, r, losses, m, first, labels, proba, eps, weights, softmax):
+    """The block's links (``links_of``), the rows' weights applied: (sum of weighted losses,
+    rows right)."""
+    if softmax:
+        if proba.shape[0] > 0:
+            n_right = soft_softmax_links(z, r, losses, m, first, labels, proba, eps)
+        else:
+            n_right = softmax_links(z, r, losses, m, first, labels, proba, eps)
+    elif proba.shape[0] > 0:
+        n_right = soft_sigmoid_links(z, r, losses, m, first, labels, proba, eps)
+    else:
+        n_right = sigmoid_links(z, r, losses, m, first, labels, proba, eps)
+    loss_sum = 0.0
+    if weights.shape[0] == 0:
+        for t in range(m):
+            loss_sum += losses[t]
+        return loss_sum, n_right
+    for t in range(m):
+        weight = weights[first + t]
+        loss_sum += weight * losses[t]
+        for c in range(z.shape[1]):
+            r[t, c] *= weight
+    return loss_sum, n_right
 
 
 @jit
 def dense(X, coef_t, intercept, labels, proba, eps, weights, start, stop, softmax,
           with_grad, grad_t, grad_b):
-    """Rows start..stop of dense X, four at a time; coef_t (k, d); adds into grad_t (k, d)
-    and grad_b (k,); returns (sum of weighted losses, rows right)."""
+    """Rows start..stop of dense X, ``BLOCK_ROWS`` at a time (their logits, their links, then
+    their part of the gradient); coef_t (k, d); adds into grad_t (k, d) and grad_b (k,);
+    returns (sum of weighted losses, rows right)."""
     k = coef_t.shape[0]
-    z = np.empty((4, k))
-    r = np.empty((4, k))
+    z = np.empty((BLOCK_ROWS, k))
+    r = np.empty((BLOCK_ROWS, k))
+    losses = np.empty(BLOCK_ROWS)
     loss_sum = 0.0
     n_right = 0
-    i = start
-    while i < stop:
-        m = min(4, stop - i)
-        dense_logits(X, i, m, coef_t, intercept, z)
+    for first in range(start, stop, BLOCK_ROWS):
+        m = min(BLOCK_ROWS, stop - first)
+        if k == 1:
+            one_logit(X, first, m, coef_t[0], intercept[0], z)
+        else:
+            block_logits(X, first, m, coef_t, intercept, z)
+        block_loss, block_right = block_links(z, r, losses, m, first, labels, proba, eps,
+                                              weights, softmax)
+        loss_sum += block_loss
+        n_right += block_right
+        if not with_grad:
+            continue
         for t in range(m):
-            loss, right = weighted_row(z, r, t, labels, proba, i + t, eps, weights, softmax)
-            loss_sum += loss
-            n_right += right
-        if with_grad:
-            for t in range(m):
-                for c in range(k):
-                    grad_b[c] += r[t, c]
-            dense_gradient(X, i, m, r, grad_t)
-        i += m
+            for c in range(k):
+                grad_b[c] += r[t, c]
+        if k == 1:
+            one_gradient(X, first, m, r, grad_t[0])
+        else:
+            block_gradient(X, first, m, r, grad_t)
     return loss_sum, n_right
 
 
@@ -222,29 +357,36 @@ def csr_scatter(data, indices, indptr, i, factor, r, t, out):
 @jit
 def csr(data, indices, indptr, coef, intercept, labels, proba, eps, weights, start, stop,
         softmax, with_grad, grad, grad_b, R, first):
-    """Rows start..stop of a CSR matrix; coef (d, k) (a row of W per stored entry); adds
-    into grad (d, k) and grad_b (k,). With R (m, k) not empty, each row's residual
-    w_i (q_i - p_i) is stored in R[i - first] instead of scattered into grad: the first pass
-    of an evaluation by columns (``csr_columns``) over a block of rows from ``first``."""
+    """Rows start..stop of a CSR matrix, ``BLOCK_ROWS`` at a time; coef (d, k) (a row of W
+    per stored entry); adds into grad (d, k) and grad_b (k,). With R (m, k) not empty, each
+    row's residual w_i (q_i - p_i) is stored in R[i - first] instead of scattered into grad:
+    the first pass of an evaluation by columns (``csr_columns``) over a block of rows from
+    ``first``."""
     k = coef.shape[1]
-    z = np.empty((1, k))
-    r = np.empty((1, k))
+    z = np.empty((BLOCK_ROWS, k))
+    r = np.empty((BLOCK_ROWS, k))
+    losses = np.empty(BLOCK_ROWS)
     keep = R.shape[0] > 0
     loss_sum = 0.0
     n_right = 0
-    for i in range(start, stop):
-        csr_logits(data, indices, indptr, i, coef, 1.0, intercept, z, 0)
-        loss, right = weighted_row(z, r, 0, labels, proba, i, eps, weights, softmax)
-        loss_sum += loss
-        n_right += right
-        if with_grad:
+    for block in range(start, stop, BLOCK_ROWS):
+        m = min(BLOCK_ROWS, stop - block)
+        for t in range(m):
+            csr_logits(data, indices, indptr, block + t, coef, 1.0, intercept, z, t)
+        block_loss, block_right = block_links(z, r, losses, m, block, labels, proba, eps,
+                                              weights, softmax)
+        loss_sum += block_loss
+        n_right += block_right
+        if not with_grad:
+            continue
+        for t in range(m):
             for c in range(k):
-                grad_b[c] += r[0, c]
+                grad_b[c] += r[t, c]
             if keep:
                 for c in range(k):
-                    R[i - first, c] = r[0, c]
+                    R[block + t - first, c] = r[t, c]
             else:
-                csr_scatter(data, indices, indptr, i, 1.0, r, 0, grad)
+                csr_scatter(data, indices, indptr, block + t, 1.0, r, t, grad)
     return loss_sum, n_right
 
 
