@@ -8,8 +8,9 @@ For each row i of X (dense, C-ordered float64 or float32; or CSR):
     G += r^T x_i,  g_b += r                 the gradient's sums, X^T (Q - P)
 
 and whether the row's first largest logit is its true class. This is ``loss._accumulate``
-(the numpy reference, which the tests hold these to at 1e-12) fused into one loop: a row is read
-from memory once and used twice while it is in cache, and no temporaries are allocated. Each
+(the numpy reference, which the tests hold these to at 1e-12) fused into one loop over blocks
+of rows (``_compiled.BLOCK_ROWS``): a row is read from memory once and used twice while it is
+in cache, and no temporaries are allocated. Each
 call sums its own rows into its own buffers; ``loss.sums`` gives each thread a contiguous run of
 rows and adds the runs' sums in a fixed order, so the result depends on the thread count but
 never on timing. CSR with more features than rows per thread (hashed text) is summed in two
@@ -18,10 +19,10 @@ passes instead, R by runs of rows, then X^T R by ranges of columns into one grad
 more time to zero and add up than the second pass takes. The kernels release the GIL
 (``nogil``), so the threads run at once.
 
-numba compiles them on first use (a few seconds) and caches the machine code on disk, in
-$NUMBA_CACHE_DIR, else ``<xent's cache>/numba`` (a writable place even when xent is installed
-read-only); numba itself is imported only when a kernel is first needed (``loss.sums`` uses
-them for data large enough to repay the import, about 0.4 s).
+numba compiles them on first use (about 13 s for one kind of dense data here) and caches the
+machine code on disk, in $NUMBA_CACHE_DIR, else ``<xent's cache>/numba`` (a writable place
+even when xent is installed read-only); numba itself is imported only when a kernel is first
+needed (``loss.sums`` uses them for data large enough to repay the import, about 0.4 s).
 
 Targets: hard labels (indices, optionally smoothed: p = (1 - eps) onehot + eps / K) or soft
 rows of probabilities; the sigmoid's p is P(class 1). Products are taken in the dtype of
