@@ -88,10 +88,16 @@ def weighted_row(z, r, t, labels, proba, row, eps, weights, softmax):
     label = 0 if soft else labels[row]
     loss, right = row_link(z, r, t, label, proba, row, eps, soft, softmax)
     if weights.shape[0] > 0:
-        loss *= weights[row]
-        for c in range(z.shape[1]):
-            r[t, c] *= weights[row]
+        loss = weighed(loss, r, t, weights[row])
     return loss, right
+
+
+@numba.njit(nogil=True, cache=True, fastmath=_FAST, inline="always")
+def weighed(loss, r, t, weight):
+    """A row's loss times its weight, its residual r[t] multiplied by it in place."""
+    for c in range(r.shape[1]):
+        r[t, c] *= weight
+    return weight * loss
 
 
 #: rows a kernel takes at a time: their logits, then their links, then their part of the
@@ -288,10 +294,7 @@ def block_links(z, r, losses, m, first, labels, proba, eps, weights, softmax):
             loss_sum += losses[t]
         return loss_sum, n_right
     for t in range(m):
-        weight = weights[first + t]
-        loss_sum += weight * losses[t]
-        for c in range(z.shape[1]):
-            r[t, c] *= weight
+        loss_sum += weighed(losses[t], r, t, weights[first + t])
     return loss_sum, n_right
 
 
