@@ -183,40 +183,51 @@ def test_ties_and_extreme_logits(monkeypatch):
         _close(reference, ours, 1e-12)
 
 
-def test_log1p_from_log_is_within_a_few_ulp():
-    """The sigmoid's log(1 + e^-|z|) is taken from ``log`` (``_compiled.log1p_of``): equal to
-    numpy's log1p within 2 ulp over e in [0, 1], through the e below 2^-53 where 1 + e is 1."""
-    compiled = kernels.kernels()
-    e = np.concatenate([[0.0, 2.0 ** -60, 2.0 ** -53, 2.0 ** -52, 1e-300],
-                        np.geomspace(1e-20, 1.0, 3000), np.linspace(0.0, 1.0, 3001)])
-    ours = np.array([compiled.log1p_of(v, 1.0 + v) for v in e])
-    assert np.all(np.abs(ours - np.log1p(e)) <= 2 * np.spacing(np.log1p(e)))
-
-
-def test_the_softmax_exp_is_within_one_ulp():
-    """The softmax's exp (``_compiled.exp_of``, a polynomial instead of a call) is numpy's exp
-    within 1 ulp over the shifted logits' range, subnormal results included, in a loop compiled
-    with the kernels' fastmath flags (where it vectorises, and where reassociation could
-    undo its two-part ln 2); 0 for -inf, NaN for NaN."""
+def _compiled_loop(function):
+    """``function`` applied to each value of an array, in a loop compiled with the kernels'
+    options: where it vectorises, and where reassociation could undo a careful order."""
     import numba
 
     compiled = kernels.kernels()
-    exp_of = compiled.exp_of
 
-    @numba.njit(fastmath=compiled._FAST)
-    def exps(x):
+    @numba.njit(fastmath=compiled._FAST, error_model="numpy")
+    def each(x):
         out = np.empty_like(x)
         for j in range(x.shape[0]):
-            out[j] = exp_of(x[j])
+            out[j] = function(x[j])
         return out
 
+    return each
+
+
+def _ulps(ours, reference):
+    return np.abs(ours - reference) / np.spacing(np.maximum(np.abs(reference), 5e-324))
+
+
+def test_the_exp_of_a_shifted_logit_is_within_one_ulp():
+    """``_compiled.exp_of`` (a polynomial instead of a call, for the links' exps) is numpy's
+    exp within 1 ulp over x <= 0, subnormal results included; 0 for -inf, NaN for NaN."""
     x = np.concatenate([np.random.default_rng(0).uniform(-745.5, 0.0, 200_000),
                         -np.geomspace(1e-300, 745.0, 5000),
                         [0.0, -0.0, -5e-324, -709.0, -744.44, -745.13, -745.2, -746.5]])
-    reference = np.exp(x)
-    assert np.all(np.abs(exps(x) - reference) <= np.spacing(reference))
+    exps = _compiled_loop(kernels.kernels().exp_of)
+    assert _ulps(exps(x), np.exp(x)).max() <= 1.0
     edges = exps(np.array([-np.inf, np.nan, -1e308]))
     assert edges[0] == 0.0 and np.isnan(edges[1]) and edges[2] == 0.0
+
+
+def test_the_sigmoids_log1p_is_within_one_ulp():
+    """``_compiled.log1p_of`` (the sigmoid's log(1 + e^-|z|), a series instead of a call) is
+    numpy's log1p within 1 ulp over e in [0, 1], through subnormal e, e below 2^-53 (where
+    1 + e is 1) and both sides of sqrt(2) - 1, where it changes its reduction."""
+    root = np.sqrt(2.0) - 1.0
+    e = np.concatenate([np.random.default_rng(1).uniform(0.0, 1.0, 200_000),
+                        np.geomspace(1e-300, 1.0, 20_000),
+                        [0.0, 5e-324, 2.0 ** -60, 2.0 ** -53, 1.0, np.nextafter(root, 0.0), root,
+                         np.nextafter(root, 1.0)]])
+    logs = _compiled_loop(kernels.kernels().log1p_of)
+    assert _ulps(logs(e), np.log1p(e)).max() <= 1.0
+    assert np.isnan(logs(np.array([np.nan]))[0])
 
 
 def test_the_same_thread_count_gives_the_same_bytes(monkeypatch):

@@ -13,17 +13,13 @@ from numba.extending import intrinsic
 #: values (a logit of -inf must still give an exact loss)
 _FAST = {"reassoc", "contract"}
 
-jit = numba.njit(nogil=True, cache=True, fastmath=_FAST)
+#: the loss kernels' options. numpy's error model: a division by zero gives inf or NaN (which
+#: the caller reads as divergence) instead of raising, so that a loop that divides has no
+#: branch to an exception and vectorises
+_OPTIONS = dict(nogil=True, cache=True, fastmath=_FAST, error_model="numpy")
 
-
-@numba.njit(nogil=True, cache=True, fastmath=_FAST, inline="always")
-def log1p_of(e, u):
-    """log(1 + e) for e >= 0, given u = 1 + e, from ``log`` (a third of ``log1p``'s time
-    here): log(u) e / (u - 1) cancels u's rounding error (Goldberg 1991, theorem 4), within a
-    few ulp; below e = 2^-53, u is 1 and log(1 + e) is e to double precision."""
-    if u == 1.0:
-        return e
-    return np.log(u) * (e / (u - 1.0))
+jit = numba.njit(**_OPTIONS)
+inline = numba.njit(**_OPTIONS, inline="always")
 
 
 @intrinsic
@@ -40,7 +36,7 @@ _LN2_HIGH = 6.93147180369123816490e-01  # ln 2 in two parts; k ln2_high is exact
 _LN2_LOW = 1.90821492927058770002e-10
 
 
-@numba.njit(nogil=True, cache=True, fastmath=_FAST, inline="always")
+@inline
 def exp_of(x):
     """exp(x) for x <= 0 (a logit less the row's largest): within 1 ulp, 0 for -inf, NaN for
     NaN. Branch-free arithmetic instead of a call to ``np.exp``, so that a row's loop of them
@@ -74,27 +70,70 @@ def exp_of(x):
     return 0.0 if x < -746.0 else p * low_factor * high_factor
 
 
-@numba.njit(nogil=True, cache=True, fastmath=_FAST, inline="always")
+_LN2 = 0.6931471805599453
+_SQRT2_LESS_1 = 0.41421356237309515
+
+
+@inline
+def log1p_of(e):
+    """log(1 + e) for 0 <= e <= 1 (the sigmoid's e^-|z|), within 1 ulp; branch-free
+    arithmetic (``np.log1p`` is a call), so that a block's loop of sigmoid rows vectorises.
+
+    1 + e = 2^k (1 + f): k = 0 and f = e, or above sqrt(2) - 1, k = 1 and f = (e - 1) / 2;
+    so s = f / (2 + f) is within +-0.172. log(1 + f) = 2 atanh(s) = 2s + s T, with
+    T = (2/3) s^2 + (2/5) s^4 + ... + (2/21) s^20 (the next term is below 2^-55 of it);
+    as 2s = f - s f, log(1 + f) = f - s (f - T): s's rounding reaches only the correction,
+    not the leading f."""
+    above = e > _SQRT2_LESS_1
+    f = 0.5 * (e - 1.0) if above else e
+    s = f / (2.0 + f)
+    s2 = s * s
+    t = 2.0 / 21.0  # Horner's rule in s^2
+    t = t * s2 + 2.0 / 19.0
+    t = t * s2 + 2.0 / 17.0
+    t = t * s2 + 2.0 / 15.0
+    t = t * s2 + 2.0 / 13.0
+    t = t * s2 + 2.0 / 11.0
+    t = t * s2 + 2.0 / 9.0
+    t = t * s2 + 2.0 / 7.0
+    t = t * s2 + 2.0 / 5.0
+    t = t * s2 + 2.0 / 3.0
+    log_1f = f - s * (f - t * s2)
+    return log_1f + _LN2 if above else log_1f
+
+
+@inline
+def sigmoid_target(label, proba, row, eps, soft):
+    """(class, p) of a sigmoid row: with ``soft``, p = P(class 1) = proba[row, 1] and the
+    class the likelier one; else ``label``, p smoothed by ``eps``."""
+    if soft:
+        return (1 if proba[row, 1] > proba[row, 0] else 0), proba[row, 1]
+    return label, label * (1.0 - eps) + eps / 2.0
+
+
+@inline
+def sigmoid_row(z, truth, p):
+    """A sigmoid row's (loss, q - p, 1 if right else 0) from its logit z and target p:
+    loss = log(1 + e^z) - p z = max(z, 0) + log1p(e^-|z|) - p z, which does not overflow;
+    q = 1 / (1 + e^-z), from the same e = e^-|z|."""
+    e = exp_of(-abs(z))
+    inverse = 1.0 / (1.0 + e)
+    loss = max(z, 0.0) + log1p_of(e) - p * z
+    q = inverse if z >= 0.0 else e * inverse
+    right = 1 if (z > 0.0) == (truth == 1) else 0
+    return loss, q - p, right
+
+
+@inline
 def row_link(z, r, t, label, proba, row, eps, soft, softmax):
     """The loss of one row from its logits ``z[t]``; writes q - p into ``r[t]``; returns
     (loss, 1 if the first largest logit is the true class else 0). ``proba[row]`` is the
     row's soft target (``soft``), else ``label`` its class, smoothed by ``eps``."""
     k = z.shape[1]
     if not softmax:
-        zi = z[t, 0]
-        if soft:
-            p = proba[row, 1]
-            truth = 1 if proba[row, 1] > proba[row, 0] else 0
-        else:
-            truth = label
-            p = truth * (1.0 - eps) + eps / 2.0
-        e = np.exp(-abs(zi))  # log(1 + e^z) = max(z, 0) + log1p(e^-|z|): no overflow
-        u = 1.0 + e
-        inverse = 1.0 / u
-        loss = max(zi, 0.0) + log1p_of(e, u) - p * zi
-        q = inverse if zi >= 0.0 else e * inverse
-        r[t, 0] = q - p
-        right = 1 if (zi > 0.0) == (truth == 1) else 0
+        truth, p = sigmoid_target(label, proba, row, eps, soft)
+        loss, residual, right = sigmoid_row(z[t, 0], truth, p)
+        r[t, 0] = residual
         return loss, right
     top = z[t, 0]
     first = 0
@@ -131,7 +170,7 @@ def row_link(z, r, t, label, proba, row, eps, soft, softmax):
     return np.log(total) - target_term, right
 
 
-@numba.njit(nogil=True, cache=True, fastmath=_FAST, inline="always")
+@inline
 def weighted_row(z, r, t, labels, proba, row, eps, weights, softmax):
     """``row_link`` for row ``row`` (its logits in z[t]), loss and residual r[t] times the
     row's weight (an empty ``weights``: 1); an empty ``proba`` means hard labels."""
@@ -143,7 +182,7 @@ def weighted_row(z, r, t, labels, proba, row, eps, weights, softmax):
     return loss, right
 
 
-@numba.njit(nogil=True, cache=True, fastmath=_FAST, inline="always")
+@inline
 def weighed(loss, r, t, weight):
     """A row's loss times its weight, its residual r[t] multiplied by it in place."""
     for c in range(r.shape[1]):
@@ -157,7 +196,7 @@ def weighed(loss, r, t, weight):
 BLOCK_ROWS = 32
 
 
-@numba.njit(nogil=True, cache=True, fastmath=_FAST, inline="always")
+@inline
 def block_logits(X, first, m, coef_t, intercept, z):
     """z[t] = X[first + t] W + b for the block's m rows, four rows at a time with one or two
     classes (register blocking, as a matrix product's kernel does: each load of a row of X
@@ -209,7 +248,7 @@ def block_logits(X, first, m, coef_t, intercept, z):
         t += 1
 
 
-@numba.njit(nogil=True, cache=True, fastmath=_FAST, inline="always")
+@inline
 def block_gradient(X, first, m, r, grad_t):
     """grad_t[c] += sum_t r[t, c] X[first + t] over the block's m rows: four rows and two
     classes at once, so each load of a row of X serves two classes and each load and store
@@ -245,7 +284,7 @@ def block_gradient(X, first, m, r, grad_t):
         t += 1
 
 
-@numba.njit(nogil=True, cache=True, fastmath=_FAST, inline="always")
+@inline
 def one_logit(X, first, m, w, b, z):
     """z[t, 0] = X[first + t] w + b: the sigmoid's one logit, four rows at a time. The same
     sums as ``block_logits``' odd class, with W's one row and b as plain values: a sigmoid
@@ -272,7 +311,7 @@ def one_logit(X, first, m, w, b, z):
         t += 1
 
 
-@numba.njit(nogil=True, cache=True, fastmath=_FAST, inline="always")
+@inline
 def one_gradient(X, first, m, r, g):
     """g += sum_t r[t, 0] X[first + t]: the sigmoid's one class, four rows at a time."""
     d = g.shape[0]
@@ -291,13 +330,25 @@ def one_gradient(X, first, m, r, g):
         t += 1
 
 
-@numba.njit(nogil=True, cache=True, fastmath=_FAST, inline="always")
+@inline
 def links_of(z, r, losses, m, first, labels, proba, eps, softmax, soft):
     """``row_link`` for the m rows of a block from ``first``: each row's loss in losses[t] and
     residual in r[t]; returns how many rows are right. ``softmax`` and ``soft`` are constants
     where the four functions below inline it: a sigmoid row testing them took half again as
     long (measured), and a function of its own for each is compiled once, whatever X's dtype."""
     n_right = 0
+    if not softmax:
+        # the sigmoid's one logit a row: z and r seen as vectors (they are C-contiguous) make
+        # this a loop that vectorises, 2.6 times as fast (``exp_of``, ``log1p_of``)
+        logits, residuals = z.reshape(z.shape[0]), r.reshape(r.shape[0])
+        for t in range(m):
+            label = 0 if soft else labels[first + t]
+            truth, p = sigmoid_target(label, proba, first + t, eps, soft)
+            loss, residual, right = sigmoid_row(logits[t], truth, p)
+            residuals[t] = residual
+            losses[t] = loss
+            n_right += right
+        return n_right
     for t in range(m):
         label = 0 if soft else labels[first + t]
         loss, right = row_link(z, r, t, label, proba, first + t, eps, soft, softmax)
@@ -326,7 +377,7 @@ def soft_softmax_links(z, r, losses, m, first, labels, proba, eps):
     return links_of(z, r, losses, m, first, labels, proba, eps, True, True)
 
 
-@numba.njit(nogil=True, cache=True, fastmath=_FAST, inline="always")
+@inline
 def block_links(z, r, losses, m, first, labels, proba, eps, weights, softmax):
     """The block's links (``links_of``), the rows' weights applied: (sum of weighted losses,
     rows right)."""
@@ -383,7 +434,7 @@ def dense(X, coef_t, intercept, labels, proba, eps, weights, start, stop, softma
     return loss_sum, n_right
 
 
-@numba.njit(nogil=True, cache=True, fastmath=_FAST, inline="always")
+@inline
 def csr_logits(data, indices, indptr, i, coef, scale, intercept, z, t):
     """z[t] = scale * (x_i W) + b for CSR row i: a row of W per stored entry."""
     k = coef.shape[1]
@@ -398,7 +449,7 @@ def csr_logits(data, indices, indptr, i, coef, scale, intercept, z, t):
         z[t, c] = scale * z[t, c] + intercept[c]
 
 
-@numba.njit(nogil=True, cache=True, fastmath=_FAST, inline="always")
+@inline
 def csr_scatter(data, indices, indptr, i, factor, r, t, out):
     """out[j] += factor x_ij r[t] for the stored entries j of CSR row i: the row's part of
     X^T R (or of a step on it)."""
