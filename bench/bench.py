@@ -14,7 +14,8 @@ scikit-learn lbfgs's time in the same run. A table goes to stdout, everything to
 Thread scaling: one loss and gradient at 1, 2, 4, ... all cores, through xent's compiled kernels
 (dense, and CSR with 90% of X zeroed), the numpy reference and torch CPU, beside a compiled
 all-core read of X measured in the same run. Targets: dense at all cores <= 2x that read; never
-slower with more threads; CSR on 2 threads <= 0.6x its 1-thread time.
+slower with more threads; CSR on 2 threads <= 0.6x its 1-thread time; and xent lbfgs at least as
+fast as torch LBFGS (CPU) where torch is installed.
 """
 
 from __future__ import annotations
@@ -328,7 +329,18 @@ def table(results) -> str:
             gap = f"{row['gap']:.1e}" if "gap" in row else ""
             lines.append(f"| {name} | {solver} | {row['seconds']:.3f}{extra} | "
                          f"{row['per_sklearn_lbfgs']:.2f} | {row.get('iterations', '')} | {gap} |")
+    lines += [torch_target(name, rows) for name, rows in results.items()]
     return "\n".join(lines)
+
+
+def torch_target(name, rows) -> str:
+    """The line for the target against torch: xent lbfgs at least as fast as torch LBFGS (CPU)
+    in the same run."""
+    if "torch LBFGS" not in rows:
+        return f"\n{name}: xent lbfgs against torch LBFGS: n/a (torch not installed)"
+    ratio = rows["xent lbfgs"]["seconds"] / rows["torch LBFGS"]["seconds"]
+    return (f"\n{name}: xent lbfgs {ratio:.2f}x torch LBFGS's time (target <= 1x: "
+            f"{'met' if ratio <= 1 else 'MISSED'})")
 
 
 def main():
