@@ -18,7 +18,7 @@ from xent.links import get_link
 from xent.loss import Objective
 from xent.model import Model
 from xent.optim import make_optimizer
-from xent.targets import labels_target
+from xent.targets import labels_target, proba_target
 from xent.text import TextSpec, hash_fasttext, read_fasttext, topic_corpus
 from xent.train import BatchStep
 
@@ -60,15 +60,18 @@ def _steps(name, X, target, weights, params, objective, lr, order, batch_size):
     return step.rows(params, state, X, target, weights, order, batch_size)
 
 
-@pytest.mark.parametrize("link, fit_intercept, batch_size",
-                         [("softmax", True, 7), ("sigmoid", True, 7), ("softmax", False, 7),
-                          ("sigmoid", False, 50)])  # 50: the kernel sorts batches over 32
-def test_lazy_sgd_is_the_dense_step(link, fit_intercept, batch_size):
+@pytest.mark.parametrize("link, fit_intercept, batch_size, soft",
+                         [("softmax", True, 7, False), ("sigmoid", True, 7, False),
+                          ("softmax", False, 7, False), ("sigmoid", False, 50, False),
+                          ("softmax", True, 7, True), ("sigmoid", True, 50, True)])
+def test_lazy_sgd_is_the_dense_step(link, fit_intercept, batch_size, soft):
     """W held as scale * V with the L2 shrinkage in the scale: the weights of the dense
-    mini-batch SGD, with weights, label smoothing and l2, to 1e-10."""
+    mini-batch SGD, with weights, label smoothing (or soft targets) and l2, to 1e-10. A batch
+    of 50 is more than a block of the kernels (32 rows), and sorted."""
     X, y, k, params, rng = _problem(link)
     objective = Objective(get_link(link, k), l2=0.05, fit_intercept=fit_intercept)
-    target = labels_target(y, k, 0.1)
+    target = proba_target(rng.dirichlet(np.ones(k), len(y))) if soft else \
+        labels_target(y, k, 0.1)
     weights = rng.random(len(y)) + 0.5
     order = rng.permutation(len(y))
     lazy, _, n_lazy = _steps("gd", X, target, weights, params, objective, 0.3, order,

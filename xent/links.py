@@ -57,7 +57,7 @@ class Link:
     name: str = ""
     #: a bound on the largest eigenvalue of the loss's Hessian in one row's logits
     curvature: float = 0.0
-    #: the row rule of the compiled kernels (``kernels.row_link``): the softmax's or the sigmoid's
+    #: the rule of the compiled kernels (``_compiled.links_of``): the softmax's or the sigmoid's
     kernel_softmax: bool = False
 
     def __eq__(self, other) -> bool:
