@@ -326,6 +326,8 @@ def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> None:
     if checkpoint.best_params is not None:
         arrays["best_params"] = checkpoint.best_params
     arrays.update({f"opt_{k}": np.asarray(v) for k, v in checkpoint.optimizer_state.items()})
+    if checkpoint.columns is not None:
+        arrays["columns"] = checkpoint.columns
     header = {
         "format": CHECKPOINT_FORMAT, "version": 1, "epoch": checkpoint.epoch,
         "grad_norm0": checkpoint.grad_norm0,
@@ -361,7 +363,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
             math.inf if header["best_val"] is None else header["best_val"],
             arrays.get("best_params"), int(header["epochs_since_best"]), header["rng_state"],
             float(header["elapsed"]), bool(header.get("exact", False)),
-            header.get("data_sha256"))
+            header.get("data_sha256"), arrays.get("columns"))
     except MemoryError:
         raise
     except Exception as exc:  # damaged bytes fail in many ways inside zipfile and numpy

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import scipy.optimize
@@ -33,6 +33,7 @@ from . import lazy
 from .config import OptimConfig
 from .errors import ConfigError
 from .loss import Objective, lipschitz_bound, single_threaded_blas, target_entropy
+from .narrowing import Narrowing
 from .optim import (
     OPTIMIZERS,
     Optimizer,
@@ -183,6 +184,9 @@ class Checkpoint:
     elapsed: float
     exact: bool = False  # float32 data already switched to float64 products (see `record`)
     data_sha256: str | None = None
+    #: the features its arrays cover, where training was narrowed to those present
+    #: (``narrowing``); None: every feature
+    columns: np.ndarray | None = None
 
 
 def _check_settings(solver: Solver, stopping: Stopping) -> None:
@@ -220,11 +224,33 @@ def fit(
     _check_settings(solver, stopping)
     d = source.shape[1]
     shape = objective.n_params(d, source.target.n_classes)
+    if resume is not None and resume.columns is not None:  # a narrowed run's checkpoint
+        resume = Narrowing(np.asarray(resume.columns), d).widen_checkpoint(resume)
     params = np.zeros(shape) if init_params is None else np.array(init_params, np.float64)
     if resume is not None:
         params = np.array(resume.params, np.float64)
     if params.shape != shape:
         raise ConfigError(f"the parameters must have shape {shape}, got {params.shape}")
+    narrowing = Narrowing.of(source, validation, params)
+    if narrowing is None:
+        return _minimise(source, validation, objective, solver, stopping, hooks, resume, params)
+    if resume is not None:
+        resume = narrowing.narrow_checkpoint(resume)
+    if hooks.checkpoint is not None:
+        save = hooks.checkpoint
+        hooks = replace(hooks, checkpoint=lambda c: save(replace(c, columns=narrowing.kept)))
+    start = narrowing.narrow(params)
+    del params
+    # the narrowed rows live only as long as _minimise runs: gone before W is widened
+    result = _minimise(*narrowing.sources(source, validation), objective, solver, stopping,
+                       hooks, resume, start)
+    return replace(result, params=narrowing.widen(result.params))
+
+
+def _minimise(source: RowSource, validation: RowSource | None, objective: Objective,
+              solver: Solver, stopping: Stopping, hooks: Hooks, resume: Checkpoint | None,
+              params: np.ndarray) -> FitResult:
+    """``fit``'s work, from ``params`` (or ``resume``, whose arrays are shaped alike)."""
     lr = float("nan") if resume is not None else resolve_lr(solver, source, objective)
     loop = _Loop(source, objective, stopping, hooks, validation, lr, params)
     if resume is not None:
