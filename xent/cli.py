@@ -27,6 +27,7 @@ from .atomic import write_text
 from .data import BUILTIN_PREFIX, data_notes, describe_builtin
 from .errors import ConfigError, DivergenceError, XentError
 from .loss import available_cores
+from .processes import large_arrays_outside_the_heap
 from .report import (
     CHECKPOINT_FILE,
     claimed,
@@ -1052,6 +1053,7 @@ def cache_clear(keys, stale):
 
 
 def main():
+    large_arrays_outside_the_heap()  # freed arrays leave this process's memory
     cli(prog_name="xent")
 
 

@@ -81,8 +81,10 @@ class Model:
 
     @classmethod
     def from_params(cls, params: np.ndarray, **kwargs) -> Model:
-        """From the stacked parameters (n_features + 1, n_outputs) that training works on."""
-        return cls(np.array(params[:-1]), np.array(params[-1]), **kwargs)
+        """From the stacked parameters (n_features + 1, n_outputs) that training works on: W and
+        b are views of ``params``, not copies (hashed text's W is tens of MB), so ``params`` is
+        the model's from then on."""
+        return cls(params[:-1], params[-1], **kwargs)
 
     @property
     def params(self) -> np.ndarray:

@@ -127,6 +127,25 @@ def _task_process(sender, task: Task, cores: set[int] | None, parent: int) -> No
     sender.close()
 
 
+#: glibc's mallopt parameter for the size from which an allocation gets pages of its own
+_M_MMAP_THRESHOLD = -3
+#: arrays of this size and more get pages of their own from the operating system
+OWN_PAGES_FROM = 1 << 20
+
+
+def large_arrays_outside_the_heap() -> None:
+    """Make every allocation of ``OWN_PAGES_FROM`` bytes or more get pages of its own from the
+    operating system (glibc's M_MMAP_THRESHOLD; nothing where there is no glibc), which go
+    back to it when the array is freed. By default glibc raises that threshold, up to 32 MB,
+    each time such an array is freed; the arrays below it then come from its heap, which keeps
+    their memory resident after they are freed. A text run's reading, training and writing
+    left about 60 MB so on top of its arrays (``bench/bench_text.py``'s memory line, measured).
+    For the ``xent`` command, whose process this is; a library does not change its host's
+    allocator."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, OWN_PAGES_FROM)
+
+
 def _die_with_parent(parent: int) -> None:
     """Ask Linux to send this process SIGTERM when its parent (pid ``parent``) dies, even by
     SIGKILL (elsewhere the parent's own clean-up is all there is)."""
