@@ -7,6 +7,7 @@ import pytest
 import scipy.sparse as sp
 from conftest import fit_arrays
 
+from xent.errors import ConfigError
 from xent.links import get_link
 from xent.loss import Objective, labels_target
 from xent.narrowing import Narrowing, on_columns
@@ -100,6 +101,8 @@ def test_a_narrowed_run_resumes_from_its_checkpoint_file(tmp_path, optimizer, ba
     for checkpoint in (loaded, widened):
         resumed = fit_arrays(X, target, link, **settings, resume=checkpoint)
         assert np.array_equal(resumed.params, whole.params)
+    with pytest.raises(ConfigError, match="cover 150 of its features"):
+        fit_arrays(X[:, :100], target, link, **settings, resume=loaded)
 
 
 def test_on_columns_is_scipys_slice():

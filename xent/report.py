@@ -320,8 +320,9 @@ def _lock_owner(lock: Path) -> int | str | None:
 
 def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> None:
     """The training state, to go on from with ``xent train --resume``: arrays for the params
-    and optimiser state (its learning rate included), a JSON header for the rest (history,
-    counters, generator state, the hash of the data it was trained on)."""
+    and optimiser state (its learning rate included) and, for a narrowed run, the features
+    they cover (``Checkpoint.columns``); a JSON header for the rest (history, counters,
+    generator state, the hash of the data it was trained on)."""
     arrays = {"params": checkpoint.params}
     if checkpoint.best_params is not None:
         arrays["best_params"] = checkpoint.best_params

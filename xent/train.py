@@ -225,7 +225,11 @@ def fit(
     d = source.shape[1]
     shape = objective.n_params(d, source.target.n_classes)
     if resume is not None and resume.columns is not None:  # a narrowed run's checkpoint
-        resume = Narrowing(np.asarray(resume.columns), d).widen_checkpoint(resume)
+        columns = np.asarray(resume.columns)
+        if len(resume.params) != len(columns) + 1 or (columns.size and columns.max() >= d):
+            raise ConfigError(f"the checkpoint's parameters cover {len(columns)} of its "
+                              f"features, not a part of these data's {d}")
+        resume = Narrowing(columns, d).widen_checkpoint(resume)
     params = np.zeros(shape) if init_params is None else np.array(init_params, np.float64)
     if resume is not None:
         params = np.array(resume.params, np.float64)
