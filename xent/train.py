@@ -217,24 +217,14 @@ def fit(
     source: any ``RowSource`` (in memory, streamed, Dask), with its target and weights.
     Returns the parameters (n_features + 1, n_outputs), the per-epoch history and why
     training stopped. ``resume`` goes on from a checkpoint, and for the first-order optimisers
-    gives exactly the run that was never stopped (L-BFGS restarts its memory).
+    gives exactly the run that was never stopped (L-BFGS restarts its memory). In-memory CSR
+    rows with few of their columns present are trained on those columns alone (``narrowing``):
+    the same problem, with W and its kin that much smaller.
     """
     if not isinstance(source, RowSource):
         raise TypeError(f"fit needs a RowSource (see xent.sources), got {type(source).__name__}")
     _check_settings(solver, stopping)
-    d = source.shape[1]
-    shape = objective.n_params(d, source.target.n_classes)
-    if resume is not None and resume.columns is not None:  # a narrowed run's checkpoint
-        columns = np.asarray(resume.columns)
-        if len(resume.params) != len(columns) + 1 or (columns.size and columns.max() >= d):
-            raise ConfigError(f"the checkpoint's parameters cover {len(columns)} of its "
-                              f"features, not a part of these data's {d}")
-        resume = Narrowing(columns, d).widen_checkpoint(resume)
-    params = np.zeros(shape) if init_params is None else np.array(init_params, np.float64)
-    if resume is not None:
-        params = np.array(resume.params, np.float64)
-    if params.shape != shape:
-        raise ConfigError(f"the parameters must have shape {shape}, got {params.shape}")
+    params, resume = _starting_point(source, objective, resume, init_params)
     narrowing = Narrowing.of(source, validation, params)
     if narrowing is None:
         return _minimise(source, validation, objective, solver, stopping, hooks, resume, params)
@@ -249,6 +239,26 @@ def fit(
     result = _minimise(*narrowing.sources(source, validation), objective, solver, stopping,
                        hooks, resume, start)
     return replace(result, params=narrowing.widen(result.params))
+
+
+def _starting_point(source: RowSource, objective: Objective, resume: Checkpoint | None,
+                    init_params) -> tuple[np.ndarray, Checkpoint | None]:
+    """The parameters to start from, of every feature (zeros, ``init_params`` or the
+    checkpoint's), and the checkpoint as one of every feature."""
+    d = source.shape[1]
+    shape = objective.n_params(d, source.target.n_classes)
+    if resume is not None and resume.columns is not None:  # a narrowed run's checkpoint
+        columns = np.asarray(resume.columns)
+        if len(resume.params) != len(columns) + 1 or (columns.size and columns.max() >= d):
+            raise ConfigError(f"the checkpoint's parameters cover {len(columns)} of its "
+                              f"features, not a part of these data's {d}")
+        resume = Narrowing(columns, d).widen_checkpoint(resume)
+    params = np.zeros(shape) if init_params is None else np.array(init_params, np.float64)
+    if resume is not None:
+        params = np.array(resume.params, np.float64)
+    if params.shape != shape:
+        raise ConfigError(f"the parameters must have shape {shape}, got {params.shape}")
+    return params, resume
 
 
 def _minimise(source: RowSource, validation: RowSource | None, objective: Objective,
