@@ -19,7 +19,7 @@ passes instead, R by runs of rows, then X^T R by ranges of columns into one grad
 more time to zero and add up than the second pass takes. The kernels release the GIL
 (``nogil``), so the threads run at once.
 
-numba compiles them on first use (about 13 s for one kind of dense data here) and caches the
+numba compiles them on first use (about 10 s for one kind of dense data here) and caches the
 machine code on disk, in $NUMBA_CACHE_DIR, else ``<xent's cache>/numba`` (a writable place
 even when xent is installed read-only); numba itself is imported only when a kernel is first
 needed (``loss.sums`` uses them for data large enough to repay the import, about 0.4 s).
