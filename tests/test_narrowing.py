@@ -117,6 +117,9 @@ def test_on_columns_is_scipys_slice():
     assert np.array_equal(narrowed.toarray(), X.toarray()[:, present])
     assert np.shares_memory(narrowed.data, X.data) and narrowed.indices.dtype == X.indices.dtype
     assert isinstance(on_columns(sp.csr_array(X), kept), sp.csr_array)
+    longer = sp.csr_matrix((np.append(X.data, 7.0), np.append(X.indices, 99), X.indptr),
+                           shape=X.shape)  # arrays past indptr[-1], which scipy allows
+    assert np.array_equal(on_columns(longer, kept).toarray(), X.toarray()[:, kept])
 
 
 def test_a_narrowing_maps_both_shapes_of_the_optimisers_arrays():

@@ -50,7 +50,8 @@ class Narrowing:
         if not sparse_in_memory:
             return None
         n_features = source.shape[1]
-        present = np.bincount(source.X.indices, minlength=n_features) > 0
+        nnz = source.X.indptr[-1]  # scipy allows longer index arrays than that
+        present = np.bincount(source.X.indices[:nnz], minlength=n_features) > 0
         if present.sum() >= PRESENT_SHARE * n_features:
             return None
         if start[:-1].any() and start[:-1][~present].any():  # (the first test copies nothing)
@@ -108,13 +109,15 @@ def on_columns(X, kept: np.ndarray):
     """CSR X on the columns ``kept`` (increasing) only, renumbered 0..len(kept) - 1; the
     entries of other columns are left out. Shares X's values and row pointers where no entry
     is left out; the column indices are a new array (of X's index dtype) either way."""
-    position = np.full(X.shape[1], -1, X.indices.dtype)
-    position[kept] = np.arange(len(kept), dtype=X.indices.dtype)
-    columns = position[X.indices]
+    nnz = X.indptr[-1]  # scipy allows longer arrays than that
+    data, indices = X.data[:nnz], X.indices[:nnz]
+    position = np.full(X.shape[1], -1, indices.dtype)
+    position[kept] = np.arange(len(kept), dtype=indices.dtype)
+    columns = position[indices]
     inside = columns >= 0
     if inside.all():
-        return type(X)((X.data, columns, X.indptr), shape=(X.shape[0], len(kept)), copy=False)
+        return type(X)((data, columns, X.indptr), shape=(X.shape[0], len(kept)), copy=False)
     before = np.concatenate([[0], np.cumsum(inside)])  # entries kept before each position
     indptr = before[X.indptr].astype(X.indptr.dtype)
-    return type(X)((X.data[inside], columns[inside], indptr), shape=(X.shape[0], len(kept)),
+    return type(X)((data[inside], columns[inside], indptr), shape=(X.shape[0], len(kept)),
                    copy=False)
