@@ -128,10 +128,41 @@ def sigmoid_row(z, truth, p):
 def block_space(k, rows):
     """The work space of a block of ``rows`` rows and k outputs: (z, r, losses, shifted,
     exps, top, total, best). z and r (rows, k) hold the logits and residuals, losses (rows,);
-    the rest is the softmax's (``softmax_block``): shifted and exps (k, rows), top and total
-    (rows,), best (rows,) int64."""
-    return (np.empty((rows, k)), np.empty((rows, k)), np.empty(rows), np.empty((k, rows)),
-            np.empty((k, rows)), np.empty(rows), np.empty(rows), np.empty(rows, np.int64))
+    the rest is the softmax's (``softmax_block``): shifted and exps (k rows,), (k, m) laid out
+    flat for a block of m rows; top and total (rows,), best (rows,) int64."""
+    return (np.empty((rows, k)), np.empty((rows, k)), np.empty(rows), np.empty(k * rows),
+            np.empty(k * rows), np.empty(rows), np.empty(rows), np.empty(rows, np.int64))
+
+
+@inline
+def shifted_logits(z, shifted, top, best, m):
+    """shifted[c m + t] = z[t, c] - top[t] for the m rows of a block (``shifted`` is (K, m)
+    laid out flat), top[t] their largest logit and best[t] its class (the first, where several
+    are largest). Class by class over the rows, so that each loop runs along the rows and
+    vectorises; a block of one row (the lazy steps' default batch) goes along its classes
+    instead, where those loops would each run once."""
+    k = z.shape[1]
+    if m == 1:
+        top[0], best[0] = z[0, 0], 0
+        for c in range(1, k):
+            if z[0, c] > top[0]:
+                top[0], best[0] = z[0, c], c
+        for c in range(k):
+            shifted[c] = z[0, c] - top[0]
+        return
+    for t in range(m):
+        for c in range(k):
+            shifted[c * m + t] = z[t, c]
+    for t in range(m):
+        top[t], best[t] = shifted[t], 0
+    for c in range(1, k):
+        for t in range(m):
+            above = shifted[c * m + t] > top[t]  # strictly: the first largest stays
+            best[t] = c if above else best[t]
+            top[t] = shifted[c * m + t] if above else top[t]
+    for c in range(k):
+        for t in range(m):
+            shifted[c * m + t] -= top[t]
 
 
 @inline
@@ -142,26 +173,20 @@ def softmax_block(space, m, first, labels, proba, eps, soft):
     smoothed by ``eps``: (1 - eps) onehot + eps / K; or with ``soft``, p = proba[first + t].
 
     loss = log(sum_c e^(z_c - top)) - p . (z - top), top = max z (no overflow, no log(0)).
-    The work goes class by class over the block's rows (``shifted`` and ``exps`` are
-    (K, rows)), so that each loop runs along a row of them and vectorises: 32 against 44 ns a
-    row of ten classes, in cache, with the two transpositions."""
+    The work goes class by class over the block's rows: ``shifted`` and ``exps`` hold (K, m)
+    laid out flat (element c m + t), so that each loop runs along the rows and the exps are
+    one flat loop, which vectorises for any m (32 against 44 ns a row of ten classes, in
+    cache, with the two transpositions)."""
     z, r, losses, shifted, exps, top, total, best = space
     k = z.shape[1]
+    shifted_logits(z, shifted, top, best, m)
+    for j in range(k * m):
+        exps[j] = exp_of(shifted[j])
     for t in range(m):
-        for c in range(k):
-            shifted[c, t] = z[t, c]
-    for t in range(m):
-        top[t], best[t], total[t] = shifted[0, t], 0, 0.0
-    for c in range(1, k):
-        for t in range(m):
-            above = shifted[c, t] > top[t]  # strictly: the first largest stays
-            best[t] = c if above else best[t]
-            top[t] = shifted[c, t] if above else top[t]
+        total[t] = 0.0
     for c in range(k):
         for t in range(m):
-            shifted[c, t] -= top[t]
-            exps[c, t] = exp_of(shifted[c, t])
-            total[t] += exps[c, t]
+            total[t] += exps[c * m + t]
     n_right = 0
     for t in range(m):
         row = first + t
@@ -170,7 +195,7 @@ def softmax_block(space, m, first, labels, proba, eps, soft):
             truth = 0
             likeliest = proba[row, 0]
             for c in range(k):
-                target_term += proba[row, c] * shifted[c, t]
+                target_term += proba[row, c] * shifted[c * m + t]
                 if proba[row, c] > likeliest:
                     likeliest = proba[row, c]
                     truth = c
@@ -178,15 +203,15 @@ def softmax_block(space, m, first, labels, proba, eps, soft):
             truth = labels[row]
             mean = 0.0
             for c in range(k):
-                mean += shifted[c, t]
-            target_term = (1.0 - eps) * shifted[truth, t] + eps * mean / k
+                mean += shifted[c * m + t]
+            target_term = (1.0 - eps) * shifted[truth * m + t] + eps * mean / k
         losses[t] = np.log(total[t]) - target_term
         total[t] = 1.0 / total[t]  # from here on, the row's 1 / sum
         n_right += 1 if best[t] == truth else 0
     for t in range(m):
         row = first + t
         for c in range(k):
-            r[t, c] = exps[c, t] * total[t] - (proba[row, c] if soft else eps / k)
+            r[t, c] = exps[c * m + t] * total[t] - (proba[row, c] if soft else eps / k)
         if not soft:
             r[t, labels[row]] -= 1.0 - eps
     return n_right
@@ -346,7 +371,8 @@ def links_of(space, m, first, labels, proba, eps, softmax, soft):
     ``block_space``): each row's loss in losses[t], q - p in r[t]; returns how many rows are
     right. ``softmax`` and ``soft`` are constants where the four functions below inline it: a
     sigmoid row testing them took half again as long (measured), and a function of its own for
-    each is compiled once, whatever X's dtype."""
+    each is compiled once, whatever X's dtype. The lazy steps inline it with run-time flags
+    instead: their batches are mostly one row, for which a call costs more than the tests."""
     if softmax:
         return softmax_block(space, m, first, labels, proba, eps, soft)
     z, r, losses = space[0], space[1], space[2]
@@ -397,15 +423,22 @@ def block_links(space, m, first, labels, proba, eps, weights, softmax):
         n_right = soft_sigmoid_links(space, m, first, labels, proba, eps)
     else:
         n_right = sigmoid_links(space, m, first, labels, proba, eps)
+    return weighted_losses(space, m, first, weights), n_right
+
+
+@inline
+def weighted_losses(space, m, first, weights):
+    """The sum of the block's losses, each row's loss and residual r[t] multiplied by its
+    weight weights[first + t] first (an empty ``weights``: weights of 1)."""
     r, losses = space[1], space[2]
     loss_sum = 0.0
     if weights.shape[0] == 0:
         for t in range(m):
             loss_sum += losses[t]
-        return loss_sum, n_right
+        return loss_sum
     for t in range(m):
         loss_sum += weighed(losses[t], r, t, weights[first + t])
-    return loss_sum, n_right
+    return loss_sum
 
 
 @jit
@@ -586,7 +619,10 @@ def lazy_epoch(data, indices, indptr, order, batch_size, labels, proba, eps, wei
         gathered(labels, rows, m, batch_labels)
         gathered(proba, rows, m, batch_proba)
         gathered(weights, rows, m, batch_weights)
-        block_links(space, m, 0, batch_labels, batch_proba, eps, batch_weights, softmax)
+        # the links inlined with the kinds as run-time flags: the four compiled link loops
+        # cost a call each, about 110 ns, a tenth of a one-row batch's step (measured)
+        links_of(space, m, 0, batch_labels, batch_proba, eps, softmax, proba.shape[0] > 0)
+        weighted_losses(space, m, 0, batch_weights)
         total_weight = 0.0
         for t in range(m):
             total_weight += batch_weights[t] if weights.shape[0] > 0 else 1.0
