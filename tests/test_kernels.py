@@ -190,7 +190,7 @@ def _compiled_loop(function):
 
     compiled = kernels.kernels()
 
-    @numba.njit(fastmath=compiled._FAST, error_model="numpy")
+    @numba.njit(**{**compiled._OPTIONS, "cache": False})  # a closure: nothing to cache
     def each(x):
         out = np.empty_like(x)
         for j in range(x.shape[0]):
