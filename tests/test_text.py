@@ -19,7 +19,7 @@ from xent.loss import Objective
 from xent.model import Model
 from xent.optim import make_optimizer
 from xent.targets import labels_target, proba_target
-from xent.text import TextSpec, hash_fasttext, read_fasttext, topic_corpus
+from xent.text import TextSpec, hash_fasttext, topic_corpus
 from xent.train import BatchStep
 
 DOCUMENTS = [
@@ -27,6 +27,19 @@ DOCUMENTS = [
     "naïve café ÜBER straße", "日本語 テキスト ab", "__label__x y", "a bb ccc dddd eeeee fffff",
     "Numbers 123 4567 and_underscores mixed42Case",
 ]
+
+
+def fasttext_reference(path):
+    """(texts, labels) of a fastText file as its format defines them, read here on its own
+    (not by xent): each non-blank line's first ``__label__`` word is its label, its other
+    words its text."""
+    texts, labels = [], []
+    for line in path.read_text(encoding="utf-8-sig").splitlines():
+        words = line.split()
+        if words:
+            labels.append(next(w for w in words if w.startswith("__label__"))[9:])
+            texts.append(" ".join(w for w in words if not w.startswith("__label__")))
+    return texts, labels
 
 
 @pytest.mark.parametrize("ngrams", [(1, 1), (1, 3), (2, 2)])
@@ -217,9 +230,10 @@ def test_fasttext_files(run, tmp_path):
         "__label__spam buy cheap pills now\n\n__label__ham lunch at noon?\n"
         "__label__spam __label__promo win a prize now\n__label__ham see you at the meeting\n"
         * 20, encoding="utf-8")
-    frame, multi = read_fasttext(tmp_path / "train.txt")
-    assert len(frame) == 80 and multi == 20
-    assert frame.iloc[2].to_dict() == {"text": "win a prize now", "label": "spam"}
+    labels, X = hash_fasttext(tmp_path / "train.txt", TextSpec(("text",), (1, 1), 256))
+    assert len(labels) == 80 and labels[:4] == ["spam", "ham", "spam", "ham"]
+    # the third line's text is "win a prize now" (its label words go): tokens win, prize, now
+    assert X[2].nnz == 3
     result = run("train", "train.txt", "-o", "runs/ft", "-q", "--buckets", "256",
                  "--epochs", "20", "--val-fraction", "0")
     assert result.exit_code == 0, result.output
@@ -242,14 +256,47 @@ def test_fasttext_hashed_in_blocks_equals_the_whole_file_hashed(tmp_path):
     lines = [f"__label__c{i % 3} {DOCUMENTS[i]}".replace("\n", " ") for i in picks]
     lines[5] = ""
     (tmp_path / "f.txt").write_text("\ufeff" + "\n".join(lines), encoding="utf-8")
-    frame, _ = read_fasttext(tmp_path / "f.txt")
+    texts, reference_labels = fasttext_reference(tmp_path / "f.txt")
     reference = HashingVectorizer(n_features=512, ngram_range=(1, 2), alternate_sign=False,
-                                  norm=None).transform(frame["text"])
+                                  norm=None).transform(texts)
     spec = TextSpec(("text",), (1, 2), 512)
     for block_rows in (1, 7, 1000):
         labels, X = hash_fasttext(tmp_path / "f.txt", spec, jobs=2, block_rows=block_rows)
-        assert labels == frame["label"].tolist() and len(labels) == 299
+        assert labels == reference_labels and len(labels) == 299
         assert X.shape == reference.shape and abs(X - reference).max() == 0
+
+
+def test_fasttext_evaluated_in_blocks_equals_the_whole_file(run, tmp_path, monkeypatch):
+    """``eval`` and ``predict`` read a fastText file a block of lines at a time, as training
+    does: X must be HashingVectorizer's on the whole file's texts and the labels the file's,
+    whatever the block size; a label the model never saw is still a one-line error."""
+    from xent import data
+
+    rng = np.random.default_rng(2)
+    lines = [f"__label__c{i % 3} {DOCUMENTS[i]}".replace("\n", " ")
+             for i in rng.integers(0, len(DOCUMENTS), 200)]
+    (tmp_path / "f.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = run("train", "f.txt", "-o", "runs/f", "-q", "--buckets", "512", "--ngrams", "1-2",
+                 "--epochs", "2", "--val-fraction", "0")
+    assert result.exit_code == 0, result.output
+    model = api.load_model(tmp_path / "runs/f")
+    texts, labels = fasttext_reference(tmp_path / "f.txt")
+    reference = HashingVectorizer(n_features=512, ngram_range=(1, 2), alternate_sign=False,
+                                  norm=None).transform(texts)
+    predictions = []
+    for block_lines in (7, 10**6):
+        monkeypatch.setattr(data, "FASTTEXT_BLOCK_LINES", block_lines)
+        dataset = api.load_for_model(tmp_path / "f.txt", model, require_labels=True)
+        assert dataset.X.shape == reference.shape and abs(dataset.X - reference).max() == 0
+        assert [model.classes[i] for i in dataset.labels] == labels
+        result = run("predict", "runs/f", "f.txt", "--proba")
+        assert result.exit_code == 0, result.output
+        predictions.append(result.stdout)
+    assert predictions[0] == predictions[1] and predictions[0].count("\n") == 201
+    (tmp_path / "new.txt").write_text("__label__c0 x\n" * 10 + "__label__c9 y\n",
+                                      encoding="utf-8")
+    result = run("eval", "runs/f", "new.txt")
+    assert result.exit_code == 1 and "c9" in result.stderr.strip().splitlines()[-1]
 
 
 @pytest.mark.parametrize("args, code, message", [

@@ -43,12 +43,10 @@ from .model import Model
 from .preprocess import Preprocessing, check_missing, fit_preprocessing, split_masks
 from .sources import MemoryTable, SourceOptions, Table
 from .text import (
-    FASTTEXT_TARGET,
     FASTTEXT_TEXT,
     TextSpec,
     is_fasttext,
     parse_ngrams,
-    read_fasttext,
 )
 from .train import Checkpoint, FitResult, History, Hooks, Solver, Stopping, fit
 
@@ -542,8 +540,8 @@ def load_for_model(source: str, model: Model, require_labels: bool,
         elif model.encoder is None:
             raise DataError(f"{source}: the model was trained on LIBSVM data; give LIBSVM data")
         elif is_fasttext(path):
-            dataset = data_mod.model_dataset(read_fasttext(path)[0], source, model.encoder,
-                                             FASTTEXT_TARGET, model.classes, require_labels)
+            dataset = data_mod.fasttext_dataset(path, model.encoder, model.classes,
+                                                require_labels)
         else:
             dataset = data_mod.model_dataset(
                 data_mod.read_csv(path, read), source, model.encoder,

@@ -28,7 +28,17 @@ import numpy as np
 import scipy.sparse as sp
 
 from .errors import DataError
-from .text import FASTTEXT_TARGET, FeatureNames, TextSpec, fasttext_spec, hash_fasttext, is_fasttext
+from .text import (
+    FASTTEXT_BLOCK_LINES,
+    FASTTEXT_TARGET,
+    FeatureNames,
+    TextSpec,
+    fasttext_chunks,
+    fasttext_spec,
+    hash_fasttext,
+    is_fasttext,
+    stack_rows,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -1004,6 +1014,24 @@ def model_dataset(frame: pd.DataFrame, name: str, encoder: FeatureEncoder, targe
                         "for (it was trained with --impute drop); nothing to predict")
     rows = None if len(kept) == len(frame) else kept
     return Dataset(X, labels, list(classes), encoder.feature_names, name, rows, len(frame))
+
+
+def fasttext_dataset(path: Path, encoder: FeatureEncoder, classes: list,
+                     require_labels: bool) -> Dataset:
+    """A fastText file encoded by a model's ``encoder``, ``FASTTEXT_BLOCK_LINES`` lines at a
+    time (``model_dataset`` on each block, the blocks' CSR stacked): as training reads one
+    (``fasttext_table``), only one block's strings are in memory, never the file's."""
+    parts, labels = [], []
+    for frame in fasttext_chunks(path, FASTTEXT_BLOCK_LINES):
+        block = model_dataset(frame, str(path), encoder, FASTTEXT_TARGET, classes,
+                              require_labels)
+        parts.append(block.X)
+        labels.append(block.labels)
+    if not parts:
+        raise DataError(f"{path}: the file has no documents")
+    X = stack_rows(parts)
+    return Dataset(X, np.concatenate(labels), list(classes), encoder.feature_names, str(path),
+                   None, X.shape[0])
 
 
 def builtin_sha256(dataset: Dataset) -> str:

@@ -33,6 +33,10 @@ from .errors import ConfigError, DataError
 DEFAULT_BUCKETS = 1 << 18
 NORMS = ("l2", "none")
 FASTTEXT_LABEL = "__label__"
+#: the lines of a fastText file read, hashed or encoded at a time: the documents' strings
+#: are never all in memory, only one block's (the whole file as strings took several times
+#: its hashed CSR)
+FASTTEXT_BLOCK_LINES = 50_000
 #: the columns a fastText file is read into
 FASTTEXT_TEXT, FASTTEXT_TARGET = "text", "label"
 #: rows below which hashing stays in this process (starting processes costs more)
@@ -242,10 +246,11 @@ def is_fasttext(path: Path) -> bool:
     return False
 
 
-def _fasttext_lines(lines, first: int, path) -> tuple[list[str], list[str], int]:
-    """(texts, labels, lines with several labels) of fastText lines numbered from ``first``;
-    a line without a label is an error naming it, blank lines are skipped."""
-    texts, labels, unlabelled, multi = [], [], [], 0
+def _fasttext_lines(lines, first: int, path) -> tuple[list[str], list[str]]:
+    """(texts, labels) of fastText lines numbered from ``first``: a line with several labels
+    keeps its first (xent trains one class a row), a line without a label is an error naming
+    it, blank lines are skipped."""
+    texts, labels, unlabelled = [], [], []
     for number, line in enumerate(lines, start=first):
         head, _, rest = line.strip().partition(" ")
         if head.startswith(FASTTEXT_LABEL) and FASTTEXT_LABEL not in rest:
@@ -259,29 +264,12 @@ def _fasttext_lines(lines, first: int, path) -> tuple[list[str], list[str], int]
         if not tags:
             unlabelled.append(number)
             continue
-        multi += len(tags) > 1
         labels.append(tags[0][len(FASTTEXT_LABEL):])
         texts.append(" ".join(w for w in words if not w.startswith(FASTTEXT_LABEL)))
     if unlabelled:
         raise DataError(f"{path}: line(s) {unlabelled[:5]} have no {FASTTEXT_LABEL}NAME label; "
                         "label them or remove them")
-    return texts, labels, multi
-
-
-def read_fasttext(path: Path):
-    """(a DataFrame with columns ``text`` and ``label``, the number of lines with several
-    labels) of a fastText file. Such a line keeps its first label (xent trains one class per
-    row). Lines without a label are an error naming them."""
-    import pandas as pd
-
-    try:
-        with open(path, encoding="utf-8-sig") as handle:  # line by line: no copy of the file
-            texts, labels, multi = _fasttext_lines(handle, 1, path)
-    except UnicodeDecodeError:
-        raise DataError(f"{path}: not a UTF-8 text file") from None
-    if not labels:
-        raise DataError(f"{path}: the file has no documents")
-    return pd.DataFrame({FASTTEXT_TEXT: texts, FASTTEXT_TARGET: labels}), multi
+    return texts, labels
 
 
 def _fasttext_blocks(path: Path, chunk_rows: int, digest=None):
@@ -301,7 +289,7 @@ def _fasttext_blocks(path: Path, chunk_rows: int, digest=None):
                          for i, line in enumerate(raw)]
             except UnicodeDecodeError:
                 raise DataError(f"{path}: not a UTF-8 text file") from None
-            texts, labels, _ = _fasttext_lines(lines, number, path)
+            texts, labels = _fasttext_lines(lines, number, path)
             number += len(raw)
             if labels:
                 yield texts, labels
@@ -317,11 +305,10 @@ def fasttext_chunks(path: Path, chunk_rows: int, digest=None):
 
 
 def hash_fasttext(path: Path, spec: TextSpec, jobs: int | None = None,
-                  block_rows: int = 50_000) -> tuple[list[str], sp.csr_matrix]:
+                  block_rows: int = FASTTEXT_BLOCK_LINES) -> tuple[list[str], sp.csr_matrix]:
     """(labels, the hashed texts (n_documents, spec.buckets) CSR) of a fastText file, read and
-    hashed ``block_rows`` lines at a time: the documents' strings are never all in memory,
-    only the CSR and one block's strings are (the whole file as a table of strings took
-    several times the CSR)."""
+    hashed ``block_rows`` lines at a time: only the CSR and one block's strings are in
+    memory."""
     labels: list[str] = []
     parts = []
     for texts, block_labels in _fasttext_blocks(path, block_rows):
