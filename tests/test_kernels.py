@@ -41,7 +41,7 @@ def _close(reference, ours, rtol):
     assert ours.n_correct == reference.n_correct
 
 
-@pytest.mark.parametrize("n_classes", [2, 4])
+@pytest.mark.parametrize("n_classes", [2, 4, 7, 10])  # 7 and 10: every tile of the products
 @pytest.mark.parametrize("layout", ["dense", "csr"])
 @pytest.mark.parametrize("target_kind", ["hard", "smoothed", "soft"])
 @pytest.mark.parametrize("weighted", [False, True])
