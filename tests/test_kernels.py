@@ -66,6 +66,25 @@ def test_kernels_equal_the_numpy_reference(monkeypatch, n_classes, layout, targe
     _close(reference, ours, 1e-12)
 
 
+@pytest.mark.parametrize("n_classes", [2, 5])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_rows_read_from_memory_equal_the_numpy_reference(monkeypatch, n_classes, dtype):
+    """A run of dense rows larger than ``_compiled.PREFETCH_MIN_BYTES`` asks for its rows
+    ahead of use: the same numbers at 1e-12, the last rows (with nothing ahead) included."""
+    from xent import _compiled
+
+    rng = np.random.default_rng(n_classes)
+    d = 12
+    n = _compiled.PREFETCH_MIN_BYTES // (d * np.dtype(dtype).itemsize) + 1003
+    X = rng.normal(size=(n, d)).astype(dtype)
+    target = labels_target(rng.integers(0, n_classes, n), n_classes, 0.0)
+    link = get_link("auto", n_classes)
+    params = rng.normal(size=(d + 1, link.n_outputs(n_classes)))
+    reference, ours = _both(monkeypatch, params, X, target, link, None, n_threads=1,
+                            compute_dtype=np.float64)
+    _close(reference, ours, 1e-12)
+
+
 @pytest.mark.parametrize("n_classes", [2, 4])
 @pytest.mark.parametrize("target_kind, weighted, dtype", [
     ("smoothed", False, np.float64), ("soft", True, np.float32)])
