@@ -9,6 +9,8 @@ from llvmlite import ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
+from .kernels import RowTargets
+
 #: fastmath flags: reassociation lets the dot products vectorise; nothing that assumes finite
 #: values (a logit of -inf must still give an exact loss)
 _FAST = {"reassoc", "contract"}
@@ -125,12 +127,15 @@ def log1p_of(e):
 
 
 @inline
-def sigmoid_target(label, proba, row, eps, soft):
-    """(class, p) of a sigmoid row: with ``soft``, p = P(class 1) = proba[row, 1] and the
-    class the likelier one; else ``label``, p smoothed by ``eps``."""
+def sigmoid_target(target, row, soft):
+    """(class, p) of sigmoid row ``row`` of ``target`` (``RowTargets``): with ``soft``,
+    p = P(class 1) = proba[row, 1] and the class the likelier one; else its label, p
+    smoothed by eps."""
     if soft:
+        proba = target.proba
         return (1 if proba[row, 1] > proba[row, 0] else 0), proba[row, 1]
-    return label, label * (1.0 - eps) + eps / 2.0
+    label = target.labels[row]
+    return label, label * (1.0 - target.eps) + target.eps / 2.0
 
 
 @inline
@@ -188,11 +193,12 @@ def shifted_logits(z, shifted, top, best, m):
 
 
 @inline
-def softmax_block(space, m, first, labels, proba, eps, soft):
+def softmax_block(space, m, first, target, soft):
     """The softmax's links of the m rows of a block from ``first`` (their logits in z[t]):
     each row's loss in losses[t], q - p in r[t]; returns how many rows are right (their first
-    largest logit is the true class). The true class is labels[first + t], p its one-hot
-    smoothed by ``eps``: (1 - eps) onehot + eps / K; or with ``soft``, p = proba[first + t].
+    largest logit is the true class). Of ``target`` (``RowTargets``): the true class is
+    labels[first + t], p its one-hot smoothed by eps: (1 - eps) onehot + eps / K; or with
+    ``soft``, p = proba[first + t].
 
     loss = log(sum_c e^(z_c - top)) - p . (z - top), top = max z (no overflow, no log(0)).
     The work goes class by class over the block's rows: ``shifted`` and ``exps`` hold (K, m)
@@ -200,6 +206,7 @@ def softmax_block(space, m, first, labels, proba, eps, soft):
     one flat loop, which vectorises for any m (32 against 44 ns a row of ten classes, in
     cache, with the two transpositions)."""
     z, r, losses, shifted, exps, top, total, best = space
+    labels, proba, eps = target.labels, target.proba, target.eps
     k = z.shape[1]
     shifted_logits(z, shifted, top, best, m)
     for j in range(k * m):
@@ -445,23 +452,23 @@ def gradient_4x1(X, i, r, t, g, c):
 
 
 @inline
-def links_of(space, m, first, labels, proba, eps, softmax, soft):
+def links_of(space, m, first, target, softmax, soft):
     """The links of the m rows of a block from ``first`` (their logits in z[t] of ``space``,
-    ``block_space``): each row's loss in losses[t], q - p in r[t]; returns how many rows are
-    right. ``softmax`` and ``soft`` are constants where the four functions below inline it: a
+    ``block_space``; their targets those of ``target``, ``RowTargets``): each row's loss in
+    losses[t], q - p in r[t]; returns how many rows are right. ``softmax`` and ``soft`` (whether
+    the targets are soft rows) are constants where the four functions below inline it: a
     sigmoid row testing them took half again as long (measured), and a function of its own for
     each is compiled once, whatever X's dtype. The lazy steps inline it with run-time flags
     instead: their batches are mostly one row, for which a call costs more than the tests."""
     if softmax:
-        return softmax_block(space, m, first, labels, proba, eps, soft)
+        return softmax_block(space, m, first, target, soft)
     z, r, losses = space[0], space[1], space[2]
     # the sigmoid's one logit a row: z and r seen as vectors (they are C-contiguous) make
     # this a loop that vectorises, 2.6 times as fast (``exp_of``, ``log1p_of``)
     logits, residuals = z.reshape(z.shape[0]), r.reshape(r.shape[0])
     n_right = 0
     for t in range(m):
-        label = 0 if soft else labels[first + t]
-        truth, p = sigmoid_target(label, proba, first + t, eps, soft)
+        truth, p = sigmoid_target(target, first + t, soft)
         loss, residual, right = sigmoid_row(logits[t], truth, p)
         residuals[t] = residual
         losses[t] = loss
@@ -470,39 +477,39 @@ def links_of(space, m, first, labels, proba, eps, softmax, soft):
 
 
 @jit
-def sigmoid_links(space, m, first, labels, proba, eps):
-    return links_of(space, m, first, labels, proba, eps, False, False)
+def sigmoid_links(space, m, first, target):
+    return links_of(space, m, first, target, False, False)
 
 
 @jit
-def soft_sigmoid_links(space, m, first, labels, proba, eps):
-    return links_of(space, m, first, labels, proba, eps, False, True)
+def soft_sigmoid_links(space, m, first, target):
+    return links_of(space, m, first, target, False, True)
 
 
 @jit
-def softmax_links(space, m, first, labels, proba, eps):
-    return links_of(space, m, first, labels, proba, eps, True, False)
+def softmax_links(space, m, first, target):
+    return links_of(space, m, first, target, True, False)
 
 
 @jit
-def soft_softmax_links(space, m, first, labels, proba, eps):
-    return links_of(space, m, first, labels, proba, eps, True, True)
+def soft_softmax_links(space, m, first, target):
+    return links_of(space, m, first, target, True, True)
 
 
 @inline
-def block_links(space, m, first, labels, proba, eps, weights, softmax):
+def block_links(space, m, first, target, softmax):
     """The block's links (``links_of``), the rows' weights applied: (sum of weighted losses,
-    rows right). An empty ``proba`` means hard labels, empty ``weights`` weights of 1."""
+    rows right). ``target``'s empty proba means hard labels, its empty weights weights of 1."""
     if softmax:
-        if proba.shape[0] > 0:
-            n_right = soft_softmax_links(space, m, first, labels, proba, eps)
+        if target.proba.shape[0] > 0:
+            n_right = soft_softmax_links(space, m, first, target)
         else:
-            n_right = softmax_links(space, m, first, labels, proba, eps)
-    elif proba.shape[0] > 0:
-        n_right = soft_sigmoid_links(space, m, first, labels, proba, eps)
+            n_right = softmax_links(space, m, first, target)
+    elif target.proba.shape[0] > 0:
+        n_right = soft_sigmoid_links(space, m, first, target)
     else:
-        n_right = sigmoid_links(space, m, first, labels, proba, eps)
-    return weighted_losses(space, m, first, weights), n_right
+        n_right = sigmoid_links(space, m, first, target)
+    return weighted_losses(space, m, first, target.weights), n_right
 
 
 @inline
@@ -521,11 +528,14 @@ def weighted_losses(space, m, first, weights):
 
 
 @jit
-def dense(X, coef_t, intercept, labels, proba, eps, weights, start, stop, softmax,
-          with_grad, grad_t, grad_b):
+def dense(X, params, target, start, stop, softmax, grad):
     """Rows start..stop of dense X, ``BLOCK_ROWS`` at a time (their logits, their links, then
-    their part of the gradient); coef_t (k, d); adds into grad_t (k, d) and grad_b (k,);
-    returns (sum of weighted losses, rows right)."""
+    their part of the gradient), at ``params`` (``Linear``: coef W^T (k, d), intercept (k,))
+    against ``target`` (``RowTargets``); adds into ``grad`` (``Linear`` of the same shapes;
+    empty: no gradient); returns (sum of weighted losses, rows right)."""
+    coef_t, intercept = params
+    grad_t, grad_b = grad
+    with_grad = grad_b.shape[0] > 0
     k = coef_t.shape[0]
     space = block_space(k, BLOCK_ROWS)
     from_memory = (stop - start) * X.shape[1] * X.itemsize > PREFETCH_MIN_BYTES
@@ -536,8 +546,7 @@ def dense(X, coef_t, intercept, labels, proba, eps, weights, start, stop, softma
     for first in range(start, stop, BLOCK_ROWS):
         m = min(BLOCK_ROWS, stop - first)
         block_logits(X, first, m, coef_t, intercept, z, ahead)
-        block_loss, block_right = block_links(space, m, first, labels, proba, eps, weights,
-                                              softmax)
+        block_loss, block_right = block_links(space, m, first, target, softmax)
         loss_sum += block_loss
         n_right += block_right
         if not with_grad:
@@ -550,8 +559,11 @@ def dense(X, coef_t, intercept, labels, proba, eps, weights, start, stop, softma
 
 
 @inline
-def csr_logits(data, indices, indptr, i, coef, scale, intercept, z, t):
-    """z[t] = scale * (x_i W) + b for CSR row i: a row of W per stored entry."""
+def csr_logits(rows, i, params, scale, z, t):
+    """z[t] = scale * (x_i W) + b for row i of ``rows`` (``CSRRows``), ``params`` a ``Linear``
+    with coef W (d, k): a row of W per stored entry."""
+    data, indices, indptr = rows
+    coef, intercept = params
     k = coef.shape[1]
     for c in range(k):
         z[t, c] = 0.0
@@ -565,9 +577,10 @@ def csr_logits(data, indices, indptr, i, coef, scale, intercept, z, t):
 
 
 @inline
-def csr_scatter(data, indices, indptr, i, factor, r, t, out):
-    """out[j] += factor x_ij r[t] for the stored entries j of CSR row i: the row's part of
-    X^T R (or of a step on it)."""
+def csr_scatter(rows, i, factor, r, t, out):
+    """out[j] += factor x_ij r[t] for the stored entries j of row i of ``rows``
+    (``CSRRows``): the row's part of X^T R (or of a step on it)."""
+    data, indices, indptr = rows
     k = out.shape[1]
     for s in range(indptr[i], indptr[i + 1]):
         v = data[s] * factor
@@ -577,14 +590,16 @@ def csr_scatter(data, indices, indptr, i, factor, r, t, out):
 
 
 @jit
-def csr(data, indices, indptr, coef, intercept, labels, proba, eps, weights, start, stop,
-        softmax, with_grad, grad, grad_b, R, first):
-    """Rows start..stop of a CSR matrix, ``BLOCK_ROWS`` at a time; coef (d, k) (a row of W
-    per stored entry); adds into grad (d, k) and grad_b (k,). With R (m, k) not empty, each
-    row's residual w_i (q_i - p_i) is stored in R[i - first] instead of scattered into grad:
-    the first pass of an evaluation by columns (``csr_columns``) over a block of rows from
-    ``first``."""
-    k = coef.shape[1]
+def csr(rows, params, target, start, stop, softmax, grad, R):
+    """Rows start..stop of CSR ``rows`` (``CSRRows``), ``BLOCK_ROWS`` at a time, at
+    ``params`` (``Linear``, coef W (d, k): a row of W per stored entry) against ``target``
+    (``RowTargets``); adds into ``grad`` (``Linear``: coef (d, k), intercept (k,); an empty
+    intercept: no gradient). With R (stop - start, k) not empty, row i's residual
+    w_i (q_i - p_i) is stored in R[i - start] instead of scattered into grad.coef (which may
+    then be empty): the first pass of an evaluation by columns (``csr_columns``)."""
+    grad_coef, grad_b = grad
+    with_grad = grad_b.shape[0] > 0
+    k = params.coef.shape[1]
     space = block_space(k, BLOCK_ROWS)
     z, r = space[0], space[1]
     keep = R.shape[0] > 0
@@ -593,9 +608,8 @@ def csr(data, indices, indptr, coef, intercept, labels, proba, eps, weights, sta
     for block in range(start, stop, BLOCK_ROWS):
         m = min(BLOCK_ROWS, stop - block)
         for t in range(m):
-            csr_logits(data, indices, indptr, block + t, coef, 1.0, intercept, z, t)
-        block_loss, block_right = block_links(space, m, block, labels, proba, eps, weights,
-                                              softmax)
+            csr_logits(rows, block + t, params, 1.0, z, t)
+        block_loss, block_right = block_links(space, m, block, target, softmax)
         loss_sum += block_loss
         n_right += block_right
         if not with_grad:
@@ -605,18 +619,19 @@ def csr(data, indices, indptr, coef, intercept, labels, proba, eps, weights, sta
                 grad_b[c] += r[t, c]
             if keep:
                 for c in range(k):
-                    R[block + t - first, c] = r[t, c]
+                    R[block + t - start, c] = r[t, c]
             else:
-                csr_scatter(data, indices, indptr, block + t, 1.0, r, t, grad)
+                csr_scatter(rows, block + t, 1.0, r, t, grad_coef)
     return loss_sum, n_right
 
 
 @jit
-def csr_columns(data, indices, indptr, R, first, stop, low, high, grad):
-    """The second pass: grad[j] += sum_i x_ij R[i - first] over the rows first..stop, for the
-    columns low <= j < high, the rows read in order. A thread owns a range of columns, so the
-    threads share one gradient and each of its rows is summed in the same order whatever the
-    timing."""
+def csr_columns(rows, R, first, stop, low, high, grad):
+    """The second pass: grad[j] += sum_i x_ij R[i - first] over the rows first..stop of
+    ``rows`` (``CSRRows``), for the columns low <= j < high, the rows read in order. A thread
+    owns a range of columns, so the threads share one gradient and each of its rows is summed
+    in the same order whatever the timing."""
+    data, indices, indptr = rows
     k = R.shape[1]
     for i in range(first, stop):
         for s in range(indptr[i], indptr[i + 1]):
@@ -645,112 +660,149 @@ def sorted_batch(order, start, m, rows):
 
 
 @inline
-def gathered(values, rows, m, out):
-    """out[t] = values[rows[t]] for t < m; nothing where ``values`` is empty (none given)."""
+def gathered(values, rows, out):
+    """out[t] = values[rows[t]] for each t; nothing where ``values`` is empty (none given)."""
     if values.shape[0] == 0:
         return
-    for t in range(m):
+    for t in range(rows.shape[0]):
         out[t] = values[rows[t]]
 
 
+@inline
+def batch_targets(target, size):
+    """A ``RowTargets`` of ``size`` rows for a batch's targets, gathered from ``target``'s
+    (``gathered``) so that the batch's rows are a block; empty where ``target``'s are."""
+    labels, proba, weights = target.labels, target.proba, target.weights
+    return RowTargets(np.empty(size if labels.shape[0] > 0 else 0, np.int64),
+                      np.empty((size if proba.shape[0] > 0 else 0, proba.shape[1])),
+                      target.eps, np.empty(size if weights.shape[0] > 0 else 0))
+
+
+@inline
+def batch_weight_inverse(weights, m):
+    """1 / (the total weight of a batch of m rows), their ``weights`` (empty: 1 each); 1
+    where the total is 0."""
+    total = 0.0
+    for t in range(m):
+        total += weights[t] if weights.shape[0] > 0 else 1.0
+    return 1.0 / total if total > 0.0 else 1.0
+
+
+@inline
+def touched_gradient(rows, batch, r, inverse, work, mark):
+    """grad += X_B^T R_B * inverse for the CSR ``rows`` (``CSRRows``) of ``batch`` (their
+    residuals r[t]), into ``work`` = (grad (d, k), stamp (d,), touched (d,)); lists the rows
+    of grad it touches in touched, stamping them with ``mark`` (each batch's own) so each is
+    listed once; returns how many."""
+    grad, stamp, touched = work
+    indices, indptr = rows.indices, rows.indptr
+    n_touched = 0
+    for t in range(batch.shape[0]):
+        i = batch[t]
+        for s in range(indptr[i], indptr[i + 1]):
+            j = indices[s]
+            if stamp[j] != mark:
+                stamp[j] = mark
+                touched[n_touched] = j
+                n_touched += 1
+        csr_scatter(rows, i, inverse, r, t, grad)
+    return n_touched
+
+
+@inline
+def adaptive_move(step, state, j, c, g, corrections):
+    """How far coordinate (j, c) of W stacked over b (j = d: b) moves down for its gradient
+    g, ``state``'s moments updated: AdaGrad (step.method 1) A += g^2, lr g / (sqrt(A) + tiny);
+    Adam (2) m and v, lr m_hat / (sqrt(v_hat) + tiny), ``corrections`` = (1 - b1^t,
+    1 - b2^t)."""
+    slow, fast = state.slow, state.fast
+    if step.method == 1:
+        slow[j, c] += g * g
+        return step.lr * g / (np.sqrt(slow[j, c]) + step.tiny)
+    slow[j, c] = step.b1 * slow[j, c] + (1.0 - step.b1) * g
+    fast[j, c] = step.b2 * fast[j, c] + (1.0 - step.b2) * g * g
+    return step.lr * (slow[j, c] / corrections[0]) / (
+        np.sqrt(fast[j, c] / corrections[1]) + step.tiny)
+
+
+@inline
+def adaptive_step(step, state, grad, touched, grad_b, scale, params):
+    """AdaGrad's or Adam's step (``adaptive_move``) on the ``touched`` rows of W (held as
+    scale * coef, ``params`` a ``Linear``), zeroing their rows of ``grad``, and on b for its
+    gradient grad_b; counts the step in state.count."""
+    coef, intercept = params
+    d, k = coef.shape
+    state.count[0] += 1
+    corrections = (1.0 - step.b1 ** state.count[0], 1.0 - step.b2 ** state.count[0])
+    for j in touched:
+        for c in range(k):
+            g = grad[j, c]
+            grad[j, c] = 0.0
+            coef[j, c] -= adaptive_move(step, state, j, c, g, corrections) / scale
+    for c in range(k):
+        intercept[c] -= adaptive_move(step, state, d, c, grad_b[c], corrections)
+
+
 @jit
-def lazy_epoch(data, indices, indptr, order, batch_size, labels, proba, eps, weights,
-               softmax, fit_intercept, coef, intercept, method, lr, l2, slow, slow_b, fast,
-               fast_b, count, betas, grad, stamp):
-    """Mini-batch steps over the CSR rows ``order``, ``batch_size`` at a time (each
-    batch's rows in increasing order), updating only the rows of W (coef, (d, k)) of the
-    features present in the batch. W is held as scale * coef, so the L2 shrinkage
-    W <- (1 - lr l2) W of every step is one multiplication of ``scale``; coef is scaled
-    back before returning. Per batch, with g = X_B^T R_B / (total weight of B):
+def lazy_epoch(rows, order, batch_size, params, target, softmax, step, state):
+    """Mini-batch steps over the CSR ``rows`` (``CSRRows``) ``order``, ``batch_size`` at a
+    time (each batch's rows in increasing order), updating only the rows of W (params.coef,
+    (d, k)) of the features present in the batch. W is held as scale * coef, so the L2
+    shrinkage W <- (1 - lr l2) W of every step is one multiplication of ``scale``; coef is
+    scaled back before returning. Per batch, with g = X_B^T R_B / (total weight of B):
 
         method 0 (SGD):     W <- (1 - lr l2) W - lr g            (exactly the dense step)
         method 1 (AdaGrad): A += g^2; W <- (1 - lr l2) W - lr g / (sqrt(A) + tiny)
         method 2 (Adam):    m, v of the touched rows as Adam's; W <- (1 - lr l2) W
                             - lr m_hat / (sqrt(v_hat) + tiny), the bias correction by
-                            the global step ``count`` (PyTorch's SparseAdam)
+                            the global step state.count (PyTorch's SparseAdam)
 
-    slow/fast (d, k) and slow_b/fast_b (k,): AdaGrad's A, Adam's m and v (and the
-    bias's); ``grad`` (d, k) zeros and ``stamp`` (d,) a work space. The bias gets the
-    dense rule of its method and no decay. Returns the number of steps."""
+    ``step`` (``lazy.LazyStep``): the method, lr, l2, fit_intercept, Adam's b1 and b2, tiny;
+    ``state`` (``lazy.LazyState``): AdaGrad's A or Adam's m (slow) and v (fast), (d + 1, k)
+    with b's row last, and the step count. The bias gets the dense rule of its method and no
+    decay. ``target``: ``RowTargets``. Returns the number of steps."""
+    coef, intercept = params
     d, k = coef.shape
     n = order.shape[0]
     space = block_space(k, batch_size)
     r = space[1]
-    # the batch's labels, targets and weights, gathered so that its rows are a block
-    batch_labels = np.empty(batch_size if labels.shape[0] > 0 else 0, np.int64)
-    batch_proba = np.empty((batch_size if proba.shape[0] > 0 else 0, proba.shape[1]))
-    batch_weights = np.empty(batch_size if weights.shape[0] > 0 else 0)
+    batch_rows = np.empty(batch_size, np.int64)
+    batch_target = batch_targets(target, batch_size)
+    soft = target.proba.shape[0] > 0
     grad_b = np.empty(k)
-    rows = np.empty(batch_size, np.int64)
-    touched = np.empty(d, np.int64)
-    b1, b2, tiny = betas[0], betas[1], betas[2]
+    # the adaptive methods' gradient of the touched rows of W, and which those are
+    work = (np.zeros((d, k) if step.method else (0, k)), np.full(d, -1, np.int64),
+            np.empty(d, np.int64))
     scale = 1.0
     n_steps = 0
     for start in range(0, n, batch_size):
         m = min(batch_size, n - start)
-        sorted_batch(order, start, m, rows)
+        sorted_batch(order, start, m, batch_rows)
+        batch = batch_rows[:m]
+        gathered(target.labels, batch, batch_target.labels)
+        gathered(target.proba, batch, batch_target.proba)
+        gathered(target.weights, batch, batch_target.weights)
         for t in range(m):
-            csr_logits(data, indices, indptr, rows[t], coef, scale, intercept, space[0], t)
-        gathered(labels, rows, m, batch_labels)
-        gathered(proba, rows, m, batch_proba)
-        gathered(weights, rows, m, batch_weights)
+            csr_logits(rows, batch[t], params, scale, space[0], t)
         # the links inlined with the kinds as run-time flags: the four compiled link loops
         # cost a call each, about 110 ns, a tenth of a one-row batch's step (measured)
-        links_of(space, m, 0, batch_labels, batch_proba, eps, softmax, proba.shape[0] > 0)
-        weighted_losses(space, m, 0, batch_weights)
-        total_weight = 0.0
-        for t in range(m):
-            total_weight += batch_weights[t] if weights.shape[0] > 0 else 1.0
-        inverse = 1.0 / total_weight if total_weight > 0.0 else 1.0
+        links_of(space, m, 0, batch_target, softmax, soft)
+        weighted_losses(space, m, 0, batch_target.weights)
+        inverse = batch_weight_inverse(batch_target.weights, m)
         for c in range(k):
             grad_b[c] = 0.0
             for t in range(m):
                 grad_b[c] += r[t, c]
-            grad_b[c] *= inverse if fit_intercept else 0.0  # b fixed: its gradient is 0
-        scale *= 1.0 - lr * l2
-        if method == 0:
+            grad_b[c] *= inverse if step.fit_intercept else 0.0  # b fixed: its gradient is 0
+        scale *= 1.0 - step.lr * step.l2
+        if step.method == 0:
             for t in range(m):  # W -= lr g, written into V = W / scale
-                csr_scatter(data, indices, indptr, rows[t], -lr * inverse / scale, r, t, coef)
+                csr_scatter(rows, batch[t], -step.lr * inverse / scale, r, t, coef)
             for c in range(k):
-                intercept[c] -= lr * grad_b[c]
+                intercept[c] -= step.lr * grad_b[c]
         else:
-            n_touched = 0
-            for t in range(m):  # g = X_B^T R_B / weight, and which rows of W it touches
-                i = rows[t]
-                for s in range(indptr[i], indptr[i + 1]):
-                    j = indices[s]
-                    if stamp[j] != start:
-                        stamp[j] = start
-                        touched[n_touched] = j
-                        n_touched += 1
-                csr_scatter(data, indices, indptr, i, inverse, r, t, grad)
-            count[0] += 1
-            correction1 = 1.0 - b1 ** count[0]
-            correction2 = 1.0 - b2 ** count[0]
-            for q in range(n_touched):
-                j = touched[q]
-                for c in range(k):
-                    g = grad[j, c]
-                    grad[j, c] = 0.0
-                    if method == 1:
-                        slow[j, c] += g * g
-                        coef[j, c] -= lr * g / (np.sqrt(slow[j, c]) + tiny) / scale
-                    else:
-                        slow[j, c] = b1 * slow[j, c] + (1.0 - b1) * g
-                        fast[j, c] = b2 * fast[j, c] + (1.0 - b2) * g * g
-                        coef[j, c] -= lr * (slow[j, c] / correction1) / (
-                            np.sqrt(fast[j, c] / correction2) + tiny) / scale
-            for c in range(k):
-                g = grad_b[c]
-                if method == 1:
-                    slow_b[c] += g * g
-                    update = lr * g / (np.sqrt(slow_b[c]) + tiny)
-                else:
-                    slow_b[c] = b1 * slow_b[c] + (1.0 - b1) * g
-                    fast_b[c] = b2 * fast_b[c] + (1.0 - b2) * g * g
-                    update = lr * (slow_b[c] / correction1) / (
-                        np.sqrt(fast_b[c] / correction2) + tiny)
-                intercept[c] -= update
+            n_touched = touched_gradient(rows, batch, r, inverse, work, start)
+            adaptive_step(step, state, work[0], work[2][:n_touched], grad_b, scale, params)
         n_steps += 1
         if scale < 1e-12:  # fold the scale in before it underflows
             coef *= scale

@@ -36,6 +36,7 @@ import os
 import signal
 import threading
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -94,11 +95,40 @@ def _build():
     return _compiled
 
 
+class Linear(NamedTuple):
+    """A linear model's arrays as the kernels take them: coef, W in ``coef_layout``'s layout
+    (W^T (k, d) for dense X, W (d, k) for CSR), and intercept, b (k,). A gradient's sums come
+    back in the same layout; an empty intercept asks a kernel for no gradient."""
+
+    coef: np.ndarray
+    intercept: np.ndarray
+
+
+class RowTargets(NamedTuple):
+    """Each row's target as the kernels read it (``row_targets``): labels (n,) class
+    indices, smoothed by eps, or soft rows proba (n, K); weights (n,). An empty labels or
+    proba is the kind not given, an empty weights every weight 1."""
+
+    labels: np.ndarray
+    proba: np.ndarray
+    eps: float
+    weights: np.ndarray
+
+
+class CSRRows(NamedTuple):
+    """A CSR matrix's three arrays, the row pointers int64 (``row_pointers``)."""
+
+    data: np.ndarray
+    indices: np.ndarray
+    indptr: np.ndarray
+
+
 _EMPTY_LABELS = np.zeros(0, dtype=np.intp)
 _EMPTY_PROBA = np.zeros((0, 0))
 _EMPTY_WEIGHTS = np.zeros(0)
-_NO_GRAD = np.zeros((0, 0))  # ``csr`` keeping R scatters nothing
 _NO_RESIDUALS = np.zeros((0, 0))  # ``csr`` scattering into the gradient keeps no R
+#: the gradient argument that asks a kernel for none
+NO_GRADIENT = Linear(np.zeros((0, 0)), np.zeros(0))
 
 
 def coef_layout(X, W: np.ndarray, dtype) -> np.ndarray:
@@ -126,14 +156,14 @@ def csr_by_columns(given: Inputs, X, softmax: bool, threads: int, pool, out=None
     grad_b), the runs' numbers added in order: ``out``'s (grad, grad_b), added into, when
     given (``kernel_layout``), else the rows of one new array."""
     compiled = kernels()
-    n, k = X.shape[0], given.coef.shape[1]
+    n, k = X.shape[0], given.params.coef.shape[1]
     block_rows = residual_block_rows(n, k, threads)
     R = np.empty((min(block_rows, n), k))
     grad_bs = [np.zeros(k) for _ in range(threads)]
-    key = ("columns", X.data.dtype.str, X.indices.dtype.str, given.coef.dtype.str)
+    key = ("columns", X.data.dtype.str, X.indices.dtype.str, given.params.coef.dtype.str)
     # W's sums over b's in one (d + 1, k) array: ``loss.finish`` scales it where it is
     if out is None:
-        stacked = np.zeros((given.coef.shape[0] + 1, k))
+        stacked = np.zeros((given.params.coef.shape[0] + 1, k))
         out = stacked[:-1], stacked[-1]
     grad, grad_b_total = out
     spans = column_spans(X, threads)
@@ -144,14 +174,14 @@ def csr_by_columns(given: Inputs, X, softmax: bool, threads: int, pool, out=None
             bounds = [first + (stop - first) * t // threads for t in range(threads + 1)]
 
             def rows(t, first=first, bounds=bounds):
-                return compiled.csr(X.data, X.indices, given.indptr, given.coef,
-                                    given.intercept, given.labels, given.proba, given.eps,
-                                    given.weights, bounds[t], bounds[t + 1], softmax, True,
-                                    _NO_GRAD, grad_bs[t], R, first)
+                # R's rows bounds[t]..bounds[t + 1], and b's sums: no scatter into W's
+                kept = R[bounds[t] - first:bounds[t + 1] - first]
+                return compiled.csr(given.rows, given.params, given.target, bounds[t],
+                                    bounds[t + 1], softmax, Linear(NO_GRADIENT.coef, grad_bs[t]),
+                                    kept)
 
             def columns(span, first=first, stop=stop):
-                compiled.csr_columns(X.data, X.indices, given.indptr, R, first, stop, span[0],
-                                     span[1], grad)
+                compiled.csr_columns(given.rows, R, first, stop, span[0], span[1], grad)
 
             for loss, right in pool.map(rows, range(threads)):
                 loss_sum, n_correct = loss_sum + loss, n_correct + right
@@ -191,38 +221,38 @@ def row_pointers(X) -> np.ndarray:
     return X.indptr.astype(np.int64, copy=False)
 
 
-def target_arrays(target, weights) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(labels, proba, weights) as the kernels take them: an empty array for what is not
-    there (soft targets have no labels, hard ones no proba; no weights: every row 1)."""
+def row_targets(target, weights) -> RowTargets:
+    """``target`` (``targets.Target``) and the rows' ``weights`` (or None) as the kernels read
+    them: an empty array for what is not there (soft targets have no labels, hard ones no
+    proba; no weights: every row 1)."""
     labels = target.labels if target.labels is not None else _EMPTY_LABELS
     proba = np.ascontiguousarray(target.proba, dtype=np.float64) \
         if target.proba is not None else _EMPTY_PROBA
     weights = np.ascontiguousarray(weights, dtype=np.float64) \
         if weights is not None else _EMPTY_WEIGHTS
-    return labels, proba, weights
+    return RowTargets(labels, proba, float(target.smoothing), weights)
+
+
+def csr_rows(X) -> CSRRows:
+    """CSR X's arrays as the kernels take them."""
+    return CSRRows(X.data, X.indices, row_pointers(X))
 
 
 @dataclass(frozen=True)
 class Inputs:
     """What every thread's run of rows reads in one evaluation, laid out for the kernels once
-    (not once per thread): W in ``coef_layout``'s layout, b, the target and weight arrays of
-    ``target_arrays``, the smoothing, and CSR row pointers as int64 (None for dense X)."""
+    (not once per thread): the model (``Linear``, W in ``coef_layout``'s layout), the rows'
+    targets (``row_targets``), and CSR X's arrays (``csr_rows``; None for dense X)."""
 
-    coef: np.ndarray
-    intercept: np.ndarray
-    labels: np.ndarray
-    proba: np.ndarray
-    weights: np.ndarray
-    eps: float
-    indptr: np.ndarray | None
+    params: Linear
+    target: RowTargets
+    rows: CSRRows | None
 
 
 def inputs(X, W: np.ndarray, b: np.ndarray, target, weights, dtype) -> Inputs:
     """``Inputs`` of one evaluation at W (d, k), b (k,) over X's rows."""
-    labels, proba, weights = target_arrays(target, weights)
-    return Inputs(coef_layout(X, W, dtype), np.ascontiguousarray(b, dtype=np.float64), labels,
-                  proba, weights, target.smoothing,
-                  row_pointers(X) if sp.issparse(X) else None)
+    params = Linear(coef_layout(X, W, dtype), np.ascontiguousarray(b, dtype=np.float64))
+    return Inputs(params, row_targets(target, weights), csr_rows(X) if sp.issparse(X) else None)
 
 
 def kernel_layout(X, totals) -> tuple[np.ndarray, np.ndarray] | None:
@@ -238,17 +268,19 @@ def run_sums(given: Inputs, X, softmax: bool, start: int, stop: int, with_grad: 
              grad: np.ndarray | None = None, grad_b: np.ndarray | None = None):
     """Rows start..stop of X through the compiled kernel: (loss_sum, n_correct, gradient of
     W in ``coef_layout``'s layout, grad_intercept (k,)), the gradients added into ``grad``
-    and ``grad_b`` when given, else into new zeros. X C-ordered dense or CSR."""
+    and ``grad_b`` when given, else into new zeros (zeros without ``with_grad``). X C-ordered
+    dense or CSR."""
     compiled = kernels()
-    grad = np.zeros(given.coef.shape) if grad is None else grad
-    grad_b = np.zeros(len(given.intercept)) if grad_b is None else grad_b
-    common = (given.labels, given.proba, given.eps, given.weights, start, stop, softmax,
-              with_grad, grad, grad_b)
-    if given.indptr is None:
-        with _compiling(("dense", X.dtype.str, given.coef.dtype.str)):
-            loss, right = compiled.dense(X, given.coef, given.intercept, *common)
+    grad = np.zeros(given.params.coef.shape) if grad is None else grad
+    grad_b = np.zeros(len(given.params.intercept)) if grad_b is None else grad_b
+    into = Linear(grad, grad_b) if with_grad else NO_GRADIENT
+    dtype = given.params.coef.dtype.str
+    if given.rows is None:
+        with _compiling(("dense", X.dtype.str, dtype)):
+            loss, right = compiled.dense(X, given.params, given.target, start, stop, softmax,
+                                         into)
     else:
-        with _compiling(("csr", X.data.dtype.str, X.indices.dtype.str, given.coef.dtype.str)):
-            loss, right = compiled.csr(X.data, X.indices, given.indptr, given.coef,
-                                       given.intercept, *common, _NO_RESIDUALS, 0)
+        with _compiling(("csr", X.data.dtype.str, X.indices.dtype.str, dtype)):
+            loss, right = compiled.csr(given.rows, given.params, given.target, start, stop,
+                                       softmax, into, _NO_RESIDUALS)
     return loss, right, grad, grad_b

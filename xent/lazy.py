@@ -21,6 +21,8 @@ The bias row is dense and stepped by the optimiser's own rule. The kernel runs o
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from .loss import Objective
@@ -37,9 +39,37 @@ from .targets import Target
 
 #: optimiser name -> the kernel's method number
 LAZY_METHODS = {"gd": 0, "adagrad": 1, "adam": 2}
-#: the kernel's (b1, b2, eps): Adam's, the dense optimiser's own; AdaGrad's eps
-_BETAS = np.array([ADAM_B1, ADAM_B2, ADAM_EPS])
-_ADAGRAD_BETAS = np.array([0.0, 0.0, ADAGRAD_EPS])
+
+
+class LazyStep(NamedTuple):
+    """What ``_compiled.lazy_epoch`` steps by: the method (``LAZY_METHODS``), the learning
+    rate, the L2 penalty, whether b moves, Adam's b1 and b2 and the tiny number added to the
+    denominator (the dense optimisers' own constants: ``step_constants``)."""
+
+    method: int
+    lr: float
+    l2: float
+    fit_intercept: bool
+    b1: float
+    b2: float
+    tiny: float
+
+
+class LazyState(NamedTuple):
+    """The adaptive methods' state as ``_compiled.lazy_epoch`` updates it in place: AdaGrad's
+    sum of squares or Adam's first moment (slow) and second (fast), each (d + 1, k) with b's
+    row last, and Adam's step count (1,); arrays a method does not use are (1, k) zeros."""
+
+    slow: np.ndarray
+    fast: np.ndarray
+    count: np.ndarray
+
+
+def step_constants(method: int) -> tuple[float, float, float]:
+    """(b1, b2, tiny) of a method: Adam's, or AdaGrad's epsilon (SGD uses none)."""
+    if method == 1:
+        return 0.0, 0.0, ADAGRAD_EPS
+    return ADAM_B1, ADAM_B2, ADAM_EPS
 
 
 def supports(optimizer: str, objective: Objective) -> bool:
@@ -63,33 +93,27 @@ def epoch(optimizer: str, params: np.ndarray, state, X, target: Target, weights,
             else np.array(array, dtype=np.float64, order="C")
 
     params = own(params)
-    coef, intercept = params[:-1], params[-1]
-    d, k = coef.shape
+    k = params.shape[1]
     method = LAZY_METHODS[optimizer]
+    unused = np.zeros((1, k))
     if method == 1:
-        slow = own(state.sum_sq)
-        fast, count, betas = np.zeros((1, k)), np.zeros(1, np.int64), _ADAGRAD_BETAS
+        moments = LazyState(own(state.sum_sq), unused, np.zeros(1, np.int64))
     elif method == 2:
-        slow, fast = own(state.m), own(state.v)
-        count, betas = np.array([state.count], np.int64), _BETAS
+        moments = LazyState(own(state.m), own(state.v), np.array([state.count], np.int64))
     else:
-        slow, fast, count, betas = np.zeros((1, k)), np.zeros((1, k)), np.zeros(1, np.int64), \
-            _BETAS
-    grad = np.zeros((d, k)) if method else np.zeros((0, k))
-    stamp = np.full(d, -1, dtype=np.int64)
-    labels, proba, weights = kernels.target_arrays(target, weights)
+        moments = LazyState(unused, unused, np.zeros(1, np.int64))
+    step = LazyStep(method, float(state.lr), float(objective.l2),
+                    bool(objective.fit_intercept), *step_constants(method))
     key = ("lazy", X.data.dtype.str, X.indices.dtype.str)
     with kernels._compiling(key):
         n_steps = kernels.kernels().lazy_epoch(
-            X.data, X.indices, kernels.row_pointers(X), np.asarray(order, np.int64),
-            int(batch_size), labels, proba, target.smoothing, weights,
-            objective.link.kernel_softmax, objective.fit_intercept, coef, intercept, method,
-            float(state.lr), float(objective.l2), slow[:-1], slow[-1], fast[:-1], fast[-1],
-            count, betas, grad, stamp)
+            kernels.csr_rows(X), np.asarray(order, np.int64), int(batch_size),
+            kernels.Linear(params[:-1], params[-1]), kernels.row_targets(target, weights),
+            objective.link.kernel_softmax, step, moments)
     if method == 1:
-        state = AdagradState(state.lr, slow)
+        state = AdagradState(state.lr, moments.slow)
     elif method == 2:
-        state = AdamState(state.lr, slow, fast, int(count[0]))
+        state = AdamState(state.lr, moments.slow, moments.fast, int(moments.count[0]))
     else:
         state = GDState(state.lr)
     return params, state, int(n_steps)
