@@ -1,6 +1,7 @@
 """The compiled kernels (#14) against the numpy reference (``loss._accumulate``): every link,
 target, weighting, dtype and layout, at 1e-12 in float64; the same bytes for the same thread
-count; and the thread settings (--threads, n_jobs, $XENT_THREADS)."""
+count; the thread settings (--threads, n_jobs, $XENT_THREADS); and where the machine code is
+cached."""
 
 import json
 
@@ -304,3 +305,41 @@ def test_threads_on_the_command_line_and_the_estimator(run, monkeypatch):
     X, y = rng.normal(size=(300, 4)), rng.integers(0, 3, 300)
     one, every = (SoftmaxRegression(optimizer="lbfgs", n_jobs=n).fit(X, y) for n in (1, -1))
     assert np.allclose(one.coef_, every.coef_, rtol=1e-10, atol=1e-12)
+
+
+def test_the_machine_code_is_cached_in_xents_cache_not_beside_the_package(tmp_path):
+    """numba writes its cache beside a module unless told otherwise, which fails where xent is
+    installed read-only. A copy of the package with no numba settings in the environment:
+    the first process compiles into <xent's cache>/numba and writes nothing in the package's
+    folder; a second process loads the kernel from there instead of compiling it."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import xent
+
+    site = tmp_path / "site"
+    shutil.copytree(Path(xent.__file__).parent, site / "xent",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NUMBA_", "PYTHON"))}
+    env.update(PYTHONPATH=str(site), XENT_CACHE_DIR=str(tmp_path / "cache"))
+    script = ("import numpy as np, xent\n"
+              "from xent import kernels\n"
+              f"assert xent.__file__.startswith({str(site)!r})\n"
+              "compiled = kernels.kernels()\n"
+              "print(compiled.murmur3_32(np.frombuffer(b'hello', np.uint8), 0, 5),\n"
+              "      sum(compiled.murmur3_32.stats.cache_hits.values()))")
+
+    def loads():
+        done = subprocess.run([sys.executable, "-c", script], env=env, cwd=tmp_path,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.split()
+
+    # murmur3's 32-bit hash of b"hello" with seed 0 (its reference value)
+    assert loads() == ["613153351", "0"]
+    assert loads() == ["613153351", "1"]
+    assert list((tmp_path / "cache" / "numba").rglob("*.nbi"))
+    assert not [p for p in (site / "xent").rglob("*") if p.suffix in (".nbi", ".nbc")]
