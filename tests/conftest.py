@@ -32,6 +32,19 @@ def sklearn_optimum(X, y, l2):
     return params, value
 
 
+@pytest.fixture(scope="session", autouse=True)
+def shared_machine_code(tmp_path_factory):
+    """One numba cache for the session's processes (pytest-xdist's workers and the commands
+    they start), so a kernel is compiled once rather than once in each worker: under the
+    directory the workers' own temporary directories share. Set before any kernel is loaded
+    (``kernels`` only sets its default where none is given)."""
+    import os
+
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    os.environ.setdefault("NUMBA_CACHE_DIR", str(shared / "numba-cache"))
+
+
 @pytest.fixture(autouse=True)
 def private_cache(tmp_path_factory, monkeypatch):
     """Streamed data are cached under a directory of the test session, never ~/.cache."""

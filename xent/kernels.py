@@ -19,10 +19,11 @@ passes instead, R by runs of rows, then X^T R by ranges of columns into one grad
 more time to zero and add up than the second pass takes. The kernels release the GIL
 (``nogil``), so the threads run at once.
 
-numba compiles them on first use (about 10 s for one kind of dense data here) and caches the
-machine code on disk, in $NUMBA_CACHE_DIR, else ``<xent's cache>/numba`` (a writable place
-even when xent is installed read-only); numba itself is imported only when a kernel is first
-needed (``loss.sums`` uses them for data large enough to repay the import, about 0.4 s).
+numba compiles them on first use (about 7 s for one kind of dense data and target here: each
+kind has its own kernel, ``_compiled.KERNELS``) and caches the machine code on disk, in
+$NUMBA_CACHE_DIR, else ``<xent's cache>/numba`` (a writable place even when xent is installed
+read-only); numba itself is imported only when a kernel is first needed (``loss.sums`` uses
+them for data large enough to repay the import, about 0.4 s).
 
 Targets: hard labels (indices, optionally smoothed: p = (1 - eps) onehot + eps / K) or soft
 rows of probabilities; the sigmoid's p is P(class 1). Products are taken in the dtype of
@@ -147,7 +148,7 @@ def as_grad_coef_t(X, grad: np.ndarray) -> np.ndarray:
 def csr_by_columns(given: Inputs, X, softmax: bool, threads: int, pool, out=None):
     """The sums of CSR X in two passes on ``pool``'s ``threads`` threads, with one gradient
     rather than one per thread, a block of rows at a time (``residual_block_rows``): each
-    thread's run of the block's rows gives their R = w (Q - P) (``_compiled.csr`` keeping R),
+    thread's run of the block's rows gives their R = w (Q - P) (the CSR kernel keeping R),
     then each thread adds X_block^T R into its own range of columns (``csr_columns``, ranges
     of about equal stored entries). For hashed text d x k is tens of MB: this keeps memory
     flat in the thread count (and skips adding the threads' gradients), and R to one block's
@@ -156,11 +157,11 @@ def csr_by_columns(given: Inputs, X, softmax: bool, threads: int, pool, out=None
     grad_b), the runs' numbers added in order: ``out``'s (grad, grad_b), added into, when
     given (``kernel_layout``), else the rows of one new array."""
     compiled = kernels()
+    kernel, key = kernel_for(given, X, softmax)
     n, k = X.shape[0], given.params.coef.shape[1]
     block_rows = residual_block_rows(n, k, threads)
     R = np.empty((min(block_rows, n), k))
     grad_bs = [np.zeros(k) for _ in range(threads)]
-    key = ("columns", X.data.dtype.str, X.indices.dtype.str, given.params.coef.dtype.str)
     # W's sums over b's in one (d + 1, k) array: ``loss.finish`` scales it where it is
     if out is None:
         stacked = np.zeros((given.params.coef.shape[0] + 1, k))
@@ -168,7 +169,8 @@ def csr_by_columns(given: Inputs, X, softmax: bool, threads: int, pool, out=None
     grad, grad_b_total = out
     spans = column_spans(X, threads)
     loss_sum, n_correct = 0.0, 0
-    with _compiling(key):  # on this (the calling) thread, while the pool's threads run
+    # on this (the calling) thread, while the pool's threads run; its own key, for csr_columns
+    with _compiling(key + ("columns",)):
         for first in range(0, n, block_rows):
             stop = min(first + block_rows, n)
             bounds = [first + (stop - first) * t // threads for t in range(threads + 1)]
@@ -176,9 +178,8 @@ def csr_by_columns(given: Inputs, X, softmax: bool, threads: int, pool, out=None
             def rows(t, first=first, bounds=bounds):
                 # R's rows bounds[t]..bounds[t + 1], and b's sums: no scatter into W's
                 kept = R[bounds[t] - first:bounds[t + 1] - first]
-                return compiled.csr(given.rows, given.params, given.target, bounds[t],
-                                    bounds[t + 1], softmax, Linear(NO_GRADIENT.coef, grad_bs[t]),
-                                    kept)
+                return kernel(given.rows, given.params, given.target, bounds[t], bounds[t + 1],
+                              Linear(NO_GRADIENT.coef, grad_bs[t]), kept)
 
             def columns(span, first=first, stop=stop):
                 compiled.csr_columns(given.rows, R, first, stop, span[0], span[1], grad)
@@ -270,17 +271,25 @@ def run_sums(given: Inputs, X, softmax: bool, start: int, stop: int, with_grad: 
     W in ``coef_layout``'s layout, grad_intercept (k,)), the gradients added into ``grad``
     and ``grad_b`` when given, else into new zeros (zeros without ``with_grad``). X C-ordered
     dense or CSR."""
-    compiled = kernels()
+    kernel, key = kernel_for(given, X, softmax)
     grad = np.zeros(given.params.coef.shape) if grad is None else grad
     grad_b = np.zeros(len(given.params.intercept)) if grad_b is None else grad_b
     into = Linear(grad, grad_b) if with_grad else NO_GRADIENT
-    dtype = given.params.coef.dtype.str
-    if given.rows is None:
-        with _compiling(("dense", X.dtype.str, dtype)):
-            loss, right = compiled.dense(X, given.params, given.target, start, stop, softmax,
-                                         into)
-    else:
-        with _compiling(("csr", X.data.dtype.str, X.indices.dtype.str, dtype)):
-            loss, right = compiled.csr(given.rows, given.params, given.target, start, stop,
-                                       softmax, into, _NO_RESIDUALS)
+    with _compiling(key):
+        if given.rows is None:
+            loss, right = kernel(X, given.params, given.target, start, stop, into)
+        else:
+            loss, right = kernel(given.rows, given.params, given.target, start, stop, into,
+                                 _NO_RESIDUALS)
     return loss, right, grad, grad_b
+
+
+def kernel_for(given: Inputs, X, softmax: bool):
+    """The compiled kernel for X's layout, the link and the kind of target
+    (``_compiled.KERNELS``: each compiles only its own link loop), and the key of its
+    argument types for ``_compiling``."""
+    soft = given.target.proba.shape[0] > 0
+    dense, csr = kernels().KERNELS[softmax, soft]
+    dtypes = (given.params.coef.dtype.str,) + \
+        ((X.dtype.str,) if given.rows is None else (X.data.dtype.str, X.indices.dtype.str))
+    return (dense if given.rows is None else csr), (softmax, soft, given.rows is None) + dtypes
