@@ -141,6 +141,35 @@ def test_lazy_adam_is_sparse_adam():
     assert state.count == -(-len(y) // 6)
 
 
+def test_lazy_adagrad_with_l2_weights_and_a_fixed_bias():
+    """AdaGrad's lazy steps with L2, row weights and b fixed, against the rule written out in
+    numpy over every row of W: g = X_B^T (w (Q - P)) / sum(w), A += g^2,
+    W <- (1 - lr l2) W - lr g / (sqrt(A) + 1e-10); a row without features in the batch has
+    g = 0, so it only shrinks, which is what the lazy kernel does by its scale."""
+    X, y, k, params, rng = _problem("softmax", seed=4)
+    objective = Objective(get_link("softmax", k), l2=0.3, fit_intercept=False)
+    weights = rng.random(len(y)) + 0.5
+    order = rng.permutation(len(y))
+    lr = 0.2
+    lazy, state, _ = _steps("adagrad", X, labels_target(y, k), weights, params, objective, lr,
+                            order, 5)
+    dense = X.toarray()
+    W, b, A = params[:-1].copy(), params[-1].copy(), np.zeros_like(params[:-1])
+    for start in range(0, len(y), 5):
+        rows = np.sort(order[start:start + 5])
+        z = dense[rows] @ W + b
+        q = np.exp(z - z.max(axis=1, keepdims=True))
+        q /= q.sum(axis=1, keepdims=True)
+        residual = weights[rows, None] * (q - np.eye(k)[y[rows]])
+        g = dense[rows].T @ residual / weights[rows].sum()
+        A += g ** 2
+        W = (1 - lr * objective.l2) * W - lr * g / (np.sqrt(A) + 1e-10)
+    assert np.abs(lazy[:-1] - W).max() < 1e-10
+    assert np.array_equal(lazy[-1], params[-1])  # b fixed
+    assert np.abs(state.sum_sq[:-1] - A).max() < 1e-10
+    assert np.abs(lazy[:-1] - params[:-1]).max() > 0.01  # it did move
+
+
 def test_a_sparse_batch_steps_on_x_transpose_q_minus_p():
     """The same engine: one lazy SGD step over a sparse batch moves the parameters by lr times
     the hand-written X^T (Q - P) / n (and mean(Q - P) for the bias)."""
