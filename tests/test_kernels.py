@@ -307,11 +307,15 @@ def test_threads_on_the_command_line_and_the_estimator(run, monkeypatch):
     assert np.allclose(one.coef_, every.coef_, rtol=1e-10, atol=1e-12)
 
 
-def test_the_machine_code_is_cached_in_xents_cache_not_beside_the_package(tmp_path):
+@pytest.mark.parametrize("numba_first", [False, True])
+def test_the_machine_code_is_cached_in_xents_cache_not_beside_the_package(tmp_path,
+                                                                         numba_first):
     """numba writes its cache beside a module unless told otherwise, which fails where xent is
     installed read-only. A copy of the package with no numba settings in the environment:
     the first process compiles into <xent's cache>/numba and writes nothing in the package's
-    folder; a second process loads the kernel from there instead of compiling it."""
+    folder; a second process loads the kernel from there instead of compiling it. Also when
+    numba was imported before xent's kernels (by the user's code, or another library), so that
+    its settings were read before xent could give its cache directory."""
     import os
     import shutil
     import subprocess
@@ -325,7 +329,8 @@ def test_the_machine_code_is_cached_in_xents_cache_not_beside_the_package(tmp_pa
                     ignore=shutil.ignore_patterns("__pycache__"))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NUMBA_", "PYTHON"))}
     env.update(PYTHONPATH=str(site), XENT_CACHE_DIR=str(tmp_path / "cache"))
-    script = ("import numpy as np, xent\n"
+    script = (("import numba\n" if numba_first else "") +
+              "import numpy as np, xent\n"
               "from xent import kernels\n"
               f"assert xent.__file__.startswith({str(site)!r})\n"
               "compiled = kernels.kernels()\n"

@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import threading
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -91,6 +92,13 @@ def _cache_dir() -> str:
 
 def _build():
     os.environ.setdefault("NUMBA_CACHE_DIR", _cache_dir())
+    if "numba" in sys.modules:
+        # imported before us (by the user's code or another library): numba read its settings
+        # then, so it is told the directory directly, unless it was given one of its own
+        from numba.core import config
+
+        if not config.CACHE_DIR:
+            config.CACHE_DIR = os.environ["NUMBA_CACHE_DIR"]
     from . import _compiled
 
     return _compiled
