@@ -414,3 +414,41 @@ def test_the_command_gives_freed_arrays_back_to_the_system():
 
     assert retained_mb("0") > 40
     assert retained_mb("1") < 10
+
+
+_FORKED_AFTER_THREADS = """
+import time
+import numpy as np
+from xent import loss, targets, links
+from xent.processes import Task, run_in_processes
+
+rng = np.random.default_rng(0)
+X = rng.standard_normal((100_000, 5))
+y = (X[:, 0] > 0).astype(int)
+target, link, params = targets.labels_target(y, 2), links.get_link("sigmoid", 2), np.zeros((6, 1))
+
+
+def total():
+    return loss.sums(params, X, target, link, block_rows=1000, n_threads=2).loss
+
+
+parent = total()
+time.sleep(0.2)  # the pool's threads idle, as between two evaluations
+results = []
+run_in_processes([Task("child", total)], 1,
+                 lambda task, what, result: results.append(result) if what == "done" else None)
+assert results == [parent], (results, parent)
+print("same loss in the child")
+"""
+
+
+def test_a_process_forked_after_threaded_sums_makes_its_own_threads():
+    """A sweep's or a path's processes are forked. Where the parent had already summed on
+    several threads (an earlier fit, a path's first gradient), the child inherited the thread
+    pool but not its threads, and waited for ever on work they would never take. The child's
+    evaluation must finish, with the parent's numbers."""
+    env = {**os.environ, "XENT_KERNELS": "0"}  # the numpy reference: the same pool, no compile
+    done = subprocess.run([sys.executable, "-c", _FORKED_AFTER_THREADS], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "same loss in the child" in done.stdout

@@ -134,6 +134,17 @@ def single_threaded_blas():
     return _BLAS.limit(limits=1, user_api="blas")
 
 
+def _forget_the_pool():
+    """In a forked child: the parent's pool came with the process but its threads did not, and
+    work handed to it would wait for ever; the child makes a pool of its own on first use."""
+    global _POOL
+    _POOL = None
+
+
+if os.name == "posix":  # elsewhere processes are spawned, not forked
+    os.register_at_fork(after_in_child=_forget_the_pool)
+
+
 def thread_pool(n_threads: int):
     """The shared worker pool, and a context that keeps BLAS single-threaded while our threads
     run (two pools of threads on the same cores slow each other down)."""
