@@ -4,6 +4,7 @@ count; the thread settings (--threads, n_jobs, $XENT_THREADS); and where the mac
 cached."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -292,6 +293,31 @@ def test_thread_settings(monkeypatch):
         thread_count()
 
 
+@pytest.mark.parametrize("files, cpus", [
+    ({"cpu.max": "200000 100000\n"}, 2),
+    ({"cpu.max": "150000 100000\n"}, 2),  # 1.5 CPUs' time: two threads, rounded up
+    ({"cpu.max": "50000 100000\n"}, 1),
+    ({"cpu.max": "max 100000\n"}, None),
+    ({"cpu/cpu.cfs_quota_us": "300000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 3),
+    ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+    ({}, None),
+])
+def test_a_containers_cpu_quota_caps_the_threads(tmp_path, monkeypatch, files, cpus):
+    """A container given 2 CPUs of a 64-core host sees all 64 cores in its affinity: its
+    control group's CFS quota (cgroup v2 or v1) is what it may use, and the threads follow it."""
+    from xent import loss
+
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert loss.cgroup_cpu_limit(str(tmp_path)) == cpus
+    monkeypatch.setattr(loss, "CGROUP_ROOT", str(tmp_path))
+    monkeypatch.delenv("XENT_THREADS", raising=False)
+    cores = len(os.sched_getaffinity(0))
+    assert loss.available_cores() == (min(cores, cpus) if cpus else cores)
+    assert thread_count() == loss.available_cores()
+
+
 def test_threads_on_the_command_line_and_the_estimator(run, monkeypatch):
     from xent import SoftmaxRegression
 
@@ -316,7 +342,6 @@ def test_the_machine_code_is_cached_in_xents_cache_not_beside_the_package(tmp_pa
     folder; a second process loads the kernel from there instead of compiling it. Also when
     numba was imported before xent's kernels (by the user's code, or another library), so that
     its settings were read before xent could give its cache directory."""
-    import os
     import shutil
     import subprocess
     import sys

@@ -28,6 +28,7 @@ the classes run along long contiguous rows; blocks are shared among threads.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -86,10 +87,50 @@ def block_rows_for(X, n_threads: int = 1) -> int:
 
 
 def available_cores() -> int:
+    """The cores this process may use: those its CPU affinity allows, and no more than a
+    container's CPU quota (``cgroup_cpu_limit``): a container given 2 CPUs of a 64-core host
+    sees all 64 in its affinity, and 64 threads there would queue for 2 CPUs' worth of time."""
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    limit = cgroup_cpu_limit(CGROUP_ROOT)
+    return max(1, min(cores, limit) if limit else cores)
+
+
+#: where Linux mounts the control groups (in a container, its own group's files)
+CGROUP_ROOT = "/sys/fs/cgroup"
+
+
+@functools.lru_cache(maxsize=8)
+def cgroup_cpu_limit(root: str = CGROUP_ROOT) -> int | None:
+    """The CPUs a Linux control group's CFS quota allows, rounded up; None where there is no
+    quota (or no such files: not Linux). cgroup v2: ``cpu.max`` holds "<quota> <period>" or
+    "max <period>"; v1: ``cpu/cpu.cfs_quota_us`` (-1: none) over ``cpu/cpu.cfs_period_us``,
+    in microseconds. Read once a process (a forked one shares its parent's group)."""
+    words = _words(os.path.join(root, "cpu.max"))
+    if words:
+        quota, period = words[0], (words[1:] or ["100000"])[0]
+    else:
+        quota_words = _words(os.path.join(root, "cpu", "cpu.cfs_quota_us"))
+        period_words = _words(os.path.join(root, "cpu", "cpu.cfs_period_us"))
+        if not (quota_words and period_words):
+            return None
+        quota, period = quota_words[0], period_words[0]
+    try:
+        quota_us, period_us = int(quota), int(period)
+    except ValueError:  # "max"
+        return None
+    return -(-quota_us // period_us) if quota_us > 0 and period_us > 0 else None
+
+
+def _words(path: str) -> list[str]:
+    """The words of a small text file; none where it cannot be read."""
+    try:
+        with open(path) as file:
+            return file.read().split()
+    except OSError:
+        return []
 
 
 _THREADS: int | None = None  # set by ``use_threads``
