@@ -22,6 +22,7 @@ from xent.loss import (
     use_kernels,
     use_threads,
 )
+from xent.processes import core_slots
 from xent.targets import proba_target
 
 
@@ -316,6 +317,9 @@ def test_a_containers_cpu_quota_caps_the_threads(tmp_path, monkeypatch, files, c
     cores = len(os.sched_getaffinity(0))
     assert loss.available_cores() == (min(cores, cpus) if cpus else cores)
     assert thread_count() == loss.available_cores()
+    # a sweep's processes share the quota's cores, not the host's
+    slots = core_slots(2)
+    assert len(set().union(*slots)) == loss.available_cores()
 
 
 def test_threads_on_the_command_line_and_the_estimator(run, monkeypatch):

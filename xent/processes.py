@@ -37,9 +37,13 @@ class Task:
 
 def core_slots(jobs: int) -> list[set[int] | None]:
     """The cores of each of ``jobs`` slots: the cores this process may use, dealt out in turn
-    (None where they cannot be read: not Linux)."""
+    (None where they cannot be read: not Linux). Under a container's CPU quota, only as many
+    of its cores as the quota allows (``loss.available_cores``), so that the slots' threads add
+    up to the quota, not to the host's cores."""
+    from .loss import available_cores
+
     try:
-        cores = sorted(os.sched_getaffinity(0))
+        cores = sorted(os.sched_getaffinity(0))[:available_cores()]
     except AttributeError:
         return [None] * jobs
     if jobs >= len(cores):
