@@ -377,3 +377,39 @@ def test_the_machine_code_is_cached_in_xents_cache_not_beside_the_package(tmp_pa
     assert loads() == ["613153351", "1"]
     assert list((tmp_path / "cache" / "numba").rglob("*.nbi"))
     assert not [p for p in (site / "xent").rglob("*") if p.suffix in (".nbi", ".nbc")]
+
+
+_HASH_TWO_DOCUMENTS = """
+from xent.text import TextSpec
+counts = TextSpec(("text",), buckets=64).hash_documents(["good food", "bad food food"])
+print(counts.toarray().sum(axis=1).tolist())
+"""
+
+
+@pytest.mark.parametrize("damaged", ["nbc", "nbi"])
+def test_a_damaged_file_of_the_machine_code_cache_is_compiled_anew(tmp_path, damaged):
+    """numba cannot read back a file of its disk cache cut short (a crash at the wrong moment),
+    and every later run failed with its traceback (`xent cache clear` keeps the kernels). The
+    cache's files of xent's kernels are removed and the kernel compiled anew, in the same run:
+    the same counts, and the cache good again for the next process."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_")}
+    env["XENT_CACHE_DIR"] = str(tmp_path / "cache")
+
+    def counts():
+        done = subprocess.run([sys.executable, "-c", _HASH_TWO_DOCUMENTS], env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    expected = "[2.0, 3.0]"  # unigrams: good, food / bad, food, food
+    assert counts() == expected
+    files = list((tmp_path / "cache" / "numba").rglob(f"_compiled.hash_ascii*.{damaged}"))
+    assert files
+    for path in files:
+        path.write_bytes(path.read_bytes()[:40])  # cut short
+    assert counts() == expected
+    assert all(path.stat().st_size > 40 for path in files)  # written whole again
+    assert counts() == expected

@@ -34,10 +34,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 import signal
 import sys
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -75,13 +77,34 @@ def _signals_held():
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
-def _compiling(key: tuple):
-    """A context for a kernel call: signals held the first time ``key`` (its argument types)
-    is seen in this process, when numba compiles or loads it."""
-    if key in _COMPILED:
-        return contextlib.nullcontext()
+#: what numba raises when it reads back a damaged file of its disk cache (cut short by a
+#: crash, say): it writes each file whole, but a lost power supply can still leave one short
+_DAMAGED_CACHE = (pickle.UnpicklingError, EOFError)
+
+
+def compiled_call(key: tuple, call):
+    """``call()``: a call of compiled kernels with the argument types ``key``. The first time
+    ``key`` is seen in this process numba compiles them or loads them from its disk cache,
+    with signals held meanwhile (``_signals_held``). Where a file of that cache is damaged,
+    numba cannot read it back, and every later run would fail the same way: the cache's files
+    of xent's kernels are removed and ``call`` runs once more, compiling them anew. So ``call``
+    must change nothing before its first kernel call returns (numba loads before it runs)."""
+    context = contextlib.nullcontext() if key in _COMPILED else _signals_held()
     _COMPILED.add(key)
-    return _signals_held()
+    with context:
+        try:
+            return call()
+        except _DAMAGED_CACHE:
+            remove_machine_code()
+            return call()
+
+
+def remove_machine_code() -> None:
+    """Remove the files of numba's disk cache that hold ``_compiled``'s kernels (one folder
+    for all of them: numba's cache object names it), so that they are compiled anew."""
+    folder = Path(kernels().murmur3_32._cache.cache_path)
+    for path in folder.glob("_compiled.*"):
+        path.unlink(missing_ok=True)
 
 
 def _cache_dir() -> str:
@@ -168,17 +191,19 @@ def csr_by_columns(given: Inputs, X, softmax: bool, threads: int, pool, out=None
     kernel, key = kernel_for(given, X, softmax)
     n, k = X.shape[0], given.params.coef.shape[1]
     block_rows = residual_block_rows(n, k, threads)
-    R = np.empty((min(block_rows, n), k))
-    grad_bs = [np.zeros(k) for _ in range(threads)]
     # W's sums over b's in one (d + 1, k) array: ``loss.finish`` scales it where it is
     if out is None:
         stacked = np.zeros((given.params.coef.shape[0] + 1, k))
         out = stacked[:-1], stacked[-1]
     grad, grad_b_total = out
     spans = column_spans(X, threads)
-    loss_sum, n_correct = 0.0, 0
-    # on this (the calling) thread, while the pool's threads run; its own key, for csr_columns
-    with _compiling(key + ("columns",)):
+
+    def passes():
+        """Both passes over every block; ``grad`` is first added into by the first block's
+        second pass, after both kernels have been loaded (``compiled_call``)."""
+        R = np.empty((min(block_rows, n), k))
+        grad_bs = [np.zeros(k) for _ in range(threads)]
+        loss_sum, n_correct = 0.0, 0
         for first in range(0, n, block_rows):
             stop = min(first + block_rows, n)
             bounds = [first + (stop - first) * t // threads for t in range(threads + 1)]
@@ -195,6 +220,10 @@ def csr_by_columns(given: Inputs, X, softmax: bool, threads: int, pool, out=None
             for loss, right in pool.map(rows, range(threads)):
                 loss_sum, n_correct = loss_sum + loss, n_correct + right
             list(pool.map(columns, spans))
+        return loss_sum, n_correct, grad_bs
+
+    # on this (the calling) thread, while the pool's threads run; its own key, for csr_columns
+    loss_sum, n_correct, grad_bs = compiled_call(key + ("columns",), passes)
     for grad_b in grad_bs:  # in order
         grad_b_total += grad_b
     return loss_sum, n_correct, grad, grad_b_total
@@ -283,19 +312,19 @@ def run_sums(given: Inputs, X, softmax: bool, start: int, stop: int, with_grad: 
     grad = np.zeros(given.params.coef.shape) if grad is None else grad
     grad_b = np.zeros(len(given.params.intercept)) if grad_b is None else grad_b
     into = Linear(grad, grad_b) if with_grad else NO_GRADIENT
-    with _compiling(key):
-        if given.rows is None:
-            loss, right = kernel(X, given.params, given.target, start, stop, into)
-        else:
-            loss, right = kernel(given.rows, given.params, given.target, start, stop, into,
-                                 _NO_RESIDUALS)
+    if given.rows is None:
+        loss, right = compiled_call(key, lambda: kernel(X, given.params, given.target, start,
+                                                        stop, into))
+    else:
+        loss, right = compiled_call(key, lambda: kernel(given.rows, given.params, given.target,
+                                                        start, stop, into, _NO_RESIDUALS))
     return loss, right, grad, grad_b
 
 
 def kernel_for(given: Inputs, X, softmax: bool):
     """The compiled kernel for X's layout, the link and the kind of target
     (``_compiled.KERNELS``: each compiles only its own link loop), and the key of its
-    argument types for ``_compiling``."""
+    argument types for ``compiled_call``."""
     soft = given.target.proba.shape[0] > 0
     dense, csr = kernels().KERNELS[softmax, soft]
     dtypes = (given.params.coef.dtype.str,) + \

@@ -104,12 +104,11 @@ def epoch(optimizer: str, params: np.ndarray, state, X, target: Target, weights,
         moments = LazyState(unused, unused, np.zeros(1, np.int64))
     step = LazyStep(method, float(state.lr), float(objective.l2),
                     bool(objective.fit_intercept), *step_constants(method))
-    key = ("lazy", X.data.dtype.str, X.indices.dtype.str)
-    with kernels._compiling(key):
-        n_steps = kernels.kernels().lazy_epoch(
-            kernels.csr_rows(X), np.asarray(order, np.int64), int(batch_size),
-            kernels.Linear(params[:-1], params[-1]), kernels.row_targets(target, weights),
-            objective.link.kernel_softmax, step, moments)
+    arguments = (kernels.csr_rows(X), np.asarray(order, np.int64), int(batch_size),
+                 kernels.Linear(params[:-1], params[-1]), kernels.row_targets(target, weights),
+                 objective.link.kernel_softmax, step, moments)
+    n_steps = kernels.compiled_call(("lazy", X.data.dtype.str, X.indices.dtype.str),
+                                    lambda: kernels.kernels().lazy_epoch(*arguments))
     if method == 1:
         state = AdagradState(state.lr, moments.slow)
     elif method == 2:

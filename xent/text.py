@@ -181,9 +181,9 @@ def _hash_ascii(spec: TextSpec, documents: list[str], jobs: int) -> sp.csr_matri
         lengths = np.fromiter(map(len, part), dtype=np.int64, count=len(part))
         offsets = np.concatenate([[0], np.cumsum(lengths)])
         buf = np.frombuffer("".join(part).lower().encode("ascii"), dtype=np.uint8)
-        with kernels._compiling(("hash",)):
-            indptr, indices, counts = compiled.hash_ascii(buf, offsets, spec.ngrams[0],
-                                                          spec.ngrams[1], spec.buckets)
+        indptr, indices, counts = kernels.compiled_call(
+            ("hash",), lambda: compiled.hash_ascii(buf, offsets, spec.ngrams[0], spec.ngrams[1],
+                                                   spec.buckets))
         return sp.csr_matrix((counts, indices, indptr), shape=(len(part), spec.buckets))
 
     spans = list(zip(bounds[:-1], bounds[1:], strict=True))
