@@ -5,6 +5,7 @@ cached."""
 
 import json
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -348,7 +349,6 @@ def test_the_machine_code_is_cached_in_xents_cache_not_beside_the_package(tmp_pa
     its settings were read before xent could give its cache directory."""
     import shutil
     import subprocess
-    import sys
     from pathlib import Path
 
     import xent
@@ -393,7 +393,6 @@ def test_a_damaged_file_of_the_machine_code_cache_is_compiled_anew(tmp_path, dam
     cache's files of xent's kernels are removed and the kernel compiled anew, in the same run:
     the same counts, and the cache good again for the next process."""
     import subprocess
-    import sys
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_")}
     env["XENT_CACHE_DIR"] = str(tmp_path / "cache")
@@ -413,3 +412,40 @@ def test_a_damaged_file_of_the_machine_code_cache_is_compiled_anew(tmp_path, dam
     assert counts() == expected
     assert all(path.stat().st_size > 40 for path in files)  # written whole again
     assert counts() == expected
+
+
+_HASH_UNDER_A_FILE_SIZE_LIMIT = """
+import resource
+import signal
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails, as on a full disk
+resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000))
+""" + _HASH_TWO_DOCUMENTS
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_FSIZE as on Linux")
+def test_machine_code_that_cannot_be_saved_still_runs(tmp_path):
+    """Where numba cannot write its disk cache (a full disk; here a file size limit), the
+    kernels were compiled but the run failed with numba's OSError. Now it goes on, the kernels
+    compiled in memory, with one warning that says where they could not be saved."""
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_")}
+    env["XENT_CACHE_DIR"] = str(tmp_path / "cache")
+    done = subprocess.run([sys.executable, "-c", _HASH_UNDER_A_FILE_SIZE_LIMIT], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[2.0, 3.0]"
+    assert "the compiled kernels could not be saved in" in done.stderr
+    assert str(tmp_path / "cache" / "numba") in done.stderr
+
+
+def test_the_command_line_shows_xents_warnings_in_one_line(capsys):
+    import warnings
+
+    from xent import cli, kernels
+
+    with warnings.catch_warnings():
+        warnings.showwarning = cli._show_warning
+        warnings.warn_explicit("could not save", RuntimeWarning, kernels.__file__, 1)
+    assert capsys.readouterr().err == "xent: warning: could not save\n"

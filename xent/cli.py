@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import time
+import warnings
 from datetime import datetime
 from pathlib import Path
 
@@ -78,13 +79,28 @@ def _note(message: str | None) -> None:
         _err(message)
 
 
+_PACKAGE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None,
+                  shown=warnings.showwarning):
+    """xent's own warnings (a cache it could not save, say) as one line, as its errors are;
+    other libraries' warnings as Python shows them."""
+    if os.path.abspath(filename).startswith(_PACKAGE + os.sep):
+        _err(f"xent: warning: {message}")
+    else:
+        shown(message, category, filename, lineno, file, line)
+
+
 class XentGroup(click.Group):
     """Turns xent's errors (and the operating system's, e.g. a full disk) into one line on
-    stderr and an exit code, never a traceback."""
+    stderr and an exit code, never a traceback; its warnings into one line too."""
 
     def invoke(self, ctx):
         try:
-            return super().invoke(ctx)
+            with warnings.catch_warnings():
+                warnings.showwarning = _show_warning
+                return super().invoke(ctx)
         except XentError as exc:
             _err(f"xent: error: {exc}")
             ctx.exit(exc.exit_code)

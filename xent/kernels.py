@@ -38,6 +38,8 @@ import pickle
 import signal
 import sys
 import threading
+import traceback
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -97,13 +99,47 @@ def compiled_call(key: tuple, call):
         except _DAMAGED_CACHE:
             remove_machine_code()
             return call()
+        except OSError as exc:
+            if not _from_numbas_cache(exc):
+                raise
+            # compiling worked, writing the machine code out did not (a full disk, a file size
+            # limit): the kernels are compiled in memory from here on, and this run goes on
+            warnings.warn(f"the compiled kernels could not be saved in {_machine_code_folder()} "
+                          f"({exc.strerror or exc}); they are compiled again in each run until "
+                          "they can be", RuntimeWarning, stacklevel=2)
+            _stop_saving_machine_code()
+            return call()
+
+
+def _from_numbas_cache(exc: OSError) -> bool:
+    """Whether ``exc`` was raised while numba wrote or read its disk cache (a full disk, a
+    file size limit), rather than by the call itself."""
+    cache_module = os.path.join("numba", "core", "caching.py")
+    return any(frame.f_code.co_filename.endswith(cache_module)
+               for frame, _ in traceback.walk_tb(exc.__traceback__))
+
+
+def _machine_code_folder() -> Path:
+    """The folder of numba's disk cache that holds ``_compiled``'s kernels (one for all of
+    them: numba's cache object names it)."""
+    return Path(kernels().murmur3_32._cache.cache_path)
+
+
+def _stop_saving_machine_code() -> None:
+    """Compile ``_compiled``'s kernels in memory only, for the rest of the process: each
+    dispatcher's disk cache is numba's null cache, the one it has without ``cache=True``."""
+    from numba.core.caching import NullCache
+    from numba.core.dispatcher import Dispatcher
+
+    for value in vars(kernels()).values():
+        if isinstance(value, Dispatcher):
+            value._cache = NullCache()
 
 
 def remove_machine_code() -> None:
-    """Remove the files of numba's disk cache that hold ``_compiled``'s kernels (one folder
-    for all of them: numba's cache object names it), so that they are compiled anew."""
-    folder = Path(kernels().murmur3_32._cache.cache_path)
-    for path in folder.glob("_compiled.*"):
+    """Remove the files of numba's disk cache that hold ``_compiled``'s kernels, so that they
+    are compiled anew."""
+    for path in _machine_code_folder().glob("_compiled.*"):
         path.unlink(missing_ok=True)
 
 
