@@ -89,8 +89,10 @@ def compiled_call(key: tuple, call):
     ``key`` is seen in this process numba compiles them or loads them from its disk cache,
     with signals held meanwhile (``_signals_held``). Where a file of that cache is damaged,
     numba cannot read it back, and every later run would fail the same way: the cache's files
-    of xent's kernels are removed and ``call`` runs once more, compiling them anew. So ``call``
-    must change nothing before its first kernel call returns (numba loads before it runs)."""
+    of xent's kernels are removed and ``call`` runs once more, compiling them anew. Where the
+    cache cannot be written (a full disk), a warning says so and ``call`` runs once more with
+    the kernels compiled in memory only. So ``call`` must change nothing before its first
+    kernel call returns (numba loads or compiles, and saves, before a kernel runs)."""
     context = contextlib.nullcontext() if key in _COMPILED else _signals_held()
     _COMPILED.add(key)
     with context:
