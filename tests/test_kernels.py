@@ -435,7 +435,7 @@ def test_machine_code_that_cannot_be_saved_still_runs(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[2.0, 3.0]"
-    assert "the compiled kernels could not be saved in" in done.stderr
+    assert "the compiled kernels' cache in" in done.stderr and "could not be used" in done.stderr
     assert str(tmp_path / "cache" / "numba") in done.stderr
 
 

@@ -106,16 +106,16 @@ def compiled_call(key: tuple, call):
                 raise
             # compiling worked, writing the machine code out did not (a full disk, a file size
             # limit): the kernels are compiled in memory from here on, and this run goes on
-            warnings.warn(f"the compiled kernels could not be saved in {_machine_code_folder()} "
-                          f"({exc.strerror or exc}); they are compiled again in each run until "
-                          "they can be", RuntimeWarning, stacklevel=2)
+            warnings.warn(f"the compiled kernels' cache in {_machine_code_folder()} could not be "
+                          f"used ({exc.strerror or exc}); they are compiled in memory, again in "
+                          "each run until it can be", RuntimeWarning, stacklevel=2)
             _stop_saving_machine_code()
             return call()
 
 
 def _from_numbas_cache(exc: OSError) -> bool:
     """Whether ``exc`` was raised while numba wrote or read its disk cache (a full disk, a
-    file size limit), rather than by the call itself."""
+    file size limit, a failing drive), rather than by the call itself."""
     cache_module = os.path.join("numba", "core", "caching.py")
     return any(frame.f_code.co_filename.endswith(cache_module)
                for frame, _ in traceback.walk_tb(exc.__traceback__))
