@@ -681,22 +681,6 @@ def csr_columns(rows, R, first, stop, low, high, grad):
                     g_j[c] += v * R[i - first, c]
 
 
-@numba.njit(nogil=True, cache=True, inline="always")
-def sorted_batch(order, start, m, rows):
-    """rows[:m] = order[start:start + m] in increasing order: by insertion for small batches
-    (no allocation; SGD's batch of one costs nothing), else np.sort."""
-    if m > 32:
-        rows[:m] = np.sort(order[start:start + m])
-        return
-    for t in range(m):
-        row = order[start + t]
-        u = t
-        while u > 0 and rows[u - 1] > row:
-            rows[u] = rows[u - 1]
-            u -= 1
-        rows[u] = row
-
-
 @inline
 def gathered(values, rows, out):
     """out[t] = values[rows[t]] for each t; nothing where ``values`` is empty (none given)."""
@@ -804,7 +788,6 @@ def lazy_epoch(rows, order, batch_size, params, target, softmax, step, state):
     n = order.shape[0]
     space = block_space(k, batch_size)
     r = space[1]
-    batch_rows = np.empty(batch_size, np.int64)
     batch_target = batch_targets(target, batch_size)
     soft = target.proba.shape[0] > 0
     grad_b = np.empty(k)
@@ -815,8 +798,7 @@ def lazy_epoch(rows, order, batch_size, params, target, softmax, step, state):
     n_steps = 0
     for start in range(0, n, batch_size):
         m = min(batch_size, n - start)
-        sorted_batch(order, start, m, batch_rows)
-        batch = batch_rows[:m]
+        batch = order[start:start + m]
         gathered(target.labels, batch, batch_target.labels)
         gathered(target.proba, batch, batch_target.proba)
         gathered(target.weights, batch, batch_target.weights)

@@ -30,6 +30,7 @@ import numpy as np
 from .errors import ConfigError
 from .links import Link
 from .loss import Sums
+from .sources import sorted_batches
 from .targets import Target
 
 DEVICES = ("cpu", "cuda")
@@ -304,7 +305,7 @@ class ArrayApiSource:
     def minibatch_epoch(self, step, params, state, batch_size, rng):
         """The rows in one shuffled order, ``batch_size`` at a time, each batch's sums on
         the device and the step on the host."""
-        order = rng.permutation(self.shape[0])
-        batches = (self.take(np.sort(order[start:start + batch_size]))
+        order = sorted_batches(rng.permutation(self.shape[0]), batch_size)
+        batches = (self.take(order[start:start + batch_size])
                    for start in range(0, len(order), batch_size))
         return step(params, state, batches)

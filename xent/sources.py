@@ -82,11 +82,25 @@ class RowSource(Protocol):
                         rng: np.random.Generator) -> tuple[np.ndarray, Any, int]: ...
 
 
+def sorted_batches(order: np.ndarray, batch_size: int) -> np.ndarray:
+    """``order`` (a permutation of rows, int64) with each mini-batch's rows, ``batch_size`` at
+    a time (the last batch may be shorter), in increasing order: faster to gather, and the rule
+    of every mini-batch path (in memory, on a device, the lazy sparse steps). One sort of the
+    whole order, batch by batch, rather than one call a batch."""
+    order = np.asarray(order, dtype=np.int64)
+    if batch_size <= 1:
+        return order
+    full = len(order) // batch_size * batch_size
+    return np.concatenate([np.sort(order[:full].reshape(-1, batch_size), axis=1).ravel(),
+                           np.sort(order[full:])])
+
+
 def shuffled_batches(X, target: Target, weights, order: np.ndarray, batch_size: int):
     """Mini-batches (X rows, Target, weights or None) of the rows ``order`` (a permutation),
-    ``batch_size`` at a time; each batch's rows in increasing order (faster to gather)."""
+    ``batch_size`` at a time, each batch's rows in increasing order (``sorted_batches``)."""
+    order = sorted_batches(order, batch_size)
     for start in range(0, len(order), batch_size):
-        rows = np.sort(order[start:start + batch_size])
+        rows = order[start:start + batch_size]
         yield X[rows], target.take(rows), None if weights is None else weights[rows]
 
 
