@@ -190,3 +190,18 @@ def test_merged_moments_equal_the_whole_columns():
     assert count == 1000
     assert np.allclose(mean, X.mean(axis=0), rtol=1e-13)
     assert np.allclose(np.sqrt(m2 / count), X.std(axis=0), rtol=1e-10)
+
+
+def test_each_minibatch_takes_its_rows_in_increasing_order():
+    """``sources.sorted_batches``, the one rule of every mini-batch path: the same batches of
+    the order, each sorted; the last batch shorter; batches of one row left as they are."""
+    from xent.sources import sorted_batches
+
+    order = np.array([3, 1, 2, 0, 5, 4, 6])
+    assert sorted_batches(order, 3).tolist() == [1, 2, 3, 0, 4, 5, 6]
+    assert sorted_batches(order, 1).tolist() == order.tolist()
+    assert sorted_batches(order, 10).tolist() == sorted(order.tolist())
+    permutation = np.random.default_rng(0).permutation(1000)
+    batches = sorted_batches(permutation, 64)
+    for start in range(0, 1000, 64):
+        assert batches[start:start + 64].tolist() == sorted(permutation[start:start + 64])
