@@ -99,7 +99,7 @@ def compiled_call(key: tuple, call):
         try:
             return call()
         except _DAMAGED_CACHE:
-            remove_machine_code()
+            _remove_machine_code()
             return call()
         except OSError as exc:
             if not _from_numbas_cache(exc):
@@ -138,7 +138,7 @@ def _stop_saving_machine_code() -> None:
             value._cache = NullCache()
 
 
-def remove_machine_code() -> None:
+def _remove_machine_code() -> None:
     """Remove the files of numba's disk cache that hold ``_compiled``'s kernels, so that they
     are compiled anew."""
     for path in _machine_code_folder().glob("_compiled.*"):

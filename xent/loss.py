@@ -103,20 +103,17 @@ CGROUP_ROOT = "/sys/fs/cgroup"
 
 
 @functools.lru_cache(maxsize=8)
-def cgroup_cpu_limit(root: str = CGROUP_ROOT) -> int | None:
+def cgroup_cpu_limit(root: str) -> int | None:
     """The CPUs a Linux control group's CFS quota allows, rounded up; None where there is no
     quota (or no such files: not Linux). cgroup v2: ``cpu.max`` holds "<quota> <period>" or
     "max <period>"; v1: ``cpu/cpu.cfs_quota_us`` (-1: none) over ``cpu/cpu.cfs_period_us``,
     in microseconds. Read once a process (a forked one shares its parent's group)."""
-    words = _words(os.path.join(root, "cpu.max"))
-    if words:
-        quota, period = words[0], (words[1:] or ["100000"])[0]
-    else:
-        quota_words = _words(os.path.join(root, "cpu", "cpu.cfs_quota_us"))
-        period_words = _words(os.path.join(root, "cpu", "cpu.cfs_period_us"))
-        if not (quota_words and period_words):
-            return None
-        quota, period = quota_words[0], period_words[0]
+    quota_and_period = _words(os.path.join(root, "cpu.max")) or \
+        _words(os.path.join(root, "cpu", "cpu.cfs_quota_us")) + \
+        _words(os.path.join(root, "cpu", "cpu.cfs_period_us"))
+    if len(quota_and_period) != 2:
+        return None
+    quota, period = quota_and_period
     try:
         quota_us, period_us = int(quota), int(period)
     except ValueError:  # "max"
