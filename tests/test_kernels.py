@@ -448,3 +448,51 @@ def test_the_command_line_shows_xents_warnings_in_one_line(capsys):
         warnings.showwarning = cli._show_warning
         warnings.warn_explicit("could not save", RuntimeWarning, kernels.__file__, 1)
     assert capsys.readouterr().err == "xent: warning: could not save\n"
+
+
+def test_warming_the_cache_ahead_leaves_a_run_nothing_to_compile(tmp_path):
+    """`xent cache warm` compiles kernels into the disk cache by running them as a run does,
+    so that a later process loads them (numba's cache hits) and compiles none (its misses:
+    one, without the warm-up). The hashing kernel, the quickest to compile."""
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_")}
+    env["XENT_CACHE_DIR"] = str(tmp_path / "cache")
+    warm = subprocess.run([sys.executable, "-c", "from xent.cli import main; main()",
+                           "cache", "warm", "hashing", "--jobs", "1"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert warm.returncode == 0, warm.stderr
+    assert warm.stdout.startswith("compiled 1 kernel(s) in ")
+    assert warm.stdout.rstrip().endswith(str(tmp_path / "cache" / "numba"))
+    assert "hashing: " in warm.stderr
+    script = _HASH_TWO_DOCUMENTS + (
+        "from xent.kernels import kernels\n"
+        "stats = kernels().hash_ascii.stats\n"
+        "print(sum(stats.cache_misses.values()), sum(stats.cache_hits.values()))\n")
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == ["[2.0, 3.0]", "0 1"]
+
+
+def test_a_cache_that_cannot_be_written_fails_the_warm_up_in_one_line(monkeypatch, run):
+    """A run goes on where the kernels' cache cannot be written (compiling in memory); a
+    warm-up would be for nothing, so it is an error that says where and what to do."""
+    import warnings
+    from pathlib import Path
+
+    from xent import warmup
+    from xent.errors import XentError
+    from xent.kernels import CacheNotSaved
+
+    monkeypatch.setenv("XENT_KERNELS", "0")  # run_job sets it for its process; put it back
+
+    def full_disk(cases):
+        assert cases == warmup.DTYPE_CASES["float64"] + warmup.DTYPE_CASES["float32"]
+        warnings.warn(CacheNotSaved(Path("/x/numba"), "No space left on device"), stacklevel=1)
+
+    with pytest.raises(XentError, match=r"^the compiled kernels' cache in /x/numba could not "
+                       r"be written \(No space left on device\): set XENT_CACHE_DIR"):
+        warmup.run_job(warmup.WarmJob("full", full_disk), ("float64", "float32"))
+    refused = run("cache", "warm", "dense-sigmod")
+    assert refused.exit_code == 2 and "'dense-sigmod' is not one of" in refused.stderr

@@ -47,6 +47,7 @@ from .report import (
     write_path,
     write_run,
 )
+from .warmup import JOBS as WARM_JOBS
 
 EXIT_NOT_CONVERGED = 3
 EXIT_CLOSED_PIPE = 141  # 128 + SIGPIPE, as a shell reports a program killed by a closed pipe
@@ -1032,8 +1033,33 @@ def compare(run_dirs, out):
 
 @cli.group()
 def cache():
-    """The cache of parsed data files that --stream reads (in $XENT_CACHE_DIR, else
-    ~/.cache/xent)."""
+    """The cache (in $XENT_CACHE_DIR, else ~/.cache/xent): the parsed data files that --stream
+    reads, and the compiled kernels (warm)."""
+
+
+@cache.command("warm", help=(
+    "Compile the kernels ahead into the cache, so that no run waits for them: those named, "
+    f"else all ({', '.join(WARM_JOBS)}). The machine code is for this CPU: warm where the runs "
+    "will be."))
+@click.argument("kernels", nargs=-1, type=click.Choice(list(WARM_JOBS)), metavar="[KERNEL]...")
+@click.option("--float32", "with_float32", is_flag=True,
+              help="Also the versions for float32 data (--dtype float32, float32 .npy).")
+@click.option("--jobs", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Kernels compiled at once, each in a process; 0 is every core.")
+def cache_warm(kernels, with_float32, jobs):
+    """``warmup.warm`` for the command line."""
+    from .kernels import cache_folder
+    from .warmup import warm
+
+    names = list(dict.fromkeys(kernels)) or list(WARM_JOBS)
+    dtypes = ("float64", "float32") if with_float32 else ("float64",)
+    jobs = jobs or available_cores()
+    _err(f"compiling {len(names)} kernel(s) for {' and '.join(dtypes)} data, "
+         f"{min(jobs, len(names))} at a time ...")
+    start = time.perf_counter()
+    warm(names, dtypes, jobs, lambda name, seconds: _err(f"  {name}: {seconds:.1f} s"))
+    click.echo(f"compiled {len(names)} kernel(s) in {time.perf_counter() - start:.1f} s into "
+               f"{cache_folder()}")
 
 
 @cache.command("list")

@@ -106,11 +106,23 @@ def compiled_call(key: tuple, call):
                 raise
             # compiling worked, writing the machine code out did not (a full disk, a file size
             # limit): the kernels are compiled in memory from here on, and this run goes on
-            warnings.warn(f"the compiled kernels' cache in {_machine_code_folder()} could not be "
-                          f"used ({exc.strerror or exc}); they are compiled in memory, again in "
-                          "each run until it can be", RuntimeWarning, stacklevel=2)
+            warnings.warn(CacheNotSaved(_machine_code_folder(), exc.strerror or str(exc)),
+                          stacklevel=2)
             _stop_saving_machine_code()
             return call()
+
+
+class CacheNotSaved(RuntimeWarning):
+    """numba's disk cache of the kernels could not be written in ``folder`` (``reason``, the
+    operating system's words): the kernels are compiled in memory instead."""
+
+    def __init__(self, folder: Path, reason: str):
+        super().__init__(folder, reason)
+        self.folder, self.reason = folder, reason
+
+    def __str__(self) -> str:
+        return (f"the compiled kernels' cache in {self.folder} could not be used "
+                f"({self.reason}); they are compiled in memory, again in each run until it can be")
 
 
 def _from_numbas_cache(exc: OSError) -> bool:
@@ -145,14 +157,16 @@ def _remove_machine_code() -> None:
         path.unlink(missing_ok=True)
 
 
-def _cache_dir() -> str:
+def cache_folder() -> str:
+    """Where numba's disk cache of the kernels goes: $NUMBA_CACHE_DIR, else
+    ``<xent's cache>/numba`` (``stream.cache_root``)."""
     from .stream import COMPILED_DIR, cache_root
 
-    return str(cache_root() / COMPILED_DIR)
+    return os.environ.get("NUMBA_CACHE_DIR") or str(cache_root() / COMPILED_DIR)
 
 
 def _build():
-    os.environ.setdefault("NUMBA_CACHE_DIR", _cache_dir())
+    os.environ.setdefault("NUMBA_CACHE_DIR", cache_folder())
     if "numba" in sys.modules:
         # imported before us (by the user's code or another library): numba read its settings
         # then, so it is told the directory directly, unless it was given one of its own
