@@ -453,7 +453,8 @@ def test_the_command_line_shows_xents_warnings_in_one_line(capsys):
 def test_warming_the_cache_ahead_leaves_a_run_nothing_to_compile(tmp_path):
     """`xent cache warm` compiles kernels into the disk cache by running them as a run does,
     so that a later process loads them (numba's cache hits) and compiles none (its misses:
-    one, without the warm-up). The hashing kernel, the quickest to compile."""
+    one, without the warm-up). The hashing kernel, the quickest to compile. Then `xent cache
+    clear --kernels` removes them."""
     import subprocess
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_")}
@@ -473,6 +474,17 @@ def test_warming_the_cache_ahead_leaves_a_run_nothing_to_compile(tmp_path):
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split("\n")[:2] == ["[2.0, 3.0]", "0 1"]
+    # `xent cache clear --kernels` finds numba's files where numba put them, and only those
+    machine_code = list((tmp_path / "cache" / "numba").rglob("_compiled.*"))
+    assert len(machine_code) >= 2  # hash_ascii's index and code, at least
+    (tmp_path / "cache" / "numba" / "other_1a2b").mkdir()
+    (tmp_path / "cache" / "numba" / "other_1a2b" / "module.f-1.py311.nbi").write_bytes(b"x")
+    cleared = subprocess.run([sys.executable, "-c", "from xent.cli import main; main()",
+                              "cache", "clear", "--kernels"], env=env, capture_output=True,
+                             text=True, timeout=120)
+    assert cleared.stdout.startswith(f"removed {len(machine_code)} compiled kernel file(s)")
+    assert [p.name for p in (tmp_path / "cache" / "numba").rglob("*.nb*")] == \
+        ["module.f-1.py311.nbi"]  # another library's cache stays
 
 
 def test_a_cache_that_cannot_be_written_fails_the_warm_up_in_one_line(monkeypatch, run):
@@ -496,3 +508,6 @@ def test_a_cache_that_cannot_be_written_fails_the_warm_up_in_one_line(monkeypatc
         warmup.run_job(warmup.WarmJob("full", full_disk), ("float64", "float32"))
     refused = run("cache", "warm", "dense-sigmod")
     assert refused.exit_code == 2 and "'dense-sigmod' is not one of" in refused.stderr
+    refused = run("cache", "clear", "--kernels", "--stale")
+    assert refused.exit_code == 2 and "--kernels removes the compiled kernels only" in \
+        refused.stderr

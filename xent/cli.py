@@ -1065,7 +1065,8 @@ def cache_warm(kernels, with_float32, jobs):
 @cache.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def cache_list(as_json):
-    """List the cached data files."""
+    """List the cached data files, and the compiled kernels' files."""
+    from .kernels import cache_folder, machine_code_files
     from .stream import cache_root, list_caches
 
     rows = list_caches()
@@ -1079,15 +1080,29 @@ def cache_list(as_json):
                    f"{r['created']}  {r['source']}{stale}")
     if not rows:
         click.echo("(empty)")
+    files = machine_code_files()
+    click.echo(f"compiled kernels: {len(files)} file(s), "
+               f"{sum(f.stat().st_size for f in files) / 1e6:.1f} MB in {cache_folder()}")
 
 
 @cache.command("clear")
 @click.argument("keys", nargs=-1)
 @click.option("--stale", is_flag=True, help="Only caches whose file changed or is gone.")
-def cache_clear(keys, stale):
-    """Remove cached data files: those named by KEY, the stale ones, or all."""
+@click.option("--kernels", "compiled", is_flag=True,
+              help="The compiled kernels instead (compiled again when needed, or by warm).")
+def cache_clear(keys, stale, compiled):
+    """Remove cached data files: those named by KEY, the stale ones, or all; or, with
+    --kernels, the compiled kernels."""
+    from .kernels import cache_folder, clear_machine_code
     from .stream import clear_caches, list_caches
 
+    if compiled:
+        if keys or stale:
+            raise click.UsageError("--kernels removes the compiled kernels only: give it "
+                                   "without KEY or --stale")
+        click.echo(f"removed {clear_machine_code()} compiled kernel file(s) from "
+                   f"{cache_folder()}")
+        return
     if stale:
         keys = [r["key"] for r in list_caches() if r["stale"]]
     removed = clear_caches(list(keys) if keys or stale else None)

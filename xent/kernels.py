@@ -157,6 +157,26 @@ def _remove_machine_code() -> None:
         path.unlink(missing_ok=True)
 
 
+def machine_code_files() -> list[Path]:
+    """The files in ``cache_folder`` that hold ``_compiled``'s kernels, those of this
+    installation of xent and of any other (numba gives a module's cache a folder named
+    ``<its package's folder>_<SHA-1 of that folder's path>``, so each checkout or virtual
+    environment has its own). Found without importing numba."""
+    return sorted(Path(cache_folder()).glob("xent_*/_compiled.*"))
+
+
+def clear_machine_code() -> int:
+    """Remove ``machine_code_files`` (and the folders they leave empty); returns how many
+    files. A run compiles what it needs again, or ``xent cache warm`` does."""
+    files = machine_code_files()
+    for path in files:
+        path.unlink(missing_ok=True)
+    for folder in {path.parent for path in files}:
+        with contextlib.suppress(OSError):  # not empty: a file numba wrote meanwhile
+            folder.rmdir()
+    return len(files)
+
+
 def cache_folder() -> str:
     """Where numba's disk cache of the kernels goes: $NUMBA_CACHE_DIR, else
     ``<xent's cache>/numba`` (``stream.cache_root``)."""
