@@ -511,3 +511,23 @@ def test_a_cache_that_cannot_be_written_fails_the_warm_up_in_one_line(monkeypatc
     refused = run("cache", "clear", "--kernels", "--stale")
     assert refused.exit_code == 2 and "--kernels removes the compiled kernels only" in \
         refused.stderr
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGTERM as on POSIX")
+def test_a_warm_up_stopped_by_a_signal_ends_in_one_line(tmp_path):
+    """SIGTERM (or Ctrl-C) while the kernels compile: the processes end, one line says what
+    is kept, the exit code is the signal's, no traceback."""
+    import signal
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_")}
+    env["XENT_CACHE_DIR"] = str(tmp_path / "cache")
+    warm = subprocess.Popen([sys.executable, "-c", "from xent.cli import main; main()",
+                             "cache", "warm", "dense-sigmoid"], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert warm.stderr.readline().startswith("compiling 1 kernel(s)")  # the process started
+    warm.send_signal(signal.SIGTERM)
+    stdout, stderr = warm.communicate(timeout=60)
+    assert warm.returncode == 128 + signal.SIGTERM
+    assert stderr.startswith("xent: warm-up interrupted; the kernels listed above are kept in")
+    assert "Traceback" not in stderr and stdout == ""

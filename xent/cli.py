@@ -1054,10 +1054,16 @@ def cache_warm(kernels, with_float32, jobs):
     names = list(dict.fromkeys(kernels)) or list(WARM_JOBS)
     dtypes = ("float64", "float32") if with_float32 else ("float64",)
     jobs = jobs or available_cores()
-    _err(f"compiling {len(names)} kernel(s) for {' and '.join(dtypes)} data, "
-         f"{min(jobs, len(names))} at a time ...")
     start = time.perf_counter()
-    warm(names, dtypes, jobs, lambda name, seconds: _err(f"  {name}: {seconds:.1f} s"))
+    with StopOnSignal(at_once=True) as stop:
+        try:
+            _err(f"compiling {len(names)} kernel(s) for {' and '.join(dtypes)} data, "
+                 f"{min(jobs, len(names))} at a time ...")
+            warm(names, dtypes, jobs, lambda name, seconds: _err(f"  {name}: {seconds:.1f} s"))
+        except KeyboardInterrupt:
+            _err(f"xent: warm-up interrupted; the kernels listed above are kept in "
+                 f"{cache_folder()}: run it again for the rest")
+            sys.exit(stop.exit_code)
     click.echo(f"compiled {len(names)} kernel(s) in {time.perf_counter() - start:.1f} s into "
                f"{cache_folder()}")
 
