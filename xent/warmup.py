@@ -70,11 +70,13 @@ def _sums(csr: bool, softmax: bool, soft: bool, by_columns: bool = False):
 
     def compile_sums(cases):
         from .links import SIGMOID, SOFTMAX
-        from .loss import sums
+        from .loss import KERNEL_MIN_ROWS_PER_THREAD, sums
 
         link = SOFTMAX if softmax else SIGMOID
-        # (rows, features, threads): by rows; by columns takes more features than rows
-        shapes = [(8, 5, 1)] + ([(4096, 4099, 2)] if by_columns else [])
+        # (rows, features, threads): by rows; by columns (``loss._by_columns``) takes two
+        # threads with rows enough for both, and more features than rows
+        wide = 2 * KERNEL_MIN_ROWS_PER_THREAD
+        shapes = [(8, 5, 1)] + ([(wide, wide + 3, 2)] if by_columns else [])
         for data_dtype, products in cases:
             for n, d, threads in shapes:
                 target = _target(softmax, soft, n)
@@ -126,9 +128,8 @@ JOBS = {job.name: job for job in _jobs()}
 def run_job(job: WarmJob, dtypes: tuple[str, ...]) -> float:
     """``job`` for ``dtypes`` (keys of ``DTYPE_CASES``), in this process (one of ``warm``'s),
     with the kernels forced on however few the rows ($XENT_KERNELS set to 1 for the rest of
-    the process); the seconds it took. A disk cache that cannot be written
-    is an error here (a run would go on, compiling in memory; a warm-up would be for
-    nothing)."""
+    the process); the seconds it took. A disk cache that cannot be written is an error here
+    (a run would go on, compiling in memory; a warm-up would be for nothing)."""
     from .kernels import CacheNotSaved
 
     os.environ["XENT_KERNELS"] = "1"
