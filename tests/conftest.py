@@ -46,6 +46,19 @@ def shared_machine_code(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
+def no_compile_notes(monkeypatch):
+    """Whether a test's run compiles a kernel (and the command line notes it on stderr)
+    depends on which test ran first, the workers sharing one numba cache: the kernels' notes
+    go to a logger of their own here, which shows none. A subprocess with a cache of its own
+    tests them (test_kernels)."""
+    import logging
+
+    from xent import kernels
+
+    monkeypatch.setattr(kernels, "_LOG", logging.getLogger("tests.compile_notes"))
+
+
+@pytest.fixture(autouse=True)
 def private_cache(tmp_path_factory, monkeypatch):
     """Streamed data are cached under a directory of the test session, never ~/.cache."""
     monkeypatch.setenv("XENT_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "xent-cache"))

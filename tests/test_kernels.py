@@ -531,3 +531,34 @@ def test_a_warm_up_stopped_by_a_signal_ends_in_one_line(tmp_path):
     assert warm.returncode == 128 + signal.SIGTERM
     assert stderr.startswith("xent: warm-up interrupted; the kernels listed above are kept in")
     assert "Traceback" not in stderr and stdout == ""
+
+
+def test_a_run_that_compiles_kernels_says_so_once(tmp_path):
+    """The first run that compiles a kernel pauses for seconds: one line says what it was and
+    that later runs load it; a later run, which loads it, says nothing; -q says nothing.
+    Hashing text (compiled whatever $XENT_KERNELS; L-BFGS, so no lazy steps) is the quickest
+    compile."""
+    import subprocess
+
+    import pandas as pd
+
+    pd.DataFrame({"review": ["good food", "bad food"] * 10, "label": ["a", "b"] * 10}).to_csv(
+        tmp_path / "reviews.csv", index=False)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_")}
+    env.update(XENT_CACHE_DIR=str(tmp_path / "cache"), XENT_KERNELS="0")
+
+    def train(*options):
+        done = subprocess.run([sys.executable, "-c", "from xent.cli import main; main()",
+                               "train", "reviews.csv", "--text", "review", "--optimizer",
+                               "lbfgs", "--epochs", "3",
+                               "--force", "-o", "run", *options], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return [line for line in done.stderr.splitlines() if "compiled the kernels" in line]
+
+    first = train()
+    assert len(first) == 1 and first[0].startswith("xent: compiled ")
+    assert str(tmp_path / "cache" / "numba") in first[0] and "xent cache warm" in first[0]
+    assert train() == []
+    (tmp_path / "cache").rename(tmp_path / "old-cache")  # compiling again, but quietly
+    assert train("-q") == []

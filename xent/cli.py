@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import logging
 import os
 import signal
 import sys
@@ -93,6 +94,25 @@ def _show_warning(message, category, filename, lineno, file=None, line=None,
         shown(message, category, filename, lineno, file, line)
 
 
+class _NoteHandler(logging.Handler):
+    """xent's notes (its loggers' INFO records: a kernel compiled, say) as lines on stderr."""
+
+    def emit(self, record):
+        _err(f"xent: {record.getMessage()}")
+
+
+_NOTES = logging.getLogger("xent")
+
+
+def _show_notes(shown: bool = True) -> None:
+    """xent's notes on stderr (a library's are silent unless its user asks), or, with
+    ``shown`` False (-q), only its warnings."""
+    if not any(isinstance(h, _NoteHandler) for h in _NOTES.handlers):
+        _NOTES.addHandler(_NoteHandler())
+        _NOTES.propagate = False
+    _NOTES.setLevel(logging.INFO if shown else logging.WARNING)
+
+
 class XentGroup(click.Group):
     """Turns xent's errors (and the operating system's, e.g. a full disk) into one line on
     stderr and an exit code, never a traceback; its warnings into one line too."""
@@ -101,6 +121,7 @@ class XentGroup(click.Group):
         try:
             with warnings.catch_warnings():
                 warnings.showwarning = _show_warning
+                _show_notes()
                 return super().invoke(ctx)
         except XentError as exc:
             _err(f"xent: error: {exc}")
@@ -511,6 +532,7 @@ def train(ctx, data, standardize, zero_based, config_file, sets, out, force, qui
     checkpoint.npz. Ctrl-C or SIGTERM stops after the current epoch and saves all of them;
     --resume goes on from there.
     """
+    _show_notes(not quiet)
     resume = None
     if resume_dir:
         run_dir = Path(resume_dir)
@@ -630,6 +652,7 @@ def path_command(ctx, data, standardize, zero_based, config_file, sets, out, for
     accuracy with their standard errors, non-zero weights), cv.png, coef_path.png, and the
     refitted model's run directory files (model.npz, summary.json with a "path" entry, ...).
     """
+    _show_notes(not quiet)
     from .path import run_path
 
     config = _resolve_config(ctx, data, config_file, sets, standardize, zero_based, options,
@@ -983,6 +1006,7 @@ def sweep(sweep_file, out, jobs, resume, force, quiet):
     leaderboard.csv, leaderboard.md (also printed) and curves.png, an overlay of the runs'
     validation-loss curves. Ctrl-C stops it and keeps the finished runs; --resume goes on.
     """
+    _show_notes(not quiet)
     from .sweep import read_sweep, run_sweep
 
     points = read_sweep(sweep_file)
@@ -1051,6 +1075,7 @@ def cache_warm(kernels, with_float32, jobs):
     from .kernels import cache_folder
     from .warmup import warm
 
+    _show_notes(False)  # its processes' "compiled" notes: it says what it compiled itself
     names = list(dict.fromkeys(kernels)) or list(WARM_JOBS)
     dtypes = ("float64", "float32") if with_float32 else ("float64",)
     jobs = jobs or available_cores()

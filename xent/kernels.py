@@ -33,11 +33,13 @@ rows of probabilities; the sigmoid's p is P(class 1). Products are taken in the 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import pickle
 import signal
 import sys
 import threading
+import time
 import traceback
 import warnings
 from dataclasses import dataclass
@@ -50,6 +52,7 @@ import scipy.sparse as sp
 _KERNELS = None
 _LOCK = threading.Lock()
 _COMPILED: set[tuple] = set()  # the argument types already compiled (or loaded) here
+_LOG = logging.getLogger(__name__)
 
 
 def kernels():
@@ -87,29 +90,53 @@ _DAMAGED_CACHE = (pickle.UnpicklingError, EOFError)
 def compiled_call(key: tuple, call):
     """``call()``: a call of compiled kernels with the argument types ``key``. The first time
     ``key`` is seen in this process numba compiles them or loads them from its disk cache,
-    with signals held meanwhile (``_signals_held``). Where a file of that cache is damaged,
-    numba cannot read it back, and every later run would fail the same way: the cache's files
-    of xent's kernels are removed and ``call`` runs once more, compiling them anew. Where the
-    cache cannot be written (a full disk), a warning says so and ``call`` runs once more with
-    the kernels compiled in memory only. So ``call`` must change nothing before its first
-    kernel call returns (numba loads or compiles, and saves, before a kernel runs)."""
-    context = contextlib.nullcontext() if key in _COMPILED else _signals_held()
+    with signals held meanwhile (``_signals_held``); where it compiled, a note (logger
+    ``xent.kernels``, level INFO: the command line shows it) says how long that took. Where a
+    file of that cache is damaged, numba cannot read it back, and every later run would fail
+    the same way: the cache's files of xent's kernels are removed and ``call`` runs once more,
+    compiling them anew. Where the cache cannot be written (a full disk), a warning says so
+    and ``call`` runs once more with the kernels compiled in memory only. So ``call`` must
+    change nothing before its first kernel call returns (numba loads or compiles, and saves,
+    before a kernel runs)."""
+    if key in _COMPILED:
+        return _mending_the_cache(call)
     _COMPILED.add(key)
-    with context:
-        try:
-            return call()
-        except _DAMAGED_CACHE:
-            _remove_machine_code()
-            return call()
-        except OSError as exc:
-            if not _from_numbas_cache(exc):
-                raise
-            # compiling worked, writing the machine code out did not (a full disk, a file size
-            # limit): the kernels are compiled in memory from here on, and this run goes on
-            warnings.warn(CacheNotSaved(_machine_code_folder(), exc.strerror or str(exc)),
-                          stacklevel=2)
-            _stop_saving_machine_code()
-            return call()
+    with _signals_held():
+        misses, start = _compilations(), time.perf_counter()
+        result = _mending_the_cache(call)
+    compiled = _compilations() - misses
+    if compiled and _saving_machine_code() and _LOG.isEnabledFor(logging.INFO):
+        _LOG.info(f"compiled the kernels for this kind of data in "
+                  f"{time.perf_counter() - start:.1f} s, once: later runs load them from "
+                  f"{cache_folder()} (`xent cache warm` compiles every kernel ahead)")
+    return result
+
+
+def _compilations() -> int:
+    """How many times numba has compiled one of ``_compiled``'s functions in this process
+    (its dispatchers' cache misses: a version neither in memory nor on disk)."""
+    from numba.core.dispatcher import Dispatcher
+
+    return sum(sum(value.stats.cache_misses.values()) for value in vars(kernels()).values()
+               if isinstance(value, Dispatcher))
+
+
+def _mending_the_cache(call):
+    """``call()``, once more after the disk cache's failures that ``compiled_call`` mends."""
+    try:
+        return call()
+    except _DAMAGED_CACHE:
+        _remove_machine_code()
+        return call()
+    except OSError as exc:
+        if not _from_numbas_cache(exc):
+            raise
+        # compiling worked, writing the machine code out did not (a full disk, a file size
+        # limit): the kernels are compiled in memory from here on, and this run goes on
+        warnings.warn(CacheNotSaved(_machine_code_folder(), exc.strerror or str(exc)),
+                      stacklevel=3)
+        _stop_saving_machine_code()
+        return call()
 
 
 class CacheNotSaved(RuntimeWarning):
@@ -137,6 +164,14 @@ def _machine_code_folder() -> Path:
     """The folder of numba's disk cache that holds ``_compiled``'s kernels (one for all of
     them: numba's cache object names it)."""
     return Path(kernels().murmur3_32._cache.cache_path)
+
+
+def _saving_machine_code() -> bool:
+    """Whether the kernels' machine code still goes to the disk cache
+    (``_stop_saving_machine_code`` not called)."""
+    from numba.core.caching import NullCache
+
+    return not isinstance(kernels().murmur3_32._cache, NullCache)
 
 
 def _stop_saving_machine_code() -> None:
