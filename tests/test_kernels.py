@@ -464,7 +464,7 @@ def test_warming_the_cache_ahead_leaves_a_run_nothing_to_compile(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert warm.returncode == 0, warm.stderr
     assert warm.stdout.startswith("compiled 1 kernel(s) in ")
-    assert warm.stdout.rstrip().endswith(str(tmp_path / "cache" / "numba"))
+    assert str(tmp_path / "cache" / "numba" / "xent_") in warm.stdout
     assert "hashing: " in warm.stderr
     script = _HASH_TWO_DOCUMENTS + (
         "from xent.kernels import kernels\n"
@@ -562,3 +562,37 @@ def test_a_run_that_compiles_kernels_says_so_once(tmp_path):
     assert train() == []
     (tmp_path / "cache").rename(tmp_path / "old-cache")  # compiling again, but quietly
     assert train("-q") == []
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc as on Linux")
+def test_a_warm_up_says_where_numba_put_the_kernels(tmp_path):
+    """Where xent's cache folder cannot be written, numba writes the machine code beside the
+    package instead (when it can): the warm-up says so (it said the folder asked for), and
+    `xent cache list` and `clear --kernels` find the files there. A copy of the package, so
+    the checkout's own folder is not touched."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    import xent
+
+    site = tmp_path / "site"
+    shutil.copytree(Path(xent.__file__).parent, site / "xent",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NUMBA_", "PYTHON"))}
+    env.update(PYTHONPATH=str(site), XENT_CACHE_DIR="/proc/no-such-cache")  # never writable
+
+    def xent_command(*args):
+        done = subprocess.run([sys.executable, "-c", "from xent.cli import main; main()",
+                               "cache", *args], env=env, cwd=tmp_path, capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    beside = site / "xent" / "__pycache__"
+    assert xent_command("warm", "hashing").rstrip().endswith(f"into {beside}")
+    files = list(beside.glob("_compiled.*.nb[ic]"))
+    assert files
+    assert xent_command("list").splitlines()[-1].startswith(f"compiled kernels: {len(files)} ")
+    assert xent_command("clear", "--kernels").startswith(f"removed {len(files)} ")
+    assert not list(beside.glob("_compiled.*.nb[ic]"))

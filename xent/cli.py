@@ -1084,20 +1084,21 @@ def cache_warm(kernels, with_float32, jobs):
         try:
             _err(f"compiling {len(names)} kernel(s) for {' and '.join(dtypes)} data, "
                  f"{min(jobs, len(names))} at a time ...")
-            warm(names, dtypes, jobs, lambda name, seconds: _err(f"  {name}: {seconds:.1f} s"))
+            folders = warm(names, dtypes, jobs,
+                           lambda name, seconds: _err(f"  {name}: {seconds:.1f} s"))
         except KeyboardInterrupt:
             _err(f"xent: warm-up interrupted; the kernels listed above are kept in "
                  f"{cache_folder()}: run it again for the rest")
             sys.exit(stop.exit_code)
     click.echo(f"compiled {len(names)} kernel(s) in {time.perf_counter() - start:.1f} s into "
-               f"{cache_folder()}")
+               f"{', '.join(folders)}")
 
 
 @cache.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def cache_list(as_json):
     """List the cached data files, and the compiled kernels' files."""
-    from .kernels import cache_folder, machine_code_files
+    from .kernels import machine_code_files
     from .stream import cache_root, list_caches
 
     rows = list_caches()
@@ -1113,7 +1114,15 @@ def cache_list(as_json):
         click.echo("(empty)")
     files = machine_code_files()
     click.echo(f"compiled kernels: {len(files)} file(s), "
-               f"{sum(f.stat().st_size for f in files) / 1e6:.1f} MB in {cache_folder()}")
+               f"{sum(f.stat().st_size for f in files) / 1e6:.1f} MB in {_folders(files)}")
+
+
+def _folders(files) -> str:
+    """The folders that hold ``files`` (the compiled kernels': one per installation of xent),
+    else the kernels' cache folder."""
+    from .kernels import cache_folder
+
+    return ", ".join(sorted({str(f.parent) for f in files})) or cache_folder()
 
 
 @cache.command("clear")
@@ -1124,15 +1133,15 @@ def cache_list(as_json):
 def cache_clear(keys, stale, compiled):
     """Remove cached data files: those named by KEY, the stale ones, or all; or, with
     --kernels, the compiled kernels."""
-    from .kernels import cache_folder, clear_machine_code
+    from .kernels import clear_machine_code
     from .stream import clear_caches, list_caches
 
     if compiled:
         if keys or stale:
             raise click.UsageError("--kernels removes the compiled kernels only: give it "
                                    "without KEY or --stale")
-        click.echo(f"removed {clear_machine_code()} compiled kernel file(s) from "
-                   f"{cache_folder()}")
+        removed = clear_machine_code()
+        click.echo(f"removed {len(removed)} compiled kernel file(s) from {_folders(removed)}")
         return
     if stale:
         keys = [r["key"] for r in list_caches() if r["stale"]]

@@ -108,7 +108,7 @@ def compiled_call(key: tuple, call):
     if compiled and _saving_machine_code() and _LOG.isEnabledFor(logging.INFO):
         _LOG.info(f"compiled the kernels for this kind of data in "
                   f"{time.perf_counter() - start:.1f} s, once: later runs load them from "
-                  f"{cache_folder()} (`xent cache warm` compiles every kernel ahead)")
+                  f"{machine_code_folder()} (`xent cache warm` compiles every kernel ahead)")
     return result
 
 
@@ -133,7 +133,7 @@ def _mending_the_cache(call):
             raise
         # compiling worked, writing the machine code out did not (a full disk, a file size
         # limit): the kernels are compiled in memory from here on, and this run goes on
-        warnings.warn(CacheNotSaved(_machine_code_folder(), exc.strerror or str(exc)),
+        warnings.warn(CacheNotSaved(machine_code_folder(), exc.strerror or str(exc)),
                       stacklevel=3)
         _stop_saving_machine_code()
         return call()
@@ -160,7 +160,7 @@ def _from_numbas_cache(exc: OSError) -> bool:
                for frame, _ in traceback.walk_tb(exc.__traceback__))
 
 
-def _machine_code_folder() -> Path:
+def machine_code_folder() -> Path:
     """The folder of numba's disk cache that holds ``_compiled``'s kernels (one for all of
     them: numba's cache object names it)."""
     return Path(kernels().murmur3_32._cache.cache_path)
@@ -188,28 +188,31 @@ def _stop_saving_machine_code() -> None:
 def _remove_machine_code() -> None:
     """Remove the files of numba's disk cache that hold ``_compiled``'s kernels, so that they
     are compiled anew."""
-    for path in _machine_code_folder().glob("_compiled.*"):
+    for path in machine_code_folder().glob("_compiled.*"):
         path.unlink(missing_ok=True)
 
 
 def machine_code_files() -> list[Path]:
-    """The files in ``cache_folder`` that hold ``_compiled``'s kernels, those of this
-    installation of xent and of any other (numba gives a module's cache a folder named
-    ``<its package's folder>_<SHA-1 of that folder's path>``, so each checkout or virtual
-    environment has its own). Found without importing numba."""
-    return sorted(Path(cache_folder()).glob("xent_*/_compiled.*"))
+    """The files of numba's disk cache that hold ``_compiled``'s kernels, found without
+    importing numba: in ``cache_folder``, those of this installation of xent and of any other
+    (numba gives a module's cache a folder named ``<its package's folder>_<SHA-1 of that
+    folder's path>``, so each checkout or virtual environment has its own); and beside the
+    package, where numba puts them when that folder cannot be written."""
+    beside = Path(__file__).parent / "__pycache__"
+    return sorted([*Path(cache_folder()).glob("xent_*/_compiled.*"),
+                   *beside.glob("_compiled.*.nb[ic]")])
 
 
-def clear_machine_code() -> int:
-    """Remove ``machine_code_files`` (and the folders they leave empty); returns how many
-    files. A run compiles what it needs again, or ``xent cache warm`` does."""
+def clear_machine_code() -> list[Path]:
+    """Remove ``machine_code_files`` (and the folders they leave empty); returns them. A run
+    compiles what it needs again, or ``xent cache warm`` does."""
     files = machine_code_files()
     for path in files:
         path.unlink(missing_ok=True)
     for folder in {path.parent for path in files}:
-        with contextlib.suppress(OSError):  # not empty: a file numba wrote meanwhile
+        with contextlib.suppress(OSError):  # not empty: a file numba wrote meanwhile, .pyc
             folder.rmdir()
-    return len(files)
+    return files
 
 
 def cache_folder() -> str:

@@ -125,12 +125,14 @@ def _jobs() -> list[WarmJob]:
 JOBS = {job.name: job for job in _jobs()}
 
 
-def run_job(job: WarmJob, dtypes: tuple[str, ...]) -> float:
+def run_job(job: WarmJob, dtypes: tuple[str, ...]) -> tuple[float, str]:
     """``job`` for ``dtypes`` (keys of ``DTYPE_CASES``), in this process (one of ``warm``'s),
     with the kernels forced on however few the rows ($XENT_KERNELS set to 1 for the rest of
-    the process); the seconds it took. A disk cache that cannot be written is an error here
-    (a run would go on, compiling in memory; a warm-up would be for nothing)."""
-    from .kernels import CacheNotSaved
+    the process); the seconds it took and the folder numba wrote the machine code to (where
+    the one asked for cannot be written, numba writes beside the package if it can). A disk
+    cache that cannot be written at all is an error here (a run would go on, compiling in
+    memory; a warm-up would be for nothing)."""
+    from .kernels import CacheNotSaved, machine_code_folder
 
     os.environ["XENT_KERNELS"] = "1"
     cases = tuple(case for dtype in dtypes for case in DTYPE_CASES[dtype])
@@ -143,20 +145,25 @@ def run_job(job: WarmJob, dtypes: tuple[str, ...]) -> float:
             raise XentError(f"the compiled kernels' cache in {exc.folder} could not be written "
                             f"({exc.reason}): set XENT_CACHE_DIR (or NUMBA_CACHE_DIR) to a "
                             "writable folder with room, then warm again") from None
-    return time.perf_counter() - start
+    return time.perf_counter() - start, str(machine_code_folder())
 
 
 def warm(names: list[str], dtypes: tuple[str, ...], jobs: int,
-         on_done: Callable[[str, float], None]) -> None:
+         on_done: Callable[[str, float], None]) -> list[str]:
     """Compile the kernels of the jobs ``names`` (keys of ``JOBS``) for ``dtypes``, each job
     in a process of its own, ``jobs`` processes at a time; ``on_done(name, seconds)`` as each
-    finishes."""
+    finishes. Returns the folders the machine code went to (one, unless the cache's settings
+    changed meanwhile)."""
     from .processes import Task, run_in_processes
 
     tasks = [Task(name, run_job, (JOBS[name], dtypes)) for name in names]
+    folders = set()
 
-    def on_event(task, what, seconds):
+    def on_event(task, what, result):
         if what == "done":
+            seconds, folder = result
+            folders.add(folder)
             on_done(task.name, seconds)
 
     run_in_processes(tasks, max(1, jobs), on_event)
+    return sorted(folders)
