@@ -148,6 +148,12 @@ def run_job(job: WarmJob, dtypes: tuple[str, ...]) -> tuple[float, str]:
     return time.perf_counter() - start, str(machine_code_folder())
 
 
+def _run_named(name: str, dtypes: tuple[str, ...]) -> tuple[float, str]:
+    """``run_job`` of ``JOBS[name]``: a task's arguments are a name and dtypes, which pickle
+    where processes are spawned rather than forked (a job's function is a closure)."""
+    return run_job(JOBS[name], dtypes)
+
+
 def warm(names: list[str], dtypes: tuple[str, ...], jobs: int,
          on_done: Callable[[str, float], None]) -> list[str]:
     """Compile the kernels of the jobs ``names`` (keys of ``JOBS``) for ``dtypes``, each job
@@ -156,7 +162,7 @@ def warm(names: list[str], dtypes: tuple[str, ...], jobs: int,
     changed meanwhile)."""
     from .processes import Task, run_in_processes
 
-    tasks = [Task(name, run_job, (JOBS[name], dtypes)) for name in names]
+    tasks = [Task(name, _run_named, (name, dtypes)) for name in names]
     folders = set()
 
     def on_event(task, what, result):
