@@ -785,8 +785,8 @@ def adaptive_step(step, state, grad, touched, grad_b, scale, params):
 def lazy_epoch(rows, order, batch_size, params, target, softmax, step, state):
     """Mini-batch steps over the CSR ``rows`` (``CSRRows``) ``order``, ``batch_size`` at a
     time (each batch's rows already in increasing order: ``sources.sorted_batches``, which the
-    caller applies), updating only the rows of W (params.coef,
-    (d, k)) of the features present in the batch. W is held as scale * coef, so the L2
+    caller applies), updating only the rows of W (params.coef, (d, k)) of the features
+    present in the batch. W is held as scale * coef, so the L2
     shrinkage W <- (1 - lr l2) W of every step is one multiplication of ``scale``; coef is
     scaled back before returning. Per batch, with g = X_B^T R_B / (total weight of B):
 

@@ -30,7 +30,7 @@ import numpy as np
 from .errors import ConfigError
 from .links import Link
 from .loss import Sums
-from .sources import sorted_batches
+from .sources import batch_rows
 from .targets import Target
 
 DEVICES = ("cpu", "cuda")
@@ -305,7 +305,6 @@ class ArrayApiSource:
     def minibatch_epoch(self, step, params, state, batch_size, rng):
         """The rows in one shuffled order, ``batch_size`` at a time, each batch's sums on
         the device and the step on the host."""
-        order = sorted_batches(rng.permutation(self.shape[0]), batch_size)
-        batches = (self.take(order[start:start + batch_size])
-                   for start in range(0, len(order), batch_size))
+        batches = (self.take(rows)
+                   for rows in batch_rows(rng.permutation(self.shape[0]), batch_size))
         return step(params, state, batches)

@@ -381,8 +381,9 @@ def row_targets(target, weights) -> RowTargets:
     return RowTargets(labels, proba, float(target.smoothing), weights)
 
 
-def csr_rows(X) -> CSRRows:
-    """CSR X's arrays as the kernels take them."""
+def csr_arrays(X) -> CSRRows:
+    """CSR X's arrays as the kernels take them (``_compiled.csr_rows`` is the kernel's loop
+    over them)."""
     return CSRRows(X.data, X.indices, row_pointers(X))
 
 
@@ -390,7 +391,7 @@ def csr_rows(X) -> CSRRows:
 class Inputs:
     """What every thread's run of rows reads in one evaluation, laid out for the kernels once
     (not once per thread): the model (``Linear``, W in ``coef_layout``'s layout), the rows'
-    targets (``row_targets``), and CSR X's arrays (``csr_rows``; None for dense X)."""
+    targets (``row_targets``), and CSR X's arrays (``csr_arrays``; None for dense X)."""
 
     params: Linear
     target: RowTargets
@@ -400,7 +401,7 @@ class Inputs:
 def inputs(X, W: np.ndarray, b: np.ndarray, target, weights, dtype) -> Inputs:
     """``Inputs`` of one evaluation at W (d, k), b (k,) over X's rows."""
     params = Linear(coef_layout(X, W, dtype), np.ascontiguousarray(b, dtype=np.float64))
-    return Inputs(params, row_targets(target, weights), csr_rows(X) if sp.issparse(X) else None)
+    return Inputs(params, row_targets(target, weights), csr_arrays(X) if sp.issparse(X) else None)
 
 
 def kernel_layout(X, totals) -> tuple[np.ndarray, np.ndarray] | None:

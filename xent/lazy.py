@@ -105,7 +105,7 @@ def epoch(optimizer: str, params: np.ndarray, state, X, target: Target, weights,
         moments = LazyState(unused, unused, np.zeros(1, np.int64))
     step = LazyStep(method, float(state.lr), float(objective.l2),
                     bool(objective.fit_intercept), *step_constants(method))
-    arguments = (kernels.csr_rows(X), sorted_batches(order, batch_size), int(batch_size),
+    arguments = (kernels.csr_arrays(X), sorted_batches(order, batch_size), int(batch_size),
                  kernels.Linear(params[:-1], params[-1]), kernels.row_targets(target, weights),
                  objective.link.kernel_softmax, step, moments)
     n_steps = kernels.compiled_call(("lazy", X.data.dtype.str, X.indices.dtype.str),

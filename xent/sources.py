@@ -95,12 +95,18 @@ def sorted_batches(order: np.ndarray, batch_size: int) -> np.ndarray:
                            np.sort(order[full:])])
 
 
-def shuffled_batches(X, target: Target, weights, order: np.ndarray, batch_size: int):
-    """Mini-batches (X rows, Target, weights or None) of the rows ``order`` (a permutation),
-    ``batch_size`` at a time, each batch's rows in increasing order (``sorted_batches``)."""
+def batch_rows(order: np.ndarray, batch_size: int):
+    """Each mini-batch's rows of ``order``, ``batch_size`` at a time, in increasing order
+    (``sorted_batches``)."""
     order = sorted_batches(order, batch_size)
     for start in range(0, len(order), batch_size):
-        rows = order[start:start + batch_size]
+        yield order[start:start + batch_size]
+
+
+def shuffled_batches(X, target: Target, weights, order: np.ndarray, batch_size: int):
+    """Mini-batches (X rows, Target, weights or None) of the rows ``order`` (a permutation),
+    ``batch_size`` at a time (``batch_rows``)."""
+    for rows in batch_rows(order, batch_size):
         yield X[rows], target.take(rows), None if weights is None else weights[rows]
 
 
