@@ -38,8 +38,9 @@ from sklearn.linear_model import LogisticRegression, SGDClassifier
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from xent.links import get_link  # noqa: E402
-from xent.loss import Objective, evaluate, labels_target, single_threaded_blas  # noqa: E402
+from xent.loss import Objective, evaluate, labels_target  # noqa: E402
 from xent.sources import ArraySource, RowSource  # noqa: E402
+from xent.threads import single_threaded_blas  # noqa: E402
 from xent.train import Hooks, Solver, Stopping, fit  # noqa: E402
 
 

@@ -36,9 +36,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from xent.device import ArrayApiSource, namespace  # noqa: E402
 from xent.links import get_link  # noqa: E402
-from xent.loss import Objective, available_cores  # noqa: E402
+from xent.loss import Objective  # noqa: E402
 from xent.sources import ArraySource  # noqa: E402
 from xent.targets import labels_target  # noqa: E402
+from xent.threads import available_cores  # noqa: E402
 from xent.train import Solver, Stopping, fit  # noqa: E402
 
 SIZES = {"probe": (1_280_000, 768, 1000), "big": (10_000_000, 100, 10),

@@ -53,8 +53,9 @@ from sklearn.preprocessing import StandardScaler
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from xent import SoftmaxRegression, SoftmaxRegressionCV  # noqa: E402
 from xent.links import get_link  # noqa: E402
-from xent.loss import Objective, available_cores, labels_target  # noqa: E402
+from xent.loss import Objective, labels_target  # noqa: E402
 from xent.sources import ArraySource  # noqa: E402
+from xent.threads import available_cores  # noqa: E402
 
 
 def standardised(name):

@@ -59,10 +59,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from xent import api  # noqa: E402
 from xent.config import Config, with_overrides  # noqa: E402
 from xent.links import get_link  # noqa: E402
-from xent.loss import KERNEL_MIN_ROWS_PER_THREAD, Objective, available_cores  # noqa: E402
+from xent.loss import KERNEL_MIN_ROWS_PER_THREAD, Objective  # noqa: E402
 from xent.sources import ArraySource  # noqa: E402
 from xent.targets import labels_target  # noqa: E402
 from xent.text import TextSpec, topic_corpus  # noqa: E402
+from xent.threads import available_cores  # noqa: E402
 from xent.train import Solver, Stopping, fit  # noqa: E402
 
 XENT = [sys.executable, "-m", "xent.cli"]
@@ -82,9 +83,8 @@ X = TextSpec(("t",)).hash_documents(["a bb cc"] * 10)
 target, objective = labels_target(np.zeros(10, int), 3), Objective(get_link("softmax", 3))
 sums(np.zeros((X.shape[1] + 1, 3)), X, target, objective.link)
 from xent import kernels
-from xent.loss import thread_pool
 kernels.csr_by_columns(kernels.inputs(X, np.zeros((X.shape[1], 3)), np.zeros(3), target, None,
-                                      np.float64), X, True, 2, thread_pool(2)[0])
+                                      np.float64), X, True, 2)
 lazy.epoch("gd", np.zeros((X.shape[1] + 1, 3)), GDState(0.1), X, target, None, np.arange(10), 1,
            objective)
 """

@@ -19,12 +19,11 @@ from xent.loss import (
     labels_target,
     summed_as_params,
     sums,
-    thread_count,
     use_kernels,
-    use_threads,
 )
 from xent.processes import core_slots
 from xent.targets import proba_target
+from xent.threads import thread_count, use_threads
 
 
 def _both(monkeypatch, *args, **kwargs):
@@ -281,7 +280,7 @@ def test_which_data_the_kernels_take(monkeypatch):
 
 
 def test_thread_settings(monkeypatch):
-    from xent.loss import available_cores
+    from xent.threads import available_cores
 
     cores = available_cores()
     monkeypatch.delenv("XENT_THREADS", raising=False)
@@ -307,20 +306,20 @@ def test_thread_settings(monkeypatch):
 def test_a_containers_cpu_quota_caps_the_threads(tmp_path, monkeypatch, files, cpus):
     """A container given 2 CPUs of a 64-core host sees all 64 cores in its affinity: its
     control group's CFS quota (cgroup v2 or v1) is what it may use, and the threads follow it."""
-    from xent import loss
+    from xent import threads
 
     for name, text in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)
-    assert loss.cgroup_cpu_limit(str(tmp_path)) == cpus
-    monkeypatch.setattr(loss, "CGROUP_ROOT", str(tmp_path))
+    assert threads.cgroup_cpu_limit(str(tmp_path)) == cpus
+    monkeypatch.setattr(threads, "CGROUP_ROOT", str(tmp_path))
     monkeypatch.delenv("XENT_THREADS", raising=False)
     cores = len(os.sched_getaffinity(0))
-    assert loss.available_cores() == (min(cores, cpus) if cpus else cores)
-    assert thread_count() == loss.available_cores()
+    assert threads.available_cores() == (min(cores, cpus) if cpus else cores)
+    assert thread_count() == threads.available_cores()
     # a sweep's processes share the quota's cores, not the host's
     slots = core_slots(2)
-    assert len(set().union(*slots)) == loss.available_cores()
+    assert len(set().union(*slots)) == threads.available_cores()
 
 
 def test_threads_on_the_command_line_and_the_estimator(run, monkeypatch):

@@ -28,7 +28,7 @@ from .data import Dataset, ReadOptions
 from .diagnostics import diagnose
 from .errors import ConfigError, DataError, ModelFileError
 from .links import get_link
-from .loss import Objective, use_threads
+from .loss import Objective
 from .metrics import (
     accuracy,
     brier_score,
@@ -48,6 +48,7 @@ from .text import (
     is_fasttext,
     parse_ngrams,
 )
+from .threads import use_threads
 from .train import Checkpoint, FitResult, History, Hooks, Solver, Stopping, fit
 
 

@@ -28,7 +28,6 @@ from . import config as cfg
 from .atomic import write_text
 from .data import BUILTIN_PREFIX, data_notes, describe_builtin
 from .errors import ConfigError, DivergenceError, XentError
-from .loss import available_cores
 from .processes import large_arrays_outside_the_heap
 from .report import (
     CHECKPOINT_FILE,
@@ -48,6 +47,7 @@ from .report import (
     write_path,
     write_run,
 )
+from .threads import available_cores
 from .warmup import JOBS as WARM_JOBS
 
 EXIT_NOT_CONVERGED = 3

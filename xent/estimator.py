@@ -27,11 +27,9 @@ from .dask_engine import array_data, as_dask_array, current_client, is_dask_coll
 from .links import LINK_NAMES, get_link
 from .loss import (
     Objective,
-    available_cores,
     class_weights,
     labels_target,
     row_weights,
-    use_threads,
 )
 from .model import Scores
 from .optim import OPTIMIZERS
@@ -46,6 +44,7 @@ from .path import (
 )
 from .preprocess import fold_ids
 from .sources import ArraySource
+from .threads import available_cores, use_threads
 from .train import Solver, Stopping, fit
 
 

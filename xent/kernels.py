@@ -9,11 +9,11 @@ For each row i of X (dense, C-ordered float64 or float32; or CSR):
 
 and whether the row's first largest logit is its true class. This is ``loss._accumulate``
 (the numpy reference, which the tests hold these to at 1e-12) fused into one loop over blocks
-of rows (``_compiled.BLOCK_ROWS``): a row is read from memory once and used twice while it is
-in cache, and no temporaries are allocated. Each
-call sums its own rows into its own buffers; ``loss.sums`` gives each thread a contiguous run of
-rows and adds the runs' sums in a fixed order, so the result depends on the thread count but
-never on timing. CSR with more features than rows per thread (hashed text) is summed in two
+of rows (``_compiled.BLOCK_ROWS``): a row is read from memory once and used twice while it is in
+cache, and no temporaries are allocated. Each call sums its own rows into its own buffers;
+``loss.sums`` cuts the rows into contiguous chunks, a few a thread, which the threads take in
+turn, and adds the chunks' sums in the rows' order, so the result depends on the thread count
+but never on timing. CSR with more features than rows per thread (hashed text) is summed in two
 passes instead, R by runs of rows, then X^T R by ranges of columns into one gradient
 (``csr_by_columns``): a gradient per thread would take more memory than R, and on many cores
 more time to zero and add up than the second pass takes. The kernels release the GIL
@@ -48,6 +48,8 @@ from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
+
+from .threads import CHUNKS_PER_THREAD, on_threads
 
 _KERNELS = None
 _LOCK = threading.Lock()
@@ -286,17 +288,18 @@ def as_grad_coef_t(X, grad: np.ndarray) -> np.ndarray:
     return grad.T if sp.issparse(X) else grad
 
 
-def csr_by_columns(given: Inputs, X, softmax: bool, threads: int, pool, out=None):
-    """The sums of CSR X in two passes on ``pool``'s ``threads`` threads, with one gradient
-    rather than one per thread, a block of rows at a time (``residual_block_rows``): each
-    thread's run of the block's rows gives their R = w (Q - P) (the CSR kernel keeping R),
-    then each thread adds X_block^T R into its own range of columns (``csr_columns``, ranges
-    of about equal stored entries). For hashed text d x k is tens of MB: this keeps memory
-    flat in the thread count (and skips adding the threads' gradients), and R to one block's
-    rows, flat in n. Every gradient entry adds its rows in order, so the result does not depend
-    on the block size. Returns (loss_sum, n_correct, grad in ``coef_layout``'s layout,
-    grad_b), the runs' numbers added in order: ``out``'s (grad, grad_b), added into, when
-    given (``kernel_layout``), else the rows of one new array."""
+def csr_by_columns(given: Inputs, X, softmax: bool, threads: int, out=None):
+    """The sums of CSR X in two passes on ``threads`` threads, with one gradient rather than
+    one per thread, a block of rows at a time (``residual_block_rows``): pieces of the block's
+    rows give their R = w (Q - P) (the CSR kernel keeping R), then ranges of columns of about
+    equal stored entries each add X_block^T R into their columns of the gradient
+    (``csr_columns``). The threads take the pieces and the ranges in turn
+    (``threads.on_threads``, ``CHUNKS_PER_THREAD`` a thread). For hashed text d x k is tens of
+    MB: this keeps memory flat in the thread count (and skips adding the threads' gradients),
+    and R to one block's rows, flat in n. Every gradient entry adds its rows in order, so the
+    result does not depend on the block size. Returns (loss_sum, n_correct, grad in
+    ``coef_layout``'s layout, grad_b), the pieces' numbers added in order: ``out``'s (grad,
+    grad_b), added into, when given (``kernel_layout``), else the rows of one new array."""
     compiled = kernels()
     kernel, key = kernel_for(given, X, softmax)
     n, k = X.shape[0], given.params.coef.shape[1]
@@ -306,30 +309,32 @@ def csr_by_columns(given: Inputs, X, softmax: bool, threads: int, pool, out=None
         stacked = np.zeros((given.params.coef.shape[0] + 1, k))
         out = stacked[:-1], stacked[-1]
     grad, grad_b_total = out
-    spans = column_spans(X, threads)
+    spans = column_spans(X, threads * CHUNKS_PER_THREAD)
+    most_pieces = threads * CHUNKS_PER_THREAD
 
     def passes():
         """Both passes over every block; ``grad`` is first added into by the first block's
         second pass, after both kernels have been loaded (``compiled_call``)."""
         R = np.empty((min(block_rows, n), k))
-        grad_bs = [np.zeros(k) for _ in range(threads)]
+        grad_bs = [np.zeros(k) for _ in range(most_pieces)]  # piece p's b sums, block by block
         loss_sum, n_correct = 0.0, 0
         for first in range(0, n, block_rows):
             stop = min(first + block_rows, n)
-            bounds = [first + (stop - first) * t // threads for t in range(threads + 1)]
+            pieces = min(most_pieces, max(threads, (stop - first) // MIN_PIECE_ROWS))
+            bounds = [first + (stop - first) * p // pieces for p in range(pieces + 1)]
 
-            def rows(t, first=first, bounds=bounds):
-                # R's rows bounds[t]..bounds[t + 1], and b's sums: no scatter into W's
-                kept = R[bounds[t] - first:bounds[t + 1] - first]
-                return kernel(given.rows, given.params, given.target, bounds[t], bounds[t + 1],
-                              Linear(NO_GRADIENT.coef, grad_bs[t]), kept)
+            def rows(p, first=first, bounds=bounds):
+                # R's rows bounds[p]..bounds[p + 1], and b's sums: no scatter into W's
+                kept = R[bounds[p] - first:bounds[p + 1] - first]
+                return kernel(given.rows, given.params, given.target, bounds[p], bounds[p + 1],
+                              Linear(NO_GRADIENT.coef, grad_bs[p]), kept)
 
             def columns(span, first=first, stop=stop):
                 compiled.csr_columns(given.rows, R, first, stop, span[0], span[1], grad)
 
-            for loss, right in pool.map(rows, range(threads)):
+            for loss, right in on_threads(rows, range(pieces), threads):
                 loss_sum, n_correct = loss_sum + loss, n_correct + right
-            list(pool.map(columns, spans))
+            on_threads(columns, spans, threads)
         return loss_sum, n_correct, grad_bs
 
     # on this (the calling) thread, while the pool's threads run; its own key, for csr_columns
@@ -339,15 +344,19 @@ def csr_by_columns(given: Inputs, X, softmax: bool, threads: int, pool, out=None
     return loss_sum, n_correct, grad, grad_b_total
 
 
+#: the fewest rows of a block ``csr_by_columns`` gives one piece of its first pass, beyond one
+#: piece a thread (each piece is a call and a hand-over)
+MIN_PIECE_ROWS = 256
 #: the bytes of R that ``csr_by_columns`` holds at once (a block of rows' residuals)
 RESIDUAL_BLOCK_BYTES = 4 << 20
 
 
 def residual_block_rows(n: int, k: int, threads: int) -> int:
     """Rows per block of ``csr_by_columns``: R (rows x k float64) within
-    ``RESIDUAL_BLOCK_BYTES``, and at least 256 rows a thread (each block costs the threads
-    two hand-overs)."""
-    return max(1, min(n, max(RESIDUAL_BLOCK_BYTES // (8 * max(k, 1)), 256 * threads)))
+    ``RESIDUAL_BLOCK_BYTES``, and at least ``MIN_PIECE_ROWS`` rows a thread (each block costs
+    the threads two hand-overs)."""
+    least = MIN_PIECE_ROWS * threads
+    return max(1, min(n, max(RESIDUAL_BLOCK_BYTES // (8 * max(k, 1)), least)))
 
 
 def column_spans(X, parts: int) -> list[tuple[int, int]]:

@@ -27,19 +27,14 @@ the classes run along long contiguous rows; blocks are shared among threads.
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
-from threadpoolctl import ThreadpoolController
 
 from . import kernels
-from .errors import ConfigError
 from .links import Link
 from .targets import (  # noqa: F401  (the math's public names, importable from here)
     Target,
@@ -49,6 +44,7 @@ from .targets import (  # noqa: F401  (the math's public names, importable from 
     row_weights,
     target_entropy,
 )
+from .threads import CHUNKS_PER_THREAD, on_threads, thread_count
 
 if TYPE_CHECKING:
     from .sources import RowSource
@@ -84,112 +80,6 @@ def block_rows_for(X, n_threads: int = 1) -> int:
     if n_threads > 1:
         rows = min(rows, -(-n // (2 * n_threads)))
     return max(64, rows)
-
-
-def available_cores() -> int:
-    """The cores this process may use: those its CPU affinity allows, and no more than a
-    container's CPU quota (``cgroup_cpu_limit``): a container given 2 CPUs of a 64-core host
-    sees all 64 in its affinity, and 64 threads there would queue for 2 CPUs' worth of time."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    limit = cgroup_cpu_limit(CGROUP_ROOT)
-    return max(1, min(cores, limit) if limit else cores)
-
-
-#: where Linux mounts the control groups (in a container, its own group's files)
-CGROUP_ROOT = "/sys/fs/cgroup"
-
-
-@functools.lru_cache(maxsize=8)
-def cgroup_cpu_limit(root: str) -> int | None:
-    """The CPUs a Linux control group's CFS quota allows, rounded up; None where there is no
-    quota (or no such files: not Linux). cgroup v2: ``cpu.max`` holds "<quota> <period>" or
-    "max <period>"; v1: ``cpu/cpu.cfs_quota_us`` (-1: none) over ``cpu/cpu.cfs_period_us``,
-    in microseconds. Read once a process (a forked one shares its parent's group)."""
-    quota_and_period = _words(os.path.join(root, "cpu.max")) or \
-        _words(os.path.join(root, "cpu", "cpu.cfs_quota_us")) + \
-        _words(os.path.join(root, "cpu", "cpu.cfs_period_us"))
-    if len(quota_and_period) != 2:
-        return None
-    quota, period = quota_and_period
-    try:
-        quota_us, period_us = int(quota), int(period)
-    except ValueError:  # "max"
-        return None
-    return -(-quota_us // period_us) if quota_us > 0 and period_us > 0 else None
-
-
-def _words(path: str) -> list[str]:
-    """The words of a small text file; none where it cannot be read."""
-    try:
-        with open(path) as file:
-            return file.read().split()
-    except OSError:
-        return []
-
-
-_THREADS: int | None = None  # set by ``use_threads``
-
-
-def thread_count() -> int:
-    """Threads for one evaluation: ``use_threads``'s number, else $XENT_THREADS, else every
-    core this process may use; never more than those cores (a sweep's or a path's process
-    has its own share of them)."""
-    cores = available_cores()
-    wanted = _THREADS
-    if wanted is None and os.environ.get("XENT_THREADS", "").strip():
-        text = os.environ["XENT_THREADS"].strip()
-        if not text.isdigit():
-            raise ConfigError(f"XENT_THREADS={text!r}: give a whole number of threads (0: "
-                              "every core)")
-        wanted = int(text) or None
-    return cores if wanted is None else max(1, min(wanted, cores))
-
-
-@contextlib.contextmanager
-def use_threads(n: int | None):
-    """Evaluations inside use ``n`` threads (None or 0: the default, ``thread_count``)."""
-    global _THREADS
-    previous, _THREADS = _THREADS, (n or None)
-    try:
-        yield
-    finally:
-        _THREADS = previous
-
-
-_POOL: ThreadPoolExecutor | None = None
-_BLAS: ThreadpoolController | None = None
-
-
-def single_threaded_blas():
-    """A context in which every BLAS library of the process uses one thread (numpy's and
-    scipy's each bring an OpenBLAS pool; on few cores the two pools slow each other down)."""
-    global _BLAS
-    if _BLAS is None:
-        _BLAS = ThreadpoolController()
-    return _BLAS.limit(limits=1, user_api="blas")
-
-
-def _forget_the_pool():
-    """In a forked child: the parent's pool came with the process but its threads did not, and
-    work handed to it would wait for ever; the child makes a pool of its own on first use."""
-    global _POOL
-    _POOL = None
-
-
-if os.name == "posix":  # elsewhere processes are spawned, not forked
-    os.register_at_fork(after_in_child=_forget_the_pool)
-
-
-def thread_pool(n_threads: int):
-    """The shared worker pool, and a context that keeps BLAS single-threaded while our threads
-    run (two pools of threads on the same cores slow each other down)."""
-    global _POOL
-    if _POOL is None or _POOL._max_workers < n_threads:
-        _POOL = ThreadPoolExecutor(max_workers=n_threads, thread_name_prefix="xent")
-    return _POOL, single_threaded_blas()
 
 
 def _accumulate(coef_t, intercept, X, target, link, weights, spans, with_grad, compute_dtype):
@@ -267,7 +157,8 @@ class Sums(NamedTuple):
 KERNEL_MIN_VALUES = 100_000
 #: rows per thread below which the kernels do not share the rows out (thread start-up costs more)
 KERNEL_MIN_ROWS_PER_THREAD = 2048
-#: the most memory the kernels' per-thread gradient buffers may take (CSR with many features)
+#: the most memory the kernels' gradient buffers (one a chunk of rows) may take (CSR with many
+#: features)
 KERNEL_BUFFER_BYTES = 256 << 20
 
 
@@ -287,16 +178,20 @@ def use_kernels(X) -> bool:
     return fits and (forced == "1" or size >= KERNEL_MIN_VALUES)
 
 
-def _kernel_runs(X, threads: int, n_outputs: int, buffers: bool) -> list[tuple[int, int]]:
-    """Contiguous runs of rows, one per thread: as many threads as have at least
-    ``KERNEL_MIN_ROWS_PER_THREAD`` rows each and, with a gradient buffer per thread
-    (``buffers``), whose buffers fit in ``KERNEL_BUFFER_BYTES``."""
+def _kernel_chunks(X, threads: int, n_outputs: int, buffers: bool
+                   ) -> tuple[int, list[tuple[int, int]]]:
+    """The threads the kernels use on X, and the contiguous runs of rows (chunks) those threads
+    take in turn (``threads.on_threads``): as many threads as have at least
+    ``KERNEL_MIN_ROWS_PER_THREAD`` rows each, and ``CHUNKS_PER_THREAD`` chunks a thread where
+    there is more than one, so that a thread on a busy core takes fewer. With a gradient
+    buffer per chunk (``buffers``), the chunks' buffers fit in ``KERNEL_BUFFER_BYTES`` (one a
+    thread at least)."""
     n, d = X.shape
-    buffer = 8 * n_outputs * (d + 1) if buffers else 0
-    threads = max(1, min(threads, n // KERNEL_MIN_ROWS_PER_THREAD,
-                         KERNEL_BUFFER_BYTES // max(buffer, 1)))
-    bounds = [n * t // threads for t in range(threads + 1)]
-    return list(zip(bounds[:-1], bounds[1:], strict=True))
+    fit = KERNEL_BUFFER_BYTES // max(8 * n_outputs * (d + 1) if buffers else 0, 1)
+    threads = max(1, min(threads, n // KERNEL_MIN_ROWS_PER_THREAD, fit))
+    chunks = 1 if threads == 1 else max(threads, min(threads * CHUNKS_PER_THREAD, fit))
+    bounds = [n * c // chunks for c in range(chunks + 1)]
+    return threads, list(zip(bounds[:-1], bounds[1:], strict=True))
 
 
 def _by_columns(X, threads: int, with_grad: bool) -> bool:
@@ -314,11 +209,12 @@ def sums(params, X, target: Target, link: Link, weights=None, *, block_rows=None
     arrays updated in place: a source's blocks summed one after another share one gradient)
     when given.
 
-    X's rows are shared out among ``n_threads`` threads (default: the cores this process may
-    use), each summing its own contiguous run; the partial sums are added in a fixed order, so
-    the result does not depend on timing (wide CSR: ``_by_columns``). Large data go through the
-    compiled kernels (``use_kernels``), which release the GIL; otherwise numpy sums dense X in
-    row blocks (``block_rows``), CSR on one thread (scipy's sparse products hold the GIL).
+    X's rows are cut into contiguous chunks, which ``n_threads`` threads (default: the cores
+    this process may use) take in turn (``threads.on_threads``); the chunks' sums are added in
+    the rows' order, so the result does not depend on timing (wide CSR: ``_by_columns``).
+    Large data go through the compiled kernels (``use_kernels``), which release the GIL;
+    otherwise numpy sums dense X in row blocks (``block_rows``), CSR on one thread (scipy's
+    sparse products hold the GIL).
     Products are taken in ``compute_dtype`` (default X's dtype), sums in float64.
     """
     n, d = X.shape
@@ -327,28 +223,13 @@ def sums(params, X, target: Target, link: Link, weights=None, *, block_rows=None
     intercept = params[d]
     weight = float(n) if weights is None else float(np.sum(weights))
     kernel = use_kernels(X)
-    by_columns = kernel and _by_columns(X, threads, with_grad)
     if kernel:
         given = kernels.inputs(X, params[:d], intercept, target, weights, compute_dtype)
-        runs = _kernel_runs(X, threads, params.shape[1], buffers=with_grad and not by_columns)
-
-        def whole(out=None):
-            """All the rows in one call (by columns on every thread, or one run), their
-            gradient added into ``out`` (``kernels.kernel_layout``) when given."""
-            if by_columns:
-                return kernels.csr_by_columns(given, X, link.kernel_softmax, len(runs),
-                                              thread_pool(len(runs))[0], out=out)
-            return kernels.run_sums(given, X, link.kernel_softmax, 0, n, with_grad,
-                                    *(out or ()))
-
-        buffers = None if into is None else kernels.kernel_layout(X, into)
-        if buffers is not None and (by_columns or len(runs) == 1):  # the kernels add in
-            loss, right, _, _ = whole(buffers)
+        parts, added_in = _kernel_parts(given, X, link.kernel_softmax, threads, with_grad, into)
+        if added_in:
+            ((loss, right, _, _),) = parts
             return into._replace(loss=into.loss + loss, n_correct=into.n_correct + right,
                                  n_rows=into.n_rows + n, weight=into.weight + weight)
-
-        def work(run):
-            return kernels.run_sums(given, X, link.kernel_softmax, run[0], run[1], with_grad)
     else:
         coef_t = np.ascontiguousarray(params[:d].T, dtype=compute_dtype)
         if sp.issparse(X):
@@ -362,14 +243,8 @@ def sums(params, X, target: Target, link: Link, weights=None, *, block_rows=None
         def work(run):
             return _accumulate(coef_t, intercept, X, target, link, weights, run, with_grad,
                                compute_dtype)
-    if by_columns:
-        parts = [whole()]
-    elif len(runs) > 1:
-        pool, single_blas = thread_pool(len(runs))
-        with single_blas:
-            parts = list(pool.map(work, runs))
-    else:
-        parts = [work(runs[0])]
+
+        parts = on_threads(work, runs, threads)
     grad_coef = parts[0][2]
     for part in parts[1:] if with_grad else ():  # in place, in a fixed order: each sum is
         grad_coef += part[2]  # W-sized (text: tens of MB); without a gradient all are zeros
@@ -379,6 +254,29 @@ def sums(params, X, target: Target, link: Link, weights=None, *, block_rows=None
     result = Sums(sum(p[0] for p in parts), sum(p[1] for p in parts), grad_coef,
                   grad_intercept, n, weight)
     return result if into is None else into.accumulate(result)
+
+
+def _kernel_parts(given: kernels.Inputs, X, softmax: bool, threads: int, with_grad: bool,
+                  into: Sums | None) -> tuple[list[tuple], bool]:
+    """The compiled kernels' sums of X's rows, as ``kernels.run_sums``'s (loss, right, grad,
+    grad_b), one part a chunk of rows in the rows' order (``_kernel_chunks``, taken in turn by
+    the threads); wide CSR in one part, by columns (``_by_columns``). Where the rows are one
+    part and ``into``'s arrays are in the kernels' layout, the kernels add the gradient into
+    them (True: the one part's loss and count are still to be added)."""
+    by_columns = _by_columns(X, threads, with_grad)
+    threads, chunks = _kernel_chunks(X, threads, given.params.coef.shape[1],
+                                     buffers=with_grad and not by_columns)
+    if by_columns or len(chunks) == 1:
+        out = None if into is None else kernels.kernel_layout(X, into)
+        if by_columns:
+            return [kernels.csr_by_columns(given, X, softmax, threads, out=out)], out is not None
+        return [kernels.run_sums(given, X, softmax, 0, X.shape[0], with_grad, *(out or ()))], \
+            out is not None
+
+    def chunk_sums(chunk):
+        return kernels.run_sums(given, X, softmax, chunk[0], chunk[1], with_grad)
+
+    return on_threads(chunk_sums, chunks, threads), False
 
 
 @dataclass(frozen=True)

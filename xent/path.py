@@ -39,10 +39,11 @@ import numpy as np
 from . import api
 from .errors import ConfigError, DataError
 from .links import Link
-from .loss import Objective, lipschitz_bound, use_threads
+from .loss import Objective, lipschitz_bound
 from .preprocess import fold_ids, thin_classes
 from .processes import Task, run_in_processes
 from .sources import MemoryTable, RowSource
+from .threads import use_threads
 from .train import Solver, Stopping, fit
 
 #: for ridge (alpha = 0), the alpha that sets lambda_max (glmnet's convention)

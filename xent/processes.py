@@ -38,9 +38,9 @@ class Task:
 def core_slots(jobs: int) -> list[set[int] | None]:
     """The cores of each of ``jobs`` slots: the cores this process may use, dealt out in turn
     (None where they cannot be read: not Linux). Under a container's CPU quota, only as many
-    of its cores as the quota allows (``loss.available_cores``), so that the slots' threads add
+    of its cores as the quota allows (``threads.available_cores``), so that the slots' threads add
     up to the quota, not to the host's cores."""
-    from .loss import available_cores
+    from .threads import available_cores
 
     try:
         cores = sorted(os.sched_getaffinity(0))[:available_cores()]
@@ -119,7 +119,7 @@ def _task_process(sender, task: Task, cores: set[int] | None, parent: int) -> No
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent's
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's handler, forked with us
     if cores is not None:
-        os.sched_setaffinity(0, cores)  # xent's own threads count these (loss.available_cores)
+        os.sched_setaffinity(0, cores)  # xent's own threads count these (threads.available_cores)
     threadpool_limits(len(cores) if cores else 1)
     try:
         message = ("done", task.function(*task.args))

@@ -45,11 +45,12 @@ from .data import (
 )
 from .errors import DataError
 from .inference import information
-from .loss import Sums, gram_product, sums, thread_count, thread_pool
+from .loss import Sums, gram_product, sums
 from .preprocess import Preprocessing, Standardizer, Statistics, table_statistics
 from .sources import SourceOptions, masked_target
 from .targets import Target
 from .text import FASTTEXT_TARGET, TextSpec, fasttext_chunks, fasttext_spec, is_fasttext
+from .threads import CHUNKS_PER_THREAD, on_threads, thread_count
 
 CACHE_VERSION = 2
 READ_BYTES = 4 << 20  # most bytes of the cache read at once by training
@@ -455,15 +456,11 @@ class StreamData:
                               self._take_weights(selected), into=totals, **options)
             return totals
 
-        # Each thread reads and computes its own run of blocks: reading (which releases the
-        # GIL) on one thread overlaps computing on another, and no core waits for a reader.
-        groups = np.array_split(np.arange(len(spans)), threads)
-        if threads == 1:
-            parts = [run(groups[0])]
-        else:
-            pool, single_blas = thread_pool(threads)
-            with single_blas:
-                parts = list(pool.map(run, groups))
+        # Each thread reads and computes a run of blocks, then takes the next run not yet taken:
+        # reading (which releases the GIL) on one thread overlaps computing on another, no core
+        # waits for a reader, and a thread on a busy core takes fewer runs.
+        runs = 1 if threads == 1 else min(len(spans), threads * CHUNKS_PER_THREAD)
+        parts = on_threads(run, np.array_split(np.arange(len(spans)), runs), threads)
         parts = [part for part in parts if part is not None]
         totals = parts[0] if parts else Sums.zero(params.shape[1], d)
         for part in parts[1:]:  # added in the blocks' order: the result does not depend on timing

@@ -124,7 +124,7 @@ class TextSpec:
     def transform(self, frame, source: str = "data", jobs: int | None = None) -> sp.csr_matrix:
         """The hashed features (n_rows, n_features) CSR float64 of ``frame``'s text columns
         (a missing text is an empty document), using ``jobs`` threads or processes (default:
-        ``loss.thread_count``, what --threads and $XENT_THREADS say)."""
+        ``threads.thread_count``, what --threads and $XENT_THREADS say)."""
         absent = [c for c in self.columns if c not in frame.columns]
         if absent:
             raise DataError(f"{source}: no text column(s) {', '.join(map(repr, absent))}; the "
@@ -161,7 +161,7 @@ class TextSpec:
 def _jobs(jobs: int | None) -> int:
     """``jobs``, or what --threads and $XENT_THREADS say (else every core) when None."""
     if jobs is None:
-        from .loss import thread_count
+        from .threads import thread_count
 
         jobs = thread_count()
     return max(1, jobs)
@@ -189,10 +189,9 @@ def _hash_ascii(spec: TextSpec, documents: list[str], jobs: int) -> sp.csr_matri
     spans = list(zip(bounds[:-1], bounds[1:], strict=True))
     if len(spans) == 1:
         return count(spans[0])
-    from .loss import thread_pool
+    from .threads import on_threads
 
-    pool, _ = thread_pool(len(spans))
-    return stack_rows(list(pool.map(count, spans)))
+    return stack_rows(on_threads(count, spans, len(spans)))
 
 
 def _vectorizer(spec: TextSpec):

@@ -32,7 +32,7 @@ import scipy.sparse as sp
 from . import lazy
 from .config import OptimConfig
 from .errors import ConfigError
-from .loss import Objective, lipschitz_bound, single_threaded_blas, target_entropy
+from .loss import Objective, lipschitz_bound, target_entropy
 from .narrowing import Narrowing
 from .optim import (
     OPTIMIZERS,
@@ -44,6 +44,7 @@ from .optim import (
     with_lr,
 )
 from .sources import ArraySource, RowSource, shuffled_batches
+from .threads import single_threaded_blas
 
 #: AdaGrad's and Adam's steps are distances in parameter space (the gradient's scale divides
 #: out), not fractions of 1/L: these are their "auto".

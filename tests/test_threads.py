@@ -1,0 +1,136 @@
+"""How work is shared out among threads: ``threads.on_threads`` (each thread takes the next item
+not yet taken) and the chunks of rows ``loss.sums`` cuts for it."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from xent import kernels, loss
+from xent.links import get_link
+from xent.loss import labels_target, sums
+from xent.threads import CHUNKS_PER_THREAD, on_threads, thread_pool
+
+
+def test_results_come_in_the_items_order_each_item_run_once():
+    ran, lock = [], threading.Lock()
+
+    def work(item):
+        with lock:
+            ran.append(item)
+        return item * item
+
+    assert on_threads(work, list(range(50)), 3) == [i * i for i in range(50)]
+    assert sorted(ran) == list(range(50))
+
+
+def test_no_more_threads_run_at_once_than_asked_even_on_a_larger_pool():
+    thread_pool(4)  # the shared pool now has four workers
+    running, most, lock = 0, 0, threading.Lock()
+    both_running = threading.Barrier(2, timeout=10)
+
+    def work(item):
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        if item < 2:
+            both_running.wait()  # the first two items run at once: two threads are at work
+        with lock:
+            running -= 1
+        return threading.get_ident()
+
+    workers = on_threads(work, list(range(40)), 2)
+    assert most == 2 and len(set(workers)) == 2
+
+
+def test_a_thread_held_up_takes_no_more_items_while_the_others_take_the_rest():
+    """Item 0 is held until every other item is done. With a fixed share per thread its
+    thread would also own items 1..3, which could not run until item 0 returned: item 0 would
+    wait out its timeout. Taken in turn, the other thread runs items 1..7 and item 0 is
+    released."""
+    rest_done, count, lock = threading.Event(), [0], threading.Lock()
+
+    def work(item):
+        if item == 0:
+            return rest_done.wait(timeout=10), threading.get_ident()
+        with lock:
+            count[0] += 1
+            if count[0] == 7:
+                rest_done.set()
+        return True, threading.get_ident()
+
+    results = on_threads(work, list(range(8)), 2)
+    assert results[0][0], "item 0's thread held the other items back"
+    assert all(worker != results[0][1] for _, worker in results[1:])
+
+
+def test_an_error_stops_the_threads_taking_items_and_is_raised():
+    ran = []
+
+    def work(item):
+        if item == 1:
+            raise ValueError("item 1 is bad")
+        threading.Event().wait(0.01)
+        ran.append(item)
+        return item
+
+    with pytest.raises(ValueError, match="item 1 is bad"):
+        on_threads(work, list(range(200)), 2)
+    assert len(ran) < 100
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3, 8])
+def test_the_kernels_chunks_cover_the_rows_once_in_order(threads):
+    X = np.zeros((50_000, 10))
+    used, chunks = loss._kernel_chunks(X, threads, 3, buffers=True)
+    assert used == threads
+    assert len(chunks) == (1 if threads == 1 else threads * CHUNKS_PER_THREAD)
+    assert chunks[0][0] == 0 and chunks[-1][1] == 50_000
+    assert all(a[1] == b[0] for a, b in zip(chunks[:-1], chunks[1:], strict=True))
+    assert max(b - a for a, b in chunks) - min(b - a for a, b in chunks) <= 1
+
+
+def test_the_chunks_gradient_buffers_fit_in_their_memory(monkeypatch):
+    X = np.zeros((50_000, 99))
+    buffer = 8 * 4 * 100  # a chunk's gradient: (99 + 1) x 4 float64
+    monkeypatch.setattr(loss, "KERNEL_BUFFER_BYTES", 5 * buffer)
+    used, chunks = loss._kernel_chunks(X, 2, 4, buffers=True)
+    assert used == 2 and len(chunks) == 5  # not 8
+    monkeypatch.setattr(loss, "KERNEL_BUFFER_BYTES", buffer)  # room for one: one thread
+    assert loss._kernel_chunks(X, 2, 4, buffers=True) == (1, [(0, 50_000)])
+    # with no gradient there are no buffers to fit
+    assert len(loss._kernel_chunks(X, 2, 4, buffers=False)[1]) == 2 * CHUNKS_PER_THREAD
+
+
+def test_sums_over_chunks_taken_in_turn_equal_the_numpy_reference(monkeypatch):
+    """The kernels' sums over 4 chunks a thread, whichever thread took which (a held-up
+    thread, simulated by delaying every other chunk), equal numpy's at 1e-12 and are the same
+    bytes every time."""
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(12_000, 7))
+    target, link = labels_target(rng.integers(0, 3, 12_000), 3), get_link("softmax", 3)
+    params = rng.normal(size=(8, 3))
+    monkeypatch.setenv("XENT_KERNELS", "0")
+    reference = sums(params, X, target, link, n_threads=1)
+    monkeypatch.setenv("XENT_KERNELS", "1")
+    run_sums = kernels.run_sums
+
+    def uneven(given, X, softmax, start, stop, with_grad, *out):
+        if (start // 1000) % 2:
+            threading.Event().wait(0.005)
+        return run_sums(given, X, softmax, start, stop, with_grad, *out)
+
+    monkeypatch.setattr(kernels, "run_sums", uneven)
+    runs = [sums(params, X, target, link, n_threads=3) for _ in range(3)]
+    assert loss._kernel_chunks(X, 3, 3, buffers=True)[1][1] == (1000, 2000)  # 12 chunks
+    for made in runs:
+        assert made.loss == pytest.approx(reference.loss, rel=1e-12)
+        np.testing.assert_allclose(made.grad_coef_t, reference.grad_coef_t, rtol=1e-12,
+                                   atol=1e-12 * np.abs(reference.grad_coef_t).max())
+        assert made.n_correct == reference.n_correct
+        assert made.loss == runs[0].loss
+        assert np.array_equal(made.grad_coef_t, runs[0].grad_coef_t)
+        assert np.array_equal(made.grad_intercept, runs[0].grad_intercept)
