@@ -134,3 +134,26 @@ def test_sums_over_chunks_taken_in_turn_equal_the_numpy_reference(monkeypatch):
         assert made.loss == runs[0].loss
         assert np.array_equal(made.grad_coef_t, runs[0].grad_coef_t)
         assert np.array_equal(made.grad_intercept, runs[0].grad_intercept)
+
+
+def test_ctrl_c_while_waiting_stops_the_threads_taking_items(monkeypatch):
+    from xent import threads
+
+    started, ran = threading.Event(), []
+
+    def work(item):
+        started.set()
+        threading.Event().wait(0.01)
+        ran.append(item)
+
+    def interrupted(futures):
+        started.wait(10)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(threads, "wait", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        on_threads(work, list(range(200)), 2)
+    threading.Event().wait(0.2)  # the threads finish the items they hold, then stop
+    settled = len(ran)
+    threading.Event().wait(0.2)
+    assert settled == len(ran) < 20

@@ -142,7 +142,7 @@ def on_threads(work, items, threads: int) -> list:
     wait for the slowest: cut the work into a few items per thread. The results come back in
     the items' order whichever thread ran each, so sums added in that order do not depend on
     timing. If an item's work raises, no thread takes another item, and the error is raised
-    here once every thread has stopped."""
+    here once every thread has stopped; Ctrl-C while waiting stops them taking more too."""
     if threads <= 1 or len(items) <= 1:
         return [work(item) for item in items]
     results = [None] * len(items)
@@ -164,7 +164,11 @@ def on_threads(work, items, threads: int) -> list:
     pool, single_blas = thread_pool(threads)
     with single_blas:
         takers = [pool.submit(take_in_turn) for _ in range(min(threads, len(items)))]
-        wait(takers)
+        try:
+            wait(takers)
+        except BaseException:  # Ctrl-C here: the threads take no more items either
+            failed.set()
+            raise
     for taker in takers:
         taker.result()  # raises the taker's error, if it had one
     return results
