@@ -150,6 +150,36 @@ def test_wide_csr_summed_by_columns_equals_the_numpy_reference(monkeypatch, n_cl
                                atol=1e-12 * np.abs(expected.grad).max())
 
 
+@pytest.mark.parametrize("n_classes", [2, 6])
+def test_wide_csr_with_its_rows_columns_in_order_or_not_by_many_ranges(monkeypatch, n_classes):
+    """By columns, a range finds a row's entries by a binary search where the row's columns
+    are in order (``_compiled.csr_columns``' ``sorted_rows``: scipy's, the hashing's), and reads
+    every entry where they are not: the same matrix stored both ways, cut into 8 ranges of
+    columns, gives the numpy reference's numbers at 1e-12 both ways."""
+    from xent import loss
+
+    rng = np.random.default_rng(n_classes)
+    n, d, per_row = 6000, 3000, 12
+    X = sp.csr_matrix((rng.uniform(0, 3, n * per_row), rng.integers(0, d, n * per_row),
+                       np.arange(0, n * per_row + 1, per_row)), shape=(n, d))
+    X.sum_duplicates()  # in order, one entry a column
+    backwards = X.copy()  # each row's entries reversed: the same matrix, columns out of order
+    for i in range(n):
+        row = slice(X.indptr[i], X.indptr[i + 1])
+        backwards.indices[row], backwards.data[row] = X.indices[row][::-1], X.data[row][::-1]
+    backwards = sp.csr_matrix((backwards.data, backwards.indices, backwards.indptr),
+                              shape=(n, d))
+    assert X.has_sorted_indices and not backwards.has_sorted_indices
+    monkeypatch.setattr(loss, "KERNEL_MIN_ROWS_PER_THREAD", 500)
+    assert loss._by_columns(X, 8, True)
+    target = labels_target(rng.integers(0, n_classes, n), n_classes)
+    link = get_link("auto", n_classes)
+    params = rng.normal(size=(d + 1, link.n_outputs(n_classes)))
+    for stored in (X, backwards):
+        reference, ours = _both(monkeypatch, params, stored, target, link, None, n_threads=8)
+        _close(reference, ours, 1e-12)
+
+
 @pytest.mark.parametrize("layout", ["dense", "csr"])
 @pytest.mark.parametrize("forced", ["0", "1"])
 def test_sums_added_into_earlier_sums_equal_one_pass(monkeypatch, layout, forced):

@@ -679,22 +679,47 @@ KERNELS = {
 }
 
 
+@inline
+def first_at_least(indices, start, end, low):
+    """The first s in start..end with indices[s] >= low (end if none), indices[start:end]
+    increasing: a binary search (written out: numba's ``np.searchsorted`` on the row's slice
+    took 12-17% longer; one with conditional moves instead of branches, longer still)."""
+    past = end
+    while start < past:
+        middle = (start + past) >> 1
+        if indices[middle] < low:
+            start = middle + 1
+        else:
+            past = middle
+    return start
+
+
 @jit
-def csr_columns(rows, R, first, stop, low, high, grad):
+def csr_columns(rows, R, first, stop, low, high, grad, sorted_rows):
     """The second pass: grad[j] += sum_i x_ij R[i - first] over the rows first..stop of
     ``rows`` (``CSRRows``), for the columns low <= j < high, the rows read in order. A thread
     owns a range of columns, so the threads share one gradient and each of its rows is summed
-    in the same order whatever the timing."""
+    in the same order whatever the timing. With ``sorted_rows`` (each row's columns in
+    increasing order, as scipy and the hashing make them) a row's entries in the range are one
+    run, found by a binary search: a range then costs its own entries and a search a row, where
+    reading every entry made each range cost the whole block (one thread, 65,536 rows of hashed
+    text, 20 classes: 16 ranges took 158 ms reading every entry, 74 searching; 2 ranges 53
+    and 50)."""
     data, indices, indptr = rows
     k = R.shape[1]
     for i in range(first, stop):
-        for s in range(indptr[i], indptr[i + 1]):
+        start, end = indptr[i], indptr[i + 1]
+        if sorted_rows:  # the row's first entry at or past column ``low``
+            start = first_at_least(indices, start, end, low)
+        for s in range(start, end):
             j = indices[s]
             if low <= j < high:
                 v = data[s]
                 g_j = grad[j]
                 for c in range(k):
                     g_j[c] += v * R[i - first, c]
+            elif sorted_rows and j >= high:
+                break
 
 
 @inline
