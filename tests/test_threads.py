@@ -157,3 +157,25 @@ def test_ctrl_c_while_waiting_stops_the_threads_taking_items(monkeypatch):
     settled = len(ran)
     threading.Event().wait(0.2)
     assert settled == len(ran) < 20
+
+
+def test_work_that_shares_out_work_of_its_own_runs_it_on_its_own_thread(monkeypatch):
+    """An item whose work calls ``on_threads`` again (sums inside a sum): handed to the pool,
+    the inner items would wait for the pool's threads, all busy waiting on them."""
+    from xent import threads
+
+    monkeypatch.setattr(threads, "_POOL", None)
+    thread_pool(2)  # a pool of two: both busy with the outer items
+    done = []
+
+    def inner(item):
+        return item + 1
+
+    def outer(item):
+        return sum(on_threads(inner, list(range(item, item + 4)), 2))
+
+    caller = threading.Thread(target=lambda: done.append(on_threads(outer, [0, 10, 20], 2)),
+                              daemon=True)
+    caller.start()
+    caller.join(timeout=20)
+    assert done == [[10, 50, 90]]

@@ -133,6 +133,9 @@ def thread_pool(n_threads: int):
 CHUNKS_PER_THREAD = 4
 
 
+_TAKER = threading.local()  # .busy: this thread is one of on_threads' takers
+
+
 def on_threads(work, items, threads: int) -> list:
     """``[work(item) for item in items]``, on ``threads`` threads of the shared pool (BLAS
     single-threaded meanwhile), each taking the next item not yet taken.
@@ -142,14 +145,17 @@ def on_threads(work, items, threads: int) -> list:
     wait for the slowest: cut the work into a few items per thread. The results come back in
     the items' order whichever thread ran each, so sums added in that order do not depend on
     timing. If an item's work raises, no thread takes another item, and the error is raised
-    here once every thread has stopped; Ctrl-C while waiting stops them taking more too."""
-    if threads <= 1 or len(items) <= 1:
+    here once every thread has stopped; Ctrl-C while waiting stops them taking more too.
+    Called from an item's work (on one of the pool's threads), it runs the items there, one
+    after another: handed to the pool, they would wait for threads busy waiting on them."""
+    if threads <= 1 or len(items) <= 1 or getattr(_TAKER, "busy", False):
         return [work(item) for item in items]
     results = [None] * len(items)
     untaken = iter(range(len(items)))
     lock, failed = threading.Lock(), threading.Event()
 
     def take_in_turn():
+        _TAKER.busy = True  # this pool thread is taking items (it stays the pool's)
         while not failed.is_set():
             with lock:  # one taker at a time: no item is run twice or skipped
                 index = next(untaken, None)
