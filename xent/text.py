@@ -27,6 +27,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .errors import ConfigError, DataError
+from .threads import CHUNKS_PER_THREAD, on_threads, thread_count
 
 #: default buckets per text column: 2^18 keeps the collisions of a 50,000-word vocabulary to a
 #: few per cent of its words, and W at buckets x classes float64 (42 MB for 20 classes)
@@ -161,8 +162,6 @@ class TextSpec:
 def _jobs(jobs: int | None) -> int:
     """``jobs``, or what --threads and $XENT_THREADS say (else every core) when None."""
     if jobs is None:
-        from .threads import thread_count
-
         jobs = thread_count()
     return max(1, jobs)
 
@@ -173,8 +172,10 @@ def _hash_ascii(spec: TextSpec, documents: list[str], jobs: int) -> sp.csr_matri
     from . import kernels
 
     compiled = kernels.kernels()
-    bounds = np.linspace(0, len(documents), max(1, min(jobs, len(documents) // 1000)) + 1)
-    bounds = bounds.astype(int)
+    # a few slices a thread, taken in turn (``on_threads``): a thread slowed by its core takes
+    # fewer, and one slice's lowering and encoding (which hold the GIL) overlaps another's count
+    slices = max(1, min(jobs * CHUNKS_PER_THREAD, len(documents) // 1000))
+    bounds = np.linspace(0, len(documents), slices + 1).astype(int)
 
     def count(span) -> sp.csr_matrix:
         part = documents[span[0]:span[1]]
@@ -189,9 +190,7 @@ def _hash_ascii(spec: TextSpec, documents: list[str], jobs: int) -> sp.csr_matri
     spans = list(zip(bounds[:-1], bounds[1:], strict=True))
     if len(spans) == 1:
         return count(spans[0])
-    from .threads import on_threads
-
-    return stack_rows(on_threads(count, spans, len(spans)))
+    return stack_rows(on_threads(count, spans, min(jobs, len(spans))))
 
 
 def _vectorizer(spec: TextSpec):
