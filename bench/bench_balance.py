@@ -6,10 +6,12 @@ and with another process busy on one core, in one run.
 
 One loss and gradient (``loss.sums``) on every core this process may use: xent as it is
 (``threads.CHUNKS_PER_THREAD`` chunks a thread, which the threads take in turn) against the
-same code with one chunk a thread (``loss.CHUNKS_PER_THREAD`` = 1, the fixed share of the code
+same code with one chunk a thread (``threads.CHUNKS_PER_THREAD`` = 1, the fixed share of the code
 before), alternated, medians of --repeats. Then the same with a process spinning on the last
-core (a neighbour's job, a build, a hypervisor taking that core's time). Printed: the medians
-and the ratio in turn / fixed share (below 1: taking in turn is faster).
+core (a neighbour's job, a build, a hypervisor taking that core's time), first with the threads
+free to move, then with each of the pool's threads kept to a core of its own (as where the
+system cannot move a thread off a slow core). Printed: the medians and the ratio in turn /
+fixed share (below 1: taking in turn is faster).
 
 How it scales: with one core of N at half speed, fixed shares wait for that core's share, about
 2x the time with all cores free, whatever N; taken in turn the others take its work, about
@@ -37,25 +39,25 @@ import scipy.sparse as sp
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench import SETS, make_data  # noqa: E402
-from xent import loss  # noqa: E402
+from xent import threads  # noqa: E402
 from xent.links import get_link  # noqa: E402
 from xent.loss import labels_target, sums  # noqa: E402
 from xent.threads import available_cores, thread_pool  # noqa: E402
 
 
-def pin_the_pools_threads(threads: int, cores: list[int] | None):
-    """Each of the shared pool's first ``threads`` workers kept to its own core of ``cores``
+def pin_the_pools_threads(workers: int, cores: list[int] | None):
+    """Each of the shared pool's first ``workers`` workers kept to its own core of ``cores``
     (None: every core again), as where the operating system cannot move a thread off a slow
     core (a hypervisor's stolen time, a busy hyperthread sibling, a slower core)."""
-    pool, _ = thread_pool(threads)
-    everyone = threading.Barrier(threads, timeout=10)
+    pool, _ = thread_pool(workers)
+    everyone = threading.Barrier(workers, timeout=10)
 
     def pin(index):
         os.sched_setaffinity(0, set(os.sched_getaffinity(os.getpid())) if cores is None
                              else {cores[index]})
         everyone.wait()  # each worker takes one of these tasks
 
-    list(pool.map(pin, range(threads)))
+    list(pool.map(pin, range(workers)))
 
 
 @contextlib.contextmanager
@@ -78,16 +80,16 @@ def alternated(evaluate, repeats: int) -> dict[str, float]:
     """Median seconds of ``evaluate()`` taking chunks in turn and with one chunk a thread,
     the two alternated so that a slow spell of the machine falls on both."""
     times = {"in_turn": [], "fixed_share": []}
-    chunks = loss.CHUNKS_PER_THREAD
+    chunks = threads.CHUNKS_PER_THREAD
     for _ in range(repeats):
         for name, per_thread in (("in_turn", chunks), ("fixed_share", 1)):
-            loss.CHUNKS_PER_THREAD = per_thread
+            threads.CHUNKS_PER_THREAD = per_thread
             try:
                 start = time.perf_counter()
                 evaluate()
                 times[name].append(time.perf_counter() - start)
             finally:
-                loss.CHUNKS_PER_THREAD = chunks
+                threads.CHUNKS_PER_THREAD = chunks
     return {name: statistics.median(seconds) for name, seconds in times.items()}
 
 
@@ -134,7 +136,7 @@ def main():
                   f" fixed share {medians['fixed_share'] * 1e3:6.1f} ms, "
                   f"ratio {row['ratio']:.2f}", flush=True)
     print(f"\n{cores} cores; busy neighbour on core {last}; chunks a thread: "
-          f"{loss.CHUNKS_PER_THREAD} against 1; medians of {args.repeats}")
+          f"{threads.CHUNKS_PER_THREAD} against 1; medians of {args.repeats}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"cores": cores, "rows": rows}, indent=1))
 

@@ -69,11 +69,13 @@ def test_kernels_equal_the_numpy_reference(monkeypatch, n_classes, layout, targe
     _close(reference, ours, 1e-12)
 
 
-@pytest.mark.parametrize("n_classes", [2, 5])
+@pytest.mark.parametrize("n_classes, threads", [(2, 1), (5, 1), (5, 3)])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_rows_read_from_memory_equal_the_numpy_reference(monkeypatch, n_classes, dtype):
-    """A run of dense rows larger than ``_compiled.PREFETCH_MIN_BYTES`` asks for its rows
-    ahead of use: the same numbers at 1e-12, the last rows (with nothing ahead) included."""
+def test_rows_read_from_memory_equal_the_numpy_reference(monkeypatch, n_classes, threads,
+                                                         dtype):
+    """The rows of a dense X larger than ``_compiled.PREFETCH_MIN_BYTES`` are asked for ahead
+    of use, in every chunk of them (on 3 threads, 12 chunks, each asking into the next): the
+    same numbers at 1e-12, the last rows (with nothing ahead) included."""
     from xent import _compiled
 
     rng = np.random.default_rng(n_classes)
@@ -83,7 +85,7 @@ def test_rows_read_from_memory_equal_the_numpy_reference(monkeypatch, n_classes,
     target = labels_target(rng.integers(0, n_classes, n), n_classes, 0.0)
     link = get_link("auto", n_classes)
     params = rng.normal(size=(d + 1, link.n_outputs(n_classes)))
-    reference, ours = _both(monkeypatch, params, X, target, link, None, n_threads=1,
+    reference, ours = _both(monkeypatch, params, X, target, link, None, n_threads=threads,
                             compute_dtype=np.float64)
     _close(reference, ours, 1e-12)
 

@@ -259,12 +259,12 @@ def weighed(loss, r, t, weight):
 #: 100 float64 features are 25 KB) when the gradient reads them again
 BLOCK_ROWS = 32
 
-#: a dense run of rows larger than this (about this CPU's L2 cache) comes from memory: its
-#: rows are asked for ``PREFETCH_ROWS`` rows ahead of use (``block_logits``). The hardware's
+#: the rows of a dense X larger than this (about this CPU's L2 cache) come from memory: they
+#: are asked for ``PREFETCH_ROWS`` rows ahead of use (``block_logits``). The hardware's
 #: own prefetching left the reads and the arithmetic almost unoverlapped (one evaluation from
 #: memory cost the arithmetic in cache plus one read of the rows); asking ahead took 200,000
 #: rows from 208 to 194 ns a row (A, ten classes) and from 41.5 to 35.3 (B, sigmoid), but
-#: cost 5-12% on rows already in cache, so small runs do without
+#: cost 5-12% on rows already in cache, so small X do without
 PREFETCH_MIN_BYTES = 4 << 20
 PREFETCH_ROWS = 64
 
@@ -542,7 +542,8 @@ def dense_rows(X, params, target, start, stop, grad, links):
     with_grad = grad_b.shape[0] > 0
     k = coef_t.shape[0]
     space = block_space(k, BLOCK_ROWS)
-    from_memory = (stop - start) * X.shape[1] * X.itemsize > PREFETCH_MIN_BYTES
+    from_memory = X.shape[0] * X.shape[1] * X.itemsize > PREFETCH_MIN_BYTES  # all of X: a
+    # chunk of a large X comes from memory however small (the threads take several each)
     ahead = PREFETCH_ROWS if from_memory else 0
     z, r = space[0], space[1]
     loss_sum = 0.0

@@ -14,7 +14,7 @@ cache, and no temporaries are allocated. Each call sums its own rows into its ow
 ``loss.sums`` cuts the rows into contiguous chunks, a few a thread, which the threads take in
 turn, and adds the chunks' sums in the rows' order, so the result depends on the thread count
 but never on timing. CSR with more features than rows per thread (hashed text) is summed in two
-passes instead, R by runs of rows, then X^T R by ranges of columns into one gradient
+passes instead, R by pieces of rows, then X^T R by ranges of columns into one gradient
 (``csr_by_columns``): a gradient per thread would take more memory than R, and on many cores
 more time to zero and add up than the second pass takes. The kernels release the GIL
 (``nogil``), so the threads run at once.
@@ -49,7 +49,7 @@ from typing import NamedTuple
 import numpy as np
 import scipy.sparse as sp
 
-from .threads import CHUNKS_PER_THREAD, on_threads
+from .threads import items_for, on_threads
 
 _KERNELS = None
 _LOCK = threading.Lock()
@@ -294,7 +294,7 @@ def csr_by_columns(given: Inputs, X, softmax: bool, threads: int, out=None):
     rows give their R = w (Q - P) (the CSR kernel keeping R), then ranges of columns of about
     equal stored entries, one a thread, each add X_block^T R into their columns of the
     gradient (``csr_columns``). The threads take the pieces in turn (``threads.on_threads``,
-    ``CHUNKS_PER_THREAD`` a thread). For hashed text d x k is tens of
+    a few a thread: ``threads.items_for``). For hashed text d x k is tens of
     MB: this keeps memory flat in the thread count (and skips adding the threads' gradients),
     and R to one block's rows, flat in n. Every gradient entry adds its rows in order, so the
     result does not depend on the block size. Returns (loss_sum, n_correct, grad in
@@ -314,17 +314,19 @@ def csr_by_columns(given: Inputs, X, softmax: bool, threads: int, out=None):
     # ranges cost more reading (four a thread, reading all: 15% slower on text)
     spans = column_spans(X, threads)
     sorted_rows = bool(X.has_sorted_indices)  # scipy checks once, then remembers
-    most_pieces = threads * CHUNKS_PER_THREAD
+    most_pieces = items_for(threads, n)
 
     def passes():
-        """Both passes over every block; ``grad`` is first added into by the first block's
-        second pass, after both kernels have been loaded (``compiled_call``)."""
+        """Both passes over every block. ``grad`` is first added into by the first block's
+        second pass, after both kernels have been loaded: where ``compiled_call`` mends the
+        disk cache and calls this again, nothing has been added into it."""
         R = np.empty((min(block_rows, n), k))
+        compiled.csr_columns(given.rows, R, 0, 0, 0, 0, grad, sorted_rows)  # no rows: loaded
         grad_bs = [np.zeros(k) for _ in range(most_pieces)]  # piece p's b sums, block by block
         loss_sum, n_correct = 0.0, 0
         for first in range(0, n, block_rows):
             stop = min(first + block_rows, n)
-            pieces = min(most_pieces, max(threads, (stop - first) // MIN_PIECE_ROWS))
+            pieces = items_for(threads, max(threads, (stop - first) // MIN_PIECE_ROWS))
             bounds = [first + (stop - first) * p // pieces for p in range(pieces + 1)]
 
             def rows(p, first=first, bounds=bounds):
@@ -403,8 +405,8 @@ def csr_arrays(X) -> CSRRows:
 
 @dataclass(frozen=True)
 class Inputs:
-    """What every thread's run of rows reads in one evaluation, laid out for the kernels once
-    (not once per thread): the model (``Linear``, W in ``coef_layout``'s layout), the rows'
+    """What every chunk of rows reads in one evaluation, laid out for the kernels once
+    (not once per chunk): the model (``Linear``, W in ``coef_layout``'s layout), the rows'
     targets (``row_targets``), and CSR X's arrays (``csr_arrays``; None for dense X)."""
 
     params: Linear

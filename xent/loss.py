@@ -44,7 +44,7 @@ from .targets import (  # noqa: F401  (the math's public names, importable from 
     row_weights,
     target_entropy,
 )
-from .threads import CHUNKS_PER_THREAD, on_threads, thread_count
+from .threads import items_for, on_threads, thread_count
 
 if TYPE_CHECKING:
     from .sources import RowSource
@@ -182,14 +182,14 @@ def _kernel_chunks(X, threads: int, n_outputs: int, buffers: bool
                    ) -> tuple[int, list[tuple[int, int]]]:
     """The threads the kernels use on X, and the contiguous runs of rows (chunks) those threads
     take in turn (``threads.on_threads``): as many threads as have at least
-    ``KERNEL_MIN_ROWS_PER_THREAD`` rows each, and ``CHUNKS_PER_THREAD`` chunks a thread where
-    there is more than one, so that a thread on a busy core takes fewer. With a gradient
+    ``KERNEL_MIN_ROWS_PER_THREAD`` rows each, and a few chunks a thread (``threads.items_for``)
+    where there is more than one, so that a thread on a busy core takes fewer. With a gradient
     buffer per chunk (``buffers``), the chunks' buffers fit in ``KERNEL_BUFFER_BYTES`` (one a
     thread at least)."""
     n, d = X.shape
     fit = KERNEL_BUFFER_BYTES // max(8 * n_outputs * (d + 1) if buffers else 0, 1)
     threads = max(1, min(threads, n // KERNEL_MIN_ROWS_PER_THREAD, fit))
-    chunks = 1 if threads == 1 else max(threads, min(threads * CHUNKS_PER_THREAD, fit))
+    chunks = 1 if threads == 1 else items_for(threads, fit)  # fit >= threads
     bounds = [n * c // chunks for c in range(chunks + 1)]
     return threads, list(zip(bounds[:-1], bounds[1:], strict=True))
 

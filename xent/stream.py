@@ -50,7 +50,7 @@ from .preprocess import Preprocessing, Standardizer, Statistics, table_statistic
 from .sources import SourceOptions, masked_target
 from .targets import Target
 from .text import FASTTEXT_TARGET, TextSpec, fasttext_chunks, fasttext_spec, is_fasttext
-from .threads import CHUNKS_PER_THREAD, on_threads, thread_count
+from .threads import items_for, on_threads, thread_count
 
 CACHE_VERSION = 2
 READ_BYTES = 4 << 20  # most bytes of the cache read at once by training
@@ -459,7 +459,7 @@ class StreamData:
         # Each thread reads and computes a run of blocks, then takes the next run not yet taken:
         # reading (which releases the GIL) on one thread overlaps computing on another, no core
         # waits for a reader, and a thread on a busy core takes fewer runs.
-        runs = 1 if threads == 1 else min(len(spans), threads * CHUNKS_PER_THREAD)
+        runs = 1 if threads == 1 else items_for(threads, len(spans))
         parts = on_threads(run, np.array_split(np.arange(len(spans)), runs), threads)
         parts = [part for part in parts if part is not None]
         totals = parts[0] if parts else Sums.zero(params.shape[1], d)

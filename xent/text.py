@@ -27,7 +27,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .errors import ConfigError, DataError
-from .threads import CHUNKS_PER_THREAD, on_threads, thread_count
+from .threads import items_for, on_threads, thread_count
 
 #: default buckets per text column: 2^18 keeps the collisions of a 50,000-word vocabulary to a
 #: few per cent of its words, and W at buckets x classes float64 (42 MB for 20 classes)
@@ -174,7 +174,7 @@ def _hash_ascii(spec: TextSpec, documents: list[str], jobs: int) -> sp.csr_matri
     compiled = kernels.kernels()
     # a few slices a thread, taken in turn (``on_threads``): a thread slowed by its core takes
     # fewer, and one slice's lowering and encoding (which hold the GIL) overlaps another's count
-    slices = max(1, min(jobs * CHUNKS_PER_THREAD, len(documents) // 1000))
+    slices = items_for(jobs, len(documents) // 1000)
     bounds = np.linspace(0, len(documents), slices + 1).astype(int)
 
     def count(span) -> sp.csr_matrix:

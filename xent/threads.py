@@ -133,6 +133,13 @@ def thread_pool(n_threads: int):
 CHUNKS_PER_THREAD = 4
 
 
+def items_for(threads: int, most: int) -> int:
+    """How many items to cut work into for ``threads`` threads taking them in turn
+    (``on_threads``): ``CHUNKS_PER_THREAD`` a thread, at most ``most`` (what the work allows:
+    rows enough, buffers that fit), at least one."""
+    return max(1, min(threads * CHUNKS_PER_THREAD, most))
+
+
 _TAKER = threading.local()  # .busy: this thread is one of on_threads' takers
 
 
