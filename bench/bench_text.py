@@ -59,7 +59,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from xent import api  # noqa: E402
 from xent.config import Config, with_overrides  # noqa: E402
 from xent.links import get_link  # noqa: E402
-from xent.loss import KERNEL_MIN_ROWS_PER_THREAD, Objective  # noqa: E402
+from xent.loss import KERNEL_THREAD_WORK, Objective, work_of  # noqa: E402
 from xent.sources import ArraySource  # noqa: E402
 from xent.targets import labels_target  # noqa: E402
 from xent.text import TextSpec, topic_corpus  # noqa: E402
@@ -108,9 +108,10 @@ def training_alone(X_train, y_train, X_test, y_test) -> dict:
     solver, stopping, l2 = text_settings()
     objective = Objective(get_link("softmax", 20), l2)
     source = ArraySource(X_train, labels_target(y_train, 20))
-    # compile (or load) the kernels before timing: enough rows for two threads each, so that
-    # the evaluation by columns (hashed text's layout) is loaded too
-    warm = 2 * KERNEL_MIN_ROWS_PER_THREAD * available_cores()
+    # compile (or load) the kernels before timing: work enough for every core (``loss.work_of``),
+    # so that the evaluation by columns (hashed text's layout) is loaded too
+    per_row = work_of(X_train, 20) / X_train.shape[0]
+    warm = min(X_train.shape[0], int(2 * available_cores() * KERNEL_THREAD_WORK // per_row) + 1)
     fit(ArraySource(X_train[:warm], labels_target(y_train[:warm], 20)), objective, solver,
         Stopping(1, 0.0))
     xent_seconds = saga_seconds = np.inf

@@ -99,3 +99,12 @@ def fit_arrays(X, target, link, *, l2=0.0, l1=0.0, weights=None, fit_intercept=T
                Stopping(max_epochs, tol, patience), validation=validation,
                hooks=Hooks(callback, should_stop, checkpoint, checkpoint_every), resume=resume,
                init_params=init_params)
+
+
+def share_out(monkeypatch, X, n_outputs: int, threads: int) -> None:
+    """Set ``loss.KERNEL_THREAD_WORK`` so that X's rows, with ``n_outputs`` outputs, are work
+    enough for ``threads`` threads (``loss.work_of``): small data shared out as a large one
+    would be."""
+    from xent import loss
+
+    monkeypatch.setattr(loss, "KERNEL_THREAD_WORK", loss.work_of(X, n_outputs) / (threads + 0.5))

@@ -225,32 +225,36 @@ CASES = {
 }
 
 
-def _rows_per_thread(rows: int) -> int:
-    """Set ``loss.KERNEL_MIN_ROWS_PER_THREAD`` in this process (a Dask worker's); the old value."""
+def _thread_work(work: float) -> float:
+    """Set ``loss.KERNEL_THREAD_WORK`` in this process (a Dask worker's); the old value."""
     from xent import loss
 
-    old, loss.KERNEL_MIN_ROWS_PER_THREAD = loss.KERNEL_MIN_ROWS_PER_THREAD, rows
+    old, loss.KERNEL_THREAD_WORK = loss.KERNEL_THREAD_WORK, work
     return old
+
+
+#: the work of about 200 of these rows (``loss.work_of``: three classes, a few features)
+SMALL_THREAD_WORK = 50_000
 
 
 @pytest.fixture()
 def kernels_everywhere(request, client, monkeypatch):
     """The loss and gradient through the numpy reference or the compiled kernels, here and on
     the Dask workers ($XENT_KERNELS; this data is below the size that picks the kernels). The
-    kernels share the rows out from 200 rows a thread (``loss.KERNEL_MIN_ROWS_PER_THREAD``),
-    so that even these few rows are cut into chunks that the threads take in turn."""
+    kernels share the rows out from about 200 rows a thread (``loss.KERNEL_THREAD_WORK``), so
+    that even these few rows are cut into chunks that the threads take in turn."""
     value = "1" if request.param == "kernels" else "0"
     monkeypatch.setenv("XENT_KERNELS", value)
     client.run(os.environ.__setitem__, "XENT_KERNELS", value)
     assert set(client.run(os.environ.get, "XENT_KERNELS").values()) == {value}
     if request.param == "kernels":
-        old = _rows_per_thread(200)
-        client.run(_rows_per_thread, 200)
+        old = _thread_work(SMALL_THREAD_WORK)
+        client.run(_thread_work, SMALL_THREAD_WORK)
     yield request.param
     client.run(os.environ.pop, "XENT_KERNELS", None)
     if request.param == "kernels":
-        _rows_per_thread(old)
-        client.run(_rows_per_thread, old)
+        _thread_work(old)
+        client.run(_thread_work, old)
 
 
 # every case with the numpy sums; with the kernels (test_kernels.py holds them to the numpy

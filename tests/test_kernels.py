@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from conftest import share_out
 
 from xent import kernels
 from xent.links import get_link
@@ -85,6 +86,7 @@ def test_rows_read_from_memory_equal_the_numpy_reference(monkeypatch, n_classes,
     target = labels_target(rng.integers(0, n_classes, n), n_classes, 0.0)
     link = get_link("auto", n_classes)
     params = rng.normal(size=(d + 1, link.n_outputs(n_classes)))
+    share_out(monkeypatch, X, params.shape[1], threads)
     reference, ours = _both(monkeypatch, params, X, target, link, None, n_threads=threads,
                             compute_dtype=np.float64)
     _close(reference, ours, 1e-12)
@@ -106,7 +108,6 @@ def test_wide_csr_summed_by_columns_equals_the_numpy_reference(monkeypatch, n_cl
     X = sp.csr_matrix((rng.uniform(0, 3, n * per_row).astype(dtype),
                        rng.integers(0, d, n * per_row), np.arange(0, n * per_row + 1, per_row)),
                       shape=(n, d))
-    assert _by_columns(X, 3, True) and not _by_columns(X, 1, True)
     if target_kind == "soft":
         P = rng.random((n, n_classes))
         target = proba_target(P / P.sum(axis=1, keepdims=True))
@@ -115,6 +116,9 @@ def test_wide_csr_summed_by_columns_equals_the_numpy_reference(monkeypatch, n_cl
     link = get_link("auto", n_classes)
     weights = rng.random(n) if weighted else None
     params = rng.normal(size=(d + 1, link.n_outputs(n_classes)))
+    share_out(monkeypatch, X, params.shape[1], 3)
+    assert _by_columns(X, 3, params.shape[1], True)  # 3 x 4000 features > 6000 rows
+    assert not _by_columns(X, 1, params.shape[1], True)
     reference, ours = _both(monkeypatch, params, X, target, link, weights, n_threads=3,
                             compute_dtype=np.float64)
     _close(reference, ours, 1e-12)
@@ -132,11 +136,10 @@ def test_wide_csr_summed_by_columns_equals_the_numpy_reference(monkeypatch, n_cl
     assert summed_as_params(blocked._replace(grad_coef_t=blocked.grad_coef_t.copy()),
                             params.shape) is None
     # a source's blocks summed one after another into one gradient, each by columns
-    from xent import loss
-
-    monkeypatch.setattr(loss, "KERNEL_MIN_ROWS_PER_THREAD", 500)
     halves = (slice(0, 3500), slice(3500, n))
-    assert _by_columns(X[halves[1]], 3, True)
+    share_out(monkeypatch, X, params.shape[1], 8)  # each half by columns on 3 threads too
+    assert _by_columns(X[halves[0]], 3, params.shape[1], True)
+    assert _by_columns(X[halves[1]], 3, params.shape[1], True)
     totals = None
     for rows in halves:
         totals = sums(params, X[rows], target.take(np.arange(n)[rows]), link,
@@ -172,11 +175,11 @@ def test_wide_csr_with_its_rows_columns_in_order_or_not_by_many_ranges(monkeypat
     backwards = sp.csr_matrix((backwards.data, backwards.indices, backwards.indptr),
                               shape=(n, d))
     assert X.has_sorted_indices and not backwards.has_sorted_indices
-    monkeypatch.setattr(loss, "KERNEL_MIN_ROWS_PER_THREAD", 500)
-    assert loss._by_columns(X, 8, True)
     target = labels_target(rng.integers(0, n_classes, n), n_classes)
     link = get_link("auto", n_classes)
     params = rng.normal(size=(d + 1, link.n_outputs(n_classes)))
+    share_out(monkeypatch, X, params.shape[1], 8)
+    assert loss._by_columns(X, 8, params.shape[1], True)
     for stored in (X, backwards):
         reference, ours = _both(monkeypatch, params, stored, target, link, None, n_threads=8)
         _close(reference, ours, 1e-12)

@@ -369,7 +369,8 @@ def test_streamed_text_trains_the_in_memory_model(run, tmp_path, corpus, monkeyp
     with monkeypatch.context() as kernel_path:
         kernel_path.setenv("XENT_KERNELS", "1")
         kernel_path.setenv("XENT_THREADS", "3")
-        kernel_path.setattr(loss, "KERNEL_MIN_ROWS_PER_THREAD", 16)  # 64 rows: 3 threads
+        # a thread's work a few rows: by columns on 3 threads even in the blocks of 64 rows
+        kernel_path.setattr(loss, "KERNEL_THREAD_WORK", 1000)
         kernel_path.setattr(kernels, "csr_by_columns", spied)
         assert run("train", "reviews.csv", *common, "-o", "runs/memory").exit_code == 0
         result = run("train", "reviews.csv", *common, "--stream", "--chunk-rows", "64",

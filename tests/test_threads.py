@@ -7,6 +7,8 @@ import threading
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
+from conftest import share_out
 
 from xent import kernels, loss
 from xent.links import get_link
@@ -83,8 +85,9 @@ def test_an_error_stops_the_threads_taking_items_and_is_raised():
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3, 8])
-def test_the_kernels_chunks_cover_the_rows_once_in_order(threads):
+def test_the_kernels_chunks_cover_the_rows_once_in_order(monkeypatch, threads):
     X = np.zeros((50_000, 10))
+    share_out(monkeypatch, X, 3, 8)
     used, chunks = loss._kernel_chunks(X, threads, 3, buffers=True)
     assert used == threads
     assert len(chunks) == (1 if threads == 1 else threads * CHUNKS_PER_THREAD)
@@ -93,8 +96,72 @@ def test_the_kernels_chunks_cover_the_rows_once_in_order(threads):
     assert max(b - a for a, b in chunks) - min(b - a for a, b in chunks) <= 1
 
 
+def test_work_too_small_to_repay_a_thread_runs_on_one():
+    """8,192 rows of 50 features took 2 to 4 times as long on 2 threads as on one (a sigmoid,
+    shared out from 2,048 rows a thread), 65,536 rows still 1.1 times; with ten classes 8,192
+    rows took 0.93-0.96 times: all these now run on one thread (``loss.threads_for``). A's
+    and B's rows (``bench/bench.py``) have work for 16 threads."""
+    for rows, n_outputs in ((8192, 1), (65_536, 1), (8192, 10)):
+        assert loss._kernel_chunks(np.zeros((rows, 50)), 8, n_outputs, True) == \
+            (1, [(0, rows)])
+    assert loss._kernel_chunks(np.zeros((131_072, 50)), 8, 1, True)[0] == 2
+    assert loss._kernel_chunks(np.zeros((1_000_000, 50)), 16, 1, True)[0] == 16
+    assert loss._kernel_chunks(np.zeros((200_000, 100)), 16, 10, True)[0] == 16
+
+
+@pytest.mark.parametrize("layout", ["dense", "csr"])
+def test_sums_share_out_the_rows_by_their_work(monkeypatch, layout):
+    """Five classes of 40,000 rows (dense with 20 features; CSR with about 10 stored of 200)
+    are work for two threads (``loss.work_of``): asked for 3, the kernels use 2, four chunks
+    each, and give the numpy reference's numbers at 1e-12; on one thread, one chunk."""
+    rng = np.random.default_rng(11)
+    n, d = (40_000, 20) if layout == "dense" else (40_000, 200)
+    X = rng.normal(size=(n, d))
+    if layout == "csr":
+        X[rng.random(X.shape) < 0.95] = 0.0
+        X = sp.csr_matrix(X)
+    target, link = labels_target(rng.integers(0, 5, n), 5), get_link("softmax", 5)
+    params = rng.normal(size=(d + 1, 5))
+    monkeypatch.setenv("XENT_KERNELS", "0")
+    reference = sums(params, X, target, link, n_threads=1)
+    monkeypatch.setenv("XENT_KERNELS", "1")
+    calls, run_sums = [], kernels.run_sums
+
+    def counted(given, X, softmax, start, stop, with_grad, *out):
+        calls.append((start, stop))
+        return run_sums(given, X, softmax, start, stop, with_grad, *out)
+
+    monkeypatch.setattr(kernels, "run_sums", counted)
+    for threads, chunks in ((3, 8), (1, 1)):
+        calls.clear()
+        ours = sums(params, X, target, link, n_threads=threads)
+        assert sorted(calls) == [(n * c // chunks, n * (c + 1) // chunks) for c in range(chunks)]
+        assert ours.loss == pytest.approx(reference.loss, rel=1e-12)
+        np.testing.assert_allclose(ours.grad_coef_t, reference.grad_coef_t, rtol=1e-12,
+                                   atol=1e-12 * np.abs(reference.grad_coef_t).max())
+        assert ours.n_correct == reference.n_correct
+
+
+def test_the_numpy_sums_use_threads_only_where_the_work_repays_them(monkeypatch):
+    asked = []
+
+    def counted(work, items, threads):
+        asked.append(threads)
+        return on_threads(work, items, threads)
+
+    monkeypatch.setattr(loss, "on_threads", counted)
+    monkeypatch.setenv("XENT_KERNELS", "0")
+    rng = np.random.default_rng(0)
+    link = get_link("softmax", 3)
+    for n in (20_000, 200_000):  # 0.6 and 6 times KERNEL_THREAD_WORK
+        X = rng.normal(size=(n, 10))
+        sums(np.zeros((11, 3)), X, labels_target(rng.integers(0, 3, n), 3), link, n_threads=4)
+    assert asked == [1, 4]
+
+
 def test_the_chunks_gradient_buffers_fit_in_their_memory(monkeypatch):
     X = np.zeros((50_000, 99))
+    share_out(monkeypatch, X, 4, 8)
     buffer = 8 * 4 * 100  # a chunk's gradient: (99 + 1) x 4 float64
     monkeypatch.setattr(loss, "KERNEL_BUFFER_BYTES", 5 * buffer)
     used, chunks = loss._kernel_chunks(X, 2, 4, buffers=True)
@@ -124,6 +191,7 @@ def test_sums_over_chunks_taken_in_turn_equal_the_numpy_reference(monkeypatch):
         return run_sums(given, X, softmax, start, stop, with_grad, *out)
 
     monkeypatch.setattr(kernels, "run_sums", uneven)
+    share_out(monkeypatch, X, 3, 3)
     runs = [sums(params, X, target, link, n_threads=3) for _ in range(3)]
     assert loss._kernel_chunks(X, 3, 3, buffers=True)[1][1] == (1000, 2000)  # 12 chunks
     for made in runs:

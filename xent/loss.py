@@ -155,8 +155,16 @@ class Sums(NamedTuple):
 #: it numba's import and the kernels' load (about 0.4 s, once) cost more than they save, and
 #: the numpy reference (``_accumulate``) runs. $XENT_KERNELS = 1 or 0 forces them on or off.
 KERNEL_MIN_VALUES = 100_000
-#: rows per thread below which the kernels do not share the rows out (thread start-up costs more)
-KERNEL_MIN_ROWS_PER_THREAD = 2048
+#: the least work a thread takes (``work_of``, in multiply-adds): data with less work for each
+#: thread run on fewer threads. A thread handed work costs its wake-up and hand-offs of the GIL,
+#: tens to hundreds of microseconds on a virtual machine: 8,192 rows of 50 features took 2 to 4
+#: times as long on 2 threads as on one (a sigmoid; the rule before was 2,048 rows a thread,
+#: whatever their work), and 65,536 rows still 1.1 times as long; 131,072 took 0.8 times.
+#: This is about 1.5 ms of one core here for a sigmoid, 1 ms for ten classes
+KERNEL_THREAD_WORK = 1 << 23
+#: a row's link (its exps, log and residual) counted as this many multiply-adds an output
+#: (``work_of``): ten classes cost about 57 ns a row beside 0.15 ns a stored value an output
+LINK_WORK = 64
 #: the most memory the kernels' gradient buffers (one a chunk of rows) may take (CSR with many
 #: features)
 KERNEL_BUFFER_BYTES = 256 << 20
@@ -178,29 +186,46 @@ def use_kernels(X) -> bool:
     return fits and (forced == "1" or size >= KERNEL_MIN_VALUES)
 
 
+def work_of(X, n_outputs: int) -> float:
+    """The work of one evaluation of X's rows, in multiply-adds, roughly: each stored value
+    twice an output (its logit's product and its gradient's; a CSR value twice again: an
+    index to read and an add scattered), and ``LINK_WORK`` a row an output for the links."""
+    n = X.shape[0]
+    stored = X.nnz * 2 if sp.issparse(X) else n * X.shape[1]
+    return n_outputs * (2.0 * stored + LINK_WORK * n)
+
+
+def threads_for(X, n_outputs: int, threads: int) -> int:
+    """How many of ``threads`` threads X's work repays: at most one a ``KERNEL_THREAD_WORK``
+    of it (``work_of``), at least one."""
+    return max(1, min(threads, int(work_of(X, n_outputs) // KERNEL_THREAD_WORK)))
+
+
 def _kernel_chunks(X, threads: int, n_outputs: int, buffers: bool
                    ) -> tuple[int, list[tuple[int, int]]]:
     """The threads the kernels use on X, and the contiguous runs of rows (chunks) those threads
-    take in turn (``threads.on_threads``): as many threads as have at least
-    ``KERNEL_MIN_ROWS_PER_THREAD`` rows each, and a few chunks a thread (``threads.items_for``)
-    where there is more than one, so that a thread on a busy core takes fewer. With a gradient
-    buffer per chunk (``buffers``), the chunks' buffers fit in ``KERNEL_BUFFER_BYTES`` (one a
-    thread at least)."""
+    take in turn (``threads.on_threads``): as many threads as the work repays
+    (``threads_for``), and a few chunks a thread (``threads.items_for``) where there is more
+    than one, so that a thread on a busy core takes fewer. With a gradient buffer per chunk
+    (``buffers``), the chunks' buffers fit in ``KERNEL_BUFFER_BYTES`` (one a thread at
+    least)."""
     n, d = X.shape
     fit = KERNEL_BUFFER_BYTES // max(8 * n_outputs * (d + 1) if buffers else 0, 1)
-    threads = max(1, min(threads, n // KERNEL_MIN_ROWS_PER_THREAD, fit))
+    threads = max(1, min(threads_for(X, n_outputs, threads), fit))
     chunks = 1 if threads == 1 else items_for(threads, fit)  # fit >= threads
     bounds = [n * c // chunks for c in range(chunks + 1)]
     return threads, list(zip(bounds[:-1], bounds[1:], strict=True))
 
 
-def _by_columns(X, threads: int, with_grad: bool) -> bool:
+def _by_columns(X, threads: int, n_outputs: int, with_grad: bool) -> bool:
     """Whether the CSR kernels sum X^T R by ranges of columns (``kernels.csr_by_columns``: R
     and one gradient) rather than with a gradient per thread: when a gradient per thread
-    would take more than R does, i.e. the threads times the features exceed the rows (hashed
-    text, any number of threads)."""
-    threads = min(threads, X.shape[0] // KERNEL_MIN_ROWS_PER_THREAD)
-    return sp.issparse(X) and with_grad and threads > 1 and threads * X.shape[1] > X.shape[0]
+    would take more than R does, i.e. the threads the work repays (``threads_for``, more than
+    one) times the features exceed the rows (hashed text)."""
+    if not (sp.issparse(X) and with_grad):
+        return False
+    threads = threads_for(X, n_outputs, threads)
+    return threads > 1 and threads * X.shape[1] > X.shape[0]
 
 
 def sums(params, X, target: Target, link: Link, weights=None, *, block_rows=None,
@@ -210,11 +235,11 @@ def sums(params, X, target: Target, link: Link, weights=None, *, block_rows=None
     when given.
 
     X's rows are cut into contiguous chunks, which ``n_threads`` threads (default: the cores
-    this process may use) take in turn (``threads.on_threads``); the chunks' sums are added in
-    the rows' order, so the result does not depend on timing (wide CSR: ``_by_columns``).
-    Large data go through the compiled kernels (``use_kernels``), which release the GIL;
-    otherwise numpy sums dense X in row blocks (``block_rows``), CSR on one thread (scipy's
-    sparse products hold the GIL).
+    this process may use; fewer where the work would not repay them, ``threads_for``) take in
+    turn (``threads.on_threads``); the chunks' sums are added in the rows' order, so the
+    result does not depend on timing (wide CSR: ``_by_columns``). Large data go through the
+    compiled kernels (``use_kernels``), which release the GIL; otherwise numpy sums dense X in
+    row blocks (``block_rows``), CSR on one thread (scipy's sparse products hold the GIL).
     Products are taken in ``compute_dtype`` (default X's dtype), sums in float64.
     """
     n, d = X.shape
@@ -234,6 +259,7 @@ def sums(params, X, target: Target, link: Link, weights=None, *, block_rows=None
         coef_t = np.ascontiguousarray(params[:d].T, dtype=compute_dtype)
         if sp.issparse(X):
             threads = 1  # scipy's sparse products hold the GIL: threads would only queue
+        threads = threads_for(X, params.shape[1], threads)
         step = block_rows or block_rows_for(X, threads)
         spans = [(start, min(start + step, n)) for start in range(0, n, step)]
         threads = min(threads, len(spans) // 2) if len(spans) >= 4 else 1
@@ -263,9 +289,9 @@ def _kernel_parts(given: kernels.Inputs, X, softmax: bool, threads: int, with_gr
     the threads); wide CSR in one part, by columns (``_by_columns``). Where the rows are one
     part and ``into``'s arrays are in the kernels' layout, the kernels add the gradient into
     them (True: the one part's loss and count are still to be added)."""
-    by_columns = _by_columns(X, threads, with_grad)
-    threads, chunks = _kernel_chunks(X, threads, given.params.coef.shape[1],
-                                     buffers=with_grad and not by_columns)
+    n_outputs = given.params.intercept.shape[0]  # coef is (k, d) for dense X, (d, k) for CSR
+    by_columns = _by_columns(X, threads, n_outputs, with_grad)
+    threads, chunks = _kernel_chunks(X, threads, n_outputs, buffers=with_grad and not by_columns)
     if by_columns or len(chunks) == 1:
         out = None if into is None else kernels.kernel_layout(X, into)
         if by_columns:

@@ -70,17 +70,19 @@ def _sums(csr: bool, softmax: bool, soft: bool, by_columns: bool = False):
 
     def compile_sums(cases):
         from .links import SIGMOID, SOFTMAX
-        from .loss import KERNEL_MIN_ROWS_PER_THREAD, sums
+        from .loss import KERNEL_THREAD_WORK, sums, work_of
 
         link = SOFTMAX if softmax else SIGMOID
+        n_outputs = link.n_outputs(_target(softmax, soft, 1).n_classes)
         # (rows, features, threads): by rows; by columns (``loss._by_columns``) takes two
-        # threads with rows enough for both, and more features than rows
-        wide = 2 * KERNEL_MIN_ROWS_PER_THREAD
+        # threads with work enough for both (``loss.work_of``), and more features than rows
+        per_row = work_of(_rows(True, 1, 1, np.float64), n_outputs)
+        wide = int(2 * KERNEL_THREAD_WORK // per_row) + 1
         shapes = [(8, 5, 1)] + ([(wide, wide + 3, 2)] if by_columns else [])
         for data_dtype, products in cases:
             for n, d, threads in shapes:
                 target = _target(softmax, soft, n)
-                params = np.zeros((d + 1, link.n_outputs(target.n_classes)))
+                params = np.zeros((d + 1, n_outputs))
                 sums(params, _rows(csr, n, d, data_dtype), target, link, n_threads=threads,
                      compute_dtype=products)
 
