@@ -5,11 +5,14 @@ slower with more threads (#14's "never slower with more threads")?
     python bench/bench_sizes.py --quick    # fewer sizes and repeats
 
 For each size, one loss and gradient (``loss.sums``, the compiled kernels, dense float64) on one
-thread; on every core this process may use, shared out as xent shares it (a thread for each
-``loss.KERNEL_THREAD_WORK`` multiply-adds of work, ``loss.threads_for``, four chunks a thread);
-and on every core shared out as before stop 34 (a thread for each 2,048 rows, whatever their
-work, four chunks a thread). The three are alternated, medians of --repeats. Printed: the
-medians and each all-core time over the one-thread time (above 1: more threads were slower).
+thread; on every core this process may use as xent shares it out (a thread for each
+``loss.KERNEL_THREAD_WORK`` multiply-adds of work, ``loss.threads_for``, four chunks a thread,
+the calling thread taking chunks beside the pool's: ``threads.on_threads``); and on every core
+two ways as before stop 34: a thread for each 2,048 rows whatever their work, and the calling
+thread waiting while the pool's threads take every chunk. The four are taken in turn, from a
+different one each round, each run twice and the second run timed; medians of --repeats.
+Printed: the medians and each all-core time over the one-thread time (above 1: more threads
+were slower).
 
 Why small data lost: work handed to another thread costs that thread's wake-up and hand-offs
 of the GIL, tens to hundreds of microseconds on a virtual machine, against chunks of 1,024 rows
@@ -27,7 +30,9 @@ import json
 import os
 import statistics
 import sys
+import threading
 import time
+from concurrent.futures import wait
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from xent import loss  # noqa: E402
 from xent.links import get_link  # noqa: E402
 from xent.loss import labels_target, sums  # noqa: E402
-from xent.threads import available_cores  # noqa: E402
+from xent.threads import available_cores, thread_pool  # noqa: E402
 
 #: the rule before stop 34: rows a thread below which the rows were not shared out
 OLD_MIN_ROWS_PER_THREAD = 2048
@@ -53,21 +58,52 @@ def rows_rule(X, threads: int, n_outputs: int, buffers: bool):
     return threads, list(zip(bounds[:-1], bounds[1:], strict=True))
 
 
-def timed_three_ways(evaluate, cores: int, repeats: int) -> dict[str, float]:
-    """Median seconds of ``evaluate(threads)`` on one thread, on ``cores`` threads as xent cuts
-    the rows and as it cut them before, alternated."""
-    work_rule = loss._kernel_chunks
-    ways = {"one": (1, work_rule), "all": (cores, work_rule), "all_before": (cores, rows_rule)}
+def waiting_caller(work, items, threads: int) -> list:
+    """``threads.on_threads`` as it was before stop 34, for these runs (no errors, no nesting):
+    ``threads`` of the pool's threads take the items in turn while the calling thread waits."""
+    if threads <= 1 or len(items) <= 1:
+        return [work(item) for item in items]
+    results, untaken, lock = [None] * len(items), iter(range(len(items))), threading.Lock()
+
+    def take_in_turn():
+        while True:
+            with lock:
+                index = next(untaken, None)
+            if index is None:
+                return
+            results[index] = work(items[index])
+
+    pool, single_blas = thread_pool(threads)
+    with single_blas:
+        wait([pool.submit(take_in_turn) for _ in range(min(threads, len(items)))])
+    return results
+
+
+def timed_four_ways(evaluate, cores: int, repeats: int) -> dict[str, float]:
+    """Median seconds of ``evaluate(threads)`` on one thread, on ``cores`` threads as xent
+    shares the rows out, and as it did before in two ways (the rows rule; the caller waiting),
+    alternated."""
+    now = (loss._kernel_chunks, loss.on_threads)
+    ways = {"one": (1, now), "all": (cores, now),
+            "rows_rule": (cores, (rows_rule, now[1])),
+            "caller_waiting": (cores, (now[0], waiting_caller))}
     times = {name: [] for name in ways}
-    for _ in range(repeats):
-        for name, (threads, rule) in ways.items():
-            loss._kernel_chunks = rule
+    names = list(ways)
+    for repeat in range(repeats):
+        # each way in turn, starting from a different one each round, and each run twice with
+        # the second timed, as in training's evaluations one after another: a way timed right
+        # after a one-thread run would find the other cores idle a while (their wake-ups
+        # slower), right after an all-core run not
+        for name in names[repeat % len(names):] + names[:repeat % len(names)]:
+            threads, (rule, share) = ways[name]
+            loss._kernel_chunks, loss.on_threads = rule, share
             try:
+                evaluate(threads)
                 start = time.perf_counter()
                 evaluate(threads)
                 times[name].append(time.perf_counter() - start)
             finally:
-                loss._kernel_chunks = work_rule
+                loss._kernel_chunks, loss.on_threads = now
     return {name: statistics.median(seconds) for name, seconds in times.items()}
 
 
@@ -98,23 +134,23 @@ def main():
                 return sums(params, X, target, link, n_threads=threads)
 
             evaluate(1)  # loads (or compiles) the kernel
-            medians = timed_three_ways(evaluate, cores, repeats)
+            medians = timed_four_ways(evaluate, cores, repeats)
             used = loss._kernel_chunks(X, cores, params.shape[1], True)[0]
-            row = {"classes": n_classes, "rows": n, "threads_used": used, **medians,
-                   "ratio": medians["all"] / medians["one"],
-                   "ratio_before": medians["all_before"] / medians["one"]}
-            rows.append(row)
-            for key in ("ratio", "ratio_before"):
-                worst[key] = max(worst.get(key, 0.0), row[key])
+            row = {"classes": n_classes, "rows": n, "threads_used": used, **medians}
+            for way in ("all", "rows_rule", "caller_waiting"):
+                row[f"ratio_{way}"] = medians[way] / medians["one"]
+                worst[way] = max(worst.get(way, 0.0), row[f"ratio_{way}"])
             if used > 1:  # with one thread used, "all" runs the one-thread code: noise
-                worst["shared"] = max(worst.get("shared", 0.0), row["ratio"])
-            print(f"{n_classes:2} classes {n:7} rows: one thread {medians['one'] * 1e3:7.2f} ms;"
-                  f" {cores} cores {medians['all'] * 1e3:7.2f} ms ({used} used, ratio "
-                  f"{row['ratio']:.2f}); as before {medians['all_before'] * 1e3:7.2f} ms "
-                  f"(ratio {row['ratio_before']:.2f})", flush=True)
+                worst["shared"] = max(worst.get("shared", 0.0), row["ratio_all"])
+            rows.append(row)
+            print(f"{n_classes:2} classes {n:7} rows: one thread {medians['one'] * 1e3:6.2f} ms;"
+                  f" {cores} cores {medians['all'] * 1e3:6.2f} ms ({used} used, ratio "
+                  f"{row['ratio_all']:.2f}); before: rows rule {row['ratio_rows_rule']:.2f}, "
+                  f"caller waiting {row['ratio_caller_waiting']:.2f}", flush=True)
     shared = worst.get("shared", 0.0)
     print(f"\n{cores} cores, {d} features, medians of {repeats}. Worst all-core / one-thread "
-          f"ratio: {worst['ratio']:.2f} (as before: {worst['ratio_before']:.2f}); where more "
+          f"ratio: {worst['all']:.2f} (before: rows rule {worst['rows_rule']:.2f}, caller "
+          f"waiting {worst['caller_waiting']:.2f}); where more "
           f"than one thread ran: {shared:.2f} (target <= 1: "
           f"{'met' if shared <= 1.0 else 'MISSED'}). Where one ran, the two times are of the "
           f"same code: their ratio is the machine's noise.")

@@ -140,21 +140,25 @@ def items_for(threads: int, most: int) -> int:
     return max(1, min(threads * CHUNKS_PER_THREAD, most))
 
 
-_TAKER = threading.local()  # .busy: this thread is one of on_threads' takers
+_TAKER = threading.local()  # .busy: this thread is taking one of on_threads' items
 
 
 def on_threads(work, items, threads: int) -> list:
-    """``[work(item) for item in items]``, on ``threads`` threads of the shared pool (BLAS
-    single-threaded meanwhile), each taking the next item not yet taken.
+    """``[work(item) for item in items]``, on ``threads`` threads, each taking the next item
+    not yet taken: the calling thread and ``threads - 1`` of the shared pool's (BLAS
+    single-threaded meanwhile).
 
     A thread on a busy or slower core (another process on it, a hypervisor's stolen time, an
     efficiency core) takes fewer items, where a fixed share per thread would make every thread
-    wait for the slowest: cut the work into a few items per thread. The results come back in
-    the items' order whichever thread ran each, so sums added in that order do not depend on
-    timing. If an item's work raises, no thread takes another item, and the error is raised
-    here once every thread has stopped; Ctrl-C while waiting stops them taking more too.
-    Called from an item's work (on one of the pool's threads), it runs the items there, one
-    after another: handed to the pool, they would wait for threads busy waiting on them."""
+    wait for the slowest: cut the work into a few items per thread. The calling thread takes
+    items too, rather than waiting for the pool's threads: it is already running, where each
+    of them must be woken (tens of microseconds, more on a virtual machine), and at the end
+    it need not be woken itself unless a pool thread still holds an item. The results come
+    back in the items' order whichever thread ran each, so sums added in that order do not
+    depend on timing. If an item's work raises, no thread takes another item, and the error
+    is raised here once every thread has stopped; Ctrl-C stops them taking more and is raised
+    at once. Called from an item's work, it runs the items on that thread, one after
+    another: handed to the pool, they would wait for threads busy waiting on them."""
     if threads <= 1 or len(items) <= 1 or getattr(_TAKER, "busy", False):
         return [work(item) for item in items]
     results = [None] * len(items)
@@ -162,24 +166,32 @@ def on_threads(work, items, threads: int) -> list:
     lock, failed = threading.Lock(), threading.Event()
 
     def take_in_turn():
-        _TAKER.busy = True  # this pool thread is taking items (it stays the pool's)
-        while not failed.is_set():
-            with lock:  # one taker at a time: no item is run twice or skipped
-                index = next(untaken, None)
-            if index is None:
-                return
-            try:
-                results[index] = work(items[index])
-            except BaseException:
-                failed.set()
-                raise
-
-    pool, single_blas = thread_pool(threads)
-    with single_blas:
-        takers = [pool.submit(take_in_turn) for _ in range(min(threads, len(items)))]
+        _TAKER.busy = True
         try:
+            while not failed.is_set():
+                with lock:  # one taker at a time: no item is run twice or skipped
+                    index = next(untaken, None)
+                if index is None:
+                    return
+                try:
+                    results[index] = work(items[index])
+                except BaseException:
+                    failed.set()
+                    raise
+        finally:
+            _TAKER.busy = False
+
+    pool, single_blas = thread_pool(threads - 1)
+    with single_blas:
+        takers = [pool.submit(take_in_turn) for _ in range(min(threads, len(items)) - 1)]
+        try:
+            take_in_turn()
             wait(takers)
-        except BaseException:  # Ctrl-C here: the threads take no more items either
+        except Exception:
+            failed.set()
+            wait(takers)  # the others stop after the item they hold: none runs on after this
+            raise
+        except BaseException:  # Ctrl-C, in an item or between: the threads take no more
             failed.set()
             raise
     for taker in takers:
