@@ -9,9 +9,9 @@ One loss and gradient (``loss.sums``) on every core this process may use: xent a
 same code with one chunk a thread (``threads.CHUNKS_PER_THREAD`` = 1, the fixed share of the code
 before), alternated, medians of --repeats. Then the same with a process spinning on the last
 core (a neighbour's job, a build, a hypervisor taking that core's time), first with the threads
-free to move, then with each of the pool's threads kept to a core of its own (as where the
-system cannot move a thread off a slow core). Printed: the medians and the ratio in turn /
-fixed share (below 1: taking in turn is faster).
+free to move, then with each thread kept to a core (the calling thread to the first, the
+pool's to the others; as where the system cannot move a thread off a slow core). Printed: the
+medians and the ratio in turn / fixed share (below 1: taking in turn is faster).
 
 How it scales: with one core of N at half speed, fixed shares wait for that core's share, about
 2x the time with all cores free, whatever N; taken in turn the others take its work, about
@@ -45,16 +45,20 @@ from xent.loss import labels_target, sums  # noqa: E402
 from xent.threads import available_cores, thread_pool  # noqa: E402
 
 
-def pin_the_pools_threads(workers: int, cores: list[int] | None):
-    """Each of the shared pool's first ``workers`` workers kept to its own core of ``cores``
-    (None: every core again), as where the operating system cannot move a thread off a slow
-    core (a hypervisor's stolen time, a busy hyperthread sibling, a slower core)."""
+def pin_the_threads(workers: int, cores: list[int], pinned: bool):
+    """With ``pinned``, the calling thread kept to the first of ``cores`` and each of the
+    shared pool's first ``workers`` workers to one of the others, in turn, as where the
+    operating system cannot move a thread off a slow core (a hypervisor's stolen time, a busy
+    hyperthread sibling, a slower core); without, every thread free on all of ``cores`` again.
+    The calling thread takes items beside the pool's (``threads.on_threads``), so it is
+    pinned too."""
     pool, _ = thread_pool(workers)
     everyone = threading.Barrier(workers, timeout=10)
+    os.sched_setaffinity(0, {cores[0]} if pinned else set(cores))
+    others = cores[1:] or cores
 
     def pin(index):
-        os.sched_setaffinity(0, set(os.sched_getaffinity(os.getpid())) if cores is None
-                             else {cores[index]})
+        os.sched_setaffinity(0, {others[index % len(others)]} if pinned else set(cores))
         everyone.wait()  # each worker takes one of these tasks
 
     list(pool.map(pin, range(workers)))
@@ -126,9 +130,9 @@ def main():
         evaluate()  # loads (or compiles) the kernel
         for neighbour in ("none", "busy", "busy, pinned"):
             with busy_core(last if neighbour != "none" else None):
-                pin_the_pools_threads(cores, mine if neighbour == "busy, pinned" else None)
+                pin_the_threads(cores, mine, pinned=neighbour == "busy, pinned")
                 medians = alternated(evaluate, args.repeats)
-            pin_the_pools_threads(cores, None)
+            pin_the_threads(cores, mine, pinned=False)
             row = {"data": name, "neighbour": neighbour, **medians,
                    "ratio": medians["in_turn"] / medians["fixed_share"]}
             rows.append(row)
