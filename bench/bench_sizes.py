@@ -7,9 +7,10 @@ slower with more threads (#14's "never slower with more threads")?
 For each size, one loss and gradient (``loss.sums``, the compiled kernels, dense float64) on one
 thread; on every core this process may use as xent shares it out (a thread for each
 ``loss.KERNEL_THREAD_WORK`` multiply-adds of work, ``loss.threads_for``, four chunks a thread,
-the calling thread taking chunks beside the pool's: ``threads.on_threads``); and on every core
-two ways as before stop 34: a thread for each 2,048 rows whatever their work, and the calling
-thread waiting while the pool's threads take every chunk. The four are taken in turn, from a
+the calling thread taking chunks beside the pool's: ``threads.on_threads``); on every core as
+before stop 34 (a thread for each 2,048 rows whatever their work, and the calling thread
+waiting while the pool's threads take every chunk); and with each of those two undone alone.
+The five are taken in turn, from a
 different one each round, each run twice and the second run timed; medians of --repeats.
 Printed: the medians and each all-core time over the one-thread time (above 1: more threads
 were slower).
@@ -79,14 +80,15 @@ def waiting_caller(work, items, threads: int) -> list:
     return results
 
 
-def timed_four_ways(evaluate, cores: int, repeats: int) -> dict[str, float]:
+def timed_five_ways(evaluate, cores: int, repeats: int) -> dict[str, float]:
     """Median seconds of ``evaluate(threads)`` on one thread, on ``cores`` threads as xent
-    shares the rows out, and as it did before in two ways (the rows rule; the caller waiting),
-    alternated."""
+    shares the rows out, as it did before, and with each of the two changes alone undone
+    (the rows rule; the caller waiting), taken in turn."""
     now = (loss._kernel_chunks, loss.on_threads)
     ways = {"one": (1, now), "all": (cores, now),
             "rows_rule": (cores, (rows_rule, now[1])),
-            "caller_waiting": (cores, (now[0], waiting_caller))}
+            "caller_waiting": (cores, (now[0], waiting_caller)),
+            "before": (cores, (rows_rule, waiting_caller))}
     times = {name: [] for name in ways}
     names = list(ways)
     for repeat in range(repeats):
@@ -134,10 +136,10 @@ def main():
                 return sums(params, X, target, link, n_threads=threads)
 
             evaluate(1)  # loads (or compiles) the kernel
-            medians = timed_four_ways(evaluate, cores, repeats)
+            medians = timed_five_ways(evaluate, cores, repeats)
             used = loss._kernel_chunks(X, cores, params.shape[1], True)[0]
             row = {"classes": n_classes, "rows": n, "threads_used": used, **medians}
-            for way in ("all", "rows_rule", "caller_waiting"):
+            for way in ("all", "before", "rows_rule", "caller_waiting"):
                 row[f"ratio_{way}"] = medians[way] / medians["one"]
                 worst[way] = max(worst.get(way, 0.0), row[f"ratio_{way}"])
             if used > 1:  # with one thread used, "all" runs the one-thread code: noise
@@ -145,12 +147,13 @@ def main():
             rows.append(row)
             print(f"{n_classes:2} classes {n:7} rows: one thread {medians['one'] * 1e3:6.2f} ms;"
                   f" {cores} cores {medians['all'] * 1e3:6.2f} ms ({used} used, ratio "
-                  f"{row['ratio_all']:.2f}); before: rows rule {row['ratio_rows_rule']:.2f}, "
-                  f"caller waiting {row['ratio_caller_waiting']:.2f}", flush=True)
+                  f"{row['ratio_all']:.2f}); before {row['ratio_before']:.2f}; one change "
+                  f"undone: rows rule {row['ratio_rows_rule']:.2f}, caller waiting "
+                  f"{row['ratio_caller_waiting']:.2f}", flush=True)
     shared = worst.get("shared", 0.0)
     print(f"\n{cores} cores, {d} features, medians of {repeats}. Worst all-core / one-thread "
-          f"ratio: {worst['all']:.2f} (before: rows rule {worst['rows_rule']:.2f}, caller "
-          f"waiting {worst['caller_waiting']:.2f}); where more "
+          f"ratio: {worst['all']:.2f} (before: {worst['before']:.2f}; rows rule "
+          f"{worst['rows_rule']:.2f}, caller waiting {worst['caller_waiting']:.2f}); where more "
           f"than one thread ran: {shared:.2f} (target <= 1: "
           f"{'met' if shared <= 1.0 else 'MISSED'}). Where one ran, the two times are of the "
           f"same code: their ratio is the machine's noise.")
