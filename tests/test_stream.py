@@ -222,7 +222,17 @@ def test_streamed_sums_over_a_selection_equal_numpy(tmp_path, n_threads, monkeyp
     link = get_link("sigmoid")
     params = rng.normal(size=(5, 1))
     monkeypatch.setattr(stream, "thread_count", lambda: n_threads)
+    shared, on_threads = [], stream.on_threads
+    monkeypatch.setattr(stream, "on_threads", lambda work, runs, threads:
+                        shared.append(threads) or on_threads(work, runs, threads))
     streamed = Objective(link, 0.1).evaluate(params, data)
+    assert shared == [1]  # 700 rows: too little work for a second thread
+    from xent import loss
+
+    monkeypatch.setattr(loss, "KERNEL_THREAD_WORK", 1000)  # shared out as a large file's
+    again = Objective(link, 0.1).evaluate(params, data)
+    assert shared == [1, n_threads]
+    assert again.objective == pytest.approx(streamed.objective, rel=1e-14)
     reference = evaluate(params, (rows - rows.mean(axis=0)) / rows.std(axis=0),
                          labels_target(y[selection], 2), link, 0.1)
     assert streamed.objective == pytest.approx(reference.objective, rel=1e-12)

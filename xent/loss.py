@@ -189,18 +189,23 @@ def use_kernels(X) -> bool:
 
 
 def work_of(X, n_outputs: int) -> float:
-    """The work of one evaluation of X's rows, in multiply-adds, roughly: each stored value
-    twice an output (its logit's product and its gradient's; a CSR value twice again: an
-    index to read and an add scattered), and ``LINK_WORK`` a row an output for the links."""
-    n = X.shape[0]
-    stored = X.nnz * 2 if sp.issparse(X) else n * X.shape[1]
-    return n_outputs * (2.0 * stored + LINK_WORK * n)
+    """The work of one evaluation of X's rows (``rows_work``)."""
+    sparse = sp.issparse(X)
+    return rows_work(X.shape[0], X.nnz if sparse else X.shape[0] * X.shape[1], sparse, n_outputs)
 
 
-def threads_for(X, n_outputs: int, threads: int) -> int:
-    """How many of ``threads`` threads X's work repays: at most one a ``KERNEL_THREAD_WORK``
-    of it (``work_of``), at least one."""
-    return max(1, min(threads, int(work_of(X, n_outputs) // KERNEL_THREAD_WORK)))
+def rows_work(n_rows: int, stored: int, sparse: bool, n_outputs: int) -> float:
+    """The work of one evaluation of ``n_rows`` rows holding ``stored`` values, in
+    multiply-adds, roughly: each stored value twice an output (its logit's product and its
+    gradient's; a CSR value twice again: an index to read and an add scattered), and
+    ``LINK_WORK`` a row an output for the links."""
+    return n_outputs * (2.0 * stored * (2 if sparse else 1) + LINK_WORK * n_rows)
+
+
+def threads_for(work: float, threads: int) -> int:
+    """How many of ``threads`` threads an evaluation of ``work`` multiply-adds (``work_of``)
+    repays: at most one a ``KERNEL_THREAD_WORK`` of it, at least one."""
+    return max(1, min(threads, int(work // KERNEL_THREAD_WORK)))
 
 
 def _kernel_chunks(X, threads: int, n_outputs: int, buffers: bool
@@ -213,7 +218,7 @@ def _kernel_chunks(X, threads: int, n_outputs: int, buffers: bool
     least)."""
     n, d = X.shape
     fit = KERNEL_BUFFER_BYTES // max(8 * n_outputs * (d + 1) if buffers else 0, 1)
-    threads = max(1, min(threads_for(X, n_outputs, threads), fit))
+    threads = max(1, min(threads_for(work_of(X, n_outputs), threads), fit))
     chunks = 1 if threads == 1 else items_for(threads, fit)  # fit >= threads
     bounds = [n * c // chunks for c in range(chunks + 1)]
     return threads, list(zip(bounds[:-1], bounds[1:], strict=True))
@@ -226,7 +231,7 @@ def _by_columns(X, threads: int, n_outputs: int, with_grad: bool) -> bool:
     one) times the features exceed the rows (hashed text)."""
     if not (sp.issparse(X) and with_grad):
         return False
-    threads = threads_for(X, n_outputs, threads)
+    threads = threads_for(work_of(X, n_outputs), threads)
     return threads > 1 and threads * X.shape[1] > X.shape[0]
 
 
@@ -261,7 +266,7 @@ def sums(params, X, target: Target, link: Link, weights=None, *, block_rows=None
         coef_t = np.ascontiguousarray(params[:d].T, dtype=compute_dtype)
         if sp.issparse(X):
             threads = 1  # scipy's sparse products hold the GIL: threads would only queue
-        threads = threads_for(X, params.shape[1], threads)
+        threads = threads_for(work_of(X, params.shape[1]), threads)
         step = block_rows or block_rows_for(X, threads)
         spans = [(start, min(start + step, n)) for start in range(0, n, step)]
         threads = min(threads, len(spans) // 2) if len(spans) >= 4 else 1

@@ -45,7 +45,7 @@ from .data import (
 )
 from .errors import DataError
 from .inference import information
-from .loss import Sums, gram_product, sums
+from .loss import Sums, gram_product, rows_work, sums, threads_for
 from .preprocess import Preprocessing, Standardizer, Statistics, table_statistics
 from .sources import SourceOptions, masked_target
 from .targets import Target
@@ -436,7 +436,10 @@ class StreamData:
         # tens of MB each. There the blocks go one after another instead, each summed by every
         # core into one gradient (``loss.sums``: by ranges of columns).
         one_gradient = self.table.text is not None and with_grad
-        threads = 1 if one_gradient else max(1, min(thread_count(), len(spans)))
+        n_rows = spans[-1][3].stop if spans else 0  # the kept rows: the last block's end
+        work = rows_work(n_rows, n_rows * d, False, params.shape[1])  # dense blocks
+        threads = 1 if one_gradient else max(1, min(threads_for(work, thread_count()),
+                                                    len(spans)))
         options = dict(with_grad=with_grad, compute_dtype=compute_dtype,
                        n_threads=None if one_gradient else 1)
 
