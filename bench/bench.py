@@ -77,6 +77,23 @@ def median_time(function, repeats):
     return statistics.median(times), result
 
 
+def medians_in_turn(ways: dict, repeats: int) -> dict:
+    """Median seconds of each of ``ways`` (name: function), taken in turn from a different one
+    each round, each called twice and the second call timed (evaluations one after another,
+    as in training). A many-thread run timed right after a one-thread run finds the other
+    cores idle a while and slower to wake; taken this way, no way always follows the same
+    one."""
+    names = list(ways)
+    times = {name: [] for name in names}
+    for repeat in range(repeats):
+        for name in names[repeat % len(names):] + names[:repeat % len(names)]:
+            ways[name]()
+            start = time.perf_counter()
+            ways[name]()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(seconds) for name, seconds in times.items()}
+
+
 def objective_of(coef, intercept, X, target, link, l2):
     params = np.vstack([np.asarray(coef).T, np.asarray(intercept)[None, :]])
     with single_threaded_blas():
@@ -276,17 +293,23 @@ def thread_scaling(name, log):
     read = all_core_read(X, cores)
     log(f"[{name} threads] all-core read of X ({cores} threads): {read * 1e3:.2f} ms")
 
-    def timed(data, threads, kernels):
-        os.environ["XENT_KERNELS"] = kernels
-        try:
-            return median_time(lambda: sums(params, data, target, link, n_threads=threads), 7)[0]
-        finally:
-            del os.environ["XENT_KERNELS"]
+    def evaluation(data, threads, kernels):
+        def evaluate():
+            os.environ["XENT_KERNELS"] = kernels
+            try:
+                sums(params, data, target, link, n_threads=threads)
+            finally:
+                del os.environ["XENT_KERNELS"]
+        return evaluate
 
+    kinds = {"dense": (X, "1"), "numpy": (X, "0"), "csr": (sparse_X, "1")}
+    for kind, (data, kernels) in kinds.items():  # each thread count taken in turn
+        medians = medians_in_turn({threads: evaluation(data, threads, kernels)
+                                   for threads in counts}, 7)
+        kinds[kind] = medians
     rows = []
     for threads in counts:
-        row = {"threads": threads, "dense": timed(X, threads, "1"),
-               "numpy": timed(X, threads, "0"), "csr": timed(sparse_X, threads, "1"),
+        row = {"threads": threads, **{kind: kinds[kind][threads] for kind in kinds},
                "torch": torch_evaluation(X, y, params, threads)}
         rows.append(row)
         log(f"  {threads} threads: dense {row['dense'] * 1e3:.1f} ms, numpy "

@@ -29,16 +29,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import threading
-import time
 from concurrent.futures import wait
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench import medians_in_turn  # noqa: E402
 from xent import loss  # noqa: E402
 from xent.links import get_link  # noqa: E402
 from xent.loss import labels_target, sums  # noqa: E402
@@ -83,30 +83,22 @@ def waiting_caller(work, items, threads: int) -> list:
 def timed_five_ways(evaluate, cores: int, repeats: int) -> dict[str, float]:
     """Median seconds of ``evaluate(threads)`` on one thread, on ``cores`` threads as xent
     shares the rows out, as it did before, and with each of the two changes alone undone
-    (the rows rule; the caller waiting), taken in turn."""
+    (the rows rule; the caller waiting), taken in turn (``bench.medians_in_turn``)."""
     now = (loss._kernel_chunks, loss.on_threads)
-    ways = {"one": (1, now), "all": (cores, now),
-            "rows_rule": (cores, (rows_rule, now[1])),
-            "caller_waiting": (cores, (now[0], waiting_caller)),
-            "before": (cores, (rows_rule, waiting_caller))}
-    times = {name: [] for name in ways}
-    names = list(ways)
-    for repeat in range(repeats):
-        # each way in turn, starting from a different one each round, and each run twice with
-        # the second timed, as in training's evaluations one after another: a way timed right
-        # after a one-thread run would find the other cores idle a while (their wake-ups
-        # slower), right after an all-core run not
-        for name in names[repeat % len(names):] + names[:repeat % len(names)]:
-            threads, (rule, share) = ways[name]
+
+    def way(threads, rule, share):
+        def run():
             loss._kernel_chunks, loss.on_threads = rule, share
             try:
                 evaluate(threads)
-                start = time.perf_counter()
-                evaluate(threads)
-                times[name].append(time.perf_counter() - start)
             finally:
                 loss._kernel_chunks, loss.on_threads = now
-    return {name: statistics.median(seconds) for name, seconds in times.items()}
+        return run
+
+    return medians_in_turn({"one": way(1, *now), "all": way(cores, *now),
+                            "rows_rule": way(cores, rows_rule, now[1]),
+                            "caller_waiting": way(cores, now[0], waiting_caller),
+                            "before": way(cores, rows_rule, waiting_caller)}, repeats)
 
 
 def main():
