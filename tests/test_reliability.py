@@ -423,9 +423,10 @@ from xent import loss, targets, links
 from xent.processes import Task, run_in_processes
 
 rng = np.random.default_rng(0)
-X = rng.standard_normal((100_000, 5))
+X = rng.standard_normal((200_000, 5))
 y = (X[:, 0] > 0).astype(int)
 target, link, params = targets.labels_target(y, 2), links.get_link("sigmoid", 2), np.zeros((6, 1))
+assert loss.threads_for(loss.work_of(X, 1), 2) == 2  # work enough: the parent's pool is used
 
 
 def total():
