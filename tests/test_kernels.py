@@ -293,6 +293,7 @@ def test_the_same_thread_count_gives_the_same_bytes(monkeypatch):
     X = rng.normal(size=(20_000, 12))
     link, target = get_link("softmax"), labels_target(rng.integers(0, 5, 20_000), 5)
     params = rng.normal(size=(13, 5))
+    share_out(monkeypatch, X, 5, 4)  # work for 4 threads, 16 chunks
     runs = {t: [sums(params, X, target, link, n_threads=t) for _ in range(3)] for t in (1, 2, 4)}
     for parts in runs.values():
         assert all(p.loss == parts[0].loss and np.array_equal(p.grad_coef_t, parts[0].grad_coef_t)
