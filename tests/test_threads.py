@@ -98,11 +98,11 @@ def test_the_kernels_chunks_cover_the_rows_once_in_order(monkeypatch, threads):
 
 def test_work_too_small_to_repay_a_thread_runs_on_one():
     """On 2 threads against one (``bench/bench_sizes.py``, rows of 50 features): a sigmoid's
-    8,192 rows took 2 to 4 times as long (shared out from 2,048 rows a thread, whatever their
-    work), 32,768 rows 1.05 times, 65,536 rows 0.92-0.95 times; ten classes' 4,096 rows 1.2
-    times, 8,192 rows 0.85-0.89 times. So the smaller run on one thread
-    (``loss.threads_for``), the larger on two; A's and B's rows (``bench/bench.py``) have work
-    for 16 threads."""
+    8,192 rows took 2.0-2.3 times as long (shared out from 2,048 rows a thread, whatever their
+    work), 16,384 rows 1.01-1.05 times, 32,768 rows 0.79-0.80 times; ten classes' 4,096 rows
+    0.89-1.12 times, 8,192 rows 0.81-0.96 times. A second thread is taken from twice
+    ``loss.KERNEL_THREAD_WORK`` (a sigmoid's 51,000 rows, ten classes' 5,100), erring towards
+    fewer; A's and B's rows (``bench/bench.py``) have work for 16 threads."""
     for rows, n_outputs in ((8192, 1), (32_768, 1), (4096, 10)):
         assert loss._kernel_chunks(np.zeros((rows, 50)), 8, n_outputs, True) == \
             (1, [(0, rows)])

@@ -157,12 +157,13 @@ class Sums(NamedTuple):
 KERNEL_MIN_VALUES = 100_000
 #: the least work a thread takes (``work_of``, in multiply-adds): data with less work for each
 #: thread run on fewer threads. A thread handed work costs its wake-up and hand-offs of the GIL,
-#: tens to hundreds of microseconds on a virtual machine: 8,192 rows of 50 features took 2 to 4
-#: times as long on 2 threads as on one (a sigmoid; the rule before was 2,048 rows a thread,
-#: whatever their work). On 2 threads here, a sigmoid's 65,536 rows (10.7 million) took
-#: 0.92-0.95 times one thread's time, 32,768 rows 1.05-1.07; ten classes' 8,192 rows (13
-#: million) 0.85-0.89, 4,096 rows 1.2 (``bench/bench_sizes.py``). This is about 0.6 ms of one
-#: core for a sigmoid, 0.3 ms for ten classes
+#: tens to hundreds of microseconds on a virtual machine: 4,096 rows of 50 features took 3
+#: times as long on 2 threads as on one, 8,192 rows twice (a sigmoid; the rule before was
+#: 2,048 rows a thread, whatever their work). On 2 threads here (``bench/bench_sizes.py``), a
+#: sigmoid's 16,384 rows (2.7 million) took 1.01-1.05 times one thread's time and 32,768 rows
+#: (5.4 million) 0.79-0.80; ten classes' 4,096 rows (6.7 million) 0.89-1.12, 8,192 rows (13
+#: million) 0.81-0.96. A second thread from 8.4 million errs towards fewer. This is about
+#: 0.6 ms of one core for a sigmoid, 0.3 ms for ten classes
 KERNEL_THREAD_WORK = 1 << 22
 #: a row's link (its exps, log and residual) counted as this many multiply-adds an output
 #: (``work_of``): ten classes cost about 57 ns a row beside 0.15 ns a stored value an output
