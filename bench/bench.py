@@ -303,13 +303,12 @@ def thread_scaling(name, log):
         return evaluate
 
     kinds = {"dense": (X, "1"), "numpy": (X, "0"), "csr": (sparse_X, "1")}
-    for kind, (data, kernels) in kinds.items():  # each thread count taken in turn
-        medians = medians_in_turn({threads: evaluation(data, threads, kernels)
-                                   for threads in counts}, 7)
-        kinds[kind] = medians
+    medians = {kind: medians_in_turn({threads: evaluation(data, threads, kernels)
+                                      for threads in counts}, 7)  # thread counts in turn
+               for kind, (data, kernels) in kinds.items()}
     rows = []
     for threads in counts:
-        row = {"threads": threads, **{kind: kinds[kind][threads] for kind in kinds},
+        row = {"threads": threads, **{kind: medians[kind][threads] for kind in kinds},
                "torch": torch_evaluation(X, y, params, threads)}
         rows.append(row)
         log(f"  {threads} threads: dense {row['dense'] * 1e3:.1f} ms, numpy "

@@ -225,6 +225,23 @@ CASES = {
 }
 
 
+def _set_kernels(value: str | None) -> bool:
+    """Set $XENT_KERNELS in this process (a Dask worker's; None: unset it); whether the
+    kernels now take a small array. (``os.environ``'s own methods, sent to a worker, would
+    travel as a copy of this process's environment and set that copy instead.)"""
+    import os
+
+    import numpy as np
+
+    from xent import loss
+
+    if value is None:
+        os.environ.pop("XENT_KERNELS", None)
+    else:
+        os.environ["XENT_KERNELS"] = value
+    return loss.use_kernels(np.zeros((2, 2)))
+
+
 def _thread_work(work: float) -> float:
     """Set ``loss.KERNEL_THREAD_WORK`` in this process (a Dask worker's); the old value."""
     from xent import loss
@@ -242,16 +259,16 @@ def kernels_everywhere(request, client, monkeypatch):
     """The loss and gradient through the numpy reference or the compiled kernels, here and on
     the Dask workers ($XENT_KERNELS; this data is below the size that picks the kernels). The
     kernels share the rows out from about 200 rows a thread (``loss.KERNEL_THREAD_WORK``), so
-    that even these few rows are cut into chunks that the threads take in turn."""
+    that even these few rows are cut into chunks that the threads take in turn (in memory,
+    and the streamed runs of blocks; a worker has one thread)."""
     value = "1" if request.param == "kernels" else "0"
     monkeypatch.setenv("XENT_KERNELS", value)
-    client.run(os.environ.__setitem__, "XENT_KERNELS", value)
-    assert set(client.run(os.environ.get, "XENT_KERNELS").values()) == {value}
+    assert set(client.run(_set_kernels, value).values()) == {request.param == "kernels"}
     if request.param == "kernels":
         old = _thread_work(SMALL_THREAD_WORK)
         client.run(_thread_work, SMALL_THREAD_WORK)
     yield request.param
-    client.run(os.environ.pop, "XENT_KERNELS", None)
+    client.run(_set_kernels, None)
     if request.param == "kernels":
         _thread_work(old)
         client.run(_thread_work, old)

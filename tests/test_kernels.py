@@ -155,6 +155,28 @@ def test_wide_csr_summed_by_columns_equals_the_numpy_reference(monkeypatch, n_cl
                                atol=1e-12 * np.abs(expected.grad).max())
 
 
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_a_few_rows_of_much_work_take_no_more_threads_than_rows(monkeypatch, n):
+    """A few rows of hashed text can be work for many threads (``loss.work_of``); each thread
+    needs a row of its own. Asked for 4 threads, 1-3 rows give the numpy reference's numbers
+    at 1e-12 (by columns where there are two rows or more; before, fewer rows than threads
+    failed there with an IndexError)."""
+    from xent import loss
+
+    rng = np.random.default_rng(n)
+    d, per_row = 5000, 1500
+    columns = np.concatenate([np.sort(rng.choice(d, per_row, replace=False)) for _ in range(n)])
+    X = sp.csr_matrix((rng.uniform(0, 2, n * per_row), columns,
+                       np.arange(0, n * per_row + 1, per_row)), shape=(n, d))
+    target, link = labels_target(np.arange(n) % 3, 3), get_link("softmax", 3)
+    params = rng.normal(scale=0.1, size=(d + 1, 3))
+    monkeypatch.setattr(loss, "KERNEL_THREAD_WORK", 1000)  # work for hundreds of threads
+    assert loss._kernel_chunks(X, 4, 3, buffers=True)[0] == n
+    assert loss._by_columns(X, 4, 3, True) == (n > 1)
+    reference, ours = _both(monkeypatch, params, X, target, link, None, n_threads=4)
+    _close(reference, ours, 1e-12)
+
+
 @pytest.mark.parametrize("n_classes", [2, 6])
 def test_wide_csr_with_its_rows_columns_in_order_or_not_by_many_ranges(monkeypatch, n_classes):
     """By columns, a range finds a row's entries by a binary search where the row's columns

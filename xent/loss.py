@@ -209,18 +209,24 @@ def threads_for(work: float, threads: int) -> int:
     return max(1, min(threads, int(work // KERNEL_THREAD_WORK)))
 
 
+def _kernel_threads(X, threads: int, n_outputs: int) -> int:
+    """How many of ``threads`` threads the kernels use on X: those its work repays
+    (``threads_for``), and no more than its rows (a few rows of hashed text can be work for
+    many threads, each of which needs a row of its own)."""
+    return max(1, min(threads_for(work_of(X, n_outputs), threads), X.shape[0]))
+
+
 def _kernel_chunks(X, threads: int, n_outputs: int, buffers: bool
                    ) -> tuple[int, list[tuple[int, int]]]:
-    """The threads the kernels use on X, and the contiguous runs of rows (chunks) those threads
-    take in turn (``threads.on_threads``): as many threads as the work repays
-    (``threads_for``), and a few chunks a thread (``threads.items_for``) where there is more
-    than one, so that a thread on a busy core takes fewer. With a gradient buffer per chunk
-    (``buffers``), the chunks' buffers fit in ``KERNEL_BUFFER_BYTES`` (one a thread at
-    least)."""
+    """The threads the kernels use on X (``_kernel_threads``), and the contiguous runs of rows
+    (chunks) those threads take in turn (``threads.on_threads``): a few chunks a thread
+    (``threads.items_for``) where there is more than one, so that a thread on a busy core takes
+    fewer, and no more chunks than rows. With a gradient buffer per chunk (``buffers``), the
+    chunks' buffers fit in ``KERNEL_BUFFER_BYTES`` (one a thread at least)."""
     n, d = X.shape
     fit = KERNEL_BUFFER_BYTES // max(8 * n_outputs * (d + 1) if buffers else 0, 1)
-    threads = max(1, min(threads_for(work_of(X, n_outputs), threads), fit))
-    chunks = 1 if threads == 1 else items_for(threads, fit)  # fit >= threads
+    threads = max(1, min(_kernel_threads(X, threads, n_outputs), fit))
+    chunks = 1 if threads == 1 else items_for(threads, min(fit, n))  # both >= threads
     bounds = [n * c // chunks for c in range(chunks + 1)]
     return threads, list(zip(bounds[:-1], bounds[1:], strict=True))
 
@@ -228,11 +234,11 @@ def _kernel_chunks(X, threads: int, n_outputs: int, buffers: bool
 def _by_columns(X, threads: int, n_outputs: int, with_grad: bool) -> bool:
     """Whether the CSR kernels sum X^T R by ranges of columns (``kernels.csr_by_columns``: R
     and one gradient) rather than with a gradient per thread: when a gradient per thread
-    would take more than R does, i.e. the threads the work repays (``threads_for``, more than
-    one) times the features exceed the rows (hashed text)."""
+    would take more than R does, i.e. the threads the kernels use (``_kernel_threads``, more
+    than one) times the features exceed the rows (hashed text)."""
     if not (sp.issparse(X) and with_grad):
         return False
-    threads = threads_for(work_of(X, n_outputs), threads)
+    threads = _kernel_threads(X, threads, n_outputs)
     return threads > 1 and threads * X.shape[1] > X.shape[0]
 
 
