@@ -45,6 +45,9 @@ BAD_CSVS = {
     "dupes.csv": (b"a,a,label\n1,2,x\n3,4,y\n", "duplicate column name(s) 'a'"),
     "no_label.csv": ((IRIS_HEADER + "1,2,x\n3,4,\n5,6,y\n").encode(), "have no label"),
     "only_label.csv": (b"label\nx\ny\n", "no feature columns"),
+    "continuous.csv": ((IRIS_HEADER + "1,2,0.5\n3,4,1.25\n5,6,2\n").encode(),
+                       "the labels in column 'label' are continuous numbers (0.5, 1.25; 3 "
+                       "distinct values)"),
 }
 
 
@@ -58,6 +61,33 @@ def test_bad_csvs_get_one_line_errors(run, tmp_path, name):
     assert name in result.stderr  # the error names the file
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()  # no half-written output
+
+
+@pytest.mark.parametrize("name, options", [("reg.csv", ()), ("reg.csv", ("--stream",)),
+                                           ("reg.svm", ())])
+def test_a_regression_target_is_refused_however_the_data_are_read(run, tmp_path, name, options):
+    """A column of measurements (here y = 2 x + noise) is no set of classes: training on it
+    would fit a class for each of its 60 values."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 2))
+    y = np.round(2 * x[:, 0] + rng.normal(size=60), 3) + 0.0005  # no two alike, none whole
+    if name.endswith(".csv"):
+        pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "y": y}).to_csv(tmp_path / name, index=False)
+    else:
+        lines = (f"{v} 1:{a} 2:{b}\n" for v, (a, b) in zip(y, x, strict=True))
+        (tmp_path / name).write_text("".join(lines))
+    result = run("train", name, *options, "-q", "-o", "out")
+    assert result.exit_code == 1, result.output
+    assert "are continuous numbers" in result.stderr and "60 distinct values" in result.stderr
+    assert result.stderr.count("\n") == 1 and not (tmp_path / "out").exists()
+
+
+def test_whole_numbers_written_as_floats_are_classes(run, tmp_path):
+    rows = "".join(f"{i},{i % 3 + 0.1 * i},{float(i % 3)}\n" for i in range(30))
+    (tmp_path / "floats.csv").write_text(IRIS_HEADER + rows)
+    result = run("train", "floats.csv", "-q", "--json", "-o", "out", "--epochs", "5")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["classes"] == [0, 1, 2]
 
 
 def test_missing_target_lists_the_columns(run):

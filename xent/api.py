@@ -265,9 +265,26 @@ def open_table(config: Config, client=None, notify=None) -> Table:
         )
     if table.n_rows < 2:
         raise DataError(f"{table.name}: a single row is not enough to train on")
+    _check_discrete(table)
     for note in data_mod.data_notes(table) if notify is not None else ():
         notify(f"note: {note}")
     return table
+
+
+def _check_discrete(table: Table) -> None:
+    """A label column of numbers with fractions (``data.continuous_labels``) is an error:
+    a regression target (or a feature named by mistake) would train a class for each of its
+    distinct values."""
+    fractions = data_mod.continuous_labels(table.classes)
+    if fractions:
+        column = f" in column {table.schema.target!r}" if table.schema.target else ""
+        instead = "name a column of class labels with --target, or " if column else ""
+        shown = ", ".join(f"{value:g}" for value in fractions[:3]) + \
+            (", ..." if len(fractions) > 3 else "")
+        raise DataError(
+            f"{table.name}: the labels{column} are continuous numbers ({shown}; "
+            f"{len(table.classes)} distinct values): xent classifies: {instead}turn the values "
+            "into classes first (round or bin them)")
 
 
 def _streamed_table(source: str, target, weight, chunk_rows: int, read: ReadOptions,

@@ -723,6 +723,14 @@ def class_order(values) -> list:
     return sorted({str(v) for v in unique})
 
 
+def continuous_labels(classes: list) -> list[float]:
+    """The classes (``class_order``'s) that are numbers with a fraction (0.31; 1.0 is the
+    class 1, ``python_scalar``): the labels of a regression target, which would be read as
+    a class for each distinct value (scikit-learn's classifiers refuse this "continuous"
+    target type too)."""
+    return [c for c in classes if isinstance(c, float)]
+
+
 def encode_labels(values, classes: list, source: str = "data") -> np.ndarray:
     """Class indices (n_samples,) of ``values`` in ``classes``. Labels that are not classes are
     an error naming them (a model cannot predict a class it never saw); so are missing ones."""
