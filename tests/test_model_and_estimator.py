@@ -99,6 +99,36 @@ def test_estimator_matches_logistic_regression(name):
     assert model.n_iter_ > 0 and len(model.history_) == model.n_iter_ + 1
 
 
+def test_fortran_ordered_and_dataframe_inputs_are_summed_by_the_kernels(monkeypatch):
+    """pandas' ``to_numpy()`` of a frame of floats is Fortran-ordered, and the kernels read
+    rows: the estimator takes such X (and a DataFrame) in C order, so that the kernels sum
+    it, and the model is the one a C-ordered X gives."""
+    import pandas as pd
+
+    from xent import kernels
+
+    monkeypatch.setenv("XENT_KERNELS", "1")  # the kernels however few the rows
+    calls = []
+    run_sums = kernels.run_sums
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return run_sums(*args, **kwargs)
+
+    monkeypatch.setattr(kernels, "run_sums", counted)
+    X, y = standardised("wine")
+    frame = pd.DataFrame(X)
+    assert frame.to_numpy().flags.f_contiguous and not frame.to_numpy().flags.c_contiguous
+    models = {}
+    for name, data in (("C", X), ("Fortran", np.asfortranarray(X)), ("DataFrame", frame)):
+        calls.clear()
+        models[name] = SoftmaxRegression(optimizer="lbfgs", max_epochs=30).fit(data, y)
+        assert len(calls) >= models[name].n_iter_ > 0, name
+    for name in ("Fortran", "DataFrame"):
+        assert np.array_equal(models[name].coef_, models["C"].coef_)
+        assert np.array_equal(models[name].intercept_, models["C"].intercept_)
+
+
 def test_estimator_in_pipeline_and_grid_search():
     from sklearn.datasets import load_wine
 
