@@ -162,6 +162,42 @@ def test_the_numpy_sums_use_threads_only_where_the_work_repays_them(monkeypatch)
     assert asked == [1, 4]
 
 
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_the_gram_product_in_blocks_on_threads_equals_the_formula(monkeypatch, fit_intercept):
+    """Xa^T D Xa v (the Lipschitz bound's product) a block of rows at a time, the runs of
+    blocks on 1 and 3 threads, against the product of whole matrices at 1e-12; the same bytes
+    whenever the thread count is the same; CSR (whole, one thread) too."""
+    rng = np.random.default_rng(8)
+    n, d = 10_000, 12
+    X, v, weights = rng.normal(size=(n, d)), rng.normal(size=d + 1), rng.random(n) + 0.5
+    Xa = np.c_[X, np.ones(n) if fit_intercept else np.zeros(n)]
+    exact = Xa.T @ (weights * (Xa @ v))
+    exact[d] = exact[d] if fit_intercept else 0.0
+    share_out(monkeypatch, X, 1, 3)  # work for three threads
+    monkeypatch.setattr(loss, "GRAM_BLOCK_BYTES", 100 * d * 8)  # 100 blocks of 100 rows
+    runs = []
+
+    def counted(work, items, threads):
+        runs.append((threads, sum(len(item) for item in items)))
+        return on_threads(work, items, threads)
+
+    monkeypatch.setattr(loss, "on_threads", counted)
+    for threads in (1, 3, 3):
+        product, total = loss.gram_product(X, v, fit_intercept, weights, n_threads=threads)
+        np.testing.assert_allclose(product, exact, rtol=1e-12, atol=1e-12 * np.abs(exact).max())
+        assert total == pytest.approx(weights.sum(), rel=1e-14)
+    assert runs == [(1, 100), (3, 100), (3, 100)]
+    again, _ = loss.gram_product(X, v, fit_intercept, weights, n_threads=3)
+    assert np.array_equal(again, product)
+    sparse = sp.csr_matrix(np.where(rng.random(X.shape) < 0.7, 0.0, X))
+    Xa_sparse = np.c_[sparse.toarray(), Xa[:, d]]
+    product, _ = loss.gram_product(sparse, v, fit_intercept, weights, n_threads=3)
+    reference = Xa_sparse.T @ (weights * (Xa_sparse @ v))
+    reference[d] = reference[d] if fit_intercept else 0.0
+    np.testing.assert_allclose(product, reference, rtol=1e-12,
+                               atol=1e-12 * np.abs(reference).max())
+
+
 def test_the_chunks_gradient_buffers_fit_in_their_memory(monkeypatch):
     X = np.zeros((50_000, 99))
     share_out(monkeypatch, X, 4, 8)
