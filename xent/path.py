@@ -125,7 +125,7 @@ class PathFit:
 
 def _step_sizes(source: RowSource, spec: PathSpec) -> Callable[[float], float | str]:
     """lr for each l2: "auto" is 1/(L_data + l2), L_data bounded once for the whole path
-    (``lipschitz_bound``: ten to a hundred passes, not that many per lambda); L-BFGS needs
+    (``lipschitz_bound``: five to fifty passes, not that many per lambda); L-BFGS needs
     none."""
     if spec.solver.lr != "auto" or spec.solver.optimizer in ("lbfgs", "adam"):
         return lambda l2: spec.solver.lr
