@@ -137,6 +137,38 @@ def test_a_crash_while_writing_leaves_the_old_file(tmp_path, monkeypatch):
 
 # ---- divergence -------------------------------------------------------------------------
 
+def test_a_divergence_without_a_step_size_is_a_one_line_error(run, monkeypatch):
+    """L-BFGS chooses its own steps, so its summary's lr is None: the divergence message
+    formatted it as a number and raised a TypeError (a traceback) instead."""
+    from types import SimpleNamespace
+
+    from xent import cli
+
+    diverged = SimpleNamespace(summary={"stop_reason": "diverged", "epochs": 4, "lr": None})
+    monkeypatch.setattr(cli, "_train_into", lambda *args: (diverged, None))
+    result = run("train", "sklearn:iris", "--optimizer", "lbfgs", "-q", "-o", "out")
+    assert result.exit_code == 4, result.output
+    assert "diverged" in result.stderr and "at epoch 5" in result.stderr
+    assert "larger --l2" in result.stderr and "--lr" not in result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
+
+def test_features_too_large_to_square_are_a_one_line_error(run, tmp_path):
+    """Unstandardised values of 1e100: X^T X overflows, and the Lipschitz bound (lr auto)
+    said nothing: the estimator returned a model of zeros, and the command line failed with a
+    TypeError formatting the divergence."""
+    (tmp_path / "huge.csv").write_text("a,b,y\n1e100,2,0\n-3e100,4,1\n5e99,6,0\n7e100,8,1\n")
+    result = run("train", "huge.csv", "--no-standardize", "-q", "-o", "out")
+    assert result.exit_code == 1, result.output
+    assert "X^T X overflow" in result.stderr and "rescale them" in result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    rng = np.random.default_rng(0)
+    from xent import SoftmaxRegression
+
+    with pytest.raises(DataError, match="rescale them"):
+        SoftmaxRegression().fit(rng.normal(size=(100, 3)) * 1e100, rng.integers(0, 3, 100))
+
+
 def test_lr_backoff_recovers_from_divergence(run, tmp_path):
     plain = run("train", "sklearn:iris", "--lr", "1e5", "--l2", "1", "-q", "-o", "plain")
     assert plain.exit_code == 4 and "smaller --lr" in plain.stderr

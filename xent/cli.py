@@ -590,10 +590,12 @@ def train(ctx, data, standardize, zero_based, config_file, sets, out, force, qui
         click.echo(to_json(dict(summary, run_dir=str(run_dir))))
     reason = summary["stop_reason"]
     if reason == "diverged":
+        # L-BFGS chooses its own steps (its lr is None): no --lr to make smaller
+        advice = "standardised features or a larger --l2" if summary["lr"] is None else \
+            f"a smaller --lr (this run used {summary['lr']:.3g}) or standardised features"
         raise DivergenceError(
             f"training diverged (a non-finite loss or weight) at epoch {summary['epochs'] + 1}; "
-            f"the last finite model is saved in {run_dir}. Try a smaller --lr "
-            f"(this run used {summary['lr']:.3g}) or standardised features"
+            f"the last finite model is saved in {run_dir}. Try {advice}"
         )
     if reason == "interrupted":
         _err(f"xent: interrupted; the model so far is saved in {run_dir}; go on with "

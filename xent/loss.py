@@ -35,6 +35,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import kernels
+from .errors import DataError
 from .links import Link
 from .targets import (  # noqa: F401  (the math's public names, importable from here)
     Target,
@@ -518,14 +519,16 @@ def gram_product(X, v: np.ndarray, fit_intercept: bool, weights=None, *,
 
 
 def _gram_rows(X, v: np.ndarray, fit_intercept: bool, weights) -> np.ndarray:
-    """Xa^T D Xa v for rows X (dense or CSR) and their weights (or None)."""
+    """Xa^T D Xa v for rows X (dense or CSR) and their weights (or None). Overflow gives inf
+    silently: ``lipschitz_bound`` says so in words."""
     d = X.shape[1]
-    u = np.asarray(X @ v[:d]).ravel() + (v[d] if fit_intercept else 0.0)
-    if weights is not None:
-        u = u * weights
-    out = np.empty(d + 1)
-    out[:d] = np.asarray(X.T @ u).ravel()
-    out[d] = u.sum() if fit_intercept else 0.0
+    with np.errstate(over="ignore", invalid="ignore"):
+        u = np.asarray(X @ v[:d]).ravel() + (v[d] if fit_intercept else 0.0)
+        if weights is not None:
+            u = u * weights
+        out = np.empty(d + 1)
+        out[:d] = np.asarray(X.T @ u).ravel()
+        out[d] = u.sum() if fit_intercept else 0.0
     return out
 
 
@@ -551,7 +554,12 @@ def lipschitz_bound(source: RowSource, objective: Objective, *, n_iter: int = 10
         product, total_weight = source.gram_product(v, fit_intercept)
         return product / total_weight
 
-    eigenvalue = largest_eigenvalue(gram, start, n_iter=n_iter)
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is said in words below
+        eigenvalue = largest_eigenvalue(gram, start, n_iter=n_iter)
+    if not np.isfinite(eigenvalue):
+        raise DataError("the features' products X^T X overflow (values of about 1e77 or more): "
+                        "rescale them, for instance standardise them or divide them by a "
+                        "power of 10")
     return objective.link.curvature * eigenvalue * 1.02 + objective.l2
 
 
@@ -568,7 +576,8 @@ def largest_eigenvalue(product, start: np.ndarray, *, n_iter: int = 100,
     of 50 uncorrelated Gaussian features (their eigenvalues close together) power iteration's
     100 left it 0.3% short, this took 21 and came within 1e-6. Three vectors are kept, not all
     of V_j (text has a million features), so orthogonality is not restored: that repeats
-    converged Ritz values but does not raise theta above lambda_max."""
+    converged Ritz values but does not raise theta above lambda_max. NaN where a product is
+    not finite (A's entries overflow)."""
     from scipy.linalg import eigh_tridiagonal
 
     v = start / np.linalg.norm(start)
@@ -580,6 +589,8 @@ def largest_eigenvalue(product, start: np.ndarray, *, n_iter: int = 100,
         alphas.append(float(v @ w))
         w = w - alphas[-1] * v - beta * v_before
         beta = float(np.linalg.norm(w))
+        if not (np.isfinite(alphas[-1]) and np.isfinite(beta)):
+            return float("nan")
         values, vectors = eigh_tridiagonal(np.array(alphas), np.array(betas), select="i",
                                            select_range=(j, j))
         theta = float(values[0])
