@@ -267,6 +267,17 @@ def test_lipschitz_bound_bounds_the_hessian(link_name):
     assert bound < 4 * largest
 
 
+def test_a_flat_objective_has_a_finite_step():
+    """Every feature 0, no intercept, no penalty: the gradient is constant (L = 0), and 1/L
+    divided by zero; any bound is a bound, so training takes steps of 1 and keeps W = 0."""
+    from xent import SoftmaxRegression
+
+    model = SoftmaxRegression(fit_intercept=False, l2=0.0).fit(np.zeros((20, 3)),
+                                                                np.arange(20) % 3)
+    assert np.array_equal(model.coef_, np.zeros((3, 3)))
+    np.testing.assert_allclose(model.predict_proba(np.zeros((2, 3))), 1 / 3, rtol=1e-15)
+
+
 def _gram(X):
     return X.T @ X / X.shape[0]
 

@@ -560,7 +560,10 @@ def lipschitz_bound(source: RowSource, objective: Objective, *, n_iter: int = 10
         raise DataError("the features' products X^T X overflow (values of about 1e77 or more): "
                         "rescale them, for instance standardise them or divide them by a "
                         "power of 10")
-    return objective.link.curvature * eigenvalue * 1.02 + objective.l2
+    bound = objective.link.curvature * eigenvalue * 1.02 + objective.l2
+    # 0: the gradient is constant (every feature 0, no intercept, no penalty), and any number
+    # bounds it; 1, not 0, so that a step of 1/L is a number
+    return bound if bound > 0 else 1.0
 
 
 def largest_eigenvalue(product, start: np.ndarray, *, n_iter: int = 100,
