@@ -196,7 +196,8 @@ def test_unstandardised_streaming_equals_in_memory(tmp_path):
 
 
 @pytest.mark.parametrize("n_threads", [1, 3])
-def test_streamed_sums_over_a_selection_equal_numpy(tmp_path, n_threads, monkeypatch):
+def test_streamed_sums_and_gram_product_over_a_selection_equal_numpy(tmp_path, n_threads,
+                                                                    monkeypatch):
     # numeric columns only: the blocks are the cache's rows as read, a selection cuts them
     rng = np.random.default_rng(3)
     X = rng.normal(size=(1000, 4)) * [1.0, 5.0, 0.1, 2.0] + 3.0
@@ -237,6 +238,14 @@ def test_streamed_sums_over_a_selection_equal_numpy(tmp_path, n_threads, monkeyp
                          labels_target(y[selection], 2), link, 0.1)
     assert streamed.objective == pytest.approx(reference.objective, rel=1e-12)
     assert np.allclose(streamed.grad, reference.grad, rtol=1e-10, atol=1e-13)
+    # the Lipschitz bound's product, Za^T Za v over the standardised rows, on the same threads
+    standardised = np.c_[(rows - rows.mean(axis=0)) / rows.std(axis=0), np.ones(len(rows))]
+    v = rng.normal(size=5)
+    shared.clear()
+    product, total = data.gram_product(v, True)
+    assert shared == [n_threads] and total == np.count_nonzero(selection)
+    exact = standardised.T @ (standardised @ v)
+    np.testing.assert_allclose(product, exact, rtol=1e-12, atol=1e-12 * np.abs(exact).max())
 
 
 def test_training_from_the_cache_does_not_import_pandas(tmp_path):

@@ -436,21 +436,18 @@ class StreamData:
         # tens of MB each. There the blocks go one after another instead, each summed by every
         # core into one gradient (``loss.sums``: by ranges of columns).
         one_gradient = self.table.text is not None and with_grad
-        n_rows = spans[-1][3].stop if spans else 0  # the kept rows: the last block's end
-        work = rows_work(n_rows, n_rows * d, False, params.shape[1])  # dense blocks
-        threads = 1 if one_gradient else max(1, min(threads_for(work, thread_count()),
-                                                    len(spans)))
+        threads = 1 if one_gradient else self._threads(spans, params.shape[1])
         options = dict(with_grad=with_grad, compute_dtype=compute_dtype,
                        n_threads=None if one_gradient else 1)
 
-        def run(group) -> Sums | None:
+        def run(blocks) -> Sums | None:
             """The sums over a contiguous run of blocks, each read (or encoded) and then used
             while it is in cache; one buffer per thread, whatever the file's size."""
             as_cached = fold or self.standardizer is None
             plain = as_cached and self._plan.plain and self.table.text is None
             buffer = np.empty((rows, d)) if plain else None
             totals = None
-            for start, stop, keep, selected in (spans[i] for i in group):
+            for start, stop, keep, selected in blocks:
                 if as_cached:
                     X = self._raw(start, stop, keep, buffer).astype(self._dtype, copy=False)
                 else:
@@ -459,12 +456,7 @@ class StreamData:
                               self._take_weights(selected), into=totals, **options)
             return totals
 
-        # Each thread reads and computes a run of blocks, then takes the next run not yet taken:
-        # reading (which releases the GIL) on one thread overlaps computing on another, no core
-        # waits for a reader, and a thread on a busy core takes fewer runs.
-        runs = 1 if threads == 1 else items_for(threads, len(spans))
-        parts = on_threads(run, np.array_split(np.arange(len(spans)), runs), threads)
-        parts = [part for part in parts if part is not None]
+        parts = [part for part in self._on_runs(run, spans, threads) if part is not None]
         totals = parts[0] if parts else Sums.zero(params.shape[1], d)
         for part in parts[1:]:  # added in the blocks' order: the result does not depend on timing
             totals = totals.accumulate(part)
@@ -472,6 +464,25 @@ class StreamData:
             corrected = (totals.grad_coef_t - np.outer(totals.grad_intercept, mean)) / scale
             totals = totals._replace(grad_coef_t=corrected)
         return totals
+
+    def _threads(self, spans, n_outputs: int) -> int:
+        """The threads a pass over the blocks ``spans`` repays (``loss.threads_for`` of its
+        work, counted as dense rows with ``n_outputs`` outputs), at most one a block."""
+        n_rows = spans[-1][3].stop if spans else 0  # the kept rows: the last block's end
+        work = rows_work(n_rows, n_rows * self.n_features, False, n_outputs)
+        return max(1, min(threads_for(work, thread_count()), len(spans)))
+
+    @staticmethod
+    def _on_runs(run, spans, threads: int) -> list:
+        """``run(blocks)`` for contiguous runs of the blocks ``spans``, a few a thread
+        (``threads.items_for``), taken in turn by ``threads`` threads; the results in the
+        blocks' order, so that what is added from them does not depend on timing. Each thread
+        reads and computes a run, then takes the next run not yet taken: reading (which
+        releases the GIL) on one thread overlaps computing on another, no core waits for a
+        reader, and a thread on a busy core takes fewer runs."""
+        runs = 1 if threads == 1 else items_for(threads, len(spans))
+        groups = np.array_split(np.arange(len(spans)), runs)
+        return on_threads(lambda group: run([spans[i] for i in group]), groups, threads)
 
     def _take_weights(self, rows):
         return None if self._weights is None else self._weights[rows]
@@ -481,11 +492,22 @@ class StreamData:
             yield self.block(start, stop, keep), self._target.take(rows), self._take_weights(rows)
 
     def gram_product(self, v, fit_intercept):
-        product, total = np.zeros(len(v)), 0.0
-        for X, _, weights in self.chunks():
-            part, weight = gram_product(X, v, fit_intercept, weights)
+        """(Xa^T D Xa v, total weight) over the blocks (``loss.gram_product`` of each,
+        standardised), runs of blocks on threads as ``sums`` takes them, the runs' parts
+        added in the blocks' order."""
+        spans = list(self._spans())
+
+        def run(blocks) -> np.ndarray:
+            product = np.zeros(len(v))
+            for start, stop, keep, selected in blocks:
+                product += gram_product(self.block(start, stop, keep), v, fit_intercept,
+                                        self._take_weights(selected), n_threads=1)[0]
+            return product
+
+        product = np.zeros(len(v))
+        for part in self._on_runs(run, spans, self._threads(spans, 1)):
             product += part
-            total += weight
+        total = float(self.shape[0] if self._weights is None else np.sum(self._weights))
         return product, total
 
     def information(self, params, link):
