@@ -504,8 +504,11 @@ class StreamData:
                                         self._take_weights(selected), n_threads=1)[0]
             return product
 
+        # hashed text's blocks are CSR, whose products hold the GIL: threads would only queue,
+        # each holding a product of a million features per run
+        threads = 1 if self.table.text is not None else self._threads(spans, 1)
         product = np.zeros(len(v))
-        for part in self._on_runs(run, spans, self._threads(spans, 1)):
+        for part in self._on_runs(run, spans, threads):
             product += part
         total = float(self.shape[0] if self._weights is None else np.sum(self._weights))
         return product, total
