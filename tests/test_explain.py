@@ -116,6 +116,12 @@ def test_trace_shows_one_step(run, tmp_path):
     # out of range is a usage error, like --row -1 (#19)
     assert run("trace", "m", "sklearn:iris", "--row", "150").exit_code == 2
     assert run("trace", "m", "sklearn:iris", "--row", "-1").exit_code == 2
+    # a step size training would refuse is refused here too (it printed a NaN loss, or a
+    # step uphill, before)
+    for lr, message in (("nan", "must be finite"), ("-1", "must be > 0"), ("0", "must be > 0")):
+        refused = run("trace", "m", "sklearn:iris", "--row", "0", "--lr", lr)
+        assert refused.exit_code == 2 and message in refused.stderr, refused.output
+        assert refused.stderr.count("\n") == 1
 
 
 def test_trace_of_a_sigmoid_shows_the_two_class_softmax(run):

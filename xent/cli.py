@@ -899,7 +899,7 @@ def ce(target, pred, logits, as_json):
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random point.")
 @click.option("--max-params", type=click.IntRange(min=1), default=400, show_default=True,
               help="Check at most this many parameters (drawn at random).")
-@click.option("--tol", type=float, default=1e-5, show_default=True,
+@click.option("--tol", type=click.FloatRange(min=0.0), default=1e-5, show_default=True,
               help="Largest relative error accepted; above it the exit code is 1.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def gradcheck(data, target, link, l2, seed, max_params, tol, as_json):
@@ -944,6 +944,8 @@ def _vector(values, names=None, limit=12) -> str:
 def trace(model_path, data, sep, zero_based, row, lr, as_json):
     """One example through one gradient step: x, z = xW + b, q = link(z), p, q - p, the
     gradient x (q - p)^T and the update -lr x (q - p)^T."""
+    if lr is not None:
+        cfg.check_value("optim.lr", lr, "option --lr")  # training's rule: a finite lr > 0
     model, dataset = _model_and_data(model_path, data, sep, zero_based, require_labels=True)
     t = api.trace(model, dataset, row, lr)
     if as_json:
