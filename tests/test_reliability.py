@@ -90,6 +90,34 @@ def test_whole_numbers_written_as_floats_are_classes(run, tmp_path):
     assert json.loads(result.stdout)["classes"] == [0, 1, 2]
 
 
+def test_a_column_of_identifiers_is_noted_and_too_wide_for_memory_is_refused(run, tmp_path,
+                                                                          monkeypatch):
+    """A column with a level a row (an "id" column) is one-hot encoded into as many features
+    as rows: 50,000 rows would take 20 GB dense, which a file of 1 MB did not warn of. Said as
+    a note; where the encoded data pass the memory budget, refused before any is encoded,
+    nothing written, and --stream (a block of rows at a time) trains."""
+    rng = np.random.default_rng(2)
+    n = 400
+    pd.DataFrame({"id": [f"u{i:05d}" for i in range(n)], "x": rng.normal(size=n),
+                  "y": rng.integers(0, 2, n)}).to_csv(tmp_path / "ids.csv", index=False)
+    noted = run("train", "ids.csv", "-o", "noted", "--epochs", "2")
+    assert noted.exit_code == 0, noted.output
+    assert "column 'id' has 400 distinct values in 400 rows" in noted.stderr
+    assert "like an identifier" in noted.stderr
+    encoded = 8 * n * (n + 1)  # the levels and x, float64
+    monkeypatch.setenv("XENT_MEMORY_BUDGET", str(encoded - 1))
+    refused = run("train", "ids.csv", "-q", "-o", "refused", "--epochs", "2")
+    assert refused.exit_code == 1, refused.output
+    assert f"({n:,} rows x {n + 1:,} features)" in refused.stderr
+    assert "column 'id' alone is 400 of the features" in refused.stderr
+    assert "--stream" in refused.stderr and refused.stderr.count("\n") == 1
+    assert not (tmp_path / "refused").exists()
+    streamed = run("train", "ids.csv", "-q", "-o", "streamed", "--epochs", "2", "--stream")
+    assert streamed.exit_code == 0, streamed.output
+    monkeypatch.setenv("XENT_MEMORY_BUDGET", str(encoded))  # fits exactly: trains in memory
+    assert run("train", "ids.csv", "-q", "-o", "fits", "--epochs", "2").exit_code == 0
+
+
 def test_missing_target_lists_the_columns(run):
     result = run("train", ROOT / "data/iris.csv", "--target", "kind")
     assert result.exit_code == 1

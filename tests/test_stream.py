@@ -248,6 +248,25 @@ def test_streamed_sums_and_gram_product_over_a_selection_equal_numpy(tmp_path, n
     np.testing.assert_allclose(product, exact, rtol=1e-12, atol=1e-12 * np.abs(exact).max())
 
 
+def test_blocks_of_rows_encoding_wide_are_read_fewer_at_a_time(tmp_path):
+    """A row of two raw columns can encode to thousands of features (a level each): the
+    rows a block reads are cut by the encoded width, so that a block stays near
+    ``READ_BYTES``, not that times the levels."""
+    n = 3000
+    pd.DataFrame({"id": [f"u{i}" for i in range(n)], "x": np.arange(n) % 7,
+                  "y": np.arange(n) % 2}).to_csv(tmp_path / "w.csv", index=False)
+    table, _ = stream.build_cache(tmp_path / "w.csv", None, 1 << 16)
+    from xent.preprocess import fit_preprocessing
+
+    everything = np.ones(n, dtype=bool)
+    prep = fit_preprocessing(table.statistics(everything), table.schema, table.levels,
+                             impute=None, standardize=True)
+    wide = stream.StreamData(table, everything, prep)
+    assert wide.shape == (n, n + 1)
+    assert wide.chunk_rows == max(256, stream.READ_BYTES // (8 * (n + 1)))  # 256, not 65,536
+    assert stream.read_rows(table, 1 << 16) == 1 << 16  # by the raw columns alone
+
+
 def test_training_from_the_cache_does_not_import_pandas(tmp_path):
     # pandas and scikit-learn cost ~100 MB of memory; the cache is read without them
     import subprocess

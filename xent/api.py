@@ -130,6 +130,29 @@ def route(config: Config, notify=None) -> Config:
     return config
 
 
+def check_encoded_size(table: Table, prep: Preprocessing) -> None:
+    """Dense data encoded in memory (each level of a categorical column a feature) must fit in
+    ``memory_budget``: ``route`` judged the file by its size, and a column of identifiers,
+    one level a row, makes n rows n features wide (50,000 rows: 20 GB). Else a ``DataError``
+    naming the widest column, and --stream, which encodes a block of rows at a time."""
+    n_features = len(prep.feature_names)
+    encoded = 8 * table.n_rows * n_features  # float64, before any narrowing
+    budget = memory_budget()
+    if encoded <= budget:
+        return
+    message = (f"{table.name}: encoded, the data would take {encoded / 1e9:.3g} GB in memory "
+               f"({table.n_rows:,} rows x {n_features:,} features), more than the "
+               f"{budget / 1e9:.3g} GB at hand")
+    if table.schema.categorical:
+        widest = max(range(len(table.levels)), key=lambda j: len(table.levels[j]))
+        levels = len(table.levels[widest])
+        message += (f"; column {table.schema.categorical[widest]!r} alone is {levels:,} of "
+                    "the features (one a level)")
+        if levels > table.n_rows // 2:
+            message += ": nearly a level a row, like an identifier: if it is one, remove it"
+    raise DataError(message + "; or train with --stream, which encodes a block of rows at a time")
+
+
 def check_settings(config: Config) -> None:
     """Settings that are each valid but do not go together are a ``ConfigError`` (exit 2)
     naming both, before any data are read or cached."""
@@ -382,6 +405,8 @@ def train(config: Config, callback=None, *, table: Table | None = None, should_s
                         "resuming on other data would not continue that run")
     train_rows, val_rows = split_rows(config, table)
     prep = fit_table_preprocessing(config, table, train_rows)
+    if not cfg_d.stream and cfg_d.engine != "dask" and not table.sparse:
+        check_encoded_size(table, prep)
     train_source, val_source = table.sources(train_rows, val_rows, prep, source_options(config))
     train_source, val_source = (on_device(config, s) for s in (train_source, val_source))
     n_classes = len(table.classes)

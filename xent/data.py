@@ -602,12 +602,17 @@ def _number(text: str) -> bool:
     return True
 
 
+#: a categorical column with more levels than this and than half the rows reads as an
+#: identifier (``data_notes``)
+IDENTIFIER_LEVELS = 100
+
+
 def data_notes(table) -> list[str]:
     """What a careful reader of the data should be told, though nothing is wrong enough to
     stop: the delimiter when it is not a comma, a categorical column that is numbers but for a
-    few values (a missing-value marker such as '?', or thousands separators), labels that
-    differ only in surrounding spaces. The same for every kind of table (it reads the schema,
-    levels and classes alone)."""
+    few values (a missing-value marker such as '?', or thousands separators), a column of
+    identifiers (nearly a level a row), labels that differ only in surrounding spaces. The
+    same for every kind of table (it reads the schema, levels, classes and row count alone)."""
     import re
 
     notes = []
@@ -632,6 +637,12 @@ def data_notes(table) -> list[str]:
                 notes.append(f"{table.name}: column {column!r} is numbers but for {shown}, so "
                              f"it is read as {len(text)} categories; where such a value marks "
                              f"a missing one, pass --na-values {','.join(others)!r}")
+    for column, levels in zip(table.schema.categorical, table.levels, strict=True):
+        if len(levels) > max(IDENTIFIER_LEVELS, table.n_rows // 2):
+            notes.append(f"{table.name}: column {column!r} has {len(levels):,} distinct values "
+                         f"in {table.n_rows:,} rows, each a feature of its own: like an "
+                         "identifier, it can only tell the training rows apart; if it is one, "
+                         "remove it from the file")
     groups: dict[str, list] = {}
     for cls in table.classes:
         groups.setdefault(str(cls).strip(), []).append(cls)
