@@ -116,6 +116,11 @@ def test_a_column_of_identifiers_is_noted_and_too_wide_for_memory_is_refused(run
     assert streamed.exit_code == 0, streamed.output
     monkeypatch.setenv("XENT_MEMORY_BUDGET", str(encoded))  # fits exactly: trains in memory
     assert run("train", "ids.csv", "-q", "-o", "fits", "--epochs", "2").exit_code == 0
+    # numeric columns are used as they are, nothing new made: whatever the budget, they train
+    # (a .npy of embeddings already in memory is such a table)
+    monkeypatch.setenv("XENT_MEMORY_BUDGET", "1000")
+    plain = run("train", "sklearn:iris", "-q", "-o", "plain", "--epochs", "2")
+    assert plain.exit_code == 0, plain.output
 
 
 def test_missing_target_lists_the_columns(run):

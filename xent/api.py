@@ -134,8 +134,13 @@ def check_encoded_size(table: Table, prep: Preprocessing) -> None:
     """Dense data encoded in memory (each level of a categorical column a feature) must fit in
     ``memory_budget``: ``route`` judged the file by its size, and a column of identifiers,
     one level a row, makes n rows n features wide (50,000 rows: 20 GB). Else a ``DataError``
-    naming the widest column, and --stream, which encodes a block of rows at a time."""
-    n_features = len(prep.feature_names)
+    naming the widest column, and --stream, which encodes a block of rows at a time. Numeric
+    columns alone with nothing to fill are used as they are (``EncodingPlan.plain``: a
+    float32 .npy of embeddings, say), and make nothing new."""
+    plan = data_mod.EncodingPlan(table.schema, table.levels, prep.encoder)
+    if plan.plain:
+        return
+    n_features = plan.n_features
     encoded = 8 * table.n_rows * n_features  # float64, before any narrowing
     budget = memory_budget()
     if encoded <= budget:
