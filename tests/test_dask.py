@@ -222,6 +222,10 @@ CASES = {
     "sample-weights": ({"data.weight": "w"}, False),
     "float32": ({"data.dtype": "float32"}, False),
     "no-intercept": ({"model.fit_intercept": False}, False),
+    # the step from the Lipschitz bound: Lanczos over each source's gram_product (weighted by
+    # the class weights, over imputed rows), on threads in memory and streamed
+    "lr-auto": ({"optim.lr": "auto", "data.impute": "mean", "model.class_weight": "balanced"},
+                True),
 }
 
 
@@ -248,6 +252,41 @@ def _thread_work(work: float) -> float:
 
     old, loss.KERNEL_THREAD_WORK = loss.KERNEL_THREAD_WORK, work
     return old
+
+
+def _gram_threads(record: bool) -> list:
+    """In this process (a Dask worker's): with ``record``, have ``dask_engine.gram_product``
+    note the ``n_threads`` of each call; without, put it back. The threads noted so far."""
+    from xent import dask_engine, loss
+
+    seen = getattr(dask_engine, "_gram_threads_seen", [])
+    if record:
+        def noting(*args, n_threads=None, **options):
+            seen.append(n_threads)
+            return loss.gram_product(*args, n_threads=n_threads, **options)
+
+        dask_engine.gram_product, dask_engine._gram_threads_seen = noting, seen
+    else:
+        dask_engine.gram_product = loss.gram_product
+    return list(seen)
+
+
+def test_the_lipschitz_bound_s_products_take_a_worker_s_threads(tmp_path, client):
+    """``loss.gram_product`` takes every core of the machine unless told: on a worker it is
+    told the worker's threads (``_on_worker``), as the sums are, so that workers sharing a
+    machine do not each start a thread a core."""
+    make_csv(tmp_path / "d.csv", n=1000)
+    client.run(_gram_threads, True)
+    try:
+        api.train(config(tmp_path / "d.csv", **{"data.engine": "dask", "optim.epochs": 2,
+                                                 "optim.optimizer": "nesterov"}), client=client)
+        seen = client.run(_gram_threads, False)
+    finally:
+        client.run(_gram_threads, False)
+    workers = client.scheduler_info()["workers"]
+    assert sum(len(threads) for threads in seen.values()) > 0
+    for worker, threads in seen.items():
+        assert set(threads) <= {workers[worker]["nthreads"]}, threads
 
 
 #: the work of about 200 of these rows (``loss.work_of``: three classes, a few features)
@@ -278,7 +317,8 @@ def kernels_everywhere(request, client, monkeypatch):
 # sums case by case) the cases whose sums differ most: weights and float32
 @pytest.mark.parametrize("case, kernels_everywhere",
                          [(case, "numpy") for case in sorted(CASES)]
-                         + [("sample-weights", "kernels"), ("float32", "kernels")],
+                         + [("sample-weights", "kernels"), ("float32", "kernels"),
+                            ("lr-auto", "kernels")],
                          indirect=["kernels_everywhere"])
 def test_every_source_trains_the_same_model(tmp_path, client, case, kernels_everywhere):
     # The same data and settings give the same model in memory, streamed and on Dask: the same

@@ -175,10 +175,12 @@ def _partition_sums(part, params, link, n_classes, smoothing, class_weight, **op
     return sums(params, X, target, link, _row_weights(labels, rest, class_weight), **options)
 
 
-def _partition_gram(part, v, fit_intercept, class_weight):
-    """(Xa^T D Xa v, sum of the weights) over one partition: D the weights of its rows."""
+def _partition_gram(part, v, fit_intercept, class_weight, n_threads=None):
+    """(Xa^T D Xa v, sum of the weights) over one partition: D the weights of its rows; on
+    ``n_threads`` threads (the worker's, ``_on_worker``)."""
     X, labels, *rest = aligned(part)
-    return gram_product(X, v, fit_intercept, _row_weights(labels, rest, class_weight))
+    return gram_product(X, v, fit_intercept, _row_weights(labels, rest, class_weight),
+                        n_threads=n_threads)
 
 
 def _partition_information(part, params, link_name, class_weight):
@@ -189,8 +191,8 @@ def _partition_information(part, params, link_name, class_weight):
 def _on_worker(parts, function, *args, **options):
     """``function(part, *args, **options)`` for each partition one worker holds, in turn.
 
-    A worker is given ``nthreads`` threads for its tasks; ``sums`` would otherwise start one
-    thread per core of the machine in every worker process on it."""
+    A worker is given ``nthreads`` threads for its tasks; ``sums`` and ``gram_product`` would
+    otherwise start one thread per core of the machine in every worker process on it."""
     if "n_threads" in options and options["n_threads"] is None:
         from dask.distributed import get_worker
 
@@ -338,7 +340,8 @@ class DaskData:
 
     def gram_product(self, v, fit_intercept):
         """(Xa^T D Xa v, total weight) summed over the partitions, for the Lipschitz bound."""
-        results = self._map(_partition_gram, v, fit_intercept, self.class_weight)
+        results = self._map(_partition_gram, v, fit_intercept, self.class_weight,
+                            n_threads=None)
         return sum(r[0] for r in results), sum(r[1] for r in results)
 
 
