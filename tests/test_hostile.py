@@ -86,6 +86,25 @@ def test_predictions_line_up_with_input_rows_after_impute_drop(run, tmp_path):
     assert run("trace", "r", "holes.csv", "--row", "4", "--json").exit_code == 0
 
 
+def test_a_csv_of_one_float_feature_trains_to_scikit_learns_optimum(run, tmp_path):
+    """One float column beside the labels: under pandas' copy-on-write its values came as a
+    read-only view, and the split that moves rows in place raised a ValueError traceback."""
+    from conftest import sklearn_optimum
+
+    frame = pd.read_csv(DATA / "iris.csv").iloc[50:]
+    X = frame[["sepal length (cm)"]].to_numpy()
+    X = (X - X.mean()) / X.std()
+    frame[["sepal length (cm)", "species"]].to_csv(tmp_path / "one.csv", index=False)
+    trained = run("train", "one.csv", "-o", "r", "--optimizer", "lbfgs", "--val-fraction", "0",
+                  "--l2", "0.01", "--tol", "1e-10", "-q")
+    assert trained.exit_code == 0, trained.stderr
+    model = load_model(tmp_path / "r")
+    y = (frame["species"] == "virginica").to_numpy().astype(int)  # classes sorted by name
+    expected, _ = sklearn_optimum(X, y, 0.01)
+    # the model's coefficients act on standardised features, as scikit-learn's here do
+    np.testing.assert_allclose(model.params, expected, rtol=1e-6)
+
+
 def test_suspicious_columns_and_labels_are_reported_and_options_fix_them(run, tmp_path):
     frame = pd.read_csv(DATA / "iris.csv")
     frame["sepal length (cm)"] = frame["sepal length (cm)"].astype(object)

@@ -309,6 +309,8 @@ def _numeric_block(chunk: pd.DataFrame, numeric, source: str, first_line: int,
                     f"in lines {first_line} to {first_line + len(chunk) - 1}; clean it, or "
                     "read the file without --stream") from None
         raise
+    if not block.flags.writeable:  # under copy-on-write (pandas 3) a frame of one float
+        block = block.copy()  # column gives its own memory, read-only; the split moves rows in place
     if np.isinf(block).any():
         bad = [numeric[j] for j in np.flatnonzero(np.isinf(block).any(axis=0))]
         raise DataError(f"{source}: infinite values in column(s) {', '.join(map(repr, bad))}: "
