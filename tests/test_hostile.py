@@ -347,6 +347,31 @@ def test_gradcheck_passes_correct_gradients_with_near_zero_entries(run, tmp_path
     assert caught.exit_code == 1 and "FAILED" in caught.stdout
 
 
+def test_gradcheck_passes_a_correct_gradient_at_an_optimum(run, tmp_path, monkeypatch):
+    """Five steps reach the optimum of these ten rows, where the whole gradient is about 1e-7:
+    measured against it, the central differences' rounding (5e-12) read as a relative error
+    of 5e-5 and a correct gradient FAILED. An error of 1e-8 in one entry is still caught."""
+    (tmp_path / "flat.csv").write_text("a,y\n" + "".join(f"{i + 0.5},{i % 2}\n"
+                                                          for i in range(1, 11)))
+    checked = run("gradcheck", "flat.csv", "--json")
+    assert checked.exit_code == 0, checked.stdout
+    report = json.loads(checked.stdout)
+    assert report["max_rel_error"] < 1e-6
+    from xent import explain
+
+    real = explain.loss_and_grad
+
+    def wrong(params, *args, **kwargs):
+        value, grad = real(params, *args, **kwargs)
+        grad = grad.copy()
+        grad[-1, 0] += 1e-8
+        return value, grad
+
+    monkeypatch.setattr(explain, "loss_and_grad", wrong)
+    caught = run("gradcheck", "flat.csv")
+    assert caught.exit_code == 1 and "FAILED" in caught.stdout
+
+
 def test_compare_refuses_directories_that_are_not_runs(run, tmp_path):
     assert run("train", "sklearn:iris", "-o", "r", "-q", "--epochs", "5").exit_code == 0
     (tmp_path / "notes").mkdir()

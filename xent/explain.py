@@ -64,8 +64,12 @@ def cross_entropy_terms(target, pred=None, logits=None) -> dict:
             "cross_entropy": float(terms.sum()), "binary": binary}
 
 
+#: the central differences' step
+FD_STEP = 1e-5
+
+
 def finite_difference_grad(params, X, target, link, l2=0.0, weights=None, *,
-                           coordinates=None, step: float = 1e-5, fit_intercept=True):
+                           coordinates=None, step: float = FD_STEP, fit_intercept=True):
     """Central differences (J(theta + h e_i) - J(theta - h e_i)) / 2h at the chosen flat
     ``coordinates`` of params (all of them by default). Returns (coordinates, values)."""
     flat = params.ravel()
@@ -89,13 +93,16 @@ def compare_gradients(params, X, target, link, l2=0.0, *, max_coordinates=400, s
     """The analytic gradient X^T(Q-P)/n + l2 W against central differences at ``params``.
 
     At most ``max_coordinates`` entries are checked (drawn with ``seed``; all when fewer).
-    Relative error per entry: |analytic - numeric| / max(||grad||_inf, atol), the error
+    Relative error per entry: |analytic - numeric| / max(||grad||_inf, floor), the error
     relative to the gradient's scale (its largest entry). Relative to the entry itself, a
     near-zero entry would turn the finite differences' rounding (~1e-11) into a large
-    "relative" error on a correct gradient. Returns the largest absolute and relative errors
-    for W and for b.
+    "relative" error on a correct gradient. The floor is atol, or where larger the gradient
+    whose 1e-6 (a tenth of gradcheck's default tolerance) is that rounding, eps max(1, |J|) / h:
+    at an optimum the whole gradient is near zero, and a correct one failed (|g| 1e-7, error
+    5e-12).
+    Returns the largest absolute and relative errors for W and for b.
     """
-    _, grad = loss_and_grad(params, X, target, link, l2)
+    value, grad = loss_and_grad(params, X, target, link, l2)
     size, d = params.size, params.shape[0] - 1
     rng = np.random.default_rng(seed)
     chosen = np.arange(size) if size <= max_coordinates else np.sort(
@@ -103,7 +110,8 @@ def compare_gradients(params, X, target, link, l2=0.0, *, max_coordinates=400, s
     coords, numeric = finite_difference_grad(params, X, target, link, l2, coordinates=chosen)
     analytic = grad.ravel()[coords]
     abs_err = np.abs(analytic - numeric)
-    rel_err = abs_err / max(float(np.abs(grad).max()), atol)
+    rounding = np.finfo(np.float64).eps * max(1.0, abs(float(value))) / FD_STEP
+    rel_err = abs_err / max(float(np.abs(grad).max()), atol, rounding / 1e-6)
     is_bias = coords // params.shape[1] == d
     report = {"n_checked": int(len(coords)), "n_params": int(size)}
     for name, mask in (("W", ~is_bias), ("b", is_bias)):
