@@ -86,6 +86,64 @@ def test_predictions_line_up_with_input_rows_after_impute_drop(run, tmp_path):
     assert run("trace", "r", "holes.csv", "--row", "4", "--json").exit_code == 0
 
 
+def _european(frame: pd.DataFrame, points_between_thousands=False) -> str:
+    """``frame`` as a spreadsheet set to German or French writes it: ';' between fields, a
+    decimal comma (and with ``points_between_thousands``, 1.234,5)."""
+    def written(value):
+        if not isinstance(value, float):
+            return str(value)
+        text = f"{value:,.6f}" if points_between_thousands else f"{value:.6f}"
+        return text.replace(",", "_").replace(".", ",").replace("_", ".")
+    lines = [";".join(frame.columns)]
+    lines += [";".join(written(v) for v in row) for row in frame.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("points", [False, True], ids=["decimal-comma", "german"])
+def test_numbers_with_a_decimal_comma_are_noted_and_read_as_numbers(run, tmp_path, points):
+    """A file with a decimal comma (0,126) was read as categories, and the note advised
+    --thousands ',', which reads 0,126 as 126. The note now names --decimal ',' (with
+    --thousands '.' for 1.234,5), and with it the file trains the model of the same numbers
+    written with a point, in memory and streamed; the model reads later files the same way."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"amount": rng.normal(size=300) * (3000.0 if points else 1.0),
+                          "rate": rng.normal(size=300)})
+    frame["y"] = (frame["amount"] * (1 / 3000 if points else 1) + frame["rate"]
+                  + rng.normal(size=300) > 0).astype(int)
+    frame.round(6).to_csv(tmp_path / "point.csv", index=False)
+    (tmp_path / "comma.csv").write_text(_european(frame.round(6), points))
+    dry = run("train", "comma.csv", "--dry-run")
+    notes = json.loads(dry.stdout[dry.stdout.index("{"):])["notes"]
+    advice = {"amount": "--thousands '.' --decimal ','" if points else "--decimal ','",
+              "rate": "--decimal ','"}  # rates below 1,000 have no point
+    for column, words in advice.items():
+        assert any(f"{column!r}" in n and f"pass {words} to read them" in n for n in notes), notes
+    assert not any("--thousands ','" in n or "identifier" in n for n in notes), notes
+    options = ["--thousands", "."] if points else []
+    settings = ["--optimizer", "lbfgs", "--val-fraction", "0", "-q", "--json"]
+    reference = json.loads(run("train", "point.csv", "-o", "p", *settings).stdout)
+    for stream in ([], ["--stream"]):
+        out = f"c{len(stream)}"
+        trained = run("train", "comma.csv", "-o", out, "--decimal", ",", *options, *settings,
+                      *stream)
+        summary = json.loads(trained.stdout)
+        assert summary["n_features"] == 2
+        assert summary["train_loss"] == pytest.approx(reference["train_loss"], rel=1e-9)
+        np.testing.assert_allclose(load_model(tmp_path / out).coef, load_model(tmp_path / "p").coef,
+                                   rtol=1e-7, atol=1e-9)
+    assert run("predict", "c0", "comma.csv", "--proba").stdout == \
+        run("predict", "p", "point.csv", "--proba").stdout
+
+
+def test_a_comma_that_may_separate_thousands_or_decimals_gets_both_readings(run, tmp_path):
+    (tmp_path / "amb.csv").write_text("a,b,y\n" + "".join(
+        f'"{i},{(i * 397) % 1000:03d}",{i},{i % 2}\n' for i in range(1, 9)))
+    dry = run("train", "amb.csv", "--dry-run")
+    notes = json.loads(dry.stdout[dry.stdout.index("{"):])["notes"]
+    assert any("'a'" in n and "--thousands ',' if it separates thousands, or --decimal ','"
+               in n for n in notes), notes
+
+
 def test_a_csv_of_one_float_feature_trains_to_scikit_learns_optimum(run, tmp_path):
     """One float column beside the labels: under pandas' copy-on-write its values came as a
     read-only view, and the split that moves rows in place raised a ValueError traceback."""
@@ -399,6 +457,8 @@ def test_settings_that_do_not_go_together_are_usage_errors(run, tmp_path):
             (["d.svm", "--na-values", "?"], "--na-values: for CSV files"),
             (["iris.csv", "--zero-based"], "for LIBSVM files"),
             (["iris.csv", "--thousands", "."], "decimal mark"),
+            (["iris.csv", "--thousands", ",", "--decimal", ","], "decimal mark"),
+            (["sklearn:iris", "--decimal", ","], "--decimal: for CSV files"),
             (["iris.csv", "--sep", ";;"], "one character")]:
         result = run("train", *args, "-q", "-o", "r")
         assert result.exit_code == 2 and words in result.stderr, (args, result.stderr)

@@ -195,7 +195,8 @@ def check_settings(config: Config) -> None:
         raise ConfigError(f"{d.source}: LIBSVM files are read whole (they stay sparse); drop "
                           "--stream")
     csv_options = [name for name, value in (("--sep", d.sep), ("--na-values", d.na_values),
-                                            ("--thousands", d.thousands)) if value]
+                                            ("--thousands", d.thousands),
+                                            ("--decimal", d.decimal != ".")) if value]
     if csv_options and (libsvm or data_mod.is_builtin(d.source) or
                         data_mod.is_numpy_file(path)):
         raise ConfigError(f"{', '.join(csv_options)}: for CSV files, and {d.source} is not "
@@ -216,15 +217,16 @@ def delimiter_option(text: str) -> str | None:
 
 def read_options(data: DataConfig) -> ReadOptions:
     """How data files are read (``data.ReadOptions``) from the data settings; a thousands
-    separator is one character, missing-value strings a comma-separated list."""
+    separator is one character other than the decimal mark, missing-value strings a
+    comma-separated list."""
     if len(data.thousands) > 1:
         raise ConfigError(f"data.thousands must be one character, got {data.thousands!r}")
-    if data.thousands == ".":  # pandas would read 5.1 as 51 without a word
-        raise ConfigError("--thousands '.': '.' is the decimal mark xent reads, so it cannot "
-                          "also separate thousands")
+    if data.thousands == data.decimal:  # pandas would read 5.1 as 51 without a word
+        raise ConfigError(f"--thousands {data.thousands!r}: {data.decimal!r} is the decimal "
+                          "mark (--decimal), so it cannot also separate thousands")
     na_values = tuple(v.strip() for v in data.na_values.split(",") if v.strip())
     return ReadOptions(delimiter_option(data.sep), na_values, data.thousands or None,
-                       data.libsvm_base)
+                       data.libsvm_base, data.decimal)
 
 
 def text_spec(data: DataConfig) -> TextSpec | None:

@@ -173,6 +173,7 @@ TRAIN_OPTIONS = {
     "sep": "data.sep",
     "na_values": "data.na_values",
     "thousands": "data.thousands",
+    "decimal": "data.decimal",
     "dtype": "data.dtype",
     "lr_backoff": "optim.lr_backoff",
     "labels": "data.labels",

@@ -53,6 +53,8 @@ class DataConfig:
                               "besides empty, NA and NaN (e.g. \"?,n/a\")")
     thousands: str = _setting("", "thousands separator inside numbers (e.g. \",\"); empty: "
                               "none")
+    decimal: str = _setting(".", "decimal mark inside numbers: \".\" or \",\" (3,14 for pi, as "
+                            "in many European files)", choices=(".", ","))
     libsvm_base: str = _setting("auto", "LIBSVM feature indices: zero, one, or auto (zero if "
                                 "an index 0 appears)", choices=("auto", "zero", "one"))
     labels: str = _setting("", "a .npy of labels for a .npy of features; empty: the last "

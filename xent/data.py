@@ -59,12 +59,14 @@ class ReadOptions:
     sep: the CSV delimiter; None sniffs it (``.tsv`` is tab). na_values: strings, besides
     pandas' own (empty, NA, NaN, ...), that mean a missing value. thousands: the thousands
     separator inside numbers, or None. libsvm_base: "zero" (feature index 0 is the first
-    column), "one" (index 1 is), or "auto" (zero-based if any index is 0)."""
+    column), "one" (index 1 is), or "auto" (zero-based if any index is 0). decimal: the
+    decimal mark inside numbers ("," in files written where 3,14 is pi)."""
 
     sep: str | None = None
     na_values: tuple[str, ...] = ()
     thousands: str | None = None
     libsvm_base: str = "auto"
+    decimal: str = "."
 
     def pandas(self, sep: str) -> dict:
         """Keyword arguments of ``pandas.read_csv`` for a file whose delimiter is ``sep``."""
@@ -73,11 +75,13 @@ class ReadOptions:
             options["na_values"] = list(self.na_values)
         if self.thousands:
             options["thousands"] = self.thousands
+        if self.decimal != ".":
+            options["decimal"] = self.decimal
         return options
 
     def to_dict(self) -> dict:
         return {"sep": self.sep, "na_values": list(self.na_values), "thousands": self.thousands,
-                "libsvm_base": self.libsvm_base}
+                "libsvm_base": self.libsvm_base, "decimal": self.decimal}
 
     def for_model(self) -> dict:
         """What a model keeps: the meaning of values, not the delimiter of one file."""
@@ -87,10 +91,11 @@ class ReadOptions:
     def from_dict(cls, spec: dict | None) -> ReadOptions:
         spec = spec or {}
         return cls(spec.get("sep"), tuple(spec.get("na_values", ())), spec.get("thousands"),
-                   spec.get("libsvm_base", "auto"))
+                   spec.get("libsvm_base", "auto"), spec.get("decimal", "."))
 
 
-#: the default: sniffed delimiter, pandas' missing values, no thousands separator, auto base
+#: the default: sniffed delimiter, pandas' missing values, no thousands separator, auto base,
+#: a decimal point
 DEFAULT_READ = ReadOptions()
 
 
@@ -310,7 +315,7 @@ def _numeric_block(chunk: pd.DataFrame, numeric, source: str, first_line: int,
                     "read the file without --stream") from None
         raise
     if not block.flags.writeable:  # under copy-on-write (pandas 3) a frame of one float
-        block = block.copy()  # column gives its own memory, read-only; the split moves rows in place
+        block = block.copy()  # column gives its own memory, read-only; the split moves rows
     if np.isinf(block).any():
         bad = [numeric[j] for j in np.flatnonzero(np.isinf(block).any(axis=0))]
         raise DataError(f"{source}: infinite values in column(s) {', '.join(map(repr, bad))}: "
@@ -593,7 +598,16 @@ def with_text(X: np.ndarray, hashed: sp.csr_matrix) -> sp.csr_matrix:
     return sp.hstack([sp.csr_matrix(X), hashed], format="csr")
 
 
-_THOUSANDS = {",": r"^[+-]?\d{1,3}(,\d{3})+(\.\d*)?$", ".": r"^[+-]?\d{1,3}(\.\d{3})+(,\d*)?$"}
+#: how a column read as text may be numbers written another way: (what, a pattern each of its
+#: values fits, the options that read it as numbers). A leading group of 0 separates no
+#: thousands (0,126 has a decimal comma); a decimal comma's pattern is met by any value the
+#: last one's is, so the last is named only where there are points between thousands
+_WRITINGS = (
+    ("thousands separators", r"^[+-]?([1-9]\d{0,2}(,\d{3})+|\d+)(\.\d+)?$", "--thousands ','"),
+    ("a decimal comma", r"^[+-]?\d+(,\d+)?$", "--decimal ','"),
+    ("points between thousands and a decimal comma",
+     r"^[+-]?([1-9]\d{0,2}(\.\d{3})+|\d+)(,\d+)?$", "--thousands '.' --decimal ','"),
+)
 
 
 def _number(text: str) -> bool:
@@ -604,6 +618,24 @@ def _number(text: str) -> bool:
     return True
 
 
+def _number_writing(text: list[str]) -> tuple[str, str] | None:
+    """(how the numbers are written, what to pass) where every one of a column's values
+    ``text`` fits one of the ``_WRITINGS``; a comma that could be either (1,234) gets both
+    readings, for only the user knows which the file means."""
+    import re
+
+    fits = [i for i, (_, pattern, _) in enumerate(_WRITINGS)
+            if all(re.match(pattern, t) for t in text)]
+    if 1 in fits and 0 in fits:
+        return ("a comma between thousands or before the decimals",
+                "pass --thousands ',' if it separates thousands, or --decimal ',' if it is "
+                "the decimal mark")
+    if not fits:
+        return None
+    what, _, advice = _WRITINGS[fits[0]]
+    return what, f"pass {advice} to read them as numbers"
+
+
 #: a categorical column with more levels than this and than half the rows reads as an
 #: identifier (``data_notes``)
 IDENTIFIER_LEVELS = 100
@@ -612,35 +644,33 @@ IDENTIFIER_LEVELS = 100
 def data_notes(table) -> list[str]:
     """What a careful reader of the data should be told, though nothing is wrong enough to
     stop: the delimiter when it is not a comma, a categorical column that is numbers but for a
-    few values (a missing-value marker such as '?', or thousands separators), a column of
+    few values (a missing-value marker such as '?'), numbers written with thousands
+    separators or a decimal comma, a column of
     identifiers (nearly a level a row), labels that differ only in surrounding spaces. The
     same for every kind of table (it reads the schema, levels, classes and row count alone)."""
-    import re
-
     notes = []
     read = table.read
+    numbers_as_text = set()  # columns noted as numbers written another way
     if read.sep not in (None, ","):
         notes.append(f"{table.name}: read with the delimiter {read.sep!r}")
     for column, levels in zip(table.schema.categorical, table.levels, strict=True):
         text = [str(level).strip() for level in levels]
         numbers = [t for t in text if _number(t)]
-        for mark, pattern in _THOUSANDS.items():
-            grouped = [t for t in text if re.match(pattern, t)]
-            if grouped and len(grouped) + len(numbers) == len(text):
-                notes.append(f"{table.name}: column {column!r} holds numbers written with "
-                             f"thousands separators (like {grouped[0]!r}) and is read as "
-                             f"{len(text)} categories; pass --thousands '{mark}' to read "
-                             "them as numbers")
-                break
-        else:
-            others = [t for t in text if not _number(t)]
-            if len(numbers) >= 2 and len(others) <= 3 and 4 * len(others) <= len(numbers):
-                shown = ", ".join(repr(o) for o in others)
-                notes.append(f"{table.name}: column {column!r} is numbers but for {shown}, so "
-                             f"it is read as {len(text)} categories; where such a value marks "
-                             f"a missing one, pass --na-values {','.join(others)!r}")
+        others = [t for t in text if not _number(t)]
+        writing = _number_writing(text)
+        if writing and others:
+            numbers_as_text.add(column)
+            notes.append(f"{table.name}: column {column!r} holds numbers written with "
+                         f"{writing[0]} (like {others[0]!r}) and is read as {len(text)} "
+                         f"categories; {writing[1]}")
+        elif len(numbers) >= 2 and len(others) <= 3 and 4 * len(others) <= len(numbers):
+            shown = ", ".join(repr(o) for o in others)
+            notes.append(f"{table.name}: column {column!r} is numbers but for {shown}, so "
+                         f"it is read as {len(text)} categories; where such a value marks "
+                         f"a missing one, pass --na-values {','.join(others)!r}")
     for column, levels in zip(table.schema.categorical, table.levels, strict=True):
-        if len(levels) > max(IDENTIFIER_LEVELS, table.n_rows // 2):
+        if column not in numbers_as_text and len(levels) > max(IDENTIFIER_LEVELS,
+                                                               table.n_rows // 2):
             notes.append(f"{table.name}: column {column!r} has {len(levels):,} distinct values "
                          f"in {table.n_rows:,} rows, each a feature of its own: like an "
                          "identifier, it can only tell the training rows apart; if it is one, "

@@ -192,7 +192,7 @@ def cache_key(path: Path, target: str | None, weight: str | None = None,
     identity = [CACHE_VERSION, str(path.resolve()), status.st_size, status.st_mtime_ns, target,
                 weight]
     if read != DEFAULT_READ:
-        identity.append([read.sep, list(read.na_values), read.thousands])
+        identity.append([read.sep, list(read.na_values), read.thousands, read.decimal])
     if text is not None:
         identity.append(text.to_dict())
     return hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:32]
