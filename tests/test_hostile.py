@@ -430,6 +430,46 @@ def test_gradcheck_passes_a_correct_gradient_at_an_optimum(run, tmp_path, monkey
     assert caught.exit_code == 1 and "FAILED" in caught.stdout
 
 
+def test_weights_whose_total_overflows_are_refused_in_one_line(run, tmp_path):
+    """Weights of 1e308 add up to inf, and the loss divides by that total: the run failed
+    blaming the features' X^T X under a RuntimeWarning, or (lbfgs) in an IndexError traceback.
+    Weights whose total is finite, however large, train the model of weights of 1."""
+    frame = pd.read_csv(DATA / "iris.csv")
+    for name, weight in (("big", 1e200), ("one", 1.0), ("huge", 1e308)):
+        weighted = frame.copy()
+        weighted.insert(0, "w", weight)  # the label stays the last column
+        weighted.to_csv(tmp_path / f"{name}.csv", index=False)
+    settings = ["--weight", "w", "--optimizer", "lbfgs", "-q"]
+    assert run("train", "one.csv", "-o", "one", *settings).exit_code == 0
+    assert run("train", "big.csv", "-o", "big", *settings).exit_code == 0
+    np.testing.assert_allclose(load_model(tmp_path / "big").params,
+                               load_model(tmp_path / "one").params, rtol=1e-8, atol=1e-10)
+    for optimizer, stream in (("lbfgs", []), ("lbfgs", ["--stream"]), ("nesterov", [])):
+        refused = run("train", "huge.csv", "-o", "huge", *settings, *stream,
+                      "--optimizer", optimizer)
+        assert refused.exit_code == 1 and refused.stderr.count("\n") == 1, refused.stderr
+        assert "sample weights add up to more than float64 holds" in refused.stderr
+        assert not (tmp_path / "huge").exists()
+    from xent.errors import DataError
+    from xent.estimator import SoftmaxRegression
+
+    X, y = _separable(n=40)
+    with pytest.raises(DataError, match="add up to more"):
+        SoftmaxRegression().fit(X, y, sample_weight=np.full(40, 1e308))
+    # a source of the Python API given such weights as they are: its first point is not
+    # finite, and every optimiser's run of no epochs ended in an IndexError before
+    from xent.links import get_link
+    from xent.loss import Objective, labels_target
+    from xent.sources import ArraySource
+    from xent.train import Solver, Stopping, fit
+
+    source = ArraySource(X, labels_target(y, 2), np.full(40, 1e308))
+    for optimizer in ("lbfgs", "gd", "nesterov", "adam"):
+        with pytest.raises(DataError, match="not finite at the starting point"):
+            fit(source, Objective(get_link("sigmoid"), 0.0), Solver(optimizer, 0.1),
+                Stopping(5, 1e-6))
+
+
 def test_compare_refuses_directories_that_are_not_runs(run, tmp_path):
     assert run("train", "sklearn:iris", "-o", "r", "-q", "--epochs", "5").exit_code == 0
     (tmp_path / "notes").mkdir()

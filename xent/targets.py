@@ -110,7 +110,7 @@ def check_sample_weight(weights, n: int, name: str = "sample weights") -> np.nda
     w = np.asarray(weights, dtype=np.float64)
     if w.shape != (n,):
         raise DataError(f"{name} must have shape ({n},), got {w.shape}")
-    if not np.all(np.isfinite(w)) or (n and (w.min() < 0 or w.sum() <= 0)):
+    if not np.all(np.isfinite(w)) or (n and (w.min() < 0 or not w.any())):
         raise DataError(f"{name} must be finite, non-negative and not all zero")
     return w
 
@@ -129,6 +129,11 @@ def row_weights(target: Target, sample_weight=None, class_weight=None) -> np.nda
         c = np.asarray(class_weight, dtype=np.float64)
         per_row = c[target.labels] if target.labels is not None else target.proba @ c
         w = w * per_row
+    with np.errstate(over="ignore"):
+        total = w.sum()
+    if not np.isfinite(total):  # the loss divides by it: a model of NaN, blamed on X before
+        raise DataError("the sample weights add up to more than float64 holds (1.8e308): "
+                        "divide them by a power of 10 (a model depends only on their ratios)")
     return w
 
 

@@ -31,7 +31,7 @@ import scipy.sparse as sp
 
 from . import lazy
 from .config import OptimConfig
-from .errors import ConfigError
+from .errors import ConfigError, DataError
 from .loss import Objective, lipschitz_bound, target_entropy
 from .narrowing import Narrowing
 from .optim import (
@@ -409,6 +409,11 @@ class _Loop:
         self.current = result
         if not (math.isfinite(result.objective) and np.all(np.isfinite(params))
                 and np.all(np.isfinite(result.grad))):
+            if not self.history.records:  # no step taken: nothing diverged, and no point to
+                raise DataError(  # go back to; a run of no epochs has nothing to report
+                    "the objective is not finite at the starting point (NaN or infinite "
+                    "values, or sums too large for float64, in the data or weights): check "
+                    "and rescale them")
             return "diverged"
         grad_norm, rel = self._relative_norm(result)
         tol = self.stopping.tol
