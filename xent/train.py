@@ -26,7 +26,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
-import scipy.optimize
 import scipy.sparse as sp
 
 from . import lazy
@@ -523,6 +522,9 @@ class _Loop:
         switches to float64 products and L-BFGS goes on from where it was. With an L1 penalty
         it works on the split W = U - V, U, V >= 0 (``LbfgsVariables``).
         """
+        from scipy.optimize import minimize  # here: its import is a fifth of a second of
+        # every command's start, and most runs never call it
+
         variables = LbfgsVariables(params.shape, self.objective.l1)
         max_epochs = self.stopping.max_epochs
         cache = {}
@@ -559,7 +561,7 @@ class _Loop:
                 reasons.append("max_epochs")
                 break
             with single_threaded_blas():  # L-BFGS-B's own BLAS calls must not spin a pool
-                outcome = scipy.optimize.minimize(
+                outcome = minimize(
                     fun, variables.start(self.last_finite), jac=True, method="L-BFGS-B",
                     bounds=variables.bounds, callback=on_iteration,
                     options={"maxiter": max_epochs - done, "gtol": 0.0, "ftol": 1e-15,
