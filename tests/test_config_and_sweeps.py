@@ -164,6 +164,21 @@ def test_sweep_errors(run, tmp_path):
     assert "as long" in run("sweep", "zip.toml").stderr
 
 
+def test_every_sweep_point_is_checked_before_any_trains(run, tmp_path):
+    """A missing file or settings that do not go together in a later point were found only
+    when that point's turn came, after the points before it had trained."""
+    for name, sweep, code, words in [
+            ("missing", '"data.source" = ["sklearn:iris", "nofile.csv"]', 1,
+             "sweep point 001-source=nofile.csv: "),
+            ("clash", 'mode = "zip"\n"optim.patience" = [0, 5]\n"data.val_fraction" = [0.2, 0]',
+             2, "sweep point 001-patience=5-val_fraction=0: optim.patience")]:
+        write(tmp_path / f"{name}.toml", f'[data]\nsource = "sklearn:iris"\n[sweep]\n{sweep}\n')
+        result = run("sweep", f"{name}.toml", "-o", name, "-q")
+        assert result.exit_code == code and words in result.stderr, result.stderr
+        assert result.stderr.count("\n") == 1
+        assert not (tmp_path / name).exists()  # point 000 did not train
+
+
 def test_compare_any_runs(run, tmp_path):
     for lr in ("0.05", "0.5"):
         run("train", "sklearn:iris", "--lr", lr, "--epochs", "50", "-q", "-o", f"lr{lr}")

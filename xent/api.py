@@ -81,13 +81,22 @@ def versions() -> dict[str, str]:
             "pandas": installed("pandas"), "scikit-learn": installed("scikit-learn")}
 
 
+def data_file(config: Config) -> Path | None:
+    """The local data file ``config`` names, by its absolute path; None for none, built-in
+    data, a glob of files or a remote address (Dask's)."""
+    source = config.data.source
+    if not source or data_mod.is_builtin(source) or "*" in source or "://" in source:
+        return None
+    return Path(source).resolve()
+
+
 def with_absolute_paths(config: Config) -> Config:
     """``config`` with a data file named by its absolute path, so that the config.toml saved
     in a run directory finds the data from wherever it is read."""
-    source = config.data.source
-    if not source or data_mod.is_builtin(source) or "*" in source or "://" in source:
-        return config  # built in, a glob of files, or a remote address: left as given
-    return replace(config, data=replace(config.data, source=str(Path(source).resolve())))
+    path = data_file(config)
+    if path is None:
+        return config  # left as given
+    return replace(config, data=replace(config.data, source=str(path)))
 
 
 def memory_budget() -> int:

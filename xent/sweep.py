@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import api
+from . import data as data_mod
 from .config import Config, keys_set, load_toml, to_toml, with_overrides
-from .errors import ConfigError
+from .errors import ConfigError, DataError
 from .processes import Task, run_in_processes
 from .report import read_summary, write_run
 
@@ -69,6 +70,20 @@ def read_sweep(path: str | Path) -> list[SweepPoint]:
     return points
 
 
+def check_points(points: list[SweepPoint]) -> None:
+    """Each point's settings go together and its data file is there, before any point
+    trains: a mistake in the last of twenty points was found after nineteen runs. The error
+    names the point."""
+    for point in points:
+        try:
+            api.check_settings(point.config)
+            path = api.data_file(point.config)
+            if path is not None:
+                data_mod.check_file(path)
+        except (ConfigError, DataError) as error:
+            raise type(error)(f"sweep point {point.name}: {error}") from None
+
+
 def is_finished(run_dir: Path, config: Config) -> bool:
     """A point is done when its run directory has a summary of an uninterrupted run of the
     same settings."""
@@ -102,6 +117,7 @@ def run_sweep(
     once: no point starts after it, running ones are ended within a couple of seconds, and
     finished runs are kept for ``resume``. Returns the run directories of all points.
     """
+    check_points(points)
     sweep_dir = Path(sweep_dir)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     notify = on_event or (lambda *args: None)
