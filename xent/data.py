@@ -645,9 +645,11 @@ def data_notes(table) -> list[str]:
     """What a careful reader of the data should be told, though nothing is wrong enough to
     stop: the delimiter when it is not a comma, a categorical column that is numbers but for a
     few values (a missing-value marker such as '?'), numbers written with thousands
-    separators or a decimal comma, a column of
-    identifiers (nearly a level a row), labels that differ only in surrounding spaces. The
+    separators or a decimal comma, a column of identifiers (nearly a level a row), a column
+    without a name (a written row index), labels that differ only in surrounding spaces. The
     same for every kind of table (it reads the schema, levels, classes and row count alone)."""
+    import re
+
     notes = []
     read = table.read
     numbers_as_text = set()  # columns noted as numbers written another way
@@ -668,6 +670,12 @@ def data_notes(table) -> list[str]:
             notes.append(f"{table.name}: column {column!r} is numbers but for {shown}, so "
                          f"it is read as {len(text)} categories; where such a value marks "
                          f"a missing one, pass --na-values {','.join(others)!r}")
+    for column in table.schema.columns:
+        if re.fullmatch(r"Unnamed: \d+", column):  # pandas' name for an empty header cell
+            notes.append(f"{table.name}: column {column!r} has no name in the header, as the "
+                         "row index pandas' to_csv writes: if it numbers the rows, the model "
+                         "learns where a row sits in the file (in a file sorted by class, its "
+                         "class); remove it, or write the file with to_csv(..., index=False)")
     for column, levels in zip(table.schema.categorical, table.levels, strict=True):
         if column not in numbers_as_text and len(levels) > max(IDENTIFIER_LEVELS,
                                                                table.n_rows // 2):
