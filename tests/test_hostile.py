@@ -151,6 +151,17 @@ def test_a_row_index_written_by_pandas_is_noted(run, tmp_path):
     assert "has no name" not in plain.stdout + plain.stderr
 
 
+def test_labels_that_write_one_number_two_ways_are_noted(run, tmp_path):
+    """In a label column that also holds text, '1' and '1.0' stay text: two classes of one
+    number, with no word (a column of numbers alone reads them as one class)."""
+    (tmp_path / "mixed.csv").write_text("a,y\n" + "".join(
+        f"{i},{('1', 'a', '1.0')[i % 3]}\n" for i in range(30)))
+    dry = run("train", "mixed.csv", "--dry-run")
+    notes = json.loads(dry.stdout[dry.stdout.index("{"):])["notes"]
+    assert any("the labels '1', '1.0' differ only in how they write one number" in n
+               for n in notes), notes
+
+
 def test_a_comma_that_may_separate_thousands_or_decimals_gets_both_readings(run, tmp_path):
     (tmp_path / "amb.csv").write_text("a,b,y\n" + "".join(
         f'"{i},{(i * 397) % 1000:03d}",{i},{i % 2}\n' for i in range(1, 9)))

@@ -683,14 +683,17 @@ def data_notes(table) -> list[str]:
                          f"in {table.n_rows:,} rows, each a feature of its own: like an "
                          "identifier, it can only tell the training rows apart; if it is one, "
                          "remove it from the file")
-    groups: dict[str, list] = {}
-    for cls in table.classes:
-        groups.setdefault(str(cls).strip(), []).append(cls)
+    groups: dict = {}
+    for cls in table.classes:  # by the text without spaces, or the number it writes
+        text = str(cls).strip()
+        groups.setdefault(float(text) if _number(text) else text, []).append(cls)
     for same in groups.values():
         if len(same) > 1:
+            how = "only in surrounding spaces" if len({str(c).strip() for c in same}) == 1 \
+                else "only in how they write one number"
             notes.append(f"{table.name}: the labels {', '.join(repr(str(c)) for c in same)} "
-                         "differ only in surrounding spaces and are different classes; "
-                         "fix the file if they are one")
+                         f"differ {how} and are different classes; fix the file if they "
+                         "are one")
     return notes
 
 
