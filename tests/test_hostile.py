@@ -146,9 +146,39 @@ def test_a_row_index_written_by_pandas_is_noted(run, tmp_path):
         dry = run("train", "indexed.csv", "--dry-run", *stream)
         notes = json.loads(dry.stdout[dry.stdout.index("{"):])["notes"]
         assert any("'Unnamed: 0' has no name in the header" in n and "index=False" in n
-                   for n in notes), notes
+                   and "--ignore 'Unnamed: 0'" in n for n in notes), notes
     plain = run("train", "plain.csv", "--dry-run")
     assert "has no name" not in plain.stdout + plain.stderr
+
+
+def test_ignore_leaves_columns_out_in_memory_streamed_and_for_prediction(run, tmp_path):
+    """--ignore names columns that are not features (a written row index, an identifier):
+    the model is that of the file without them, in memory and streamed, and it predicts on
+    files that have them. Names that are not columns, or that name the label, are errors."""
+    frame = pd.read_csv(DATA / "iris.csv")
+    frame.to_csv(tmp_path / "plain.csv", index=False)
+    frame.insert(0, "id", [f"u{i:04d}" for i in range(150)])
+    frame.to_csv(tmp_path / "indexed.csv")
+    settings = ["--optimizer", "lbfgs", "-q"]
+    assert run("train", "plain.csv", "-o", "plain", *settings).exit_code == 0
+    reference = load_model(tmp_path / "plain")
+    for stream in ([], ["--stream"]):
+        out = f"ignored{len(stream)}"
+        trained = run("train", "indexed.csv", "--ignore", "Unnamed: 0, id", "-o", out,
+                      *settings, *stream)
+        assert trained.exit_code == 0, trained.stderr
+        model = load_model(tmp_path / out)
+        assert list(model.feature_names) == list(reference.feature_names)
+        np.testing.assert_allclose(model.params, reference.params, rtol=1e-9, atol=1e-12)
+    assert run("predict", "ignored0", "indexed.csv", "--proba").stdout == \
+        run("predict", "plain", "plain.csv", "--proba").stdout
+    for args, code, words in [
+            (["indexed.csv", "--ignore", "nope"], 1, "no column(s) 'nope' to ignore"),
+            (["indexed.csv", "--ignore", "species"], 1, "--ignore names 'species', the label"),
+            (["sklearn:iris", "--ignore", "id"], 2, "--ignore: for CSV files")]:
+        refused = run("train", *args, "-q", "-o", "refused")
+        assert refused.exit_code == code and words in refused.stderr, refused.stderr
+        assert refused.stderr.count("\n") == 1
 
 
 def test_labels_that_write_one_number_two_ways_are_noted(run, tmp_path):

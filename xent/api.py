@@ -163,7 +163,8 @@ def check_encoded_size(table: Table, prep: Preprocessing) -> None:
         message += (f"; column {table.schema.categorical[widest]!r} alone is {levels:,} of "
                     "the features (one a level)")
         if levels > table.n_rows // 2:
-            message += ": nearly a level a row, like an identifier: if it is one, remove it"
+            message += (": nearly a level a row, like an identifier: if it is one, leave it "
+                        f"out with --ignore {table.schema.categorical[widest]!r}")
     raise DataError(message + "; or train with --stream, which encodes a block of rows at a time")
 
 
@@ -205,7 +206,8 @@ def check_settings(config: Config) -> None:
                           "--stream")
     csv_options = [name for name, value in (("--sep", d.sep), ("--na-values", d.na_values),
                                             ("--thousands", d.thousands),
-                                            ("--decimal", d.decimal != ".")) if value]
+                                            ("--decimal", d.decimal != "."),
+                                            ("--ignore", d.ignore)) if value]
     if csv_options and (libsvm or data_mod.is_builtin(d.source) or
                         data_mod.is_numpy_file(path)):
         raise ConfigError(f"{', '.join(csv_options)}: for CSV files, and {d.source} is not "
@@ -226,16 +228,17 @@ def delimiter_option(text: str) -> str | None:
 
 def read_options(data: DataConfig) -> ReadOptions:
     """How data files are read (``data.ReadOptions``) from the data settings; a thousands
-    separator is one character other than the decimal mark, missing-value strings a
-    comma-separated list."""
+    separator is one character other than the decimal mark, missing-value strings and the
+    columns to ignore comma-separated lists."""
     if len(data.thousands) > 1:
         raise ConfigError(f"data.thousands must be one character, got {data.thousands!r}")
     if data.thousands == data.decimal:  # pandas would read 5.1 as 51 without a word
         raise ConfigError(f"--thousands {data.thousands!r}: {data.decimal!r} is the decimal "
                           "mark (--decimal), so it cannot also separate thousands")
     na_values = tuple(v.strip() for v in data.na_values.split(",") if v.strip())
+    ignore = tuple(c.strip() for c in data.ignore.split(",") if c.strip())
     return ReadOptions(delimiter_option(data.sep), na_values, data.thousands or None,
-                       data.libsvm_base, data.decimal)
+                       data.libsvm_base, data.decimal, ignore)
 
 
 def text_spec(data: DataConfig) -> TextSpec | None:

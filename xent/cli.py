@@ -174,6 +174,7 @@ TRAIN_OPTIONS = {
     "na_values": "data.na_values",
     "thousands": "data.thousands",
     "decimal": "data.decimal",
+    "ignore": "data.ignore",
     "dtype": "data.dtype",
     "lr_backoff": "optim.lr_backoff",
     "labels": "data.labels",

@@ -53,6 +53,8 @@ class DataConfig:
                               "besides empty, NA and NaN (e.g. \"?,n/a\")")
     thousands: str = _setting("", "thousands separator inside numbers (e.g. \",\"); empty: "
                               "none")
+    ignore: str = _setting("", "comma-separated columns left out of the features (an "
+                           "identifier, a written row index, a leak); empty: none")
     decimal: str = _setting(".", "decimal mark inside numbers: \".\" or \",\" (3,14 for pi, as "
                             "in many European files)", choices=(".", ","))
     libsvm_base: str = _setting("auto", "LIBSVM feature indices: zero, one, or auto (zero if "

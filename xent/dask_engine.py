@@ -432,7 +432,7 @@ def open_table(client, source: str, target: str | None, weight: str | None,
     import dask
 
     frame, read = read_frame(source, read)
-    schema = frame_schema(frame, target, weight, source)
+    schema = frame_schema(frame, target, weight, source, ignore=read.ignore)
     levels, raw_classes = dask.compute(
         [frame[c].dropna().astype(str).unique() for c in schema.categorical],
         frame[schema.target].dropna().unique())

@@ -60,13 +60,16 @@ class ReadOptions:
     pandas' own (empty, NA, NaN, ...), that mean a missing value. thousands: the thousands
     separator inside numbers, or None. libsvm_base: "zero" (feature index 0 is the first
     column), "one" (index 1 is), or "auto" (zero-based if any index is 0). decimal: the
-    decimal mark inside numbers ("," in files written where 3,14 is pi)."""
+    decimal mark inside numbers ("," in files written where 3,14 is pi). ignore: columns of
+    the file left out of the features (an identifier, a written row index, a leak): parsed,
+    never encoded (``detect_schema``)."""
 
     sep: str | None = None
     na_values: tuple[str, ...] = ()
     thousands: str | None = None
     libsvm_base: str = "auto"
     decimal: str = "."
+    ignore: tuple[str, ...] = ()
 
     def pandas(self, sep: str) -> dict:
         """Keyword arguments of ``pandas.read_csv`` for a file whose delimiter is ``sep``."""
@@ -81,17 +84,20 @@ class ReadOptions:
 
     def to_dict(self) -> dict:
         return {"sep": self.sep, "na_values": list(self.na_values), "thousands": self.thousands,
-                "libsvm_base": self.libsvm_base, "decimal": self.decimal}
+                "libsvm_base": self.libsvm_base, "decimal": self.decimal,
+                "ignore": list(self.ignore)}
 
     def for_model(self) -> dict:
-        """What a model keeps: the meaning of values, not the delimiter of one file."""
-        return {k: v for k, v in self.to_dict().items() if k != "sep"}
+        """What a model keeps: the meaning of values, not the delimiter of one file nor the
+        columns training left out (its encoder names the columns it reads)."""
+        return {k: v for k, v in self.to_dict().items() if k not in ("sep", "ignore")}
 
     @classmethod
     def from_dict(cls, spec: dict | None) -> ReadOptions:
         spec = spec or {}
         return cls(spec.get("sep"), tuple(spec.get("na_values", ())), spec.get("thousands"),
-                   spec.get("libsvm_base", "auto"), spec.get("decimal", "."))
+                   spec.get("libsvm_base", "auto"), spec.get("decimal", "."),
+                   tuple(spec.get("ignore", ())))
 
 
 #: the default: sniffed delimiter, pandas' missing values, no thousands separator, auto base,
@@ -157,17 +163,21 @@ class Schema:
     numeric: tuple[str, ...]
     categorical: tuple[str, ...]
     text: tuple[str, ...] = ()  # free-text columns, hashed (``text.TextSpec``), not in columns
+    ignored: tuple[str, ...] = ()  # columns of the file left out (--ignore), not in columns
 
 
 def detect_schema(columns, is_numeric, target: str | None, weight: str | None,
-                  source: str, text: tuple[str, ...] = ()) -> Schema:
+                  source: str, text: tuple[str, ...] = (), ignore: tuple[str, ...] = ()
+                  ) -> Schema:
     """The schema of a table with ``columns`` whose dtypes ``is_numeric(column)`` tells;
-    ``target`` None is the last column; ``text`` the free-text columns."""
+    ``target`` None is the last column; ``text`` the free-text columns; ``ignore`` columns
+    that are none of these, left out."""
     columns = [str(c) for c in columns]
     target = target or columns[-1]
     if target not in columns:
         raise DataError(f"{source}: no target column {target!r}; the columns are "
                         f"{_names(columns)}")
+    _check_ignored(ignore, columns, (target, weight, *text), source)
     absent = [c for c in text if c not in columns]
     if absent:
         raise DataError(f"{source}: no text column(s) {_names(absent)}; the columns are "
@@ -181,7 +191,8 @@ def detect_schema(columns, is_numeric, target: str | None, weight: str | None,
                         f"{_names(columns)}")
     if weight == target:
         raise DataError(f"{source}: the weight column cannot be the target {target!r}")
-    features = [c for c in columns if c not in (target, weight) and c not in text]
+    features = [c for c in columns if c not in (target, weight) and c not in text
+                and c not in ignore]
     if not features and not text:
         hint = ""
         if any(mark in target for mark in ";\t|: "):
@@ -191,11 +202,25 @@ def detect_schema(columns, is_numeric, target: str | None, weight: str | None,
                         f"{target!r}{hint}")
     numeric = tuple(c for c in features if is_numeric(c))
     categorical = tuple(c for c in features if c not in numeric)
-    return Schema(target, weight or None, tuple(features), numeric, categorical, tuple(text))
+    return Schema(target, weight or None, tuple(features), numeric, categorical, tuple(text),
+                  tuple(ignore))
+
+
+def _check_ignored(ignore, columns: list[str], roles: tuple, source: str) -> None:
+    """Columns to leave out must be columns, and not the label, weight or text ones."""
+    absent = [c for c in ignore if c not in columns]
+    if absent:
+        raise DataError(f"{source}: no column(s) {_names(absent)} to ignore; the columns are "
+                        f"{_names(columns)}")
+    taken = [c for c in ignore if c in roles]
+    if taken:
+        raise DataError(f"{source}: --ignore names {_names(taken)}, the label, weight or text "
+                        "column (the label is the last column unless --target names it)")
 
 
 def frame_schema(frame: pd.DataFrame, target: str | None, weight: str | None,
-                 source: str, text: tuple[str, ...] = ()) -> Schema:
+                 source: str, text: tuple[str, ...] = (), ignore: tuple[str, ...] = ()
+                 ) -> Schema:
     """``detect_schema`` of a pandas (or dask) DataFrame: numeric and boolean dtypes are
     numeric."""
     import pandas as pd
@@ -204,7 +229,7 @@ def frame_schema(frame: pd.DataFrame, target: str | None, weight: str | None,
         dtype = frame[column].dtype
         return pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)
 
-    return detect_schema(frame.columns, is_numeric, target, weight, source, text)
+    return detect_schema(frame.columns, is_numeric, target, weight, source, text, ignore)
 
 
 class Codebook:
@@ -387,7 +412,8 @@ def frame_table(frame: pd.DataFrame, name: str, target: str | None = None,
                 read: ReadOptions = DEFAULT_READ, text: TextSpec | None = None) -> RawTable:
     """A RawTable of a pandas DataFrame (a whole CSV or Parquet file, read by ``read``), its
     ``text`` columns hashed."""
-    schema = frame_schema(frame, target, weight, name, text.columns if text else ())
+    schema = frame_schema(frame, target, weight, name, text.columns if text else (),
+                          read.ignore)
     hashed = None if text is None else text.transform(frame, name)
     return _schema_table(frame, schema, name, (sha256, read), (text, hashed))
 
@@ -675,14 +701,15 @@ def data_notes(table) -> list[str]:
             notes.append(f"{table.name}: column {column!r} has no name in the header, as the "
                          "row index pandas' to_csv writes: if it numbers the rows, the model "
                          "learns where a row sits in the file (in a file sorted by class, its "
-                         "class); remove it, or write the file with to_csv(..., index=False)")
+                         f"class); leave it out with --ignore {column!r}, or write the file "
+                         "with to_csv(..., index=False)")
     for column, levels in zip(table.schema.categorical, table.levels, strict=True):
         if column not in numbers_as_text and len(levels) > max(IDENTIFIER_LEVELS,
                                                                table.n_rows // 2):
             notes.append(f"{table.name}: column {column!r} has {len(levels):,} distinct values "
                          f"in {table.n_rows:,} rows, each a feature of its own: like an "
                          "identifier, it can only tell the training rows apart; if it is one, "
-                         "remove it from the file")
+                         f"leave it out with --ignore {column!r}")
     groups: dict = {}
     for cls in table.classes:  # by the text without spaces, or the number it writes
         text = str(cls).strip()

@@ -192,7 +192,8 @@ def cache_key(path: Path, target: str | None, weight: str | None = None,
     identity = [CACHE_VERSION, str(path.resolve()), status.st_size, status.st_mtime_ns, target,
                 weight]
     if read != DEFAULT_READ:
-        identity.append([read.sep, list(read.na_values), read.thousands, read.decimal])
+        identity.append([read.sep, list(read.na_values), read.thousands, read.decimal,
+                         list(read.ignore)])
     if text is not None:
         identity.append(text.to_dict())
     return hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:32]
@@ -289,11 +290,11 @@ def _parse_into(path: Path, target, weight, chunk_rows, work: Path, read: ReadOp
             text_indices = files.enter_context(open(work / "text_indices.bin", "wb"))
         for chunk in chunks:
             if schema is None:
-                schema = frame_schema(chunk, target, weight, source, text_columns)
+                schema = frame_schema(chunk, target, weight, source, text_columns, read.ignore)
                 books = [Codebook() for _ in schema.categorical]
                 missing_counts = dict.fromkeys(schema.columns, 0)
             elif set(chunk.columns) != set(schema.columns) | {schema.target} | \
-                    ({schema.weight} - {None}) | set(text_columns):
+                    ({schema.weight} - {None}) | set(text_columns) | set(schema.ignored):
                 raise DataError(f"{path}: the columns change at line {n_rows + 2}")
             if text is not None:
                 hashed = text.transform(chunk, source)
