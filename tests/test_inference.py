@@ -135,6 +135,12 @@ def test_inference_from_the_command_line(run, tmp_path):
     assert penalised.exit_code == 0
     note = json.loads(run("inspect", "p", "s.csv", "--json").stdout)["notes"]
     assert any("penalised" in n for n in note)
+    assert not any("l1 =" in n for n in note)
+    # after an L1 fit the table takes the penalty's zeros as given, and says so
+    lasso = run("train", "s.csv", "--l1", "0.05", "--val-fraction", "0", "-q", "-o", "lasso")
+    assert lasso.exit_code == 0
+    note = json.loads(run("inspect", "lasso", "s.csv", "--json").stdout)["notes"]
+    assert any("l1 = 0.05: the penalty chose which weights are zero" in n for n in note), note
     assert "no inference table" in run("inspect", "p").stderr
     evaluated = json.loads(run("eval", "r", "s.csv", "--json", "--plot", "rel.png").stdout)
     assert {"brier", "ece"} <= set(evaluated)

@@ -145,6 +145,12 @@ def coefficient_table(model, info: np.ndarray, likelihood: dict, l2: float | Non
     elif penalised:
         notes.append(f"l2 = {l2:g}: standard errors of the penalised fit (the penalty's "
                      "curvature added to the information)")
+    l1 = model.metadata.get("l1") or 0.0
+    if l1:
+        notes.append(f"l1 = {l1:g}: the penalty chose which weights are zero, and these "
+                     "standard errors, z and p take that choice as given: they overstate the "
+                     "certainty about the weights kept, and a zero weight's interval is no "
+                     "test of its feature")
     return dict(likelihood, coefficients=rows, penalised=penalised,
                 form=("against the first class " + repr(classes[0])) if k > 1
                 else f"log-odds of {classes[1]!r}", notes=notes)
