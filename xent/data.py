@@ -626,8 +626,8 @@ def with_text(X: np.ndarray, hashed: sp.csr_matrix) -> sp.csr_matrix:
 
 #: how a column read as text may be numbers written another way: (what, a pattern each of its
 #: values fits, the options that read it as numbers). A leading group of 0 separates no
-#: thousands (0,126 has a decimal comma); a decimal comma's pattern is met by any value the
-#: last one's is, so the last is named only where there are points between thousands
+#: thousands (0,126 has a decimal comma); every value the decimal comma's pattern meets, the
+#: last one's meets too, so the last is named only where there are points between thousands
 _WRITINGS = (
     ("thousands separators", r"^[+-]?([1-9]\d{0,2}(,\d{3})+|\d+)(\.\d+)?$", "--thousands ','"),
     ("a decimal comma", r"^[+-]?\d+(,\d+)?$", "--decimal ','"),
@@ -671,16 +671,22 @@ def data_notes(table) -> list[str]:
     """What a careful reader of the data should be told, though nothing is wrong enough to
     stop: the delimiter when it is not a comma, a categorical column that is numbers but for a
     few values (a missing-value marker such as '?'), numbers written with thousands
-    separators or a decimal comma, a column of identifiers (nearly a level a row), a column
-    without a name (a written row index), labels that differ only in surrounding spaces. The
-    same for every kind of table (it reads the schema, levels, classes and row count alone)."""
-    import re
-
+    separators or a decimal comma, a column without a name (a written row index), a column of
+    identifiers (nearly a level a row), labels that differ only in surrounding spaces or in
+    how they write a number. The same for every kind of table (it reads the schema, levels,
+    classes and row count alone)."""
     notes = []
-    read = table.read
-    numbers_as_text = set()  # columns noted as numbers written another way
-    if read.sep not in (None, ","):
-        notes.append(f"{table.name}: read with the delimiter {read.sep!r}")
+    if table.read.sep not in (None, ","):
+        notes.append(f"{table.name}: read with the delimiter {table.read.sep!r}")
+    numbers, numbers_as_text = _number_notes(table)
+    return (notes + numbers + _unnamed_notes(table) + _identifier_notes(table, numbers_as_text)
+            + _label_notes(table))
+
+
+def _number_notes(table) -> tuple[list[str], set]:
+    """Notes on categorical columns that are numbers written another way, or numbers but for
+    a few values; and the columns of the first kind."""
+    notes, numbers_as_text = [], set()
     for column, levels in zip(table.schema.categorical, table.levels, strict=True):
         text = [str(level).strip() for level in levels]
         numbers = [t for t in text if _number(t)]
@@ -696,24 +702,39 @@ def data_notes(table) -> list[str]:
             notes.append(f"{table.name}: column {column!r} is numbers but for {shown}, so "
                          f"it is read as {len(text)} categories; where such a value marks "
                          f"a missing one, pass --na-values {','.join(others)!r}")
-    for column in table.schema.columns:
-        if re.fullmatch(r"Unnamed: \d+", column):  # pandas' name for an empty header cell
-            notes.append(f"{table.name}: column {column!r} has no name in the header, as the "
-                         "row index pandas' to_csv writes: if it numbers the rows, the model "
-                         "learns where a row sits in the file (in a file sorted by class, its "
-                         f"class); leave it out with --ignore {column!r}, or write the file "
-                         "with to_csv(..., index=False)")
-    for column, levels in zip(table.schema.categorical, table.levels, strict=True):
-        if column not in numbers_as_text and len(levels) > max(IDENTIFIER_LEVELS,
-                                                               table.n_rows // 2):
-            notes.append(f"{table.name}: column {column!r} has {len(levels):,} distinct values "
-                         f"in {table.n_rows:,} rows, each a feature of its own: like an "
-                         "identifier, it can only tell the training rows apart; if it is one, "
-                         f"leave it out with --ignore {column!r}")
+    return notes, numbers_as_text
+
+
+def _unnamed_notes(table) -> list[str]:
+    """A feature column with no name in the header: pandas calls it 'Unnamed: i', and
+    DataFrame.to_csv writes its row index so."""
+    import re
+
+    return [f"{table.name}: column {column!r} has no name in the header, as the row index "
+            "pandas' to_csv writes: if it numbers the rows, the model learns where a row sits "
+            "in the file (in a file sorted by class, its class); leave it out with --ignore "
+            f"{column!r}, or write the file with to_csv(..., index=False)"
+            for column in table.schema.columns if re.fullmatch(r"Unnamed: \d+", column)]
+
+
+def _identifier_notes(table, skip: set) -> list[str]:
+    """A categorical column (not in ``skip``) with nearly a level a row."""
+    return [f"{table.name}: column {column!r} has {len(levels):,} distinct values in "
+            f"{table.n_rows:,} rows, each a feature of its own: like an identifier, it can "
+            f"only tell the training rows apart; if it is one, leave it out with --ignore "
+            f"{column!r}"
+            for column, levels in zip(table.schema.categorical, table.levels, strict=True)
+            if column not in skip and len(levels) > max(IDENTIFIER_LEVELS, table.n_rows // 2)]
+
+
+def _label_notes(table) -> list[str]:
+    """Classes that are one label written two ways: with surrounding spaces, or one number
+    ('1' and '1.0' in a label column that also holds text, so read as text)."""
     groups: dict = {}
     for cls in table.classes:  # by the text without spaces, or the number it writes
         text = str(cls).strip()
         groups.setdefault(float(text) if _number(text) else text, []).append(cls)
+    notes = []
     for same in groups.values():
         if len(same) > 1:
             how = "only in surrounding spaces" if len({str(c).strip() for c in same}) == 1 \
