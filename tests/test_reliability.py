@@ -41,7 +41,7 @@ BAD_CSVS = {
     "nan.csv": ((IRIS_HEADER + "1,,x\n3,4,y\n").encode(), "missing values in column(s) 'b' (1)"),
     "inf.csv": ((IRIS_HEADER + "1,inf,x\n3,4,y\n").encode(), "infinite values in column(s) 'b'"),
     "huge.csv": ((IRIS_HEADER + "1e308,1,x\n-1e308,2,y\n1e308,3,x\n").encode(),
-                 "standardisation overflows"),
+                 "are too large to square"),
     "dupes.csv": (b"a,a,label\n1,2,x\n3,4,y\n", "duplicate column name(s) 'a'"),
     "no_label.csv": ((IRIS_HEADER + "1,2,x\n3,4,\n5,6,y\n").encode(), "have no label"),
     "only_label.csv": (b"label\nx\ny\n", "no feature columns"),

@@ -126,6 +126,14 @@ class Standardizer:
         return out
 
 
+def too_large_to_square(source: str, columns: list) -> DataError:
+    """The error for feature columns whose spread overflows float64: every run needs it (to
+    standardise, and for the step size's X^T X), with --no-standardize too."""
+    return DataError(f"{source}: the values of feature column(s) {columns} are too large to "
+                     "square (about 1e154 or more), as their spread and the step size need: "
+                     "rescale them (divide by a power of 10)")
+
+
 def fit_standardizer(X, names: list[str] | None = None, source: str = "data") -> Standardizer:
     """Mean and standard deviation (ddof=0) of each column of the training data.
 
@@ -145,10 +153,7 @@ def fit_standardizer(X, names: list[str] | None = None, source: str = "data") ->
         if not (np.all(np.isfinite(center)) and np.all(np.isfinite(std))):
             bad = np.flatnonzero(~(np.isfinite(center) & np.isfinite(std)))[:10]
             shown = [names[i] for i in bad] if names is not None else bad.tolist()
-            raise DataError(
-                f"{source}: standardisation overflows for feature column(s) {shown}: their "
-                "values are too large to square; rescale them (divide by a power of 10)"
-            )
+            raise too_large_to_square(source, shown)
     scale = np.where(std > 0, std, 1.0)
     return Standardizer(center, scale)
 
@@ -387,10 +392,7 @@ def _feature_moments(stats: Statistics, schema: Schema, levels, fill, source):
     if not (np.all(np.isfinite(means)) and np.all(np.isfinite(stds))):
         bad = [c for j, c in enumerate(schema.numeric)
                if not (np.isfinite(stats.mean[j]) and np.isfinite(stats.m2[j]))]
-        raise DataError(
-            f"{source}: standardisation overflows for feature column(s) {bad}: their "
-            "values are too large to square; rescale them (divide by a power of 10)"
-        )
+        raise too_large_to_square(source, bad)
     return means, stds
 
 
