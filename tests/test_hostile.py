@@ -544,6 +544,8 @@ def test_settings_that_do_not_go_together_are_usage_errors(run, tmp_path):
     _libsvm(tmp_path / "d.svm", X, y, base=1)
     (tmp_path / "s.toml").write_text('[data]\nsource = "sklearn:iris"\n[sweep]\n'
                                      '"model.l2" = [0.1, 1.0]\n')
+    pd.read_csv(DATA / "iris.csv").to_parquet(tmp_path / "iris.parquet")
+    (tmp_path / "d.txt").write_text("__label__a one two\n__label__b three\n")
     for args, words in [
             (["sklearn:iris", "--val-fraction", "0", "--patience", "5"], "--patience"),
             (["--config", "s.toml"], "xent sweep"),
@@ -556,6 +558,8 @@ def test_settings_that_do_not_go_together_are_usage_errors(run, tmp_path):
             (["iris.csv", "--thousands", "."], "decimal mark"),
             (["iris.csv", "--thousands", ",", "--decimal", ","], "decimal mark"),
             (["sklearn:iris", "--decimal", ","], "--decimal: for CSV files"),
+            (["iris.parquet", "--sep", ";"], "a Parquet file stores typed values"),
+            (["d.txt", "--ignore", "text"], "--ignore: for CSV files"),
             (["iris.csv", "--sep", ";;"], "one character")]:
         result = run("train", *args, "-q", "-o", "r")
         assert result.exit_code == 2 and words in result.stderr, (args, result.stderr)

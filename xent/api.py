@@ -204,17 +204,26 @@ def check_settings(config: Config) -> None:
     if d.stream and libsvm:
         raise ConfigError(f"{d.source}: LIBSVM files are read whole (they stay sparse); drop "
                           "--stream")
-    csv_options = [name for name, value in (("--sep", d.sep), ("--na-values", d.na_values),
-                                            ("--thousands", d.thousands),
-                                            ("--decimal", d.decimal != "."),
-                                            ("--ignore", d.ignore)) if value]
-    if csv_options and (libsvm or data_mod.is_builtin(d.source) or
-                        data_mod.is_numpy_file(path)):
-        raise ConfigError(f"{', '.join(csv_options)}: for CSV files, and {d.source} is not "
-                          "one")
+    _check_table_options(d, path, libsvm)
     if d.libsvm_base != "auto" and path.is_file() and not libsvm:
         raise ConfigError(f"--zero-based/--one-based: for LIBSVM files, and {d.source} is not "
                           "one")
+
+
+def _check_table_options(d: DataConfig, path: Path, libsvm: bool) -> None:
+    """Options of a table's columns and text, with data that are no such table: a usage
+    error. A Parquet file's columns may be ignored, but it stores typed values, not text."""
+    text_options = [name for name, value in (("--sep", d.sep), ("--na-values", d.na_values),
+                                             ("--thousands", d.thousands),
+                                             ("--decimal", d.decimal != ".")) if value]
+    named = text_options + (["--ignore"] if d.ignore else [])
+    not_a_table = libsvm or data_mod.is_builtin(d.source) or data_mod.is_numpy_file(path) or \
+        (path.is_file() and is_fasttext(path))
+    if named and not_a_table:
+        raise ConfigError(f"{', '.join(named)}: for CSV files, and {d.source} is not one")
+    if text_options and data_mod.is_parquet(path):
+        raise ConfigError(f"{', '.join(text_options)}: for CSV files; a Parquet file stores "
+                          "typed values, not text to read")
 
 
 def delimiter_option(text: str) -> str | None:
