@@ -527,6 +527,19 @@ def test_weights_whose_total_overflows_are_refused_in_one_line(run, tmp_path):
                 Stopping(5, 1e-6))
 
 
+def test_a_cache_folder_that_is_a_file_is_named(run, tmp_path, monkeypatch):
+    """$XENT_CACHE_DIR set to a file: streaming said only '...: File exists'."""
+    pd.read_csv(DATA / "iris.csv").to_csv(tmp_path / "iris.csv", index=False)
+    (tmp_path / "a_file").write_text("")
+    for folder in ("a_file", "a_file/below"):
+        monkeypatch.setenv("XENT_CACHE_DIR", str(tmp_path / folder))
+        result = run("train", "iris.csv", "--stream", "-q", "-o", "r")
+        assert result.exit_code == 1 and result.stderr.count("\n") == 1
+        assert "cache's folder cannot be made, a file is in its path; point $XENT_CACHE_DIR " \
+            "at a folder" in result.stderr, result.stderr
+        assert not (tmp_path / "r").exists()
+
+
 def test_compare_refuses_directories_that_are_not_runs(run, tmp_path):
     assert run("train", "sklearn:iris", "-o", "r", "-q", "--epochs", "5").exit_code == 0
     (tmp_path / "notes").mkdir()

@@ -213,7 +213,12 @@ def build_cache(path: str | os.PathLike, target: str | None = None,
     final = cache_root() / key
     if (final / "meta.json").is_file():
         return open_cache(final), False
-    final.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):  # "File exists" alone named no setting
+        raise DataError(f"{cache_root()}: the cache's folder cannot be made, a file is in its "
+                        "path; point $XENT_CACHE_DIR at a folder (or unset it for "
+                        "~/.cache/xent)") from None
     work = final.parent / f".{key}.{os.getpid()}.tmp"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
