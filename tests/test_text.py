@@ -259,8 +259,9 @@ def test_fasttext_files(run, tmp_path):
         "__label__spam buy cheap pills now\n\n__label__ham lunch at noon?\n"
         "__label__spam __label__promo win a prize now\n__label__ham see you at the meeting\n"
         * 20, encoding="utf-8")
-    labels, X = hash_fasttext(tmp_path / "train.txt", TextSpec(("text",), (1, 1), 256))
+    labels, X, several = hash_fasttext(tmp_path / "train.txt", TextSpec(("text",), (1, 1), 256))
     assert len(labels) == 80 and labels[:4] == ["spam", "ham", "spam", "ham"]
+    assert several == 20  # the third line of each four: spam and promo
     # the third line's text is "win a prize now" (its label words go): tokens win, prize, now
     assert X[2].nnz == 3
     result = run("train", "train.txt", "-o", "runs/ft", "-q", "--buckets", "256",
@@ -268,6 +269,11 @@ def test_fasttext_files(run, tmp_path):
     assert result.exit_code == 0, result.output
     result = run("eval", "runs/ft", "train.txt", "--json")
     assert result.exit_code == 0 and json.loads(result.stdout)["accuracy"] == 1.0
+    for stream in ([], ["--stream"]):  # the first label of each line is kept, and said so
+        dry = run("train", "train.txt", "--dry-run", *stream)
+        notes = json.loads(dry.stdout[dry.stdout.index("{"):])["notes"]
+        assert any("lines with several labels: 20 of 80; xent trains one class a row and "
+                   "keeps each line's first" in n for n in notes), notes
     (tmp_path / "bad.txt").write_text("__label__a one\nno label here\n", encoding="utf-8")
     result = run("train", "bad.txt", "-o", "runs/bad")
     assert result.exit_code == 1
@@ -290,8 +296,11 @@ def test_fasttext_hashed_in_blocks_equals_the_whole_file_hashed(tmp_path):
                                   norm=None).transform(texts)
     spec = TextSpec(("text",), (1, 2), 512)
     for block_rows in (1, 7, 1000):
-        labels, X = hash_fasttext(tmp_path / "f.txt", spec, jobs=2, block_rows=block_rows)
+        labels, X, several = hash_fasttext(tmp_path / "f.txt", spec, jobs=2,
+                                           block_rows=block_rows)
         assert labels == reference_labels and len(labels) == 299
+        assert several == sum(sum(w.startswith("__label__") for w in line.split()) > 1
+                              for line in lines)  # a document holds the word __label__x
         assert X.shape == reference.shape and abs(X - reference).max() == 0
 
 

@@ -385,6 +385,7 @@ class DaskTable:
     read: ReadOptions = DEFAULT_READ
     sparse: bool = False
     text_spec: None = None  # text columns are read in memory only (api.check_settings)
+    notes: tuple[str, ...] = ()
 
     @property
     def n_rows(self) -> int:

@@ -37,6 +37,7 @@ from .text import (
     fasttext_spec,
     hash_fasttext,
     is_fasttext,
+    several_labels_notes,
     stack_rows,
 )
 
@@ -393,6 +394,7 @@ class RawTable:
     read: ReadOptions = DEFAULT_READ
     text: Any = None
     text_spec: TextSpec | None = None
+    notes: tuple[str, ...] = ()  # what reading the file found to tell (``data_notes``)
 
     @property
     def n_rows(self) -> int:
@@ -424,10 +426,11 @@ def fasttext_table(path: Path, read: ReadOptions, text: TextSpec | None) -> RawT
     import pandas as pd
 
     spec = fasttext_spec(text)
-    labels, hashed = hash_fasttext(path, spec)
+    labels, hashed, several = hash_fasttext(path, spec)
     schema = Schema(FASTTEXT_TARGET, None, (), (), (), spec.columns)
-    return _schema_table(pd.DataFrame({FASTTEXT_TARGET: labels}), schema, str(path),
-                         (file_sha256(path), read), (spec, hashed))
+    table = _schema_table(pd.DataFrame({FASTTEXT_TARGET: labels}), schema, str(path),
+                          (file_sha256(path), read), (spec, hashed))
+    return replace(table, notes=several_labels_notes(str(path), several, len(labels)))
 
 
 def _schema_table(frame: pd.DataFrame, schema: Schema, name: str, origin: tuple,
@@ -669,13 +672,14 @@ IDENTIFIER_LEVELS = 100
 
 def data_notes(table) -> list[str]:
     """What a careful reader of the data should be told, though nothing is wrong enough to
-    stop: the delimiter when it is not a comma, a categorical column that is numbers but for a
+    stop: what reading the file found (``table.notes``: a fastText file's lines with several
+    labels), the delimiter when it is not a comma, a categorical column that is numbers but for a
     few values (a missing-value marker such as '?'), numbers written with thousands
     separators or a decimal comma, a column without a name (a written row index), a column of
     identifiers (nearly a level a row), labels that differ only in surrounding spaces or in
     how they write a number. The same for every kind of table (it reads the schema, levels,
     classes and row count alone)."""
-    notes = []
+    notes = list(table.notes)
     if table.read.sep not in (None, ","):
         notes.append(f"{table.name}: read with the delimiter {table.read.sep!r}")
     numbers, numbers_as_text = _number_notes(table)

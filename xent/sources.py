@@ -169,6 +169,7 @@ class Table(Protocol):
     sha256: str | None
     read: ReadOptions  # resolved: the delimiter used, the LIBSVM index base found
     text_spec: TextSpec | None  # how its text columns were hashed; None: no text
+    notes: tuple[str, ...]  # what reading the file found to tell (``data.data_notes``)
 
     @property
     def n_rows(self) -> int: ...

@@ -49,7 +49,15 @@ from .loss import Sums, gram_product, rows_work, sums, threads_for
 from .preprocess import Preprocessing, Standardizer, Statistics, table_statistics
 from .sources import SourceOptions, masked_target
 from .targets import Target
-from .text import FASTTEXT_TARGET, TextSpec, fasttext_chunks, fasttext_spec, is_fasttext
+from .text import (
+    FASTTEXT_TARGET,
+    SEVERAL_LABELS,
+    TextSpec,
+    fasttext_chunks,
+    fasttext_spec,
+    is_fasttext,
+    several_labels_notes,
+)
 from .threads import items_for, on_threads, thread_count
 
 CACHE_VERSION = 2
@@ -180,7 +188,7 @@ def open_cache(directory: Path) -> StreamTable:
         np.load(directory / "labels.npy"), weights, np.load(directory / "missing.npy"),
         meta["missing_counts"], meta["sha256"], ReadOptions.from_dict(meta.get("read")),
         None if text is None else CsrFile(directory, text.n_features), text,
-        directory=directory, meta=meta)
+        tuple(meta.get("notes", ())), directory=directory, meta=meta)
 
 
 def cache_key(path: Path, target: str | None, weight: str | None = None,
@@ -282,7 +290,7 @@ def _parse_into(path: Path, target, weight, chunk_rows, work: Path, read: ReadOp
     schema, books, label_book = None, [], Codebook(labels=True)
     labels, missing, weights = [], [], []
     missing_counts: dict[str, int] = {}
-    n_rows = 0
+    n_rows = several = 0  # rows, and fastText lines with several labels
     digest = hashlib.sha256()
     source = str(path)
     chunks = fasttext_chunks(path, chunk_rows, digest) if fasttext else \
@@ -316,6 +324,7 @@ def _parse_into(path: Path, target, weight, chunk_rows, work: Path, read: ReadOp
             write(block.numeric, numeric_file)
             write(block.codes, codes_file)
             n_rows += len(chunk)
+            several += chunk.attrs.get(SEVERAL_LABELS, 0)
     if schema is None or n_rows == 0:
         raise DataError(f"{path}: the file has no data rows")
     classes, remap = finish_labels(label_book)
@@ -336,6 +345,7 @@ def _parse_into(path: Path, target, weight, chunk_rows, work: Path, read: ReadOp
         "classes": classes, "missing_counts": missing_counts,
         "read": read.to_dict(), "requested_read": asked.to_dict(),
         "text": None if text is None else text.to_dict(),
+        "notes": list(several_labels_notes(source, several, n_rows)),
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     (work / "meta.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")

@@ -244,11 +244,11 @@ def is_fasttext(path: Path) -> bool:
     return False
 
 
-def _fasttext_lines(lines, first: int, path) -> tuple[list[str], list[str]]:
-    """(texts, labels) of fastText lines numbered from ``first``: a line with several labels
-    keeps its first (xent trains one class a row), a line without a label is an error naming
-    it, blank lines are skipped."""
-    texts, labels, unlabelled = [], [], []
+def _fasttext_lines(lines, first: int, path) -> tuple[list[str], list[str], int]:
+    """(texts, labels, lines with several labels) of fastText lines numbered from ``first``:
+    a line with several labels keeps its first (xent trains one class a row), a line without
+    a label is an error naming it, blank lines are skipped."""
+    texts, labels, unlabelled, several = [], [], [], 0
     for number, line in enumerate(lines, start=first):
         head, _, rest = line.strip().partition(" ")
         if head.startswith(FASTTEXT_LABEL) and FASTTEXT_LABEL not in rest:
@@ -264,15 +264,17 @@ def _fasttext_lines(lines, first: int, path) -> tuple[list[str], list[str]]:
             continue
         labels.append(tags[0][len(FASTTEXT_LABEL):])
         texts.append(" ".join(w for w in words if not w.startswith(FASTTEXT_LABEL)))
+        several += len(tags) > 1
     if unlabelled:
         raise DataError(f"{path}: line(s) {unlabelled[:5]} have no {FASTTEXT_LABEL}NAME label; "
                         "label them or remove them")
-    return texts, labels
+    return texts, labels, several
 
 
 def _fasttext_blocks(path: Path, chunk_rows: int, digest=None):
-    """(texts, labels) of a fastText file's lines, about ``chunk_rows`` lines at a time, so that
-    no more than a block is in memory; ``digest`` (hashlib) sees every byte."""
+    """(texts, labels, lines with several labels) of a fastText file's lines, about
+    ``chunk_rows`` lines at a time, so that no more than a block is in memory; ``digest``
+    (hashlib) sees every byte."""
     number = 1
     with open(path, "rb") as handle:
         while True:
@@ -287,34 +289,53 @@ def _fasttext_blocks(path: Path, chunk_rows: int, digest=None):
                          for i, line in enumerate(raw)]
             except UnicodeDecodeError:
                 raise DataError(f"{path}: not a UTF-8 text file") from None
-            texts, labels = _fasttext_lines(lines, number, path)
+            texts, labels, several = _fasttext_lines(lines, number, path)
             number += len(raw)
             if labels:
-                yield texts, labels
+                yield texts, labels, several
+
+
+#: a fastText chunk's ``DataFrame.attrs`` key: how many of its lines had several labels
+SEVERAL_LABELS = "xent_several_labels"
 
 
 def fasttext_chunks(path: Path, chunk_rows: int, digest=None):
     """A fastText file as DataFrames (``text``, ``label``) of at most about ``chunk_rows``
-    lines, so that no more than a chunk is in memory; ``digest`` (hashlib) sees every byte."""
+    lines, so that no more than a chunk is in memory; ``digest`` (hashlib) sees every byte.
+    Each chunk's ``attrs[SEVERAL_LABELS]`` counts its lines with several labels."""
     import pandas as pd
 
-    for texts, labels in _fasttext_blocks(path, chunk_rows, digest):
-        yield pd.DataFrame({FASTTEXT_TEXT: texts, FASTTEXT_TARGET: labels})
+    for texts, labels, several in _fasttext_blocks(path, chunk_rows, digest):
+        frame = pd.DataFrame({FASTTEXT_TEXT: texts, FASTTEXT_TARGET: labels})
+        frame.attrs[SEVERAL_LABELS] = several
+        yield frame
 
 
 def hash_fasttext(path: Path, spec: TextSpec, jobs: int | None = None,
-                  block_rows: int = FASTTEXT_BLOCK_LINES) -> tuple[list[str], sp.csr_matrix]:
-    """(labels, the hashed texts (n_documents, spec.buckets) CSR) of a fastText file, read and
-    hashed ``block_rows`` lines at a time: only the CSR and one block's strings are in
-    memory."""
+                  block_rows: int = FASTTEXT_BLOCK_LINES
+                  ) -> tuple[list[str], sp.csr_matrix, int]:
+    """(labels, the hashed texts (n_documents, spec.buckets) CSR, the lines with several
+    labels) of a fastText file, read and hashed ``block_rows`` lines at a time: only the CSR
+    and one block's strings are in memory."""
     labels: list[str] = []
     parts = []
-    for texts, block_labels in _fasttext_blocks(path, block_rows):
+    several = 0
+    for texts, block_labels, block_several in _fasttext_blocks(path, block_rows):
         parts.append(spec.hash_documents(texts, _jobs(jobs)))
         labels.extend(block_labels)
+        several += block_several
     if not labels:
         raise DataError(f"{path}: the file has no documents")
-    return labels, stack_rows(parts)
+    return labels, stack_rows(parts), several
+
+
+def several_labels_notes(name: str, several: int, n_rows: int) -> tuple[str, ...]:
+    """The note for a fastText file with lines of several labels (none if it has none)."""
+    if not several:
+        return ()
+    return (f"{name}: lines with several labels: {several:,} of {n_rows:,}; xent trains one "
+            "class a row and keeps each line's first (fastText trains on all of them), so its "
+            "accuracy asks for that label, not any of a line's",)
 
 
 def stack_rows(parts: list[sp.csr_matrix]) -> sp.csr_matrix:
