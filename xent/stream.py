@@ -284,71 +284,99 @@ def _parse_into(path: Path, target, weight, chunk_rows, work: Path, read: ReadOp
     asked = read  # what the cache's key was made of, before the delimiter is sniffed
     if not (is_parquet(path) or fasttext):
         read = replace(read, sep=delimiter(path, read))
-    text_columns = () if text is None else text.columns
-    row_nnz = []
-    requested = (target, weight)  # part of the cache's key
-    schema, books, label_book = None, [], Codebook(labels=True)
-    labels, missing, weights = [], [], []
-    missing_counts: dict[str, int] = {}
-    n_rows = several = 0  # rows, and fastText lines with several labels
+    parsed = _Parsed(path, target, weight, read, text)
     digest = hashlib.sha256()
-    source = str(path)
     chunks = fasttext_chunks(path, chunk_rows, digest) if fasttext else \
         table_chunks(path, chunk_rows, digest, read)
     with contextlib.ExitStack() as files, _BackgroundWriter() as write:  # written, then closed
-        numeric_file = files.enter_context(open(work / "numeric.bin", "wb"))
-        codes_file = files.enter_context(open(work / "codes.bin", "wb"))
-        if text is not None:
-            text_data = files.enter_context(open(work / "text_data.bin", "wb"))
-            text_indices = files.enter_context(open(work / "text_indices.bin", "wb"))
+        names = ("numeric", "codes") + (("text_data", "text_indices") if text else ())
+        out = {name: files.enter_context(open(work / f"{name}.bin", "wb")) for name in names}
         for chunk in chunks:
-            if schema is None:
-                schema = frame_schema(chunk, target, weight, source, text_columns, read.ignore)
-                books = [Codebook() for _ in schema.categorical]
-                missing_counts = dict.fromkeys(schema.columns, 0)
-            elif set(chunk.columns) != set(schema.columns) | {schema.target} | \
-                    ({schema.weight} - {None}) | set(text_columns) | set(schema.ignored):
-                raise DataError(f"{path}: the columns change at line {n_rows + 2}")
-            if text is not None:
-                hashed = text.transform(chunk, source)
-                write(hashed.data.astype(np.float64, copy=False), text_data)
-                write(hashed.indices.astype(np.int32, copy=False), text_indices)
-                row_nnz.append(np.diff(hashed.indptr))
-            block = parse_block(chunk, schema, books, label_book, source, n_rows + 2)
-            labels.append(block.labels)
-            missing.append(block.missing)
-            if block.weights is not None:
-                weights.append(block.weights)
-            for column, count in block.missing_counts(schema).items():
-                missing_counts[column] += count
-            write(block.numeric, numeric_file)
-            write(block.codes, codes_file)
-            n_rows += len(chunk)
-            several += chunk.attrs.get(SEVERAL_LABELS, 0)
-    if schema is None or n_rows == 0:
-        raise DataError(f"{path}: the file has no data rows")
-    classes, remap = finish_labels(label_book)
-    np.save(work / "labels.npy", remap[np.concatenate(labels)])
-    np.save(work / "missing.npy", np.concatenate(missing))
-    if text is not None:
-        np.save(work / "text_indptr.npy",
-                np.concatenate([[0], np.cumsum(np.concatenate(row_nnz))]).astype(np.int64))
-    if schema.weight:
-        np.save(work / "weights.npy", np.concatenate(weights))
-    status = path.stat()
-    meta = {
-        "version": CACHE_VERSION, "source": str(path.resolve()), "sha256": digest.hexdigest(),
-        "size": status.st_size, "mtime_ns": status.st_mtime_ns, "n_rows": n_rows,
-        "target": schema.target, "weight": schema.weight, "requested": list(requested),
-        "columns": list(schema.columns), "numeric": list(schema.numeric),
-        "categorical": list(schema.categorical), "levels": [b.values for b in books],
-        "classes": classes, "missing_counts": missing_counts,
-        "read": read.to_dict(), "requested_read": asked.to_dict(),
-        "text": None if text is None else text.to_dict(),
-        "notes": list(several_labels_notes(source, several, n_rows)),
-        "created": time.strftime("%Y-%m-%d %H:%M:%S"),
-    }
+            parsed.add(chunk, write, out)
+    meta = parsed.save(work, digest.hexdigest(), asked)
     (work / "meta.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+
+
+class _Parsed:
+    """What one pass over a file's chunks gathers besides the rows it writes: the schema
+    (from the first chunk), the levels and classes met, the labels, missing rows and weights,
+    missing values per column, the hashed text's row lengths, and the counts of rows and of
+    fastText lines with several labels."""
+
+    def __init__(self, path: Path, target, weight, read: ReadOptions, text: TextSpec | None):
+        self.path, self.source = path, str(path)
+        self.requested = (target, weight)  # part of the cache's key
+        self.read, self.text = read, text
+        self.text_columns = () if text is None else text.columns
+        self.schema: Schema | None = None
+        self.books, self.label_book = [], Codebook(labels=True)
+        self.labels, self.missing, self.weights, self.row_nnz = [], [], [], []
+        self.missing_counts: dict[str, int] = {}
+        self.n_rows = self.several = 0
+
+    def _check_columns(self, chunk) -> Schema:
+        """The schema, from the first chunk; a later chunk must have the same columns."""
+        schema = self.schema
+        if schema is None:
+            schema = self.schema = frame_schema(chunk, *self.requested, self.source,
+                                                self.text_columns, self.read.ignore)
+            self.books = [Codebook() for _ in schema.categorical]
+            self.missing_counts = dict.fromkeys(schema.columns, 0)
+        elif set(chunk.columns) != set(schema.columns) | {schema.target} | \
+                ({schema.weight} - {None}) | set(self.text_columns) | set(schema.ignored):
+            raise DataError(f"{self.path}: the columns change at line {self.n_rows + 2}")
+        return schema
+
+    def add(self, chunk, write, out: dict) -> None:
+        """Parse ``chunk`` and write its rows (``write``, a ``_BackgroundWriter``) to the
+        open files ``out`` (numeric, codes, and text_data and text_indices with text)."""
+        schema = self._check_columns(chunk)
+        if self.text is not None:
+            hashed = self.text.transform(chunk, self.source)
+            write(hashed.data.astype(np.float64, copy=False), out["text_data"])
+            write(hashed.indices.astype(np.int32, copy=False), out["text_indices"])
+            self.row_nnz.append(np.diff(hashed.indptr))
+        block = parse_block(chunk, schema, self.books, self.label_book, self.source,
+                            self.n_rows + 2)
+        self.labels.append(block.labels)
+        self.missing.append(block.missing)
+        if block.weights is not None:
+            self.weights.append(block.weights)
+        for column, count in block.missing_counts(schema).items():
+            self.missing_counts[column] += count
+        write(block.numeric, out["numeric"])
+        write(block.codes, out["codes"])
+        self.n_rows += len(chunk)
+        self.several += chunk.attrs.get(SEVERAL_LABELS, 0)
+
+    def save(self, work: Path, sha256: str, asked: ReadOptions) -> dict:
+        """Write the gathered arrays into ``work``; return the cache's meta.json (``asked``:
+        the read options the cache's key was made of)."""
+        schema = self.schema
+        if schema is None or self.n_rows == 0:
+            raise DataError(f"{self.path}: the file has no data rows")
+        classes, remap = finish_labels(self.label_book)
+        np.save(work / "labels.npy", remap[np.concatenate(self.labels)])
+        np.save(work / "missing.npy", np.concatenate(self.missing))
+        if self.text is not None:
+            np.save(work / "text_indptr.npy", np.concatenate(
+                [[0], np.cumsum(np.concatenate(self.row_nnz))]).astype(np.int64))
+        if schema.weight:
+            np.save(work / "weights.npy", np.concatenate(self.weights))
+        status = self.path.stat()
+        return {
+            "version": CACHE_VERSION, "source": str(self.path.resolve()), "sha256": sha256,
+            "size": status.st_size, "mtime_ns": status.st_mtime_ns, "n_rows": self.n_rows,
+            "target": schema.target, "weight": schema.weight,
+            "requested": list(self.requested), "columns": list(schema.columns),
+            "numeric": list(schema.numeric), "categorical": list(schema.categorical),
+            "levels": [b.values for b in self.books], "classes": classes,
+            "missing_counts": self.missing_counts, "read": self.read.to_dict(),
+            "requested_read": asked.to_dict(),
+            "text": None if self.text is None else self.text.to_dict(),
+            "notes": list(several_labels_notes(self.source, self.several, self.n_rows)),
+            "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+        }
 
 
 def read_rows(table: RawTable, chunk_rows: int, encoded_width: int = 0) -> int:
