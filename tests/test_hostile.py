@@ -86,6 +86,42 @@ def test_predictions_line_up_with_input_rows_after_impute_drop(run, tmp_path):
     assert run("trace", "r", "holes.csv", "--row", "4", "--json").exit_code == 0
 
 
+def test_predict_reads_a_large_file_a_block_at_a_time(run, tmp_path, monkeypatch):
+    """predict held the whole CSV, and every output line, in memory (719-838 MB for a 170 MB
+    file), and eval the whole CSV; they now read a block of rows at a time. Here blocks of 7
+    rows: the output is that of the file read whole, rows left out (--impute drop) fall in
+    several blocks and keep their file lines, and an error in a later block leaves no --out
+    file."""
+    from xent import api
+
+    frame = pd.read_csv(DATA / "iris.csv")
+    frame.loc[[3, 40, 41, 149], "sepal length (cm)"] = np.nan
+    frame.to_csv(tmp_path / "holes.csv", index=False)
+    assert run("train", "holes.csv", "--impute", "drop", "-o", "r", "-q").exit_code == 0
+    whole = run("predict", "r", "holes.csv", "--proba")  # one block of 65,536 rows
+    evaluated = run("eval", "r", "holes.csv", "--json")
+    monkeypatch.setattr(api, "PREDICT_BLOCK_ROWS", 7)
+    blocks = run("predict", "r", "holes.csv", "--proba")
+    assert blocks.exit_code == 0 and blocks.stdout == whole.stdout
+    in_blocks = run("eval", "r", "holes.csv", "--json")  # eval keeps labels and probabilities
+    assert in_blocks.stdout == evaluated.stdout and in_blocks.stderr == evaluated.stderr
+    assert json.loads(in_blocks.stdout)["n_left_out"] == 4
+    assert "4 of 150 rows" in blocks.stderr and "[5, 42, 43, 151]" in blocks.stderr
+    table = pd.read_csv(io.StringIO(blocks.stdout))
+    assert table["prediction"].isna().tolist() == [i in (3, 40, 41, 149) for i in range(150)]
+    frame.iloc[:20].assign(**{"sepal length (cm)": np.nan}).to_csv(tmp_path / "none.csv",
+                                                                    index=False)
+    nothing = run("predict", "r", "none.csv")  # three blocks, no row the model can use
+    assert nothing.exit_code == 1 and nothing.stdout == "" and "nothing to predict" in \
+        nothing.stderr
+    broken = frame.astype({"petal width (cm)": object})
+    broken.loc[100, "petal width (cm)"] = "wide"  # text in a numeric column, block 15
+    broken.to_csv(tmp_path / "broken.csv", index=False)
+    failed = run("predict", "r", "broken.csv", "-o", "out.csv")
+    assert failed.exit_code == 1 and failed.stderr.count("\n") == 1
+    assert not (tmp_path / "out.csv").exists()
+
+
 def _european(frame: pd.DataFrame, points_between_thousands=False) -> str:
     """``frame`` as a spreadsheet set to German or French writes it: ';' between fields, a
     decimal comma (and with ``points_between_thousands``, 1.234,5)."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -597,26 +598,53 @@ def load_for_model(source: str, model: Model, require_labels: bool,
     present) mapped to the model's classes. Extra columns are ignored; missing ones are an
     error. Rows the model cannot encode (missing values it has no fill for, under ``drop``)
     are left out of X; ``Dataset.rows`` says which rows X holds."""
+    dataset = next(data_for_model(source, model, require_labels, read))
+    if dataset.n_samples == 0:
+        raise nothing_to_predict(str(source), dataset.n_read)
+    return dataset
+
+
+#: rows of a CSV or Parquet file that ``xent predict`` reads, encodes and writes at a time,
+#: so that a file too big for memory is predicted as it trains, streamed
+PREDICT_BLOCK_ROWS = 65536
+
+
+def data_for_model(source: str, model: Model, require_labels: bool,
+                   read: ReadOptions | None = None, block_rows: int | None = None
+                   ) -> Iterator[Dataset]:
+    """``load_for_model``'s data as Datasets: a CSV or Parquet file ``block_rows`` rows at
+    a time (None: whole), other data whole. A block's ``rows`` index its own rows, and a block
+    may hold no row the model can encode."""
     source = str(source)
     read = read if read is not None else model_read_options(model)
     if data_mod.is_builtin(source):
-        dataset = data_mod.load_builtin(source[len(data_mod.BUILTIN_PREFIX):])
+        blocks = [data_mod.load_builtin(source[len(data_mod.BUILTIN_PREFIX):])]
     else:
         path = Path(source)
         data_mod.check_file(path)
         if data_mod.is_numpy_file(path):
-            dataset = data_mod.load_numpy(path, None, model.n_features)
+            blocks = [data_mod.load_numpy(path, None, model.n_features)]
         elif data_mod.is_libsvm(path):
-            dataset = data_mod.load_libsvm(path, model.n_features, read.libsvm_base)[0]
+            blocks = [data_mod.load_libsvm(path, model.n_features, read.libsvm_base)[0]]
         elif model.encoder is None:
             raise DataError(f"{source}: the model was trained on LIBSVM data; give LIBSVM data")
         elif is_fasttext(path):
-            dataset = data_mod.fasttext_dataset(path, model.encoder, model.classes,
-                                                require_labels)
+            blocks = [data_mod.fasttext_dataset(path, model.encoder, model.classes,
+                                                require_labels)]
         else:
-            dataset = data_mod.model_dataset(
-                data_mod.read_csv(path, read), source, model.encoder,
-                model.metadata.get("target"), model.classes, require_labels)
+            frames = [data_mod.read_csv(path, read)] if block_rows is None else \
+                data_mod.table_chunks(path, block_rows, None, read)
+            blocks = (data_mod.model_dataset(frame, source, model.encoder,
+                                             model.metadata.get("target"), model.classes,
+                                             require_labels) for frame in frames)
+    for dataset in blocks:
+        yield _checked_for_model(dataset, model, source, require_labels)
+
+
+def _checked_for_model(dataset: Dataset, model: Model, source: str,
+                       require_labels: bool) -> Dataset:
+    """``dataset`` with its labels mapped to the model's classes, checked to have the
+    model's features, finite values and (where asked) labels."""
     if dataset.labels is not None and dataset.classes != list(model.classes):
         own_labels = [dataset.classes[i] for i in dataset.labels]
         dataset.labels = data_mod.encode_labels(own_labels, model.classes, source)
@@ -630,6 +658,14 @@ def load_for_model(source: str, model: Model, require_labels: bool,
     if require_labels and dataset.labels is None:
         raise DataError(f"{source}: no label column to evaluate against")
     return dataset
+
+
+def nothing_to_predict(source: str, n_read: int) -> DataError:
+    """The error for data with no row a model can use."""
+    if n_read == 0:
+        return DataError(f"{source}: the header has no data rows below it")
+    return DataError(f"{source}: every row has missing values the model has no fill value "
+                     "for (it was trained with --impute drop); nothing to predict")
 
 
 def inference(model: Model, dataset: Dataset) -> dict:
@@ -675,22 +711,35 @@ def training_inference(model: Model, source, objective: Objective) -> dict:
     return table
 
 
-def evaluate(model: Model, dataset: Dataset, device: str = "cpu") -> dict:
+def evaluate(model: Model, data: Dataset | Iterable[Dataset], device: str = "cpu",
+             left_out: LeftOut | None = None) -> dict:
     """Log-loss, accuracy, the Brier score, the expected calibration error (15 bins of the top
     label's confidence, with the bins), confusion matrix and per-class precision/recall/F1/
-    support of ``model`` on ``dataset`` (whose labels index ``model.classes``); the logits
-    taken on ``device``."""
-    said = model.scores(dataset.X, device)
-    predicted = said.index
-    true = dataset.labels
+    support of ``model`` on ``data``, a Dataset or blocks of one (``data_for_model``; their
+    labels index ``model.classes``): only the blocks' labels and probabilities are kept, the
+    rows are let go. The logits are taken on ``device``; ``left_out``, if given, tallies the
+    rows the model could not encode."""
+    blocks = [data] if isinstance(data, Dataset) else data
+    left = left_out if left_out is not None else LeftOut()
+    true, predicted, proba, log_proba = [], [], [], []
+    for dataset in blocks:
+        left.add(dataset)
+        said = model.scores(dataset.X, device)
+        true.append(dataset.labels)
+        predicted.append(said.index)
+        proba.append(said.proba)
+        log_proba.append(said.log_proba)
+    if left.count == left.n_read:
+        raise nothing_to_predict(left.name, left.n_read)
+    true, predicted = np.concatenate(true), np.concatenate(predicted)
+    proba, log_proba = np.concatenate(proba), np.concatenate(log_proba)
     confusion = confusion_matrix(true, predicted, model.n_classes)
     scores = per_class_scores(confusion)
-    proba = said.proba
     bins = calibration_bins(true, proba)
     return {
         "n_samples": int(len(true)),
-        "n_left_out": dataset.n_left_out,
-        "log_loss": log_loss(true, said.log_proba),
+        "n_left_out": left.count,
+        "log_loss": log_loss(true, log_proba),
         "accuracy": accuracy(true, predicted),
         "brier": brier_score(true, proba),
         "ece": expected_calibration_error(bins),
@@ -719,13 +768,36 @@ def predict(model: Model, dataset: Dataset, device: str = "cpu") -> tuple[np.nda
     return scores.labels, scores.proba
 
 
+@dataclass
+class LeftOut:
+    """The input rows a model could not encode (missing values it has no fill for), over one
+    or more blocks of data read in order (``add`` each ``Dataset``)."""
+
+    name: str = ""
+    n_read: int = 0
+    count: int = 0
+    first: list = field(default_factory=list)  # the first five of them, numbered from 0
+
+    def add(self, dataset: Dataset) -> None:
+        kept = np.zeros(dataset.n_read, dtype=bool)
+        kept[dataset.positions] = True
+        rows = np.flatnonzero(~kept) + self.n_read
+        self.first += rows[:max(0, 5 - len(self.first))].tolist()
+        self.name, self.count = dataset.name, self.count + len(rows)
+        self.n_read += dataset.n_read
+
+    def note(self) -> str | None:
+        """What to tell a user whose rows the model could not encode, or None."""
+        if not self.count:
+            return None
+        lines = [row + 2 for row in self.first]  # the header is line 1
+        return (f"note: {self.count} of {self.n_read} rows of {self.name} have missing values "
+                f"the model has no fill value for (trained with --impute drop; file lines "
+                f"{lines}): they are not predicted")
+
+
 def left_out_note(dataset: Dataset) -> str | None:
-    """What to tell a user whose rows the model could not encode, or None."""
-    if not dataset.n_left_out:
-        return None
-    kept = np.zeros(dataset.n_read, dtype=bool)
-    kept[dataset.positions] = True
-    lines = (np.flatnonzero(~kept)[:5] + 2).tolist()
-    return (f"note: {dataset.n_left_out} of {dataset.n_read} rows of {dataset.name} have "
-            f"missing values the model has no fill value for (trained with --impute drop; "
-            f"file lines {lines}): they are not predicted")
+    """``LeftOut.note`` of one ``Dataset``."""
+    left = LeftOut()
+    left.add(dataset)
+    return left.note()

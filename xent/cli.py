@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import io
 import logging
 import os
 import signal
@@ -25,7 +24,7 @@ import numpy as np
 
 from . import __version__, api
 from . import config as cfg
-from .atomic import write_text
+from .atomic import atomic_open, write_text
 from .data import BUILTIN_PREFIX, data_notes, describe_builtin
 from .errors import ConfigError, DivergenceError, XentError
 from .processes import large_arrays_outside_the_heap
@@ -729,10 +728,16 @@ def _device_ready(device: str) -> None:
         namespace(device)
 
 
-def _model_and_data(model_path, data, sep, zero_based, require_labels):
+def _model_and_read(model_path, sep, zero_based):
+    """The model, and how to read data for it: as its training data were, with the
+    delimiter and LIBSVM base given here."""
     model = api.load_model(model_path)
     base = None if zero_based is None else ("zero" if zero_based else "one")
-    read = api.model_read_options(model, api.delimiter_option(sep), base)
+    return model, api.model_read_options(model, api.delimiter_option(sep), base)
+
+
+def _model_and_data(model_path, data, sep, zero_based, require_labels):
+    model, read = _model_and_read(model_path, sep, zero_based)
     return model, api.load_for_model(data, model, require_labels, read)
 
 
@@ -747,11 +752,13 @@ def eval_command(model_path, data, sep, zero_based, device, as_json, plot):
     the Brier score, the expected calibration error (15 equal-width bins of the top label's
     confidence), the confusion matrix and per-class precision, recall and F1."""
     _device_ready(device)
-    model, dataset = _model_and_data(model_path, data, sep, zero_based, require_labels=True)
-    _note(api.left_out_note(dataset))
-    result = api.evaluate(model, dataset, device)
+    model, read = _model_and_read(model_path, sep, zero_based)
+    blocks = api.data_for_model(data, model, True, read, api.PREDICT_BLOCK_ROWS)
+    left = api.LeftOut()
+    result = api.evaluate(model, blocks, device, left_out=left)
+    _note(left.note())
     if plot:
-        plot_reliability(result["calibration_bins"], plot, title=f"{dataset.name}")
+        plot_reliability(result["calibration_bins"], plot, title=f"{data}")
     click.echo(to_json(result) if as_json else evaluation_text(result))
 
 
@@ -766,23 +773,40 @@ def predict(model_path, data, sep, zero_based, out, proba, device):
     The label column is not needed. Columns: prediction (the class by its original label)
     and, with --proba, proba_<class> for each class; one row per row of DATA, in order. A row
     the model cannot encode (missing values in a model trained with --impute drop) gets
-    empty fields.
+    empty fields. A CSV or Parquet file is read, predicted and written a block of rows at a
+    time, so it need not fit in memory; --out is written whole or not at all.
     """
     _device_ready(device)
-    model, dataset = _model_and_data(model_path, data, sep, zero_based, require_labels=False)
-    _note(api.left_out_note(dataset))
-    labels, probabilities = api.predict(model, dataset, device)
+    model, read = _model_and_read(model_path, sep, zero_based)
+    left = api.LeftOut()
+    pending = []  # rows before the first one the model can encode: no output until there is
+    with atomic_open(out, "w") if out else \
+            contextlib.nullcontext(click.get_text_stream("stdout")) as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        for dataset in api.data_for_model(data, model, False, read, api.PREDICT_BLOCK_ROWS):
+            left.add(dataset)
+            pending += _prediction_rows(model, dataset, proba, device)
+            if left.count < left.n_read:  # something to predict: write what has waited
+                if len(pending) == left.n_read:
+                    writer.writerow(["prediction"] +
+                                    ([f"proba_{c}" for c in model.classes] if proba else []))
+                writer.writerows(pending)
+                pending = []
+        if left.count == left.n_read:
+            raise api.nothing_to_predict(str(data), left.n_read)
+    _note(left.note())
+
+
+def _prediction_rows(model, dataset, proba: bool, device: str) -> list[list[str]]:
+    """One CSV row per input row of ``dataset``: its predicted class (and with ``proba`` the
+    class probabilities), empty fields for a row the model could not encode."""
     lines = [[""] * (1 + (model.n_classes if proba else 0)) for _ in range(dataset.n_read)]
-    for i, row in enumerate(dataset.positions):
-        lines[row] = [labels[i]] + ([repr(float(p)) for p in probabilities[i]] if proba else [])
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["prediction"] + ([f"proba_{c}" for c in model.classes] if proba else []))
-    writer.writerows(lines)
-    if out:
-        write_text(out, buffer.getvalue())
-    else:
-        click.echo(buffer.getvalue(), nl=False)
+    if dataset.n_samples:
+        labels, probabilities = api.predict(model, dataset, device)
+        for i, row in enumerate(dataset.positions):
+            lines[row] = [labels[i]] + ([repr(float(p)) for p in probabilities[i]]
+                                        if proba else [])
+    return lines
 
 
 @cli.command()

@@ -1123,9 +1123,6 @@ def model_dataset(frame: pd.DataFrame, name: str, encoder: FeatureEncoder, targe
     labels = None
     if target is not None:
         labels = encode_labels(frame[target].iloc[kept].to_numpy(), list(classes), name)
-    if X.shape[0] == 0:
-        raise DataError(f"{name}: every row has missing values the model has no fill value "
-                        "for (it was trained with --impute drop); nothing to predict")
     rows = None if len(kept) == len(frame) else kept
     return Dataset(X, labels, list(classes), encoder.feature_names, name, rows, len(frame))
 
