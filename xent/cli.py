@@ -754,7 +754,7 @@ def eval_command(model_path, data, sep, zero_based, device, as_json, plot):
     _device_ready(device)
     model, read = _model_and_read(model_path, sep, zero_based)
     blocks = api.data_for_model(data, model, True, read, api.PREDICT_BLOCK_ROWS)
-    left = api.LeftOut()
+    left = api.LeftOut(name=str(data))
     result = api.evaluate(model, blocks, device, left_out=left)
     _note(left.note())
     if plot:
@@ -778,7 +778,7 @@ def predict(model_path, data, sep, zero_based, out, proba, device):
     """
     _device_ready(device)
     model, read = _model_and_read(model_path, sep, zero_based)
-    left = api.LeftOut()
+    left = api.LeftOut(name=str(data))
     pending = []  # rows before the first one the model can encode: no output until there is
     with atomic_open(out, "w") if out else \
             contextlib.nullcontext(click.get_text_stream("stdout")) as handle:
@@ -793,7 +793,7 @@ def predict(model_path, data, sep, zero_based, out, proba, device):
                 writer.writerows(pending)
                 pending = []
         if left.count == left.n_read:
-            raise api.nothing_to_predict(str(data), left.n_read)
+            raise api.nothing_to_predict(left.name, left.n_read)
     _note(left.note())
 
 
