@@ -131,6 +131,16 @@ def test_inference_from_the_command_line(run, tmp_path):
     assert shown.exit_code == 0 and "odds ratio" in shown.stdout and "AIC" in shown.stdout
     again = json.loads(run("inspect", "r", "s.csv", "--json").stdout)
     _close(again["aic"], theirs.aic)
+    # inspect sums the information a block of rows at a time (32 rows here, 5 a block)
+    from xent import api
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(api, "PREDICT_BLOCK_ROWS", 5)
+        in_blocks = json.loads(run("inspect", "r", "s.csv", "--json").stdout)
+    _close([c["std_err"] for c in in_blocks["coefficients"]], theirs.bse.to_numpy(), 1e-6)
+    _close([c["std_err"] for c in in_blocks["coefficients"]],
+           [c["std_err"] for c in again["coefficients"]], 1e-12)
+    _close(in_blocks["log_likelihood"], again["log_likelihood"], 1e-14)
     penalised = run("train", "s.csv", "--l2", "0.01", "--val-fraction", "0", "-q", "-o", "p")
     assert penalised.exit_code == 0
     note = json.loads(run("inspect", "p", "s.csv", "--json").stdout)["notes"]

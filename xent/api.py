@@ -668,12 +668,24 @@ def nothing_to_predict(source: str, n_read: int) -> DataError:
                      "for (it was trained with --impute drop); nothing to predict")
 
 
-def inference(model: Model, dataset: Dataset) -> dict:
-    """``inference.table_of_rows`` of ``model`` on ``dataset`` (its labels indexing the
-    model's classes): the coefficient table, for the rows the model was trained on."""
+def inference(model: Model, data: Dataset | Iterable[Dataset],
+              left_out: LeftOut | None = None) -> dict:
+    """``inference.table_of_rows`` of ``model`` on ``data``, a Dataset or blocks of one
+    (``data_for_model``; their labels indexing the model's classes): the coefficient table,
+    for the rows the model was trained on. ``left_out``, if given, tallies the rows the model
+    could not encode."""
     from .inference import table_of_rows
 
-    return table_of_rows(model, dataset.X, dataset.labels, model.metadata.get("l2"))
+    left = left_out if left_out is not None else LeftOut()
+
+    def rows():
+        for dataset in [data] if isinstance(data, Dataset) else data:
+            left.add(dataset)
+            yield dataset.X, dataset.labels
+        if left.count == left.n_read:  # before a table of no rows is formed
+            raise nothing_to_predict(left.name, left.n_read)
+
+    return table_of_rows(model, rows(), model.metadata.get("l2"))
 
 
 def check_inference_size(n_features: int, n_classes: int, config: Config | None = None, *,

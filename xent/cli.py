@@ -829,9 +829,11 @@ def inspect(model_path, data, sep, as_json):
     if data is None:
         table = read_inference(Path(model_path))
     else:
-        model, dataset = _model_and_data(model_path, data, sep, None, require_labels=True)
-        _note(api.left_out_note(dataset))
-        table = api.inference(model, dataset)
+        model, read = _model_and_read(model_path, sep, None)
+        left = api.LeftOut(name=str(data))
+        table = api.inference(model, api.data_for_model(data, model, True, read,
+                                                        api.PREDICT_BLOCK_ROWS), left)
+        _note(left.note())
     click.echo(to_json(table) if as_json else inference_text(table))
 
 

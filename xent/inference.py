@@ -156,20 +156,24 @@ def coefficient_table(model, info: np.ndarray, likelihood: dict, l2: float | Non
                 else f"log-odds of {classes[1]!r}", notes=notes)
 
 
-def table_of_rows(model, X, labels: np.ndarray, l2: float | None) -> dict:
-    """``coefficient_table`` of ``model`` on the rows X (n_samples, n_features; encoded, not
-    standardised) with their class indices ``labels``: the rows it was trained on, for the
-    standard errors to mean what they say."""
-    n, d = X.shape
+def table_of_rows(model, blocks, l2: float | None) -> dict:
+    """``coefficient_table`` of ``model`` on the rows of ``blocks``, pairs (X (rows,
+    n_features; encoded, not standardised), their class indices): the rows it was trained
+    on, for the standard errors to mean what they say. The information and log-likelihood are
+    summed block by block, so the rows need not all be in memory."""
+    d = model.n_features
     k = model.params.shape[1]
     if k * (d + 1) > MAX_PARAMETERS:
         raise DataError(f"{k * (d + 1)} parameters: an information matrix of that size "
                         f"(over {MAX_PARAMETERS}) is not formed; inspect a model with fewer "
                         "features or classes")
-    info = information(model.features(X), model.params, model.link)
-    log_proba = model.scores(X).log_proba
-    ll = float(log_proba[np.arange(n), labels].sum())
-    totals = np.bincount(labels, minlength=model.n_classes).astype(float)
+    info, ll = 0.0, 0.0
+    totals = np.zeros(model.n_classes)
+    for X, labels in blocks:
+        info = info + information(model.features(X), model.params, model.link)
+        log_proba = model.scores(X).log_proba
+        ll += float(log_proba[np.arange(X.shape[0]), labels].sum())
+        totals += np.bincount(labels, minlength=model.n_classes)
     return coefficient_table(model, info, likelihood_summary(ll, totals, d), l2)
 
 
