@@ -806,10 +806,3 @@ class LeftOut:
         return (f"note: {self.count} of {self.n_read} rows of {self.name} have missing values "
                 f"the model has no fill value for (trained with --impute drop; file lines "
                 f"{lines}): they are not predicted")
-
-
-def left_out_note(dataset: Dataset) -> str | None:
-    """``LeftOut.note`` of one ``Dataset``."""
-    left = LeftOut()
-    left.add(dataset)
-    return left.note()
