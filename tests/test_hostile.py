@@ -101,8 +101,20 @@ def test_predict_reads_a_large_file_a_block_at_a_time(run, tmp_path, monkeypatch
     whole = run("predict", "r", "holes.csv", "--proba")  # one block of 65,536 rows
     evaluated = run("eval", "r", "holes.csv", "--json")
     monkeypatch.setattr(api, "PREDICT_BLOCK_ROWS", 7)
+    from xent import data as data_mod
+
+    chunks, read_chunks = [], data_mod.table_chunks
+
+    def counted(*args, **kwargs):  # the file is read in blocks, none of more than 7 rows
+        for chunk in read_chunks(*args, **kwargs):
+            chunks.append(len(chunk))
+            yield chunk
+
+    monkeypatch.setattr(data_mod, "table_chunks", counted)
+    monkeypatch.setattr(data_mod, "read_csv", None)  # and never whole
     blocks = run("predict", "r", "holes.csv", "--proba")
     assert blocks.exit_code == 0 and blocks.stdout == whole.stdout
+    assert len(chunks) == 22 and max(chunks) == 7 and sum(chunks) == 150
     in_blocks = run("eval", "r", "holes.csv", "--json")  # eval keeps labels and probabilities
     assert in_blocks.stdout == evaluated.stdout and in_blocks.stderr == evaluated.stderr
     assert json.loads(in_blocks.stdout)["n_left_out"] == 4
