@@ -226,6 +226,10 @@ CASES = {
     # the class weights, over imputed rows), on threads in memory and streamed
     "lr-auto": ({"optim.lr": "auto", "data.impute": "mean", "model.class_weight": "balanced"},
                 True),
+    # how a file is read: a column of identifiers left out, and numbers with a decimal comma
+    # in a ';'-separated file (each reader parses its own chunks or partitions)
+    "ignore-decimal": ({"data.ignore": "id", "data.decimal": ",", "data.impute": "mean",
+                       "model.class_weight": "balanced"}, True),
 }
 
 
@@ -326,14 +330,16 @@ def test_every_source_trains_the_same_model(tmp_path, client, case, kernels_ever
     settings, holes = CASES[case]
     frame = make_csv(tmp_path / "all.csv", n=3000, holes=holes)
     frame["w"] = np.random.default_rng(5).uniform(0.2, 3.0, len(frame))
-    frame = frame[["x1", "colour", "w", "x2", "label"]]
-    frame.to_csv(tmp_path / "all.csv", index=False)
-    for i, part in enumerate(np.array_split(np.arange(len(frame)), 3)):
-        frame.iloc[part].to_csv(tmp_path / f"part{i}.csv", index=False)
+    frame["id"] = [f"r{i}" for i in range(len(frame))]
+    frame = frame[["x1", "colour", "id", "w", "x2", "label"]]
     if "data.weight" not in settings:
-        frame.drop(columns="w").to_csv(tmp_path / "all.csv", index=False)
-        for i, part in enumerate(np.array_split(np.arange(len(frame)), 3)):
-            frame.drop(columns="w").iloc[part].to_csv(tmp_path / f"part{i}.csv", index=False)
+        frame = frame.drop(columns="w")
+    if "data.ignore" not in settings:
+        frame = frame.drop(columns="id")
+    written = {"sep": ";", "decimal": ","} if "data.decimal" in settings else {}
+    frame.to_csv(tmp_path / "all.csv", index=False, **written)
+    for i, part in enumerate(np.array_split(np.arange(len(frame)), 3)):
+        frame.iloc[part].to_csv(tmp_path / f"part{i}.csv", index=False, **written)
     common = {"data.val_fraction": 0.2, "optim.optimizer": "nesterov", "optim.lr": 0.5,
               "optim.epochs": 40, "optim.tol": 0.0, **settings}
     memory = api.train(config(tmp_path / "all.csv", **common))
@@ -343,6 +349,9 @@ def test_every_source_trains_the_same_model(tmp_path, client, case, kernels_ever
                                **{"data.engine": "dask"}), client=client)
     rtol = 1e-6 if case == "float32" else 1e-10
     reference = memory.model.params
+    for run in (memory, streamed, on_dask):  # the numbers read as numbers, the ids left out
+        names = list(run.model.feature_names)
+        assert "x1" in names and "x2" in names and not any(n.startswith("id") for n in names)
     for other in (streamed, on_dask):
         assert other.summary["n_train"] == memory.summary["n_train"]
         assert other.summary["dtype"] == memory.summary["dtype"]
