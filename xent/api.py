@@ -677,15 +677,8 @@ def inference(model: Model, data: Dataset | Iterable[Dataset],
     from .inference import table_of_rows
 
     left = left_out if left_out is not None else LeftOut()
-
-    def rows():
-        for dataset in [data] if isinstance(data, Dataset) else data:
-            left.add(dataset)
-            yield dataset.X, dataset.labels
-        if left.count == left.n_read:  # before a table of no rows is formed
-            raise nothing_to_predict(left.name, left.n_read)
-
-    return table_of_rows(model, rows(), model.metadata.get("l2"))
+    rows = ((dataset.X, dataset.labels) for dataset in left.tally(data))
+    return table_of_rows(model, rows, model.metadata.get("l2"))
 
 
 def check_inference_size(n_features: int, n_classes: int, config: Config | None = None, *,
@@ -731,18 +724,14 @@ def evaluate(model: Model, data: Dataset | Iterable[Dataset], device: str = "cpu
     labels index ``model.classes``): only the blocks' labels and probabilities are kept, the
     rows are let go. The logits are taken on ``device``; ``left_out``, if given, tallies the
     rows the model could not encode."""
-    blocks = [data] if isinstance(data, Dataset) else data
     left = left_out if left_out is not None else LeftOut()
     true, predicted, proba, log_proba = [], [], [], []
-    for dataset in blocks:
-        left.add(dataset)
+    for dataset in left.tally(data):
         said = model.scores(dataset.X, device)
         true.append(dataset.labels)
         predicted.append(said.index)
         proba.append(said.proba)
         log_proba.append(said.log_proba)
-    if left.count == left.n_read:
-        raise nothing_to_predict(left.name, left.n_read)
     true, predicted = np.concatenate(true), np.concatenate(predicted)
     proba, log_proba = np.concatenate(proba), np.concatenate(log_proba)
     confusion = confusion_matrix(true, predicted, model.n_classes)
@@ -797,6 +786,16 @@ class LeftOut:
         self.first += rows[:max(0, 5 - len(self.first))].tolist()
         self.name, self.count = dataset.name, self.count + len(rows)
         self.n_read += dataset.n_read
+
+    def tally(self, data: Dataset | Iterable[Dataset]) -> Iterator[Dataset]:
+        """The blocks of ``data`` (one Dataset, or blocks of one, ``data_for_model``), each
+        added here as it is handed on; after the last, a ``DataError`` if none of their rows
+        could be used (before any result is formed from none)."""
+        for dataset in [data] if isinstance(data, Dataset) else data:
+            self.add(dataset)
+            yield dataset
+        if self.count == self.n_read:
+            raise nothing_to_predict(self.name, self.n_read)
 
     def note(self) -> str | None:
         """What to tell a user whose rows the model could not encode, or None."""

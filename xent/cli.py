@@ -783,8 +783,8 @@ def predict(model_path, data, sep, zero_based, out, proba, device):
     with atomic_open(out, "w") if out else \
             contextlib.nullcontext(click.get_text_stream("stdout")) as handle:
         writer = csv.writer(handle, lineterminator="\n")
-        for dataset in api.data_for_model(data, model, False, read, api.PREDICT_BLOCK_ROWS):
-            left.add(dataset)
+        for dataset in left.tally(api.data_for_model(data, model, False, read,
+                                                     api.PREDICT_BLOCK_ROWS)):
             pending += _prediction_rows(model, dataset, proba, device)
             if left.count < left.n_read:  # something to predict: write what has waited
                 if len(pending) == left.n_read:
@@ -792,8 +792,6 @@ def predict(model_path, data, sep, zero_based, out, proba, device):
                                     ([f"proba_{c}" for c in model.classes] if proba else []))
                 writer.writerows(pending)
                 pending = []
-        if left.count == left.n_read:
-            raise api.nothing_to_predict(left.name, left.n_read)
     _note(left.note())
 
 
