@@ -607,13 +607,25 @@ def load_for_model(source: str, model: Model, require_labels: bool,
 #: rows of a CSV or Parquet file that ``xent predict`` reads, encodes and writes at a time,
 #: so that a file too big for memory is predicted as it trains, streamed
 PREDICT_BLOCK_ROWS = 65536
+#: and at most about this many bytes of those rows encoded: a column of many levels makes each
+#: row as many features wide (3,000 levels: 65,536 rows were 1.6 GB, and predict peaked at
+#: 3.3 GB on a 200,000-row file of three columns)
+PREDICT_BLOCK_BYTES = 64 << 20
+
+
+def _model_block_rows(model: Model, block_rows: int) -> int:
+    """``block_rows``, fewer where the model's dense features (one-hot levels included;
+    hashed text is sparse) would make the encoded block pass ``PREDICT_BLOCK_BYTES``."""
+    width = len(model.encoder.tabular_names) if model.encoder is not None else model.n_features
+    return max(1, min(block_rows, PREDICT_BLOCK_BYTES // (8 * max(width, 1))))
 
 
 def data_for_model(source: str, model: Model, require_labels: bool,
                    read: ReadOptions | None = None, block_rows: int | None = None
                    ) -> Iterator[Dataset]:
     """``load_for_model``'s data as Datasets: a CSV or Parquet file ``block_rows`` rows at
-    a time (None: whole), other data whole. A block's ``rows`` index its own rows, and a block
+    a time (None: whole; fewer rows where they would encode wide, ``_model_block_rows``),
+    other data whole. A block's ``rows`` index its own rows, and a block
     may hold no row the model can encode."""
     source = str(source)
     read = read if read is not None else model_read_options(model)
@@ -633,7 +645,7 @@ def data_for_model(source: str, model: Model, require_labels: bool,
                                                 require_labels)]
         else:
             frames = [data_mod.read_csv(path, read)] if block_rows is None else \
-                data_mod.table_chunks(path, block_rows, None, read)
+                data_mod.table_chunks(path, _model_block_rows(model, block_rows), None, read)
             blocks = (data_mod.model_dataset(frame, source, model.encoder,
                                              model.metadata.get("target"), model.classes,
                                              require_labels) for frame in frames)
