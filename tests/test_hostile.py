@@ -273,6 +273,27 @@ def test_labels_that_write_one_number_two_ways_are_noted(run, tmp_path):
                for n in notes), notes
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_count_named_as_the_label_is_noted(run, tmp_path, stream):
+    """A whole-number measurement in the last column (a count, an age) was trained as a class
+    for each of its values, most of them one row, with no word; iris's 3 classes of 50 rows
+    are not noted."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=300), "visits": rng.integers(0, 200, 300)})
+    frame.to_csv(tmp_path / "count.csv", index=False)
+    singles = int(np.count_nonzero(np.bincount(frame["visits"]) == 1))
+    extra = ["--stream"] if stream else []
+    dry = run("train", "count.csv", "--dry-run", *extra)
+    notes = json.loads(dry.stdout[dry.stdout.index("{"):])["notes"]
+    distinct = frame["visits"].nunique()
+    assert any(f"column 'visits' make {distinct} classes of 300 rows" in n
+               and f"{singles} with a single row" in n and "--target" in n
+               for n in notes), notes
+    (tmp_path / "iris.csv").write_text((DATA / "iris.csv").read_text())
+    dry = run("train", "iris.csv", "--dry-run", *extra)
+    assert "classes of" not in dry.stdout
+
+
 def test_a_comma_that_may_separate_thousands_or_decimals_gets_both_readings(run, tmp_path):
     (tmp_path / "amb.csv").write_text("a,b,y\n" + "".join(
         f'"{i},{(i * 397) % 1000:03d}",{i},{i % 2}\n' for i in range(1, 9)))

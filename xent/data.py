@@ -677,14 +677,39 @@ def data_notes(table) -> list[str]:
     few values (a missing-value marker such as '?'), numbers written with thousands
     separators or a decimal comma, a column without a name (a written row index), a column of
     identifiers (nearly a level a row), labels that differ only in surrounding spaces or in
-    how they write a number. The same for every kind of table (it reads the schema, levels,
-    classes and row count alone)."""
+    how they write a number, classes too small to learn (a count named as the label). The same
+    for every kind of table (it reads the schema, levels, classes, labels and row count
+    alone)."""
     notes = list(table.notes)
     if table.read.sep not in (None, ","):
         notes.append(f"{table.name}: read with the delimiter {table.read.sep!r}")
     numbers, numbers_as_text = _number_notes(table)
     return (notes + numbers + _unnamed_notes(table) + _identifier_notes(table, numbers_as_text)
-            + _label_notes(table))
+            + _label_notes(table) + _class_size_notes(table))
+
+
+# Fewer rows a class than this on average, over at least SMALL_CLASSES_MIN classes, is noted:
+# a class learnt from one or two rows is a guess, and many such classes usually mean the label
+# column holds counts or measurements (an age, a price in whole units), not classes.
+SMALL_CLASSES_ROWS = 3
+SMALL_CLASSES_MIN = 10
+
+
+def _class_size_notes(table) -> list[str]:
+    """Many classes with few rows each: too few to learn a class from."""
+    n_classes = len(table.classes)
+    if n_classes < SMALL_CLASSES_MIN or table.n_rows >= SMALL_CLASSES_ROWS * n_classes:
+        return []
+    counts = np.bincount(table.labels, minlength=n_classes)
+    column = f" in column {table.schema.target!r}" if table.schema.target else ""
+    numbers = all(_number(str(c)) for c in table.classes)
+    hint = ("; if they are counts or measurements rather than classes, name the column of "
+            "class labels with --target, or bin the values into classes" if numbers else
+            "; merge rare classes, or gather more rows")
+    return [f"{table.name}: the labels{column} make {n_classes:,} classes of "
+            f"{table.n_rows:,} rows ({table.n_rows / n_classes:.1f} a class; "
+            f"{np.count_nonzero(counts == 1):,} with a single row): too few rows to learn a "
+            f"class from{hint}"]
 
 
 def _number_notes(table) -> tuple[list[str], set]:
