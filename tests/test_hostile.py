@@ -262,6 +262,59 @@ def test_ignore_leaves_columns_out_in_memory_streamed_and_for_prediction(run, tm
         assert refused.stderr.count("\n") == 1
 
 
+def _coffee_rows(n=4000, odd=3000):
+    """A CSV's text with 'café' (outside ASCII) once, in row ``odd``, in a categorical column
+    and as a label."""
+    return "a,drink,y\n" + "".join(
+        f"{i % 7},{'café' if i == odd else ('tea', 'milk')[i % 2]},"
+        f"{'café' if i == odd else i % 3}\n" for i in range(n))
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_file_in_another_encoding_is_named_and_read_with_encoding(run, tmp_path, stream):
+    """A spreadsheet's CSV in Windows-1252: the byte of 'é' far down the file (past the
+    lines sniffed and the header) ended in "cannot parse the file as CSV ('utf-8' codec
+    can't decode ...)", with nothing to do about it. Now the line is named and --encoding
+    reads it: the same model as the UTF-8 file's, and the same predictions."""
+    text = _coffee_rows()
+    (tmp_path / "utf8.csv").write_text(text, encoding="utf-8")
+    (tmp_path / "win.csv").write_bytes(text.encode("cp1252"))
+    extra = ["--stream"] if stream else []
+    settings = ["--optimizer", "lbfgs", "-q", *extra]
+    refused = run("train", "win.csv", "-o", "refused", *settings)
+    assert refused.exit_code == 1 and refused.stderr.count("\n") == 1
+    assert "not UTF-8 text (byte 0xe9 on line 3,002)" in refused.stderr, refused.stderr
+    assert "--encoding" in refused.stderr and not (tmp_path / "refused").exists()
+    assert run("train", "utf8.csv", "-o", "utf8", *settings).exit_code == 0
+    trained = run("train", "win.csv", "--encoding", "cp1252", "-o", "win", *settings)
+    assert trained.exit_code == 0, trained.stderr
+    reference, model = load_model(tmp_path / "utf8"), load_model(tmp_path / "win")
+    assert list(model.classes) == list(reference.classes) and "café" in model.classes
+    assert list(model.feature_names) == list(reference.feature_names)
+    np.testing.assert_allclose(model.params, reference.params, rtol=1e-9, atol=1e-12)
+    expected = run("predict", "utf8", "utf8.csv", "--proba").stdout
+    assert "café" in expected
+    assert run("predict", "win", "win.csv", "--proba", "--encoding", "cp1252").stdout == expected
+    # the encoding is the file's, not the model's: the UTF-8 file is read as UTF-8
+    assert run("predict", "win", "utf8.csv", "--proba").stdout == expected
+
+
+def test_files_that_are_no_text_and_unknown_encodings_are_named(run, tmp_path):
+    import gzip
+
+    (tmp_path / "data.csv.gz").write_bytes(gzip.compress(_coffee_rows(50, 3).encode()))
+    (tmp_path / "data.txt").write_bytes(b"__label__a good tea\n__label__b caf\xe9 au lait\n")
+    for args, code, words in [
+            (["data.csv.gz"], 1, "data.csv.gz: a gzip-compressed file, not a text file"),
+            (["data.txt"], 1, "line 2 is not UTF-8 text (byte 0xe9): fastText files are "
+                              "UTF-8"),
+            (["data.csv.gz", "--encoding", "klingon"], 2, "no such text encoding"),
+            (["sklearn:iris", "--encoding", "latin-1"], 2, "--encoding: for CSV files")]:
+        refused = run("train", *args, "-q", "-o", "refused")
+        assert refused.exit_code == code and words in refused.stderr, refused.stderr
+        assert refused.stderr.count("\n") == 1
+
+
 def test_labels_that_write_one_number_two_ways_are_noted(run, tmp_path):
     """In a label column that also holds text, '1' and '1.0' stay text: two classes of one
     number, with no word (a column of numbers alone reads them as one class)."""

@@ -173,6 +173,7 @@ def check_settings(config: Config) -> None:
     """Settings that are each valid but do not go together are a ``ConfigError`` (exit 2)
     naming both, before any data are read or cached."""
     d, o = config.data, config.optim
+    read_options(d)  # its own checks: the thousands separator, the encoding, ...
     if o.patience and d.val_fraction == 0:
         raise ConfigError("optim.patience (early stopping) watches the validation loss, and "
                           "data.val_fraction is 0: give --val-fraction > 0 or drop --patience")
@@ -216,7 +217,9 @@ def _check_table_options(d: DataConfig, path: Path, libsvm: bool) -> None:
     error. A Parquet file's columns may be ignored, but it stores typed values, not text."""
     text_options = [name for name, value in (("--sep", d.sep), ("--na-values", d.na_values),
                                              ("--thousands", d.thousands),
-                                             ("--decimal", d.decimal != ".")) if value]
+                                             ("--decimal", d.decimal != "."),
+                                             ("--encoding", not _is_utf8(d.encoding)))
+                    if value]
     named = text_options + (["--ignore"] if d.ignore else [])
     not_a_table = libsvm or data_mod.is_builtin(d.source) or data_mod.is_numpy_file(path) or \
         (path.is_file() and is_fasttext(path))
@@ -248,7 +251,28 @@ def read_options(data: DataConfig) -> ReadOptions:
     na_values = tuple(v.strip() for v in data.na_values.split(",") if v.strip())
     ignore = tuple(c.strip() for c in data.ignore.split(",") if c.strip())
     return ReadOptions(delimiter_option(data.sep), na_values, data.thousands or None,
-                       data.libsvm_base, data.decimal, ignore)
+                       data.libsvm_base, data.decimal, ignore, encoding_option(data.encoding))
+
+
+def encoding_option(name: str) -> str:
+    """A text encoding as typed (data.encoding, --encoding), checked: one Python knows."""
+    import codecs
+
+    try:
+        codecs.lookup(name)
+    except LookupError:
+        raise ConfigError(f"--encoding {name!r}: no such text encoding; give one of Python's "
+                          "codec names, such as utf-8, cp1252, latin-1 or shift_jis") from None
+    return name
+
+
+def _is_utf8(name: str) -> bool:
+    import codecs
+
+    try:
+        return codecs.lookup(name).name == "utf-8"
+    except LookupError:
+        return False  # encoding_option reports it
 
 
 def text_spec(data: DataConfig) -> TextSpec | None:
@@ -583,12 +607,14 @@ def load_model(path: str | Path) -> Model:
 
 
 def model_read_options(model: Model, sep: str | None = None,
-                       libsvm_base: str | None = None) -> ReadOptions:
+                       libsvm_base: str | None = None, encoding: str = "utf-8") -> ReadOptions:
     """How to read data for ``model``: as its training data were read (missing-value
-    strings, thousands separator, LIBSVM index base), with a file's own delimiter (``sep``,
-    else sniffed) and, if given, another LIBSVM base."""
+    strings, thousands separator, decimal mark, LIBSVM index base), with a file's own
+    delimiter (``sep``, else sniffed) and text encoding and, if given, another LIBSVM
+    base."""
     read = data_mod.ReadOptions.from_dict(model.metadata.get("read"))
-    return replace(read, sep=sep or None, libsvm_base=libsvm_base or read.libsvm_base)
+    return replace(read, sep=sep or None, libsvm_base=libsvm_base or read.libsvm_base,
+                   encoding=encoding_option(encoding))
 
 
 def load_for_model(source: str, model: Model, require_labels: bool,

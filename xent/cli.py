@@ -173,6 +173,7 @@ TRAIN_OPTIONS = {
     "na_values": "data.na_values",
     "thousands": "data.thousands",
     "decimal": "data.decimal",
+    "encoding": "data.encoding",
     "ignore": "data.ignore",
     "dtype": "data.dtype",
     "lr_backoff": "optim.lr_backoff",
@@ -700,13 +701,22 @@ def path_command(ctx, data, standardize, zero_based, config_file, sets, out, for
 
 def _model_data_options(func):
     """MODEL and DATA, and how to read DATA: as the model's training data were read, with
-    this file's own delimiter (sniffed unless --sep) and LIBSVM index base (if given)."""
+    this file's own delimiter (sniffed unless --sep), text encoding and LIBSVM index base (if
+    given)."""
     func = click.option("--zero-based/--one-based", "zero_based", default=None,
                         help="LIBSVM feature indices of DATA.  [default: the model's]")(func)
+    func = _encoding_option(func)
     func = click.option("--sep", default="", metavar="CHAR",
                         help="CSV delimiter of DATA.  [default: sniffed]")(func)
     func = click.argument("data")(func)
     return click.argument("model_path", metavar="MODEL")(func)
+
+
+def _encoding_option(func):
+    """--encoding of DATA for eval, predict, inspect and trace: a file's own, as its
+    delimiter is (the model does not keep the training file's)."""
+    return click.option("--encoding", default="utf-8", show_default=True, metavar="NAME",
+                        help="Text encoding of DATA (cp1252, latin-1, ...).")(func)
 
 
 def _device_option(func):
@@ -728,16 +738,16 @@ def _device_ready(device: str) -> None:
         namespace(device)
 
 
-def _model_and_read(model_path, sep, zero_based):
+def _model_and_read(model_path, sep, zero_based, encoding):
     """The model, and how to read data for it: as its training data were, with the
-    delimiter and LIBSVM base given here."""
+    delimiter, text encoding and LIBSVM base given here."""
     model = api.load_model(model_path)
     base = None if zero_based is None else ("zero" if zero_based else "one")
-    return model, api.model_read_options(model, api.delimiter_option(sep), base)
+    return model, api.model_read_options(model, api.delimiter_option(sep), base, encoding)
 
 
-def _model_and_data(model_path, data, sep, zero_based, require_labels):
-    model, read = _model_and_read(model_path, sep, zero_based)
+def _model_and_data(model_path, data, sep, encoding, zero_based, require_labels):
+    model, read = _model_and_read(model_path, sep, zero_based, encoding)
     return model, api.load_for_model(data, model, require_labels, read)
 
 
@@ -747,12 +757,12 @@ def _model_and_data(model_path, data, sep, zero_based, require_labels):
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--plot", type=click.Path(dir_okay=False), metavar="FILE.png",
               help="Draw a reliability diagram with the histogram of confidences.")
-def eval_command(model_path, data, sep, zero_based, device, as_json, plot):
+def eval_command(model_path, data, sep, encoding, zero_based, device, as_json, plot):
     """Evaluate MODEL (a run directory or model file) on labelled DATA: log-loss, accuracy,
     the Brier score, the expected calibration error (15 equal-width bins of the top label's
     confidence), the confusion matrix and per-class precision, recall and F1."""
     _device_ready(device)
-    model, read = _model_and_read(model_path, sep, zero_based)
+    model, read = _model_and_read(model_path, sep, zero_based, encoding)
     blocks = api.data_for_model(data, model, True, read, api.PREDICT_BLOCK_ROWS)
     left = api.LeftOut(name=str(data))
     result = api.evaluate(model, blocks, device, left_out=left)
@@ -767,7 +777,7 @@ def eval_command(model_path, data, sep, zero_based, device, as_json, plot):
 @click.option("-o", "--out", type=click.Path(dir_okay=False), help="Write the CSV here.")
 @click.option("--proba", is_flag=True, help="Add one probability column per class.")
 @_device_option
-def predict(model_path, data, sep, zero_based, out, proba, device):
+def predict(model_path, data, sep, encoding, zero_based, out, proba, device):
     """Predict a class for each row of DATA with MODEL; CSV to stdout or --out.
 
     The label column is not needed. Columns: prediction (the class by its original label)
@@ -777,7 +787,7 @@ def predict(model_path, data, sep, zero_based, out, proba, device):
     time, so it need not fit in memory; --out is written whole or not at all.
     """
     _device_ready(device)
-    model, read = _model_and_read(model_path, sep, zero_based)
+    model, read = _model_and_read(model_path, sep, zero_based, encoding)
     left = api.LeftOut(name=str(data))
     pending = []  # rows before the first one the model can encode: no output until there is
     with atomic_open(out, "w") if out else \
@@ -812,8 +822,9 @@ def _prediction_rows(model, dataset, proba: bool, device: str) -> list[list[str]
 @click.argument("data", required=False)
 @click.option("--sep", default="", metavar="CHAR", help="CSV delimiter of DATA.  [default: "
               "sniffed]")
+@_encoding_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def inspect(model_path, data, sep, as_json):
+def inspect(model_path, data, sep, encoding, as_json):
     """What MODEL says, as statsmodels' Logit/MNLogit summary: each coefficient in the data's
     own units with its standard error, z, p-value and 95% interval (odds ratios for a
     sigmoid), then n, the log-likelihood and the intercept-only model's, the likelihood-ratio
@@ -827,7 +838,7 @@ def inspect(model_path, data, sep, as_json):
     if data is None:
         table = read_inference(Path(model_path))
     else:
-        model, read = _model_and_read(model_path, sep, None)
+        model, read = _model_and_read(model_path, sep, None, encoding)
         left = api.LeftOut(name=str(data))
         table = api.inference(model, api.data_for_model(data, model, True, read,
                                                         api.PREDICT_BLOCK_ROWS), left)
@@ -967,12 +978,13 @@ def _vector(values, names=None, limit=12) -> str:
               help="Data row to trace (0 is the first row below the header).")
 @click.option("--lr", type=float, help="Step size.  [default: the model's training lr]")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def trace(model_path, data, sep, zero_based, row, lr, as_json):
+def trace(model_path, data, sep, encoding, zero_based, row, lr, as_json):
     """One example through one gradient step: x, z = xW + b, q = link(z), p, q - p, the
     gradient x (q - p)^T and the update -lr x (q - p)^T."""
     if lr is not None:
         cfg.check_value("optim.lr", lr, "option --lr")  # training's rule: a finite lr > 0
-    model, dataset = _model_and_data(model_path, data, sep, zero_based, require_labels=True)
+    model, dataset = _model_and_data(model_path, data, sep, encoding, zero_based,
+                                     require_labels=True)
     t = api.trace(model, dataset, row, lr)
     if as_json:
         click.echo(to_json({k: v.tolist() if isinstance(v, np.ndarray) else

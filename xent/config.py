@@ -55,6 +55,9 @@ class DataConfig:
                               "none")
     ignore: str = _setting("", "comma-separated columns left out of the features (an "
                            "identifier, a written row index, a leak); empty: none")
+    encoding: str = _setting("utf-8", "text encoding of the CSV (Python's codec names: "
+                             "utf-8, with or without a byte-order mark; cp1252, latin-1, "
+                             "shift_jis, ...)")
     decimal: str = _setting(".", "decimal mark inside numbers: \".\" or \",\" (3,14 for pi, as "
                             "in many European files)", choices=(".", ","))
     libsvm_base: str = _setting("auto", "LIBSVM feature indices: zero, one, or auto (zero if "

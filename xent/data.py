@@ -14,6 +14,7 @@ same for training and prediction. For eval and predict a ``Dataset`` holds the e
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import csv
 import hashlib
@@ -63,7 +64,9 @@ class ReadOptions:
     column), "one" (index 1 is), or "auto" (zero-based if any index is 0). decimal: the
     decimal mark inside numbers ("," in files written where 3,14 is pi). ignore: columns of
     the file left out of the features (an identifier, a written row index, a leak): parsed,
-    never encoded (``detect_schema``)."""
+    never encoded (``detect_schema``). encoding: the text encoding of the file's bytes
+    (Python's codec names: "utf-8", with or without a byte-order mark, "latin-1", "cp1252",
+    ...); like the delimiter, it belongs to one file, so a model does not keep it."""
 
     sep: str | None = None
     na_values: tuple[str, ...] = ()
@@ -71,10 +74,17 @@ class ReadOptions:
     libsvm_base: str = "auto"
     decimal: str = "."
     ignore: tuple[str, ...] = ()
+    encoding: str = "utf-8"
+
+    @property
+    def text_encoding(self) -> str:
+        """The codec a file is opened with: UTF-8 drops a byte-order mark (spreadsheets
+        write one)."""
+        return "utf-8-sig" if codecs.lookup(self.encoding).name == "utf-8" else self.encoding
 
     def pandas(self, sep: str) -> dict:
         """Keyword arguments of ``pandas.read_csv`` for a file whose delimiter is ``sep``."""
-        options = {"encoding": "utf-8-sig", "sep": sep}
+        options = {"encoding": self.text_encoding, "sep": sep}
         if self.na_values:
             options["na_values"] = list(self.na_values)
         if self.thousands:
@@ -86,19 +96,20 @@ class ReadOptions:
     def to_dict(self) -> dict:
         return {"sep": self.sep, "na_values": list(self.na_values), "thousands": self.thousands,
                 "libsvm_base": self.libsvm_base, "decimal": self.decimal,
-                "ignore": list(self.ignore)}
+                "ignore": list(self.ignore), "encoding": self.encoding}
 
     def for_model(self) -> dict:
-        """What a model keeps: the meaning of values, not the delimiter of one file nor the
-        columns training left out (its encoder names the columns it reads)."""
-        return {k: v for k, v in self.to_dict().items() if k not in ("sep", "ignore")}
+        """What a model keeps: the meaning of values, not the delimiter or encoding of one
+        file nor the columns training left out (its encoder names the columns it reads)."""
+        return {k: v for k, v in self.to_dict().items()
+                if k not in ("sep", "ignore", "encoding")}
 
     @classmethod
     def from_dict(cls, spec: dict | None) -> ReadOptions:
         spec = spec or {}
         return cls(spec.get("sep"), tuple(spec.get("na_values", ())), spec.get("thousands"),
                    spec.get("libsvm_base", "auto"), spec.get("decimal", "."),
-                   tuple(spec.get("ignore", ())))
+                   tuple(spec.get("ignore", ())), spec.get("encoding", "utf-8"))
 
 
 #: the default: sniffed delimiter, pandas' missing values, no thousands separator, auto base,
@@ -115,7 +126,7 @@ def delimiter(path: Path, options: ReadOptions) -> str:
     if path.suffix.lower() == ".tsv":
         return "\t"
     try:
-        with open(path, encoding="utf-8-sig", newline="") as handle:
+        with open(path, encoding=options.text_encoding, newline="") as handle:
             lines = [line for _, line in zip(range(20), handle, strict=False) if line.strip()]
     except (OSError, UnicodeDecodeError):
         return ","  # the header check reports it
@@ -1007,13 +1018,61 @@ def load_libsvm(path: str | os.PathLike, n_features: int | None = None,
     return Dataset(sp.csr_matrix(X), labels, classes, names, str(path)), base
 
 
-def _check_header(path: Path, sep: str = ",") -> list[str]:
-    """The header row of a CSV, checked: readable, UTF-8, not empty, no duplicate names."""
+#: the first bytes of files that are no text, and what they are
+_MAGIC = ((b"\x1f\x8b", "gzip-compressed file", "decompress it first (gunzip)"),
+          (b"BZh", "bzip2-compressed file", "decompress it first (bunzip2)"),
+          (b"\xfd7zXZ\x00", "xz-compressed file", "decompress it first (unxz)"),
+          (b"\x28\xb5\x2f\xfd", "zstd-compressed file", "decompress it first (unzstd)"),
+          (b"PK\x03\x04", "zip archive (an Excel workbook is one)",
+           "extract the file, or save the sheet as CSV"))
+
+
+def encoding_error(path: Path, encoding: str) -> DataError:
+    """The error for a file that does not decode as ``encoding``: a compressed file or
+    archive by its first bytes, else the first byte that does not decode and its line, and
+    the option that reads the file."""
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+    for magic, what, fix in _MAGIC:
+        if head.startswith(magic):
+            return DataError(f"{path}: a {what}, not a text file: {fix}")
+    found = first_undecodable(path, encoding)
+    where = f" (byte 0x{found[1]:02x} on line {found[0]:,})" if found else ""
+    if codecs.lookup(encoding).name != "utf-8":
+        return DataError(f"{path}: not {encoding} text{where}: name the file's encoding with "
+                         "--encoding")
+    return DataError(f"{path}: not UTF-8 text{where}: if it was saved in another encoding, "
+                     "name it with --encoding (cp1252 or latin-1 for most Western European "
+                     "spreadsheets), or save it as UTF-8")
+
+
+def first_undecodable(path: Path, encoding: str) -> tuple[int, int] | None:
+    """(line, byte) of the first byte of ``path`` that ``encoding`` cannot decode; None if
+    every byte decodes. Read a megabyte at a time."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    line = 1
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError as exc:  # its object: the bytes held over, then block
+                return line + exc.object[:exc.start].count(b"\n"), exc.object[exc.start]
+            line += block.count(b"\n")
     try:
-        with open(path, encoding="utf-8-sig", newline="") as handle:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError as exc:
+        return line + exc.object[:exc.start].count(b"\n"), exc.object[exc.start]
+    return None
+
+
+def _check_header(path: Path, sep: str, read: ReadOptions) -> list[str]:
+    """The header row of a CSV, checked: readable, text in ``read.encoding``, not empty, no
+    duplicate names."""
+    try:
+        with open(path, encoding=read.text_encoding, newline="") as handle:
             header = next(csv.reader(handle, delimiter=sep), None)
     except UnicodeDecodeError:
-        raise DataError(f"{path}: not a UTF-8 text file (is it a CSV?)") from None
+        raise encoding_error(path, read.encoding) from None
     except OSError as exc:
         raise DataError(f"{path}: cannot read the file ({exc.strerror})") from None
     except csv.Error as exc:
@@ -1026,7 +1085,7 @@ def _check_header(path: Path, sep: str = ",") -> list[str]:
     return header
 
 
-def _parse_errors(path: Path):
+def _parse_errors(path: Path, read: ReadOptions):
     """pandas' parse errors as DataErrors naming the file."""
     import pandas as pd
 
@@ -1034,7 +1093,9 @@ def _parse_errors(path: Path):
         yield
     except pd.errors.ParserError as exc:
         raise DataError(f"{path}: malformed CSV ({str(exc).strip()})") from None
-    except (UnicodeDecodeError, ValueError) as exc:
+    except UnicodeDecodeError:
+        raise encoding_error(path, read.encoding) from None
+    except ValueError as exc:
         raise DataError(f"{path}: cannot parse the file as CSV ({exc})") from None
 
 
@@ -1049,8 +1110,8 @@ def read_csv(path: str | os.PathLike, read: ReadOptions = DEFAULT_READ) -> pd.Da
         frame = _read_parquet(path)
     else:
         sep = delimiter(path, read)
-        _check_header(path, sep)
-        with contextlib.contextmanager(_parse_errors)(path):
+        _check_header(path, sep, read)
+        with contextlib.contextmanager(_parse_errors)(path, read):
             frame = pd.read_csv(path, **read.pandas(sep))
     if len(frame) == 0:
         raise DataError(f"{path}: the header has no data rows below it")
@@ -1097,14 +1158,14 @@ def table_chunks(path: str | os.PathLike, chunk_rows: int, digest=None,
             raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
         return
     sep = delimiter(path, read)
-    _check_header(path, sep)
+    _check_header(path, sep, read)
     parse = contextlib.contextmanager(_parse_errors)
     with open(path, "rb") as raw:
         source = raw if digest is None else io.BufferedReader(_HashingReader(raw, digest))
-        with parse(path):
+        with parse(path, read):
             reader = pd.read_csv(source, chunksize=chunk_rows, **read.pandas(sep))
         while True:
-            with parse(path):
+            with parse(path, read):
                 chunk = next(reader, None)
             if chunk is None:
                 return

@@ -231,6 +231,17 @@ def fasttext_spec(text: TextSpec | None) -> TextSpec:
                                                                    columns=(FASTTEXT_TEXT,))
 
 
+def _utf8_line(line: bytes, number: int, path: Path) -> str:
+    """Line ``number`` of a fastText file as text (UTF-8, as fastText reads; the first may
+    start with a byte-order mark)."""
+    try:
+        return line.decode("utf-8-sig" if number == 1 else "utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: line {number:,} is not UTF-8 text (byte "
+                        f"0x{line[exc.start]:02x}): fastText files are UTF-8; save it as "
+                        "UTF-8") from None
+
+
 def is_fasttext(path: Path) -> bool:
     """A file whose first non-empty line starts with ``__label__``."""
     try:
@@ -284,11 +295,7 @@ def _fasttext_blocks(path: Path, chunk_rows: int, digest=None):
             if digest is not None:
                 for line in raw:
                     digest.update(line)
-            try:
-                lines = [line.decode("utf-8-sig" if number == 1 and i == 0 else "utf-8")
-                         for i, line in enumerate(raw)]
-            except UnicodeDecodeError:
-                raise DataError(f"{path}: not a UTF-8 text file") from None
+            lines = [_utf8_line(line, number + i, path) for i, line in enumerate(raw)]
             texts, labels, several = _fasttext_lines(lines, number, path)
             number += len(raw)
             if labels:
