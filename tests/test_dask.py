@@ -81,6 +81,52 @@ def test_unreachable_scheduler_is_a_clear_error(run, tmp_path):
     assert result.exit_code == 1 and "cannot reach the Dask scheduler" in result.stderr
 
 
+def test_mistakes_in_partitions_are_one_line_errors(tmp_path):
+    """A mistake dask meets past the first block it samples (a byte that is not UTF-8, a row
+    with no label) ended in a traceback, or in the right line under a worker's "Compute
+    Failed" log with its traceback; a missing file in two lines of Dask's wrapping."""
+    import subprocess
+    import sys
+
+    rows = ["a,drink,y"] + [f"{i % 7},{'tea' if i % 2 else 'milk'},{i % 2}"
+                            for i in range(60_000)]
+    (tmp_path / "win.csv").write_bytes(("\n".join(rows[:50_001] + ["3,café,1"] + rows[50_001:])
+                                        + "\n").encode("cp1252"))
+    (tmp_path / "holes.csv").write_text("\n".join(rows[:50_001] + ["3,tea,"] + rows[50_001:])
+                                        + "\n")
+    (tmp_path / "marker.csv").write_text("\n".join(rows[:50_001] + ["?,tea,1"] + rows[50_001:])
+                                         + "\n")
+    for data, words in [("win.csv", "not UTF-8 text (byte 0xe9 on line 50,002)"),
+                        ("holes.csv", "1 row(s) have no label in column 'y' (file lines "
+                                      "[50002])"),
+                        ("marker.csv", "column(s) 'a' are numbers in the rows dask samples"),
+                        ("none*.csv", "no such file, nor files matching it as a pattern")]:
+        result = subprocess.run([sys.executable, "-m", "xent.cli", "train", data, "--engine",
+                                 "dask", "--workers", "2", "-o", "r"], cwd=tmp_path,
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 1 and words in result.stderr, result.stderr
+        assert result.stderr.count("\n") == 1, result.stderr
+
+
+def test_encoding_and_late_holes_read_a_file_on_dask_as_in_memory(tmp_path, client):
+    """A cp1252 file with --encoding; and a whole-number column with a missing value past
+    the rows dask samples, which failed with dask's "Mismatched dtypes" (int64 sampled,
+    float64 found), as a traceback."""
+    rows = [f"{i % 7},{('tea', 'café')[i % 2]},{i % 3}" for i in range(60_000)]
+    text = "a,drink,y\n" + "\n".join(rows[:50_000] + [",tea,1"] + rows[50_000:]) + "\n"
+    (tmp_path / "win.csv").write_bytes(text.encode("cp1252"))
+    (tmp_path / "utf8.csv").write_text(text, encoding="utf-8")
+    settings = {"data.impute": "mean", "optim.optimizer": "lbfgs"}
+    in_memory = api.train(config(tmp_path / "utf8.csv", **settings))
+    on_dask = api.train(config(tmp_path / "win.csv", **settings, **{
+        "data.engine": "dask", "data.encoding": "cp1252"}), client=client)
+    assert on_dask.model.feature_names == in_memory.model.feature_names
+    assert "drink=café" in on_dask.model.feature_names
+    assert list(on_dask.model.classes) == list(in_memory.model.classes) == [0, 1, 2]
+    np.testing.assert_allclose(on_dask.model.params, in_memory.model.params, rtol=1e-8,
+                               atol=1e-10)
+
+
 def _classes_data(n_classes, n=2400, seed=0):
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n, 4)) * [1.0, 2.0, 0.5, 3.0]

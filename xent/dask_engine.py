@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import hashlib
+import os
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -33,7 +34,9 @@ from .data import (
     Schema,
     class_order,
     delimiter,
+    encoding_error,
     file_sha256,
+    first_undecodable,
     frame_schema,
     parse_block,
 )
@@ -66,6 +69,9 @@ def connect(scheduler: str | None = None, workers: int = 2, quiet: bool = False)
     level = logging.ERROR if quiet else logging.WARNING
     for name in ("distributed", "dask"):
         logging.getLogger(name).setLevel(level)
+    # the scheduler's shuffle logs each shuffle's start and end (the levels and classes are
+    # gathered by one) as warnings: its workings, not the user's to act on
+    logging.getLogger("distributed.shuffle").setLevel(logging.ERROR)
     if scheduler:
         try:
             _answers(scheduler)
@@ -80,7 +86,33 @@ def connect(scheduler: str | None = None, workers: int = 2, quiet: bool = False)
                       dashboard_address="127.0.0.1:0", processes=True,
                       silence_logs=level) as cluster, \
             Client(cluster) as client:
+        client.run(_quiet_data_errors)
         yield client
+
+
+#: the errors of a task that the client reports in one line (``_read_errors``, ``XentError``s)
+_REPORTED = ("DataError(", "ConfigError(", "UnicodeDecodeError(", "ParserError(",
+             "ValueError('Mismatched dtypes", 'ValueError("Mismatched dtypes')
+
+
+class _DataErrorFilter:
+    """Drops a worker's "Compute Failed" record of a task that raised an error the client
+    reports in one line: a mistake in the data or settings; any other failure keeps its
+    record (the worker's traceback)."""
+
+    def filter(self, record) -> bool:
+        failed = str(record.msg).startswith("Compute Failed") and len(record.args) > 3
+        return not (failed and str(record.args[3]).startswith(_REPORTED))
+
+
+def _quiet_data_errors() -> None:
+    """Run on each local worker (``Client.run``): it logs a task's failure with its
+    traceback, and a data mistake needs none."""
+    import logging
+
+    logger = logging.getLogger("distributed.worker")
+    if not any(isinstance(f, _DataErrorFilter) for f in logger.filters):
+        logger.addFilter(_DataErrorFilter())
 
 
 def _answers(scheduler: str, timeout: float = 5.0) -> None:
@@ -101,6 +133,10 @@ def _answers(scheduler: str, timeout: float = 5.0) -> None:
         pass
 
 
+#: the bytes of a CSV each partition reads
+BLOCK_BYTES = 64_000_000
+
+
 def read_frame(source: str, read: ReadOptions = DEFAULT_READ):
     """(a dask DataFrame of a CSV or Parquet file, or of a glob of them; ``read`` resolved:
     the delimiter sniffed from the first file this machine can see)."""
@@ -109,10 +145,63 @@ def read_frame(source: str, read: ReadOptions = DEFAULT_READ):
         if source.lower().endswith((".parquet", ".pq")):
             return dd.read_parquet(source), read
         paths = sorted(glob.glob(source)) if "://" not in source else []
+        if not paths and "://" not in source:
+            raise DataError(f"{source}: no such file, nor files matching it as a pattern; give "
+                            "a CSV or Parquet file, or a pattern such as 'parts/*.csv'")
         read = replace(read, sep=delimiter(Path(paths[0]), read) if paths else read.sep or ",")
-        return dd.read_csv(source, blocksize="64MB", **read.pandas(read.sep)), read
+        with _read_errors(source, read):  # dask reads the first block here
+            # a column of whole numbers with a missing value past the rows dask samples
+            # would not fit the integer type the sample chose: read such columns as floats
+            return dd.read_csv(source, blocksize=BLOCK_BYTES, assume_missing=True,
+                               **read.pandas(read.sep)), read
     except (OSError, ValueError) as exc:
-        raise DataError(f"{source}: cannot read it with dask ({exc})") from None
+        raise DataError(f"{source}: cannot read it with dask ({_dask_message(exc)})") from None
+
+
+@contextlib.contextmanager
+def _read_errors(source: str, read: ReadOptions):
+    """The errors of reading CSV text on the workers (past the first block, which
+    ``read_frame`` reads) as one-line DataErrors: the first file of ``source`` that does not
+    decode, or the line pandas could not split."""
+    try:
+        yield
+    except UnicodeDecodeError:
+        for path in sorted(glob.glob(source)):
+            if first_undecodable(Path(path), read.encoding):
+                raise encoding_error(Path(path), read.encoding) from None
+        raise DataError(f"{source}: not {read.encoding} text: name its encoding with "
+                        "--encoding") from None
+    except ValueError as exc:
+        if not str(exc).startswith("Mismatched dtypes"):
+            raise
+        raise _text_past_the_sample(source, str(exc)) from None
+    except pd.errors.ParserError as exc:
+        paths = glob.glob(source)
+        within = "" if len(paths) == 1 and os.path.getsize(paths[0]) <= BLOCK_BYTES else \
+            "; the line is counted from the start of one of its files' 64 MB blocks"
+        raise DataError(f"{source}: malformed CSV ({_dask_message(exc)}{within})") from None
+
+
+def _text_past_the_sample(source: str, message: str) -> DataError:
+    """Dask's error for columns whose values past the rows it sampled (to choose each
+    column's type) do not fit that type: in one line, naming the columns (from the
+    ``dtype={'b': 'str'}`` dask's message suggests)."""
+    import re
+
+    suggested = message.split("dtype={", 1)[-1].split("}", 1)[0]
+    columns = re.findall(r"'([^']*)':", suggested)
+    named = f"column(s) {', '.join(repr(c) for c in columns)}" if columns else "a column"
+    return DataError(f"{source}: {named} are numbers in the rows dask samples to choose the "
+                     "columns' types, and hold text further down: if the text marks a missing "
+                     "value (such as '?'), pass --na-values; else clean it, or train without "
+                     "--engine dask, which reads every row before choosing")
+
+
+def _dask_message(exc: Exception) -> str:
+    """The cause in one of Dask's errors, on one line: Dask wraps a backend's error in
+    "An error occurred while calling ...\nOriginal Message: <the cause>"."""
+    text = str(exc)
+    return " ".join(text.split("Original Message:")[-1].split())
 
 
 # ---- what runs on the workers (plain functions of numpy/pandas data) ----------------------
@@ -434,9 +523,10 @@ def open_table(client, source: str, target: str | None, weight: str | None,
 
     frame, read = read_frame(source, read)
     schema = frame_schema(frame, target, weight, source, ignore=read.ignore)
-    levels, raw_classes = dask.compute(
-        [frame[c].dropna().astype(str).unique() for c in schema.categorical],
-        frame[schema.target].dropna().unique())
+    with _read_errors(source, read):  # the first pass over every row
+        levels, raw_classes = dask.compute(
+            [frame[c].dropna().astype(str).unique() for c in schema.categorical],
+            frame[schema.target].dropna().unique())
     levels = [sorted(set(lv)) for lv in levels]
     classes = class_order(list(raw_classes))
     parts = [client.submit(_parse_partition, part, schema, levels, classes, source)
