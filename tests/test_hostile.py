@@ -299,6 +299,28 @@ def test_a_file_in_another_encoding_is_named_and_read_with_encoding(run, tmp_pat
     assert run("predict", "win", "utf8.csv", "--proba").stdout == expected
 
 
+def test_a_broken_libsvm_line_is_named_with_what_to_do(run, tmp_path):
+    """scikit-learn's reader says only that indices "should be sorted and unique", with no
+    line; LIBSVM's own refuses such a line by number. A NaN said "the features contain NaN
+    or infinite values", with no row."""
+    good = "".join(f"{i % 2} 1:{i} 4:{i * 0.5}\n" for i in range(40))
+    for line, words in [("1 4:1 2:3", "line 31: feature index 2 comes after a larger index"),
+                        ("1 2:1 2:3", "line 31: feature index 2 comes twice"),
+                        ("1 2:1 3:x", "line 31: '3:x' is not index:value"),
+                        ("1 2:nan 3:1", "line 31: feature 2 is nan; features must be finite"),
+                        ("1 qid:3 2:1 3:inf", "line 31: feature 3 is inf")]:
+        lines = good.splitlines(keepends=True)
+        (tmp_path / "bad.svm").write_text("".join(lines[:30] + [line + "\n"] + lines[30:]))
+        refused = run("train", "bad.svm", "-q", "-o", "refused")
+        assert refused.exit_code == 1 and words in refused.stderr, refused.stderr
+        assert refused.stderr.count("\n") == 1
+    X = np.ones((5, 3))
+    X[3, 2] = np.inf
+    np.save(tmp_path / "X.npy", np.column_stack([X, [0, 1, 0, 1, 0]]))
+    refused = run("train", "X.npy", "-q", "-o", "refused")
+    assert "the features hold inf at row 3, column 2 (counting from 0)" in refused.stderr
+
+
 def test_files_that_are_no_text_and_unknown_encodings_are_named(run, tmp_path):
     import gzip
 

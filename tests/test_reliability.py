@@ -37,7 +37,7 @@ BAD_CSVS = {
     "single_row.csv": ((IRIS_HEADER + "1,2,x\n").encode(), "only one class"),
     "one_class.csv": ((IRIS_HEADER + "1,2,x\n3,4,x\n5,6,x\n").encode(), "only one class"),
     "ragged.csv": ((IRIS_HEADER + "1,2,x\n3,4,y,9,9\n").encode(), "malformed CSV"),
-    "garbage.csv": (bytes(range(256)) * 4, "not a UTF-8"),
+    "garbage.csv": (bytes(range(256)) * 4, "not UTF-8 text (byte 0x80 on line 2)"),
     "nan.csv": ((IRIS_HEADER + "1,,x\n3,4,y\n").encode(), "missing values in column(s) 'b' (1)"),
     "inf.csv": ((IRIS_HEADER + "1,inf,x\n3,4,y\n").encode(), "infinite values in column(s) 'b'"),
     "huge.csv": ((IRIS_HEADER + "1e308,1,x\n-1e308,2,y\n1e308,3,x\n").encode(),

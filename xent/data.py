@@ -984,6 +984,39 @@ def is_libsvm(path: Path) -> bool:
     return len(first) >= 2 and all(":" in token for token in first[1:])
 
 
+def libsvm_problem(path: Path) -> str | None:
+    """The first line of a LIBSVM file that breaks the format, as "line N: what and what
+    to do"; None if none does. LIBSVM's own reader refuses such a line by number too."""
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for number, line in enumerate(handle, 1):
+            tokens = line.split("#", 1)[0].split()
+            problem = _libsvm_line_problem(tokens[1:]) if tokens else None
+            if problem:
+                return f"line {number:,}: {problem}"
+    return None
+
+
+def _libsvm_line_problem(items: list[str]) -> str | None:
+    """What is wrong with one line's ``index:value`` items (after the label), if anything."""
+    previous = -1
+    for item in items:
+        index, colon, value = item.partition(":")
+        if index == "qid":
+            continue
+        if not colon or not index.isdigit() or not _number(value):
+            return (f"{item!r} is not index:value with an index of 0 or more and a number; "
+                    "fix the line")
+        if not np.isfinite(float(value)):
+            return (f"feature {int(index)} is {value}; features must be finite numbers: fix "
+                    "or drop the line")
+        if int(index) <= previous:
+            how = "twice" if int(index) == previous else "after a larger index"
+            return (f"feature index {int(index)} comes {how}; LIBSVM lists each row's "
+                    "features once, by increasing index: sort them and merge repeats")
+        previous = int(index)
+    return None
+
+
 def load_libsvm(path: str | os.PathLike, n_features: int | None = None,
                 base: str = "auto") -> tuple[Dataset, str]:
     """A LIBSVM/svmlight file, kept sparse (CSR), and its index base ("zero" or "one"): feature
@@ -995,8 +1028,13 @@ def load_libsvm(path: str | os.PathLike, n_features: int | None = None,
 
     try:
         X, y = load_svmlight_file(str(path), dtype=np.float64, zero_based=True)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: not a valid LIBSVM file ({exc})") from None
+    except UnicodeDecodeError:
+        raise encoding_error(path, "utf-8") from None
+    except ValueError as exc:
+        found = libsvm_problem(path)
+        raise DataError(f"{path}: not a valid LIBSVM file ({found or exc})") from None
+    if not np.all(np.isfinite(X.data)):
+        raise DataError(f"{path}: {libsvm_problem(path) or 'a feature is not finite'}")
     if X.shape[0] == 0:
         raise DataError(f"{path}: the file has no rows")
     X = sp.csr_matrix(X)
@@ -1324,7 +1362,15 @@ def feature_dtype(X) -> np.dtype:
 
 def finite_or_raise(X, name: str) -> None:
     """Non-finite feature values (which can come only from a LIBSVM file or an array) are an
-    error."""
+    error naming the first one's row and column (counted from 0)."""
     values = X.data if sp.issparse(X) else X
-    if values.size and not np.all(np.isfinite(values)):
-        raise DataError(f"{name}: the features contain NaN or infinite values")
+    if not values.size or np.all(np.isfinite(values)):
+        return
+    first = int(np.flatnonzero(~np.isfinite(values.ravel()))[0])
+    if sp.issparse(X):
+        row, column = int(np.searchsorted(X.indptr, first, side="right")) - 1, X.indices[first]
+    else:
+        row, column = divmod(first, X.shape[1])
+    raise DataError(f"{name}: the features hold {values.ravel()[first]} at row {row:,}, column "
+                    f"{column} (counting from 0), and must be finite numbers: fix or drop "
+                    "that row")
