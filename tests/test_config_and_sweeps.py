@@ -30,10 +30,10 @@ def write(path, text):
     [
         ("[optim]\nlearning_rate = 0.1\n", "unknown setting 'optim.learning_rate'"),
         ("[optim]\nepoch = 10\n", "did you mean 'optim.epochs'"),
-        ("[optim]\nepochs = \"ten\"\n", "optim.epochs must be a int"),
+        ("[optim]\nepochs = \"ten\"\n", "optim.epochs must be a whole number, got 'ten'"),
         ("[optim]\nepochs = -3\n", "optim.epochs must be >= 0"),
         ("[model]\nlink = \"relu\"\n", "model.link must be one of auto, sigmoid, softmax"),
-        ("[model]\nl2 = true\n", "model.l2 must be a float"),
+        ("[model]\nl2 = true\n", "model.l2 must be a number, got True"),
         ("[modle]\nl2 = 1\n", "unknown section [modle]"),
         ("lr = 0.1\n", "did you mean 'optim.lr'"),
         ("[optim\nlr = 1\n", "TOML syntax error"),

@@ -195,6 +195,10 @@ def _unknown(key: str, where: str) -> ConfigError:
     return ConfigError(f"{where}: unknown setting {key!r}{hint}")
 
 
+#: a setting's type, as its error says it
+_TYPE_WORDS = {int: "a whole number", float: "a number", str: "a string", bool: "true or false"}
+
+
 def check_value(dotted: str, value, where: str = "config"):
     """The value of setting ``dotted`` checked against its type, choices and range; integral
     floats are accepted for ints and ints for floats. Returns the value, converted."""
@@ -212,8 +216,8 @@ def check_value(dotted: str, value, where: str = "config"):
     else:
         value_ok = isinstance(value, allowed)
     if not value_ok:
-        names = " or ".join(t.__name__.replace("str", "string") for t in allowed)
-        raise ConfigError(f"{where}: {dotted} must be a {names}, got {value!r}")
+        names = " or ".join(_TYPE_WORDS.get(t, t.__name__) for t in allowed)
+        raise ConfigError(f"{where}: {dotted} must be {names}, got {value!r}")
     if dotted == "optim.lr" and isinstance(value, str) and value != "auto":
         raise ConfigError(f"{where}: optim.lr must be a positive number or 'auto', got {value!r}")
     if spec["choices"] and value not in spec["choices"]:
