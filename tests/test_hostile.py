@@ -134,6 +134,40 @@ def test_predict_reads_a_large_file_a_block_at_a_time(run, tmp_path, monkeypatch
     assert not (tmp_path / "out.csv").exists()
 
 
+def test_trace_reads_a_file_only_up_to_its_row(run, tmp_path, monkeypatch):
+    """trace read the whole CSV to show one row; it now reads blocks up to the one that holds
+    the row, and shows what the file read whole shows. Rows are counted across blocks, for
+    the range and for rows the model cannot encode."""
+    from xent import api
+    from xent import data as data_mod
+
+    frame = pd.read_csv(DATA / "iris.csv")
+    frame.loc[[3, 97], "sepal length (cm)"] = np.nan
+    frame.to_csv(tmp_path / "holes.csv", index=False)
+    assert run("train", "holes.csv", "--impute", "drop", "-o", "r", "-q").exit_code == 0
+    whole = {row: run("trace", "r", "holes.csv", "--row", str(row), "--json").stdout
+             for row in (0, 100, 149)}
+    monkeypatch.setattr(api, "PREDICT_BLOCK_ROWS", 7)
+    chunks, read_chunks = [], data_mod.table_chunks
+
+    def counted(*args, **kwargs):
+        for chunk in read_chunks(*args, **kwargs):
+            chunks.append(len(chunk))
+            yield chunk
+
+    monkeypatch.setattr(data_mod, "table_chunks", counted)
+    monkeypatch.setattr(data_mod, "read_csv", None)
+    for row, blocks_read in ((0, 1), (100, 15), (149, 22)):
+        chunks.clear()
+        traced = run("trace", "r", "holes.csv", "--row", str(row), "--json")
+        assert traced.exit_code == 0 and traced.stdout == whole[row]
+        assert json.loads(traced.stdout)["row"] == row and len(chunks) == blocks_read
+    beyond = run("trace", "r", "holes.csv", "--row", "150")
+    assert beyond.exit_code == 2 and "the data have rows 0 to 149" in beyond.stderr
+    dropped = run("trace", "r", "holes.csv", "--row", "97")
+    assert dropped.exit_code == 1 and "row 97 has missing values" in dropped.stderr
+
+
 def test_predict_cuts_its_blocks_by_the_encoded_width(run, tmp_path, monkeypatch):
     """A column of many levels makes each row as many features wide: 65,536 rows of a
     3,000-level column were 1.6 GB encoded, and predict peaked at 3.3 GB on a 200,000-row file

@@ -572,16 +572,25 @@ def gradcheck(config: Config, max_coordinates: int = 400, steps: int = 5) -> dic
     }
 
 
-def trace(model: Model, dataset: Dataset, row: int, lr: float | None = None) -> dict:
-    """Row ``row`` of ``dataset`` through one gradient step of ``model`` (see
+def trace(model: Model, data: Dataset | Iterable[Dataset], row: int,
+          lr: float | None = None) -> dict:
+    """Row ``row`` of ``data`` (one Dataset, or blocks of one, ``data_for_model``: read only
+    up to the block that holds the row) through one gradient step of ``model`` (see
     ``explain.trace_step``); ``lr`` defaults to the learning rate the model was trained with."""
+    offset = 0
+    for dataset in [data] if isinstance(data, Dataset) else data:
+        if 0 <= row < offset + dataset.n_read:
+            return _trace_row(model, dataset, row, row - offset, lr)
+        offset += dataset.n_read
+    raise ConfigError(f"--row {row} is out of range: the data have rows 0 to {offset - 1}")
+
+
+def _trace_row(model: Model, dataset: Dataset, row: int, local: int, lr: float | None) -> dict:
+    """``trace`` of row ``local`` of the block ``dataset`` (row ``row`` of the data)."""
     from .explain import trace_step
 
-    if not 0 <= row < dataset.n_read:
-        raise ConfigError(f"--row {row} is out of range: the data have rows 0 to "
-                          f"{dataset.n_read - 1}")
-    at = int(np.searchsorted(dataset.positions, row))
-    if at == dataset.n_samples or dataset.positions[at] != row:
+    at = int(np.searchsorted(dataset.positions, local))
+    if at == dataset.n_samples or dataset.positions[at] != local:
         raise DataError(f"{dataset.name}: row {row} has missing values the model has no "
                         "fill value for; choose another row")
     x = model.features(dataset.X[at:at + 1])

@@ -746,11 +746,6 @@ def _model_and_read(model_path, sep, zero_based, encoding):
     return model, api.model_read_options(model, api.delimiter_option(sep), base, encoding)
 
 
-def _model_and_data(model_path, data, sep, encoding, zero_based, require_labels):
-    model, read = _model_and_read(model_path, sep, zero_based, encoding)
-    return model, api.load_for_model(data, model, require_labels, read)
-
-
 @cli.command("eval")
 @_model_data_options
 @_device_option
@@ -983,9 +978,9 @@ def trace(model_path, data, sep, encoding, zero_based, row, lr, as_json):
     gradient x (q - p)^T and the update -lr x (q - p)^T."""
     if lr is not None:
         cfg.check_value("optim.lr", lr, "option --lr")  # training's rule: a finite lr > 0
-    model, dataset = _model_and_data(model_path, data, sep, encoding, zero_based,
-                                     require_labels=True)
-    t = api.trace(model, dataset, row, lr)
+    model, read = _model_and_read(model_path, sep, zero_based, encoding)
+    t = api.trace(model, api.data_for_model(data, model, True, read, api.PREDICT_BLOCK_ROWS),
+                  row, lr)
     if as_json:
         click.echo(to_json({k: v.tolist() if isinstance(v, np.ndarray) else
                             ({a: b.tolist() if isinstance(b, np.ndarray) else b
