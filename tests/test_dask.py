@@ -94,12 +94,17 @@ def test_mistakes_in_partitions_are_one_line_errors(tmp_path):
                                         + "\n").encode("cp1252"))
     (tmp_path / "holes.csv").write_text("\n".join(rows[:50_001] + ["3,tea,"] + rows[50_001:])
                                         + "\n")
+    import gzip
+
+    packed = gzip.compress(("\n".join(rows) + "\n").encode())
+    (tmp_path / "cut.csv.gz").write_bytes(packed[:len(packed) // 2])
     (tmp_path / "marker.csv").write_text("\n".join(rows[:50_001] + ["?,tea,1"] + rows[50_001:])
                                          + "\n")
     for data, words in [("win.csv", "not UTF-8 text (byte 0xe9 on line 50,002)"),
                         ("holes.csv", "1 row(s) have no label in column 'y' (file lines "
                                       "[50002])"),
                         ("marker.csv", "column(s) 'a' are numbers in the rows dask samples"),
+                        ("cut.csv.gz", "cut.csv.gz: the gzip data are cut short or damaged"),
                         ("none*.csv", "no such file, nor files matching it as a pattern")]:
         result = subprocess.run([sys.executable, "-m", "xent.cli", "train", data, "--engine",
                                  "dask", "--workers", "2", "-o", "r"], cwd=tmp_path,
@@ -124,6 +129,13 @@ def test_encoding_and_late_holes_read_a_file_on_dask_as_in_memory(tmp_path, clie
     assert "drink=café" in on_dask.model.feature_names
     assert list(on_dask.model.classes) == list(in_memory.model.classes) == [0, 1, 2]
     np.testing.assert_allclose(on_dask.model.params, in_memory.model.params, rtol=1e-8,
+                               atol=1e-10)
+    import bz2
+
+    (tmp_path / "utf8.csv.bz2").write_bytes(bz2.compress(text.encode()))  # a partition a file
+    packed = api.train(config(tmp_path / "utf8.csv.bz2", **settings, **{
+        "data.engine": "dask"}), client=client)
+    np.testing.assert_allclose(packed.model.params, in_memory.model.params, rtol=1e-8,
                                atol=1e-10)
 
 

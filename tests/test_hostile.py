@@ -355,16 +355,83 @@ def test_a_broken_libsvm_line_is_named_with_what_to_do(run, tmp_path):
     assert "the features hold inf at row 3, column 2 (counting from 0)" in refused.stderr
 
 
-def test_files_that_are_no_text_and_unknown_encodings_are_named(run, tmp_path):
+def _compressed(kind: str, data: bytes) -> bytes:
+    import bz2
     import gzip
+    import lzma
 
-    (tmp_path / "data.csv.gz").write_bytes(gzip.compress(_coffee_rows(50, 3).encode()))
+    return {"gz": gzip.compress, "bz2": bz2.compress, "xz": lzma.compress}[kind](data)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_compressed_files_train_and_predict_as_the_plain_ones(run, tmp_path, stream):
+    """A gzip, bzip2 or xz file (known by its first bytes, whatever its name) is read through
+    its decompressor, as pandas and scikit-learn's LIBSVM reader read one: the data.csv.gz of
+    a pandas user was "not a UTF-8 text file"; the .bz2 files LIBSVM's data sets come in
+    were "not a valid LIBSVM file". Each trains the model of the plain file and predicts its
+    bytes."""
+    iris = (DATA / "iris.csv").read_bytes()
+    (tmp_path / "plain.csv").write_bytes(iris)
+    for kind in ("gz", "bz2", "xz"):
+        (tmp_path / f"iris.csv.{kind}").write_bytes(_compressed(kind, iris))
+    (tmp_path / "unnamed.csv").write_bytes(_compressed("gz", iris))  # no compression suffix
+    (tmp_path / "tabs.tsv.gz").write_bytes(_compressed("gz", iris.replace(b",", b"\t")))
+    settings = ["--optimizer", "lbfgs", "-q", *(["--stream"] if stream else [])]
+    assert run("train", "plain.csv", "-o", "plain", *settings).exit_code == 0
+    reference = load_model(tmp_path / "plain")
+    expected = run("predict", "plain", "plain.csv", "--proba").stdout
+    for name in ("iris.csv.gz", "iris.csv.bz2", "iris.csv.xz", "unnamed.csv", "tabs.tsv.gz"):
+        trained = run("train", name, "-o", name + ".run", *settings)
+        assert trained.exit_code == 0, (name, trained.stderr)
+        model = load_model(tmp_path / (name + ".run"))
+        assert list(model.feature_names) == list(reference.feature_names)
+        np.testing.assert_allclose(model.params, reference.params, rtol=1e-9, atol=1e-12)
+        assert run("predict", "plain", name, "--proba").stdout == expected, name
+    cut = _compressed("gz", iris * 40)
+    (tmp_path / "cut.csv.gz").write_bytes(cut[:len(cut) // 2])
+    for args in (["train", "cut.csv.gz", "-o", "cut", *settings],
+                 ["predict", "plain", "cut.csv.gz", "-o", "out.csv"]):
+        refused = run(*args)
+        assert refused.exit_code == 1 and refused.stderr.count("\n") == 1, refused.stderr
+        assert "cut.csv.gz: the gzip data are cut short or damaged" in refused.stderr
+    assert not (tmp_path / "cut").exists() and not (tmp_path / "out.csv").exists()
+
+
+def test_compressed_libsvm_and_fasttext_files_are_the_plain_ones(run, tmp_path):
+    X, y = _separable()
+    _libsvm(tmp_path / "plain.svm", X, y, 1)
+    (tmp_path / "data.svm.bz2").write_bytes(_compressed("bz2", (tmp_path / "plain.svm")
+                                                        .read_bytes()))
+    text = "".join(f"__label__{('tea', 'coffee')[i % 2]} {('green', 'black')[i % 2]} cup {i % 5}"
+                   "\n" for i in range(60)).encode()
+    (tmp_path / "plain.txt").write_bytes(text)
+    (tmp_path / "data.txt.gz").write_bytes(_compressed("gz", text))
+    for plain, packed, extra in (("plain.svm", "data.svm.bz2", []),
+                                 ("plain.txt", "data.txt.gz", []),
+                                 ("plain.txt", "data.txt.gz", ["--stream"])):
+        for name in (plain, packed):
+            assert run("train", name, "-o", name + str(extra), "-q", "--optimizer", "lbfgs",
+                       *extra).exit_code == 0
+        model = load_model(tmp_path / (packed + str(extra)))
+        np.testing.assert_allclose(model.params,
+                                   load_model(tmp_path / (plain + str(extra))).params,
+                                   rtol=1e-9, atol=1e-12)
+
+
+def test_files_that_are_no_text_and_unknown_encodings_are_named(run, tmp_path):
+    import zipfile
+
+    (tmp_path / "data.csv.zst").write_bytes(b"\x28\xb5\x2f\xfd" + bytes(range(200)))
+    with zipfile.ZipFile(tmp_path / "book.csv", "w") as archive:
+        archive.writestr("sheet.csv", _coffee_rows(50, 3))
     (tmp_path / "data.txt").write_bytes(b"__label__a good tea\n__label__b caf\xe9 au lait\n")
     for args, code, words in [
-            (["data.csv.gz"], 1, "data.csv.gz: a gzip-compressed file, not a text file"),
+            (["data.csv.zst"], 1, "data.csv.zst: a zstd-compressed file, not a text file"),
+            (["book.csv"], 1, "book.csv: a zip archive (an Excel workbook is one), not a "
+                              "text file"),
             (["data.txt"], 1, "line 2 is not UTF-8 text (byte 0xe9): fastText files are "
                               "UTF-8"),
-            (["data.csv.gz", "--encoding", "klingon"], 2, "no such text encoding"),
+            (["book.csv", "--encoding", "klingon"], 2, "no such text encoding"),
             (["sklearn:iris", "--encoding", "latin-1"], 2, "--encoding: for CSV files")]:
         refused = run("train", *args, "-q", "-o", "refused")
         assert refused.exit_code == code and words in refused.stderr, refused.stderr

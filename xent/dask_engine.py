@@ -34,13 +34,19 @@ from .data import (
     Schema,
     class_order,
     delimiter,
-    encoding_error,
     file_sha256,
-    first_undecodable,
     frame_schema,
     parse_block,
 )
 from .errors import DataError
+from .files import (
+    compression,
+    decompression_failed,
+    encoding_error,
+    first_undecodable,
+    open_bytes,
+    read_failure,
+)
 from .inference import information
 from .loss import Sums, gram_product, sums
 from .preprocess import Preprocessing, Standardizer, Statistics, block_statistics
@@ -92,7 +98,8 @@ def connect(scheduler: str | None = None, workers: int = 2, quiet: bool = False)
 
 #: the errors of a task that the client reports in one line (``_read_errors``, ``XentError``s)
 _REPORTED = ("DataError(", "ConfigError(", "UnicodeDecodeError(", "ParserError(",
-             "ValueError('Mismatched dtypes", 'ValueError("Mismatched dtypes')
+             "ValueError('Mismatched dtypes", 'ValueError("Mismatched dtypes', "EOFError(",
+             "LZMAError(", "BadGzipFile(", "error('Error -3", "OSError('Invalid data stream")
 
 
 class _DataErrorFilter:
@@ -135,6 +142,8 @@ def _answers(scheduler: str, timeout: float = 5.0) -> None:
 
 #: the bytes of a CSV each partition reads
 BLOCK_BYTES = 64_000_000
+#: ``files.compression``'s names, as dask (fsspec) names them
+_DASK_COMPRESSION = {"gzip": "gzip", "bzip2": "bz2", "xz": "xz"}
 
 
 def read_frame(source: str, read: ReadOptions = DEFAULT_READ):
@@ -149,10 +158,14 @@ def read_frame(source: str, read: ReadOptions = DEFAULT_READ):
             raise DataError(f"{source}: no such file, nor files matching it as a pattern; give "
                             "a CSV or Parquet file, or a pattern such as 'parts/*.csv'")
         read = replace(read, sep=delimiter(Path(paths[0]), read) if paths else read.sep or ",")
+        # a compressed file cannot be cut into blocks: one partition a file
+        kind = compression(paths[0]) if paths else None
+        blocks = {"compression": _DASK_COMPRESSION[kind], "blocksize": None} if kind else \
+            {"blocksize": BLOCK_BYTES}
         with _read_errors(source, read):  # dask reads the first block here
             # a column of whole numbers with a missing value past the rows dask samples
             # would not fit the integer type the sample chose: read such columns as floats
-            return dd.read_csv(source, blocksize=BLOCK_BYTES, assume_missing=True,
+            return dd.read_csv(source, assume_missing=True, **blocks,
                                **read.pandas(read.sep)), read
     except (OSError, ValueError) as exc:
         raise DataError(f"{source}: cannot read it with dask ({_dask_message(exc)})") from None
@@ -162,7 +175,8 @@ def read_frame(source: str, read: ReadOptions = DEFAULT_READ):
 def _read_errors(source: str, read: ReadOptions):
     """The errors of reading CSV text on the workers (past the first block, which
     ``read_frame`` reads) as one-line DataErrors: the first file of ``source`` that does not
-    decode, or the line pandas could not split."""
+    decode or decompress, the line pandas could not split, the columns whose type the rows
+    dask sampled chose wrongly."""
     try:
         yield
     except UnicodeDecodeError:
@@ -171,15 +185,34 @@ def _read_errors(source: str, read: ReadOptions):
                 raise encoding_error(Path(path), read.encoding) from None
         raise DataError(f"{source}: not {read.encoding} text: name its encoding with "
                         "--encoding") from None
-    except ValueError as exc:
-        if not str(exc).startswith("Mismatched dtypes"):
-            raise
-        raise _text_past_the_sample(source, str(exc)) from None
     except pd.errors.ParserError as exc:
         paths = glob.glob(source)
         within = "" if len(paths) == 1 and os.path.getsize(paths[0]) <= BLOCK_BYTES else \
             "; the line is counted from the start of one of its files' 64 MB blocks"
         raise DataError(f"{source}: malformed CSV ({_dask_message(exc)}{within})") from None
+    except ValueError as exc:
+        if not str(exc).startswith("Mismatched dtypes"):
+            raise
+        raise _text_past_the_sample(source, str(exc)) from None
+    except Exception as exc:
+        if not decompression_failed(exc):
+            raise
+        raise _damaged_file(source, exc) from None
+
+
+def _damaged_file(source: str, exc: Exception) -> DataError:
+    """The error for a compressed file of ``source`` that does not decompress to its end:
+    the first such file, found by reading each to its end."""
+    for path in sorted(glob.glob(source)):
+        try:
+            with open_bytes(path) as handle:
+                while handle.read(1 << 20):
+                    pass
+        except Exception as found:
+            failure = read_failure(path, found)
+            if failure is not None:
+                return failure
+    return DataError(f"{source}: a compressed file is cut short or damaged ({exc})")
 
 
 def _text_past_the_sample(source: str, message: str) -> DataError:

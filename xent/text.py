@@ -27,6 +27,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .errors import ConfigError, DataError
+from .files import hashing, open_bytes, open_text, read_failure
 from .threads import items_for, on_threads, thread_count
 
 #: default buckets per text column: 2^18 keeps the collisions of a 50,000-word vocabulary to a
@@ -231,6 +232,18 @@ def fasttext_spec(text: TextSpec | None) -> TextSpec:
                                                                    columns=(FASTTEXT_TEXT,))
 
 
+def _read_lines(handle, chunk_rows: int, path: Path) -> list[bytes]:
+    """About ``chunk_rows`` lines of a fastText file; a compressed file cut short or damaged
+    is a one-line error."""
+    try:
+        return handle.readlines(max(1, chunk_rows) * 256)
+    except Exception as exc:
+        failure = read_failure(path, exc)
+        if failure is None:
+            raise
+        raise failure from None
+
+
 def _utf8_line(line: bytes, number: int, path: Path) -> str:
     """Line ``number`` of a fastText file as text (UTF-8, as fastText reads; the first may
     start with a byte-order mark)."""
@@ -243,14 +256,14 @@ def _utf8_line(line: bytes, number: int, path: Path) -> str:
 
 
 def is_fasttext(path: Path) -> bool:
-    """A file whose first non-empty line starts with ``__label__``."""
+    """A file (compressed or not) whose first non-empty line starts with ``__label__``."""
     try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
+        with open_text(path, "utf-8", errors="replace") as handle:
             for line in handle:
                 if line.strip():
                     return line.lstrip().startswith(FASTTEXT_LABEL)
                 break
-    except OSError:
+    except (OSError, EOFError, ValueError):  # unreadable or damaged: its reader says so
         return False
     return False
 
@@ -287,14 +300,12 @@ def _fasttext_blocks(path: Path, chunk_rows: int, digest=None):
     ``chunk_rows`` lines at a time, so that no more than a block is in memory; ``digest``
     (hashlib) sees every byte."""
     number = 1
-    with open(path, "rb") as handle:
+    with open(path, "rb") as on_disk, \
+            open_bytes(path, on_disk if digest is None else hashing(on_disk, digest)) as handle:
         while True:
-            raw = handle.readlines(max(1, chunk_rows) * 256)  # about chunk_rows lines
+            raw = _read_lines(handle, chunk_rows, path)
             if not raw:
                 return
-            if digest is not None:
-                for line in raw:
-                    digest.update(line)
             lines = [_utf8_line(line, number + i, path) for i, line in enumerate(raw)]
             texts, labels, several = _fasttext_lines(lines, number, path)
             number += len(raw)

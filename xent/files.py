@@ -1,0 +1,179 @@
+"""How a data file's bytes are opened: the one place for compressed files and for bytes that do
+not decode.
+
+A gzip, bzip2 or xz file is read through its decompressor, whatever its name: ``open_bytes``
+knows it by its first bytes (``compression``), and every reader of CSV, LIBSVM and fastText
+text opens files through it. A file's kind by name (``.tsv``, ``.svm``) is read past the
+compression suffix (``kind_suffix``: ``data.tsv.gz`` is a TSV). The file's identity (its
+SHA-256, the stream's cache key) is that of its bytes on disk, compressed or not.
+
+Other archives and compressions (zip, an Excel workbook; zstd) are named as such by
+``encoding_error``, with what to do.
+"""
+
+from __future__ import annotations
+
+import codecs
+import io
+import os
+from pathlib import Path
+from typing import BinaryIO
+
+from .errors import DataError
+
+#: decompressors of the standard library, by their files' first bytes
+_COMPRESSIONS = {b"\x1f\x8b": "gzip", b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz"}
+#: the names such files end in
+COMPRESSION_SUFFIXES = (".gz", ".gzip", ".bz2", ".xz")
+#: the first bytes of files that are no text and cannot be read here, and what to do
+_NOT_TEXT = ((b"\x28\xb5\x2f\xfd", "zstd-compressed file", "decompress it first (unzstd), or "
+              "compress it with gzip, bzip2 or xz, which xent reads"),
+             (b"PK\x03\x04", "zip archive (an Excel workbook is one)",
+              "extract the file, or save the sheet as CSV"))
+
+
+def compression(path: str | os.PathLike) -> str | None:
+    """"gzip", "bzip2" or "xz" for a file compressed so (by its first bytes), else None (and
+    for a file that cannot be opened: opening it again says why)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(6)
+    except OSError:
+        return None
+    return next((kind for magic, kind in _COMPRESSIONS.items() if head.startswith(magic)),
+                None)
+
+
+def open_bytes(path: str | os.PathLike, raw: BinaryIO | None = None) -> BinaryIO:
+    """The bytes of the file at ``path``, decompressed where it is compressed. ``raw``: the
+    file already opened (to hash its bytes on disk as they are read); the caller closes
+    what this returns, which closes ``raw``."""
+    kind = compression(path)
+    raw = raw if raw is not None else open(path, "rb")  # noqa: SIM115 (the caller closes it)
+    if kind is None:
+        return raw
+    if kind == "gzip":
+        import gzip
+
+        return _closing(gzip.GzipFile(fileobj=raw, mode="rb"), raw)
+    if kind == "bzip2":
+        import bz2
+
+        return _closing(bz2.BZ2File(raw, "rb"), raw)
+    import lzma
+
+    return _closing(lzma.LZMAFile(raw, "rb"), raw)
+
+
+def _closing(decompressed, raw):
+    """``decompressed``, which closes ``raw`` with itself (the decompressors leave a file
+    object they were given open)."""
+    close = decompressed.close
+
+    def close_both():
+        try:
+            close()
+        finally:
+            raw.close()
+
+    decompressed.close = close_both
+    return decompressed
+
+
+def open_text(path: str | os.PathLike, encoding: str = "utf-8-sig",
+              errors: str = "strict") -> io.TextIOWrapper:
+    """The file's text (decompressed), for reading lines; newlines kept as written (csv's
+    reader wants them so)."""
+    return io.TextIOWrapper(open_bytes(path), encoding=encoding, errors=errors, newline="")
+
+
+def hashing(handle, digest):
+    """``handle`` (a binary file), adding every byte read from it to ``digest``."""
+    return io.BufferedReader(_HashingReader(handle, digest))
+
+
+class _HashingReader(io.RawIOBase):
+    """A binary file that adds every byte read to a hash (so a file is parsed and hashed in
+    one read)."""
+
+    def __init__(self, handle, digest):
+        self.handle, self.digest = handle, digest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        count = self.handle.readinto(buffer)
+        if count:
+            self.digest.update(memoryview(buffer)[:count])
+        return count
+
+
+def kind_suffix(path: str | os.PathLike) -> str:
+    """The suffix that names the file's kind, lower case, past a compression suffix:
+    ``data.tsv.gz`` -> ``.tsv``."""
+    path = Path(path)
+    if path.suffix.lower() in COMPRESSION_SUFFIXES:
+        path = path.with_suffix("")
+    return path.suffix.lower()
+
+
+def decompression_failed(exc: Exception) -> bool:
+    """Whether ``exc`` is a decompressor's error on data cut short or damaged: EOFError,
+    zlib's and lzma's errors, or an OSError with no errno (gzip's BadGzipFile, bz2's "Invalid
+    data stream")."""
+    import lzma
+    import zlib
+
+    return isinstance(exc, EOFError | zlib.error | lzma.LZMAError) or \
+        (isinstance(exc, OSError) and exc.errno is None)
+
+
+def read_failure(path: str | os.PathLike, exc: Exception) -> DataError | None:
+    """The error for reading the file failing with ``exc``: a compressed file cut short or
+    damaged (``decompression_failed``), or the system's error; None for an error of neither
+    kind."""
+    if decompression_failed(exc) and (compression(path) or not isinstance(exc, OSError)):
+        return DataError(f"{path}: the {compression(path) or 'compressed'} data are cut short "
+                         f"or damaged ({exc}); compress the file again")
+    if isinstance(exc, OSError):
+        return DataError(f"{path}: cannot read the file ({exc.strerror or exc})")
+    return None
+
+
+def encoding_error(path: str | os.PathLike, encoding: str) -> DataError:
+    """The error for a file whose text does not decode as ``encoding``: an archive or a
+    compression not read here, by its first bytes; else the first byte that does not decode
+    and its line, and the option that reads the file."""
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+    for magic, what, fix in _NOT_TEXT:
+        if head.startswith(magic):
+            return DataError(f"{path}: a {what}, not a text file: {fix}")
+    found = first_undecodable(path, encoding)
+    where = f" (byte 0x{found[1]:02x} on line {found[0]:,})" if found else ""
+    if codecs.lookup(encoding).name != "utf-8":
+        return DataError(f"{path}: not {encoding} text{where}: name the file's encoding with "
+                         "--encoding")
+    return DataError(f"{path}: not UTF-8 text{where}: if it was saved in another encoding, "
+                     "name it with --encoding (cp1252 or latin-1 for most Western European "
+                     "spreadsheets), or save it as UTF-8")
+
+
+def first_undecodable(path: str | os.PathLike, encoding: str) -> tuple[int, int] | None:
+    """(line, byte) of the first byte of the file's text (decompressed) that ``encoding``
+    cannot decode; None if every byte decodes. Read a megabyte at a time."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    line = 1
+    with open_bytes(path) as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError as exc:  # its object: the bytes held over, then block
+                return line + exc.object[:exc.start].count(b"\n"), exc.object[exc.start]
+            line += block.count(b"\n")
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError as exc:
+        return line + exc.object[:exc.start].count(b"\n"), exc.object[exc.start]
+    return None
