@@ -438,6 +438,30 @@ def test_files_that_are_no_text_and_unknown_encodings_are_named(run, tmp_path):
         assert refused.stderr.count("\n") == 1
 
 
+def test_a_level_named_as_another_column_gets_a_name_of_its_own(run, tmp_path):
+    """Column 'color' with level 'red' and a numeric column 'color=red' made two features
+    named 'color=red', one table row each in inspect, with no telling them apart. The
+    level's is now "color='red'"; the numeric column keeps its name, and its coefficient is
+    that of the same column under another name."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"color": rng.choice(["red", "blue"], 80),
+                          "color=red": rng.normal(size=80), "y": rng.integers(0, 2, 80)})
+    frame.to_csv(tmp_path / "clash.csv", index=False)
+    frame.rename(columns={"color=red": "shade"}).to_csv(tmp_path / "plain.csv", index=False)
+    settings = ["--optimizer", "lbfgs", "-q", "--val-fraction", "0"]
+    assert run("train", "clash.csv", "-o", "clash", *settings).exit_code == 0
+    assert run("train", "plain.csv", "-o", "plain", *settings).exit_code == 0
+    clash, plain = load_model(tmp_path / "clash"), load_model(tmp_path / "plain")
+    assert list(clash.feature_names) == ["color=blue", "color='red'", "color=red"]
+    assert list(plain.feature_names) == ["color=blue", "color=red", "shade"]
+    np.testing.assert_allclose(clash.params, plain.params, rtol=1e-9, atol=1e-12)
+    dry = run("train", "clash.csv", "--dry-run")
+    assert json.loads(dry.stdout[dry.stdout.index("{"):])["features"] == \
+        list(clash.feature_names)
+    table = run("inspect", "clash", "clash.csv").stdout
+    assert "color='red'" in table and table.count("color=red ") == 1
+
+
 def test_labels_that_write_one_number_two_ways_are_noted(run, tmp_path):
     """In a label column that also holds text, '1' and '1.0' stay text: two classes of one
     number, with no word (a column of numbers alone reads them as one class)."""

@@ -25,7 +25,7 @@ import numpy as np
 from . import __version__, api
 from . import config as cfg
 from .atomic import atomic_open, write_text
-from .data import BUILTIN_PREFIX, data_notes, describe_builtin
+from .data import BUILTIN_PREFIX, data_notes, describe_builtin, tabular_feature_names
 from .errors import ConfigError, DivergenceError, XentError
 from .processes import large_arrays_outside_the_heap
 from .report import (
@@ -467,14 +467,9 @@ def _header(config: cfg.Config, table, masks) -> str:
 
 def _features(table) -> list[str]:
     """The feature names the table's columns encode to (every categorical level one)."""
-    names = []
-    for column in table.schema.columns:
-        if column in table.schema.categorical:
-            j = table.schema.categorical.index(column)
-            names.extend(f"{column}={level}" for level in sorted(table.levels[j]))
-        else:
-            names.append(column)
-    return names
+    categories = {column: sorted(levels) for column, levels
+                  in zip(table.schema.categorical, table.levels, strict=True)}
+    return tabular_feature_names(table.schema.columns, categories)
 
 
 def _n_features(table) -> int:

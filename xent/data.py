@@ -19,6 +19,7 @@ import contextlib
 import csv
 import hashlib
 import os
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -538,6 +539,27 @@ class EncodingPlan:
         return X
 
 
+def tabular_feature_names(columns: Sequence[str], categories: dict) -> list[str]:
+    """The features' names of ``columns`` (text columns aside): a numeric column's own name,
+    and "column=level" for each level of a categorical one (``categories``: its levels, in
+    order). Where a level's name is also another feature's (a column named "color=red" beside
+    column "color" with level "red"), the level's is written "color='red'", so that every
+    feature has a name of its own in the tables that show them."""
+    def names(clashes: set) -> list[str]:
+        out = []
+        for column in columns:
+            if column not in categories:
+                out.append(column)
+                continue
+            out.extend(f"{column}={level!r}" if f"{column}={level}" in clashes
+                       else f"{column}={level}" for level in categories[column])
+        return out
+
+    plain = names(set())
+    clashes = {name for name, count in Counter(plain).items() if count > 1}
+    return names(clashes) if clashes else plain
+
+
 @dataclass(frozen=True)
 class FeatureEncoder:
     """How a table's feature columns become numbers (stored in the model).
@@ -558,13 +580,7 @@ class FeatureEncoder:
     @property
     def tabular_names(self) -> list[str]:
         """The names of the features of the columns other than text."""
-        names = []
-        for column in self.columns:
-            if column in self.categories:
-                names.extend(f"{column}={level}" for level in self.categories[column])
-            else:
-                names.append(column)
-        return names
+        return tabular_feature_names(self.columns, self.categories)
 
     @property
     def feature_names(self) -> Sequence[str]:
