@@ -162,6 +162,12 @@ def test_sweep_errors(run, tmp_path):
     write(tmp_path / "zip.toml", '[data]\nsource = "sklearn:iris"\n[sweep]\nmode = "zip"\n'
                                  '"optim.lr" = [1, 2]\n"model.l2" = [0]\n')
     assert "as long" in run("sweep", "zip.toml").stderr
+    # a value given twice (here 1 and 1.0) trained one run twice, ranked against itself
+    write(tmp_path / "twice.toml", '[data]\nsource = "sklearn:iris"\n[sweep]\n'
+                                   '"model.l2" = [1, 0.5, 1.0]\n')
+    twice = run("sweep", "twice.toml", "-o", "sw")
+    assert twice.exit_code == 2 and "points 000-l2=1 and 002-l2=1.0 are the same settings" \
+        in twice.stderr and not (tmp_path / "sw").exists()
 
 
 def test_every_sweep_point_is_checked_before_any_trains(run, tmp_path):

@@ -67,7 +67,20 @@ def read_sweep(path: str | Path) -> list[SweepPoint]:
         # text (or a GPU) implies defaults for what neither the file nor the sweep sets
         config = with_implied_defaults(config, in_file | set(overrides))
         points.append(SweepPoint(index, overrides, config))
+    _check_distinct(points, path)
     return points
+
+
+def _check_distinct(points: list[SweepPoint], path: Path) -> None:
+    """Two points of the same settings (a value listed twice; 1 and 1.0) would train one run
+    twice, and a leaderboard would rank it against itself: an error naming both."""
+    seen: dict[str, SweepPoint] = {}
+    for point in points:
+        settings = to_toml(point.config)
+        if settings in seen:
+            raise ConfigError(f"{path}: [sweep] points {seen[settings].name} and {point.name} "
+                              "are the same settings; remove the repeated value")
+        seen[settings] = point
 
 
 def check_points(points: list[SweepPoint]) -> None:
