@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import fit_arrays
 from test_links_and_loss import SEED_VECTORS
@@ -157,7 +158,7 @@ def test_target_entropy_of_soft_rows():
 
 
 def _diagnose(result, X=None, names=None, **kw):
-    settings = dict(stop_reason=result.stop_reason, lr=result.lr, optimizer="gd", l2=0.0,
+    settings = dict(stop_reason=result.stop_reason, lr=result.lr, optimizer="gd", penalised=False,
                     tol=1e-6, full_batch=True, feature_stds=None, feature_names=names or [])
     settings.update(kw)
     return diagnose(result.history, **settings)
@@ -173,7 +174,32 @@ def test_diagnoses_separable_data():
     text = " ".join(_diagnose(result))
     assert "linearly separable" in text and "--l2" in text
     regularised = fit_arrays(X, labels_target(y, 2), get_link("sigmoid"), max_epochs=200, l2=0.01)
-    assert "separable" not in " ".join(_diagnose(regularised, l2=0.01))
+    assert "separable" not in " ".join(_diagnose(regularised, penalised=True))
+
+
+def test_a_converged_run_on_separable_data_without_a_penalty_is_diagnosed(run, tmp_path):
+    """L-BFGS with --l2 0 on separable rows stopped "converged" (the gradient shrinks with
+    the loss) at weights of 500 and growing, with no word, and inspect printed p-values of
+    0.98 for them. Any penalty, or label smoothing, gives a finite optimum and no diagnosis."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=100)
+    frame = pd.DataFrame({"x": x, "z": rng.normal(size=100), "y": (x > 0).astype(int)})
+    frame.to_csv(tmp_path / "sep.csv", index=False)
+    base = ["train", "sep.csv", "--optimizer", "lbfgs", "--l2", "0", "--inference", "--json"]
+    separated = run(*base, "-o", "sep")
+    summary = json.loads(separated.stdout)
+    assert summary["stop_reason"] == "converged" and summary["train_accuracy"] == 1.0
+    assert "diagnosis: the data look linearly separable" in separated.stderr
+    assert any("no finite optimum" in line for line in summary["diagnostics"])
+    table = run("inspect", "sep", "--json")
+    assert any("every row is classified right" in n for n in json.loads(table.stdout)["notes"])
+    on_data = run("inspect", "sep", "sep.csv", "--json")  # the table computed from the rows
+    assert any("every row is classified right" in n for n in json.loads(on_data.stdout)["notes"])
+    for bounded in (["--l2", "1e-3"], ["--label-smoothing", "0.1"], ["--l1", "1e-3"]):
+        fitted = run(*base[:2], *bounded, "--json", "-o", "b" + bounded[0])
+        assert fitted.exit_code == 0 and "separable" not in fitted.stderr, bounded
+        assert not any("classified right" in n for n in json.loads(
+            run("inspect", "b" + bounded[0], "sep.csv", "--json").stdout)["notes"])
 
 
 def test_diagnoses_a_learning_rate_too_large_and_extreme_scales():
@@ -181,7 +207,8 @@ def test_diagnoses_a_learning_rate_too_large_and_extreme_scales():
     X = rng.normal(size=(200, 2)) * [1000.0, 0.01]
     y = (X[:, 0] / 1000 + X[:, 1] * 100 + rng.normal(0, 0.5, 200) > 0).astype(int)
     result = fit_arrays(X, labels_target(y, 2), get_link("sigmoid"), lr=1.0, max_epochs=50, l2=1e-3)
-    notes = _diagnose(result, names=["big", "small"], feature_stds=X.std(axis=0), l2=1e-3)
+    notes = _diagnose(result, names=["big", "small"], feature_stds=X.std(axis=0),
+                      penalised=True)
     text = " ".join(notes)
     assert "objective rose" in text and "--lr 0.25" in text
     assert "'big'" in text and "'small'" in text and "--standardize" in text

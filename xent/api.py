@@ -29,7 +29,7 @@ from .data import Dataset, ReadOptions
 from .diagnostics import diagnose
 from .errors import ConfigError, DataError, ModelFileError
 from .links import get_link
-from .loss import Objective
+from .loss import Objective, penalised
 from .metrics import (
     accuracy,
     brier_score,
@@ -480,7 +480,9 @@ def train(config: Config, callback=None, *, table: Table | None = None, should_s
         encoder=prep.encoder,
         metadata={"target": table.schema.target or None, "data": table.name,
                   "lr": None if np.isnan(result.lr) else result.lr,
-                  "l2": objective.l2, "l1": objective.l1, "read": table.read.for_model()},
+                  "l2": objective.l2, "l1": objective.l1,
+                  "label_smoothing": config.model.label_smoothing,
+                  "read": table.read.for_model()},
     )
     summary = _summary(config, table, prep, objective, result, train_source, val_source)
     summary["seconds"] = time.perf_counter() - started
@@ -532,7 +534,10 @@ def _summary(config: Config, table: Table, prep: Preprocessing, objective: Objec
         "kl_divergence": final.data_loss - result.target_entropy,
         "diagnostics": diagnose(
             result.history, stop_reason=result.stop_reason, lr=result.lr,
-            optimizer=cfg_o.optimizer, l2=objective.l2, tol=cfg_o.tol,
+            optimizer=cfg_o.optimizer, tol=cfg_o.tol,
+            # soft targets (entropy > 0) bound the loss away from 0 as smoothing does
+            penalised=penalised(objective.l2, objective.l1, config.model.label_smoothing)
+            or result.target_entropy > 0,
             full_batch=not cfg_o.batch_size or cfg_o.batch_size >= n_train,
             feature_stds=None if standardized else prep.raw_scale,
             feature_names=prep.feature_names),
@@ -756,7 +761,7 @@ def training_inference(model: Model, source, objective: Objective) -> dict:
                                minlength=len(model.classes))
     table = coefficient_table(model, source.information(params, objective.link),
                               likelihood_summary(-totals.loss, class_totals, model.n_features),
-                              objective.l2)
+                              objective.l2, all_right=totals.n_correct == totals.n_rows)
     if source.weights is not None:
         table["notes"].append("trained with class or sample weights: the likelihood and the "
                               "standard errors are the weighted ones")

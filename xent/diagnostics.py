@@ -54,19 +54,22 @@ def extreme_scales(stds: np.ndarray | None, names: list[str]) -> list[str]:
             "them (--standardize)"]
 
 
-def looks_separable(history: History, l2: float) -> list[str]:
-    """Unregularised, a linear model that classifies every training row right has found a
-    separating hyperplane: scaling W up then lowers the loss forever, so there is no finite
-    optimum to converge to (the loss heads to 0 while ||W|| grows)."""
-    if l2 > 0 or len(history) < 2 or history.last.train_accuracy < 1.0:
+def looks_separable(history: History, penalised: bool) -> list[str]:
+    """Unpenalised (no l2, no l1, hard targets), a linear model that classifies every training
+    row right has found a separating hyperplane: scaling W up then lowers the loss forever,
+    so there is no finite optimum (the loss heads to 0 while ||W|| grows). A run that
+    "converged" there stopped where the gradient, which shrinks with the loss, fell below
+    --tol."""
+    if penalised or len(history) < 2 or history.last.train_accuracy < 1.0:
         return []
     norms = history.column("weight_norm")
     half = norms[len(norms) // 2]
     return [f"the data look linearly separable: every training row is classified right, the "
             f"loss falls towards 0 ({_fmt(history.last.train_loss)}) and ||W|| keeps growing "
             f"({_fmt(half)} at epoch {history.records[len(norms) // 2].epoch} -> "
-            f"{_fmt(norms[-1])}), so there is no finite optimum; add a penalty (--l2 1e-4) or "
-            "stop early (--patience)"]
+            f"{_fmt(norms[-1])}), so there is no finite optimum (a run stops where the "
+            "gradient, shrinking with the loss, passes --tol) and the weights' size means "
+            "nothing; add a penalty (--l2 1e-4) or stop early (--patience)"]
 
 
 def budget_spent(history: History, stop_reason: str, optimizer: str, tol: float) -> list[str]:
@@ -82,15 +85,19 @@ def budget_spent(history: History, stop_reason: str, optimizer: str, tol: float)
     return []
 
 
-def diagnose(history: History, *, stop_reason: str, lr: float, optimizer: str, l2: float,
-             tol: float, full_batch: bool, feature_stds: np.ndarray | None,
+def diagnose(history: History, *, stop_reason: str, lr: float, optimizer: str,
+             penalised: bool, tol: float, full_batch: bool, feature_stds: np.ndarray | None,
              feature_names: list[str]) -> list[str]:
-    """All that applies, for a run that stopped without converging (nothing otherwise)."""
-    if stop_reason in ("converged", "early_stop"):
+    """All that applies, for a run that stopped without converging; for one that converged,
+    only that it converged towards no optimum (separable data, no penalty). ``penalised``:
+    l2 > 0, l1 > 0 or label smoothing, any of which gives the objective a finite optimum."""
+    if stop_reason == "early_stop":
         return []
+    if stop_reason == "converged":
+        return looks_separable(history, penalised)
     if stop_reason == "diverged":
         return diverged(history, lr) + extreme_scales(feature_stds, feature_names)
     return (loss_rose(history, lr, optimizer, full_batch)
             + extreme_scales(feature_stds, feature_names)
-            + looks_separable(history, l2)
+            + looks_separable(history, penalised)
             + budget_spent(history, stop_reason, optimizer, tol))

@@ -26,6 +26,7 @@ from scipy.special import chdtrc, ndtri
 
 from .errors import DataError
 from .links import get_link
+from .loss import penalised as penalised_fit
 
 #: largest number of parameters whose information matrix is formed (its size is the square)
 MAX_PARAMETERS = 5000
@@ -92,11 +93,14 @@ def to_raw_units(standardizer, n_features: int) -> np.ndarray:
     return A
 
 
-def coefficient_table(model, info: np.ndarray, likelihood: dict, l2: float | None) -> dict:
+def coefficient_table(model, info: np.ndarray, likelihood: dict, l2: float | None,
+                      all_right: bool = False) -> dict:
     """The inference table of ``model`` from ``info``, the summed information of its training
     rows at its own (standardised) parameters (``information``, summed by any RowSource), and
     ``likelihood`` (``likelihood_summary`` of the same rows). ``l2`` is the penalty it was
-    trained with (None: unknown, taken as 0). Returns {"coefficients": [{class, feature,
+    trained with (None: unknown, taken as 0). ``all_right``: every one of the rows is
+    classified right (without a penalty, the rows are separable and the table means nothing:
+    ``_separation_note``). Returns {"coefficients": [{class, feature,
     coef, std_err, z, p_value, ci_low, ci_high[, odds_ratio]}], "penalised", "form",
     "notes"} and the likelihood figures: "n", "log_likelihood", "null_log_likelihood",
     "lr_stat", "lr_df", "lr_pvalue", "aic", "bic", "pseudo_r2"."""
@@ -146,6 +150,8 @@ def coefficient_table(model, info: np.ndarray, likelihood: dict, l2: float | Non
         notes.append(f"l2 = {l2:g}: standard errors of the penalised fit (the penalty's "
                      "curvature added to the information)")
     l1 = model.metadata.get("l1") or 0.0
+    if all_right and not penalised_fit(l2 or 0.0, l1, model.metadata.get("label_smoothing")):
+        notes.insert(0, _SEPARATED)
     if l1:
         notes.append(f"l1 = {l1:g}: the penalty chose which weights are zero, and these "
                      "standard errors, z and p take that choice as given: they overstate the "
@@ -154,6 +160,13 @@ def coefficient_table(model, info: np.ndarray, likelihood: dict, l2: float | Non
     return dict(likelihood, coefficients=rows, penalised=penalised,
                 form=("against the first class " + repr(classes[0])) if k > 1
                 else f"log-odds of {classes[1]!r}", notes=notes)
+
+
+#: the note of a table whose rows are separable and whose fit has no penalty
+_SEPARATED = ("every row is classified right and the fit has no penalty: the classes are "
+              "separable, the likelihood has no maximum (it grows as the weights do, without "
+              "end), and these coefficients, standard errors, z and p-values mean nothing "
+              "(statsmodels refuses such data); train with --l2 > 0")
 
 
 def table_of_rows(model, blocks, l2: float | None) -> dict:
@@ -167,14 +180,16 @@ def table_of_rows(model, blocks, l2: float | None) -> dict:
         raise DataError(f"{k * (d + 1)} parameters: an information matrix of that size "
                         f"(over {MAX_PARAMETERS}) is not formed; inspect a model with fewer "
                         "features or classes")
-    info, ll = 0.0, 0.0
+    info, ll, wrong = 0.0, 0.0, 0
     totals = np.zeros(model.n_classes)
     for X, labels in blocks:
         info = info + information(model.features(X), model.params, model.link)
         log_proba = model.scores(X).log_proba
         ll += float(log_proba[np.arange(X.shape[0]), labels].sum())
+        wrong += int(np.count_nonzero(log_proba.argmax(axis=1) != labels))
         totals += np.bincount(labels, minlength=model.n_classes)
-    return coefficient_table(model, info, likelihood_summary(ll, totals, d), l2)
+    return coefficient_table(model, info, likelihood_summary(ll, totals, d), l2,
+                             all_right=wrong == 0)
 
 
 def _inverse(matrix: np.ndarray, null: int = 0) -> tuple[np.ndarray, bool]:

@@ -326,6 +326,13 @@ def _kernel_parts(given: kernels.Inputs, X, softmax: bool, threads: int, with_gr
     return on_threads(chunk_sums, chunks, threads), False
 
 
+def penalised(l2: float, l1: float = 0.0, smoothing: float = 0.0) -> bool:
+    """Whether the objective has a finite minimiser whatever the data: an l2 or l1 penalty,
+    or smoothed targets (every class some mass). Without any, separable rows have none: the
+    loss falls towards 0 as W grows along a separating direction."""
+    return bool(l2 or l1 or smoothing)
+
+
 @dataclass(frozen=True)
 class Objective:
     """What training minimises, apart from the data:
