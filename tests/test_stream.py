@@ -151,9 +151,15 @@ def test_cli_streams_and_evaluates(run, tmp_path):
     result = run("train", "d.csv", "--stream", "--chunk-rows", "256", "--optimizer", "lbfgs",
                  "-o", "r")
     assert result.exit_code == 0, result.output
-    assert "cache" in result.stderr and "d=6" in result.stderr
+    building = "reading the data into the cache (once per file)"
+    assert building in result.stderr and "d=6" in result.stderr
     evaluated = json.loads(run("eval", "r", "d.csv", "--json").stdout)
     assert evaluated["accuracy"] > 0.8 and evaluated["n_samples"] == 2000
+    # said when the cache is built, not when it is there, nor before a missing file's error
+    again = run("train", "d.csv", "--stream", "--chunk-rows", "256", "-o", "r2")
+    assert again.exit_code == 0 and building not in again.stderr
+    missing = run("train", "none.csv", "--stream", "-o", "r3")
+    assert missing.exit_code == 1 and missing.stderr.count("\n") == 1, missing.stderr
 
 
 def test_too_big_for_memory_streams_by_itself(run, tmp_path, monkeypatch):

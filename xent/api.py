@@ -329,7 +329,8 @@ def open_table(config: Config, client=None, notify=None) -> Table:
 
         table = dask_engine.open_table(client, source, target, weight, read)
     elif cfg.stream:
-        table = _streamed_table(source, target, weight, cfg.chunk_rows, read, text_spec(cfg))
+        table = _streamed_table(source, target, weight, cfg.chunk_rows, read, text_spec(cfg),
+                                notify)
     else:
         table = MemoryTable.of(data_mod.load_table(source, target, weight, read,
                                                    text_spec(cfg), cfg.labels or None))
@@ -364,12 +365,16 @@ def _check_discrete(table: Table) -> None:
 
 
 def _streamed_table(source: str, target, weight, chunk_rows: int, read: ReadOptions,
-                    text: TextSpec | None) -> Table:
+                    text: TextSpec | None, notify=None) -> Table:
+    """The streamed cache of ``source``, said to ``notify`` when it is to be built (a pass
+    over the whole file before the first epoch)."""
     from . import stream
 
     path = Path(source)
     data_mod.check_file(path)
-    return stream.build_cache(path, target, chunk_rows, weight, read, text)[0]
+    building = None if notify is None else \
+        (lambda: notify("reading the data into the cache (once per file) ..."))
+    return stream.build_cache(path, target, chunk_rows, weight, read, text, building)[0]
 
 
 def split_rows(config: Config, table: Table) -> tuple[np.ndarray, np.ndarray]:

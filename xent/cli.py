@@ -538,8 +538,6 @@ def train(ctx, data, standardize, zero_based, config_file, sets, out, force, qui
         config = _resolve_config(ctx, data, config_file, sets, standardize, zero_based, options,
                                  text_defaults=True)
     config = api.route(config, notify=_err)
-    if config.data.stream and not quiet:
-        _err("reading the data into the cache (once per file) ...")
     cluster = contextlib.nullcontext(None)
     if config.data.engine == "dask":
         from .dask_engine import connect

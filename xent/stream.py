@@ -210,10 +210,10 @@ def cache_key(path: Path, target: str | None, weight: str | None = None,
 def build_cache(path: str | os.PathLike, target: str | None = None,
                 chunk_rows: int = 65536, weight: str | None = None,
                 read: ReadOptions = DEFAULT_READ,
-                text: TextSpec | None = None) -> tuple[StreamTable, bool]:
+                text: TextSpec | None = None, building=None) -> tuple[StreamTable, bool]:
     """The cache of a CSV, Parquet or fastText file (read by ``read``; ``text``'s columns
-    hashed as they are read), made by one chunked pass unless it exists. Returns (the table,
-    whether it was built now)."""
+    hashed as they are read), made by one chunked pass unless it exists (``building``, if
+    given, is called before that pass). Returns (the table, whether it was built now)."""
     path = Path(path)
     if is_fasttext(path):
         target, weight, text = FASTTEXT_TARGET, None, fasttext_spec(text)
@@ -227,6 +227,8 @@ def build_cache(path: str | os.PathLike, target: str | None = None,
         raise DataError(f"{cache_root()}: the cache's folder cannot be made, a file is in its "
                         "path; point $XENT_CACHE_DIR at a folder (or unset it for "
                         "~/.cache/xent)") from None
+    if building is not None:
+        building()
     work = final.parent / f".{key}.{os.getpid()}.tmp"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
