@@ -551,38 +551,54 @@ def train(ctx, data, standardize, zero_based, config_file, sets, out, force, qui
             return
         if inference:  # before training, not after it: a run is never lost to this
             api.check_inference_size(_n_features(table), len(table.classes), config)
-        checkpoint = resume
-        if checkpoint is None:
+        if resume is None:
             run_dir = Path(out) if out else _default_run_dir(config.data.source)
-        existing = "resume" if checkpoint is not None else "replace" if force else "refuse"
-        try:
-            with claimed(run_dir, existing):
-                # what --resume needs, written before the first epoch
-                write_text(run_dir / "config.toml", cfg.to_toml(config))
-                progress = None
-                if not quiet:
-                    _err(_header(config, table, api.split_rows(config, table)))
-                    _note(_where(scheduler, workers, config))
-                    if checkpoint is not None:
-                        _err(f"resuming {run_dir} from epoch {checkpoint.epoch}")
-                    progress = Progress(config.optim.epochs)
-                run, stop = _train_into(run_dir, config, table, client, progress, checkpoint,
-                                        checkpoint_every, inference)
-        except StoppedBeforeTraining as stopped:
-            _err("\nxent: stopped before the first epoch; nothing of the run was written")
-            sys.exit(stopped.exit_code)
-        except OSError as exc:
-            kept = (f"the checkpoint is kept: make room, then go on with `xent train --resume "
-                    f"{run_dir}`") if (run_dir / CHECKPOINT_FILE).exists() else \
-                "nothing of the run was kept"
-            raise XentError(f"{exc.filename or run_dir}: {exc.strerror or exc}; {kept}") \
-                from None
+        existing = "resume" if resume is not None else "replace" if force else "refuse"
+        announce = None if quiet else [
+            _header(config, table, api.split_rows(config, table)),
+            _where(scheduler, workers, config),
+            None if resume is None else f"resuming {run_dir} from epoch {resume.epoch}"]
+        run, stop = _claimed_run(run_dir, existing, config, table, client, resume, announce,
+                                 (checkpoint_every, inference))
     summary = run.summary
     if not quiet:
         _err(summary_text(summary))
         _err(f"run directory: {run_dir}")
     if as_json:
         click.echo(to_json(dict(summary, run_dir=str(run_dir))))
+    _end_of_run(summary, run_dir, stop, strict)
+
+
+def _claimed_run(run_dir: Path, existing: str, config, table, client, checkpoint,
+                 announce: list | None, saving: tuple):
+    """Train into ``run_dir``, claimed (``existing``: refuse, replace or resume it), its
+    config.toml written first; ``announce``: the lines said once it is claimed (those that
+    are None left out), and progress shown; None: quiet. ``saving``: (checkpoint_every,
+    inference). Returns (the run, the stop request). An error writing says what of the run
+    was kept."""
+    try:
+        with claimed(run_dir, existing):
+            # what --resume needs, written before the first epoch
+            write_text(run_dir / "config.toml", cfg.to_toml(config))
+            progress = None
+            if announce is not None:
+                for line in announce:
+                    _note(line)
+                progress = Progress(config.optim.epochs)
+            return _train_into(run_dir, config, table, client, progress, checkpoint, *saving)
+    except StoppedBeforeTraining as stopped:
+        _err("\nxent: stopped before the first epoch; nothing of the run was written")
+        sys.exit(stopped.exit_code)
+    except OSError as exc:
+        kept = (f"the checkpoint is kept: make room, then go on with `xent train --resume "
+                f"{run_dir}`") if (run_dir / CHECKPOINT_FILE).exists() else \
+            "nothing of the run was kept"
+        raise XentError(f"{exc.filename or run_dir}: {exc.strerror or exc}; {kept}") from None
+
+
+def _end_of_run(summary: dict, run_dir: Path, stop, strict: bool) -> None:
+    """A run that diverged, was interrupted or (with --strict) did not converge: its
+    message and exit code."""
     reason = summary["stop_reason"]
     if reason == "diverged":
         # L-BFGS chooses its own steps (its lr is None): no --lr to make smaller
