@@ -10,6 +10,7 @@ import pytest
 from test_stream import config, make_csv
 
 from xent import api
+from xent.train import Hooks
 
 pytest.importorskip("distributed")
 
@@ -267,7 +268,7 @@ def test_a_worker_lost_during_training_is_recovered(tmp_path):
                 killed.append(worker)
 
         on_dask = api.train(config(str(tmp_path / "part*.csv"), **{"data.engine": "dask"}),
-                            callback=kill_a_worker, client=own_client)
+                            Hooks(callback=kill_a_worker), client=own_client)
     assert killed
     assert on_dask.summary["objective"] == pytest.approx(in_memory.summary["objective"],
                                                          rel=1e-10)
@@ -434,8 +435,8 @@ def test_a_dask_run_resumes_to_the_run_never_stopped(tmp_path, client):
                                              "optim.tol": 0.0})
     whole = api.train(settings, client=client)
     saved, seen = [], []
-    stopped = api.train(settings, client=client, callback=lambda r: seen.append(r.epoch),
-                        should_stop=lambda: len(seen) > 12, checkpoint=saved.append)
+    stopped = api.train(settings, Hooks(lambda r: seen.append(r.epoch), lambda: len(seen) > 12,
+                                        saved.append), client=client)
     assert stopped.summary["stop_reason"] == "interrupted" and saved[-1].epoch == 12
     assert saved[-1].data_sha256 == whole.summary["data_sha256"] is not None
     resumed = api.train(settings, client=client, resume=saved[-1])

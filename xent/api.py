@@ -428,18 +428,19 @@ def solver_settings(config: Config) -> tuple[Solver, Stopping]:
     return solver, Stopping(o.epochs, o.tol, o.patience or None)
 
 
-def train(config: Config, callback=None, *, table: Table | None = None, should_stop=None,
-          checkpoint=None, checkpoint_every: int = 0, resume: Checkpoint | None = None,
-          client=None, notify=None, inference: bool = False) -> Run:
-    """Train the model that ``config`` describes. ``callback(record)`` sees each epoch.
+def train(config: Config, hooks: Hooks | None = None, *, table: Table | None = None,
+          resume: Checkpoint | None = None, client=None, notify=None,
+          inference: bool = False) -> Run:
+    """Train the model that ``config`` describes. ``hooks`` (``train.Hooks``): a callback
+    that sees each epoch, a stop request, and checkpoints every so many epochs (each carrying
+    the data's hash).
 
     The data are opened here unless ``table`` is given (``open_table``): in memory, streamed
     (``data.stream``, or by itself for a file too big for memory: see ``route``) or on Dask
     (``data.engine``; a LocalCluster is started unless ``client`` is given). Then one route for
     all: the stratified split of ``val_fraction`` of the rows drawn from ``data.seed``, the
-    preprocessing fitted on the training rows, ``train.fit``. ``should_stop``, ``checkpoint``,
-    ``checkpoint_every`` and ``resume`` are passed to ``train.fit``; checkpoints carry the
-    data's hash, and a resume on data that changed is refused. ``inference``: the run also
+    preprocessing fitted on the training rows, ``train.fit``. ``hooks`` and ``resume`` are
+    passed to ``train.fit``; a resume on data that changed is refused. ``inference``: the run also
     carries the coefficient table of its training rows (``training_inference``).
 
     Memory: a table opened here is encoded, split and standardised in place where it can be,
@@ -449,10 +450,8 @@ def train(config: Config, callback=None, *, table: Table | None = None, should_s
         from .dask_engine import connect
 
         with connect() as local_client:
-            return train(config, callback, table=table, should_stop=should_stop,
-                         checkpoint=checkpoint, checkpoint_every=checkpoint_every,
-                         resume=resume, client=local_client, notify=notify,
-                         inference=inference)
+            return train(config, hooks, table=table, resume=resume, client=local_client,
+                         notify=notify, inference=inference)
     started = time.perf_counter()
     config = route(config, notify)
     cfg_d, cfg_m = config.data, config.model
@@ -471,11 +470,7 @@ def train(config: Config, callback=None, *, table: Table | None = None, should_s
     objective = Objective(get_link(cfg_m.link, n_classes), cfg_m.l2, cfg_m.fit_intercept,
                           cfg_m.l1)
     solver, stopping = solver_settings(config)
-    save = None
-    if checkpoint is not None:
-        def save(state):
-            checkpoint(replace(state, data_sha256=table.sha256))
-    hooks = Hooks(callback, should_stop, save, checkpoint_every)
+    hooks = _with_data_hash(hooks or Hooks(), table.sha256)
     with use_threads(config.optim.threads):
         result = fit(train_source, objective, solver, stopping, validation=val_source,
                      hooks=hooks, resume=resume)
@@ -494,6 +489,14 @@ def train(config: Config, callback=None, *, table: Table | None = None, should_s
     with use_threads(config.optim.threads):
         table = training_inference(model, train_source, objective) if inference else None
     return Run(config, model, result.history, summary, result, table)
+
+
+def _with_data_hash(hooks: Hooks, sha256: str | None) -> Hooks:
+    """``hooks`` whose checkpoints carry the data's hash (a resume checks it)."""
+    if hooks.checkpoint is None:
+        return hooks
+    save = hooks.checkpoint
+    return replace(hooks, checkpoint=lambda state: save(replace(state, data_sha256=sha256)))
 
 
 def _summary(config: Config, table: Table, prep: Preprocessing, objective: Objective,

@@ -47,6 +47,7 @@ from .report import (
     write_run,
 )
 from .threads import available_cores
+from .train import Hooks
 from .warmup import JOBS as WARM_JOBS
 
 EXIT_NOT_CONVERGED = 3
@@ -431,9 +432,9 @@ def _train_into(run_dir: Path, config, table, client, progress, checkpoint, chec
 
     with StopOnSignal() as stop:
         try:
-            run = api.train(config, callback=progress, table=table, should_stop=stop,
-                            checkpoint=save_checkpoint_file, checkpoint_every=checkpoint_every,
-                            resume=checkpoint, client=client, inference=inference)
+            hooks = Hooks(progress, stop, save_checkpoint_file, checkpoint_every)
+            run = api.train(config, hooks, table=table, resume=checkpoint, client=client,
+                            inference=inference)
         except KeyboardInterrupt:  # before the first epoch's record: nothing to keep
             raise StoppedBeforeTraining(stop.exit_code) from None
         if progress is not None:
