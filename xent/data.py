@@ -712,7 +712,8 @@ def data_notes(table) -> list[str]:
     few values (a missing-value marker such as '?'), numbers written with thousands
     separators or a decimal comma, a column without a name (a written row index), a column of
     identifiers (nearly a level a row), labels that differ only in surrounding spaces or in
-    how they write a number, classes too small to learn (a count named as the label). The same
+    how they write a number, classes too small to learn (a count named as the label), a feature
+    column named as label columns are (an MNIST-style file: labels first, not last). The same
     for every kind of table (it reads the schema, levels, classes, labels and row count
     alone)."""
     notes = list(table.notes)
@@ -720,7 +721,7 @@ def data_notes(table) -> list[str]:
         notes.append(f"{table.name}: read with the delimiter {table.read.sep!r}")
     numbers, numbers_as_text = _number_notes(table)
     return (notes + numbers + _unnamed_notes(table) + _identifier_notes(table, numbers_as_text)
-            + _label_notes(table) + _class_size_notes(table))
+            + _label_notes(table) + _class_size_notes(table) + _label_name_notes(table))
 
 
 # Fewer rows a class than this on average, over at least SMALL_CLASSES_MIN classes, is noted:
@@ -745,6 +746,23 @@ def _class_size_notes(table) -> list[str]:
             f"{table.n_rows:,} rows ({table.n_rows / n_classes:.1f} a class; "
             f"{np.count_nonzero(counts == 1):,} with a single row): too few rows to learn a "
             f"class from{hint}"]
+
+
+#: names a label column goes by; a feature column so named is noted
+LABEL_NAMES = ("label", "labels", "target", "class", "classes")
+
+
+def _label_name_notes(table) -> list[str]:
+    """A feature column named as label columns are, while the labels come from a column not
+    so named: by default the last column, and MNIST-style files put the labels first (the
+    last pixel then trains as 17 classes, and the labels as a feature)."""
+    target = table.schema.target
+    if not target or target.strip().lower() in LABEL_NAMES:
+        return []
+    return [f"{table.name}: column {column!r} is named as a label column is, but the labels "
+            f"are read from {target!r} (the last column unless --target names another): if "
+            f"{column!r} holds the classes, pass --target {column!r}"
+            for column in table.schema.columns if column.strip().lower() in LABEL_NAMES]
 
 
 def _number_notes(table) -> tuple[list[str], set]:
