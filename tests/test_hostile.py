@@ -168,6 +168,32 @@ def test_trace_reads_a_file_only_up_to_its_row(run, tmp_path, monkeypatch):
     assert dropped.exit_code == 1 and "row 97 has missing values" in dropped.stderr
 
 
+def test_levels_the_model_never_saw_are_noted(run, tmp_path, monkeypatch):
+    """A level training never saw is encoded as no level (all its features 0), as
+    scikit-learn's OneHotEncoder(handle_unknown="ignore") does: predict, eval and inspect
+    used it with no word, so a file that writes 'Red' for 'red' was predicted from the other
+    columns alone. The rows are counted across blocks."""
+    from xent import api
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"c": rng.choice(["red", "blue"], 60), "x": rng.normal(size=60),
+                          "y": rng.integers(0, 2, 60)})
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    assert run("train", "train.csv", "-o", "r", "-q").exit_code == 0
+    other = frame.copy()
+    other.loc[[3, 20, 41], "c"] = ["Red", "green", "Red"]
+    other.loc[50:, "c"] = "BLUE"  # 10 rows
+    other.to_csv(tmp_path / "other.csv", index=False)
+    monkeypatch.setattr(api, "PREDICT_BLOCK_ROWS", 7)
+    expected = ("note: 13 of 60 rows of other.csv have a level of column 'c' the model never "
+                "saw ('Red', 'green', 'BLUE'): it counts as no level")
+    for command in (["predict", "r", "other.csv"], ["eval", "r", "other.csv"],
+                    ["inspect", "r", "other.csv"]):
+        used = run(*command)
+        assert used.exit_code == 0 and expected in used.stderr, (command, used.stderr)
+        assert "never saw" not in run(*command[:2], "train.csv").stderr
+
+
 def test_predict_cuts_its_blocks_by_the_encoded_width(run, tmp_path, monkeypatch):
     """A column of many levels makes each row as many features wide: 65,536 rows of a
     3,000-level column were 1.6 GB encoded, and predict peaked at 3.3 GB on a 200,000-row file

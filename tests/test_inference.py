@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from scipy import stats
 from sklearn.metrics import brier_score_loss
 
 from xent import api
@@ -97,6 +98,18 @@ def test_information_equals_finite_differences_of_the_gradient(n_classes, sparse
     analytic = information(X, params, link.name, block_rows=17)  # several blocks
     assert np.allclose(analytic, numeric, rtol=1e-6, atol=1e-6)
     assert np.allclose(analytic, analytic.T)
+
+
+def test_a_likelihood_below_the_class_priors_has_an_lr_p_value_of_one():
+    """On rows other than its training rows a model can fit worse than the class priors: the
+    LR statistic is below 0, and its p-value was NaN (chdtrc of a negative)."""
+    from xent.inference import likelihood_summary
+
+    summary = likelihood_summary(-100.0, np.array([30.0, 30.0]), 2)
+    assert summary["lr_stat"] == pytest.approx(2 * (-100.0 - 60 * np.log(0.5)))
+    assert summary["lr_stat"] < 0 and summary["lr_pvalue"] == 1.0
+    assert likelihood_summary(-30.0, np.array([30.0, 30.0]), 2)["lr_pvalue"] == \
+        pytest.approx(stats.chi2.sf(2 * (-30.0 - 60 * np.log(0.5)), 2), rel=1e-12)
 
 
 def test_calibration_metrics_against_references():

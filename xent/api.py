@@ -831,13 +831,15 @@ def predict(model: Model, dataset: Dataset, device: str = "cpu") -> tuple[np.nda
 
 @dataclass
 class LeftOut:
-    """The input rows a model could not encode (missing values it has no fill for), over one
-    or more blocks of data read in order (``add`` each ``Dataset``)."""
+    """What of the data a model could not use, over one or more blocks read in order (``add``
+    each ``Dataset``): the input rows it could not encode (missing values it has no fill
+    for), and, by column, the rows whose level training never saw (encoded as no level)."""
 
     name: str = ""
     n_read: int = 0
     count: int = 0
     first: list = field(default_factory=list)  # the first five of them, numbered from 0
+    unseen: dict = field(default_factory=dict)  # column -> (rows, the first levels, more?)
 
     def add(self, dataset: Dataset) -> None:
         kept = np.zeros(dataset.n_read, dtype=bool)
@@ -846,6 +848,11 @@ class LeftOut:
         self.first += rows[:max(0, 5 - len(self.first))].tolist()
         self.name, self.count = dataset.name, self.count + len(rows)
         self.n_read += dataset.n_read
+        for column, (n, levels) in dataset.unseen.items():
+            counted, shown, more = self.unseen.get(column, (0, [], False))
+            new = [level for level in levels if level not in shown]
+            room = 3 - len(shown)
+            self.unseen[column] = (counted + n, shown + new[:room], more or len(new) > room)
 
     def tally(self, data: Dataset | Iterable[Dataset]) -> Iterator[Dataset]:
         """The blocks of ``data`` (one Dataset, or blocks of one, ``data_for_model``), each
@@ -857,11 +864,19 @@ class LeftOut:
         if self.count == self.n_read:
             raise nothing_to_predict(self.name, self.n_read)
 
-    def note(self) -> str | None:
-        """What to tell a user whose rows the model could not encode, or None."""
-        if not self.count:
-            return None
-        lines = [row + 2 for row in self.first]  # the header is line 1
-        return (f"note: {self.count} of {self.n_read} rows of {self.name} have missing values "
-                f"the model has no fill value for (trained with --impute drop; file lines "
-                f"{lines}): they are not predicted")
+    def notes(self) -> list[str]:
+        """What to tell a user whose rows the model could not encode, or whose levels it
+        never saw."""
+        notes = []
+        if self.count:
+            lines = [row + 2 for row in self.first]  # the header is line 1
+            notes.append(f"note: {self.count} of {self.n_read} rows of {self.name} have missing "
+                         f"values the model has no fill value for (trained with --impute drop; "
+                         f"file lines {lines}): they are not predicted")
+        for column, (n, levels, more) in self.unseen.items():
+            shown = ", ".join(repr(level) for level in levels) + (", ..." if more else "")
+            notes.append(f"note: {n} of {self.n_read} rows of {self.name} have a level of "
+                         f"column {column!r} the model never saw ({shown}): it counts as no "
+                         "level (all its features 0); if such a level is a trained one "
+                         "written another way ('Red' for 'red', a space), fix the file")
+        return notes

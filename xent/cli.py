@@ -81,6 +81,11 @@ def _note(message: str | None) -> None:
         _err(message)
 
 
+def _notes(messages: list[str]) -> None:
+    for message in messages:
+        _err(message)
+
+
 _PACKAGE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -771,7 +776,7 @@ def eval_command(model_path, data, sep, encoding, zero_based, device, as_json, p
     blocks = api.data_for_model(data, model, True, read, api.PREDICT_BLOCK_ROWS)
     left = api.LeftOut(name=str(data))
     result = api.evaluate(model, blocks, device, left_out=left)
-    _note(left.note())
+    _notes(left.notes())
     if plot:
         plot_reliability(result["calibration_bins"], plot, title=f"{data}")
     click.echo(to_json(result) if as_json else evaluation_text(result))
@@ -807,7 +812,7 @@ def predict(model_path, data, sep, encoding, zero_based, out, proba, device):
                                     ([f"proba_{c}" for c in model.classes] if proba else []))
                 writer.writerows(pending)
                 pending = []
-    _note(left.note())
+    _notes(left.notes())
 
 
 def _prediction_rows(model, dataset, proba: bool, device: str) -> list[list[str]]:
@@ -847,7 +852,7 @@ def inspect(model_path, data, sep, encoding, as_json):
         left = api.LeftOut(name=str(data))
         table = api.inference(model, api.data_for_model(data, model, True, read,
                                                         api.PREDICT_BLOCK_ROWS), left)
-        _note(left.note())
+        _notes(left.notes())
     click.echo(to_json(table) if as_json else inference_text(table))
 
 

@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -616,9 +616,10 @@ class FeatureEncoder:
             None if text is None else TextSpec.from_dict(text),
         )
 
-    def transform(self, frame: pd.DataFrame, source: str = "data") -> tuple[np.ndarray, np.ndarray]:
+    def transform(self, frame: pd.DataFrame, source: str = "data") -> Encoded:
         """Encode ``frame``'s feature columns as training did (``parse_block`` and
-        ``EncodingPlan``): (X (n_kept, n_features), kept row positions).
+        ``EncodingPlan``): X (n_kept, n_features), the kept row positions, and the levels
+        training never saw (encoded as no level: all zeros), by column.
 
         Rows with missing values that the model has no fill for are dropped only under the
         ``drop`` policy; otherwise they are an error that names the columns.
@@ -650,9 +651,29 @@ class FeatureEncoder:
                             "--impute mean|median|drop")
         X = EncodingPlan(schema, [list(self.categories[c]) for c in schema.categorical],
                          self).encode(block.numeric, block.codes)
+        unseen = {c: Unseen(int(np.count_nonzero(block.codes[:, j] == -2)),
+                            [str(v) for v in books[j].unseen])
+                  for j, c in enumerate(schema.categorical) if books[j].unseen}
         if self.text is not None:
-            return with_text(X, self.text.transform(frame.iloc[keep], source)), keep
-        return np.ascontiguousarray(X), keep
+            X = with_text(X, self.text.transform(frame.iloc[keep], source))
+        else:
+            X = np.ascontiguousarray(X)
+        return Encoded(X, keep, {c: u for c, u in unseen.items() if u.rows})
+
+
+class Unseen(NamedTuple):
+    """Rows of one column whose level training never saw, and those levels."""
+
+    rows: int
+    levels: list
+
+
+class Encoded(NamedTuple):
+    """``FeatureEncoder.transform``'s result."""
+
+    X: np.ndarray | sp.csr_matrix
+    kept: np.ndarray
+    unseen: dict  # column -> Unseen, for the columns with such rows
 
 
 def with_text(X: np.ndarray, hashed: sp.csr_matrix) -> sp.csr_matrix:
@@ -859,6 +880,7 @@ class Dataset:
     name: str
     rows: np.ndarray | None = None
     n_input: int | None = None
+    unseen: dict = field(default_factory=dict)  # column -> Unseen (FeatureEncoder.transform)
 
     @property
     def n_read(self) -> int:
@@ -1244,12 +1266,13 @@ def model_dataset(frame: pd.DataFrame, name: str, encoder: FeatureEncoder, targe
             raise DataError(f"{name}: no target column {target!r}; the columns are "
                             f"{_names(frame.columns)}")
         target = None
-    X, kept = encoder.transform(frame, name)
+    X, kept, unseen = encoder.transform(frame, name)
     labels = None
     if target is not None:
         labels = encode_labels(frame[target].iloc[kept].to_numpy(), list(classes), name)
     rows = None if len(kept) == len(frame) else kept
-    return Dataset(X, labels, list(classes), encoder.feature_names, name, rows, len(frame))
+    return Dataset(X, labels, list(classes), encoder.feature_names, name, rows, len(frame),
+                   unseen)
 
 
 def fasttext_dataset(path: Path, encoder: FeatureEncoder, classes: list,

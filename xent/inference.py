@@ -219,7 +219,9 @@ def likelihood_summary(log_likelihood: float, class_totals: np.ndarray,
     lr = 2.0 * (log_likelihood - ll0)
     return {"n": int(n) if n.is_integer() else n, "log_likelihood": log_likelihood,
             "null_log_likelihood": ll0, "lr_stat": lr, "lr_df": df,
-            "lr_pvalue": float(chdtrc(df, lr)),  # the chi-square's upper tail
+            # the chi-square's upper tail; a statistic below 0 (rows the model fits worse
+            # than the class priors: not its training rows) is no evidence at all
+            "lr_pvalue": float(chdtrc(df, max(lr, 0.0))),
             "aic": 2.0 * n_parameters - 2.0 * log_likelihood,
             "bic": n_parameters * math.log(n) - 2.0 * log_likelihood,
             "pseudo_r2": 1.0 - log_likelihood / ll0 if ll0 else math.nan}

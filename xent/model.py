@@ -105,7 +105,7 @@ class Model:
             if self.encoder is None:
                 X = data.to_numpy(dtype=np.float64)
             else:
-                X, _ = self.encoder.transform(data)
+                X = self.encoder.transform(data).X
         elif sp.issparse(data):
             X = sp.csr_matrix(data, dtype=np.float64)
         else:
