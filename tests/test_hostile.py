@@ -875,6 +875,33 @@ def test_weights_whose_total_overflows_are_refused_in_one_line(run, tmp_path):
                 Stopping(5, 1e-6))
 
 
+def test_parameters_too_large_for_memory_are_refused_before_any_is_made(run, tmp_path,
+                                                                        monkeypatch):
+    """A fastText file of 30,000 labels at the default 2^18 buckets makes W 262,145 x
+    30,000 (58.6 GiB): its allocation ended in a MemoryError traceback. The parameters, the
+    optimiser's copies and the threads' gradient buffers are now weighed against the memory
+    available before any is made (here 400 labels: 1.68 GB with gd, against 100 MB)."""
+    from xent import memory
+    from xent.errors import DataError
+    from xent.estimator import SoftmaxRegression
+
+    monkeypatch.setattr(memory, "available_memory", lambda: 100 << 20)
+    (tmp_path / "many.txt").write_text("".join(
+        f"__label__c{i % 400} word{i % 13} other{i % 7}\n" for i in range(1200)))
+    refused = run("train", "many.txt", "-o", "r", "--optimizer", "gd", "--threads", "1")
+    assert refused.exit_code == 1 and refused.stderr.count("\n") == 1, refused.stderr
+    assert "the model would have 104,858,000 parameters (262,144 features and the intercept, " \
+           "x 400 outputs)" in refused.stderr and "--buckets" in refused.stderr
+    assert not (tmp_path / "r").exists()
+    # 2 x 262,145 rows whole, and 4 copies + 1 thread's of the 20 columns the rows use, narrowed
+    assert memory.parameter_bytes(262_145, 400, 21, "gd", 1) == 8 * 400 * (2 * 262_145 + 5 * 21)
+    small = run("train", "many.txt", "-o", "r", "--buckets", "64", "--epochs", "3", "-q")
+    assert small.exit_code == 0, small.stderr
+    X = np.random.default_rng(0).normal(size=(50, 20_000))
+    with pytest.raises(DataError, match="the model would have"):
+        SoftmaxRegression(optimizer="lbfgs").fit(X, np.arange(50) % 25)
+
+
 def test_a_cache_folder_that_is_a_file_is_named(run, tmp_path, monkeypatch):
     """$XENT_CACHE_DIR set to a file: streaming said only '...: File exists'."""
     pd.read_csv(DATA / "iris.csv").to_csv(tmp_path / "iris.csv", index=False)

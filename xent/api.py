@@ -13,8 +13,6 @@ Nothing here prints or parses options; notes for the user go to a ``notify`` cal
 
 from __future__ import annotations
 
-import contextlib
-import os
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
@@ -30,6 +28,7 @@ from .diagnostics import diagnose
 from .errors import ConfigError, DataError, ModelFileError
 from .links import get_link
 from .loss import Objective, penalised
+from .memory import memory_budget
 from .metrics import (
     accuracy,
     brier_score,
@@ -98,19 +97,6 @@ def with_absolute_paths(config: Config) -> Config:
     if path is None:
         return config  # left as given
     return replace(config, data=replace(config.data, source=str(path)))
-
-
-def memory_budget() -> int:
-    """Bytes a data set may take in memory before training streams it: $XENT_MEMORY_BUDGET,
-    else half of the memory available now."""
-    if os.environ.get("XENT_MEMORY_BUDGET"):
-        return int(float(os.environ["XENT_MEMORY_BUDGET"]))
-    with contextlib.suppress(OSError, ValueError, IndexError), \
-            open("/proc/meminfo", encoding="ascii") as handle:
-        for line in handle:
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024 // 2
-    return 4 << 30
 
 
 def needs_streaming(config: Config) -> bool:
@@ -739,6 +725,36 @@ def inference(model: Model, data: Dataset | Iterable[Dataset],
     left = left_out if left_out is not None else LeftOut()
     rows = ((dataset.X, dataset.labels) for dataset in left.tally(data))
     return table_of_rows(model, rows, model.metadata.get("l2"))
+
+
+def encoded_feature_names(table: Table) -> list[str]:
+    """The names of the features the table's columns other than text encode to (every
+    categorical level one)."""
+    categories = {column: sorted(levels) for column, levels
+                  in zip(table.schema.categorical, table.levels, strict=True)}
+    return data_mod.tabular_feature_names(table.schema.columns, categories)
+
+
+def n_encoded_features(table: Table) -> int:
+    """The features the table encodes to, its hashed text buckets included."""
+    text = table.text_spec
+    return len(encoded_feature_names(table)) + (0 if text is None else text.n_features)
+
+
+def check_parameter_size(table: Table, config: Config) -> None:
+    """``memory.check_parameters`` before a run starts (its directory made, its header
+    said): in full for dense rows; for sparse ones (which ``fit`` may narrow to the columns
+    present, and checks in full) the parameters' two full copies alone."""
+    from .memory import check_parameters
+    from .threads import thread_count
+
+    n_classes = len(table.classes)
+    n_rows = n_encoded_features(table) + 1
+    with use_threads(config.optim.threads):
+        threads = thread_count()
+    working = 0 if table.sparse or table.text_spec is not None else n_rows
+    check_parameters(n_rows, resolved_link(config, n_classes).n_outputs(n_classes),
+                     working, config.optim.optimizer, threads if working else 0)
 
 
 def check_inference_size(n_features: int, n_classes: int, config: Config | None = None, *,

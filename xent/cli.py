@@ -25,7 +25,7 @@ import numpy as np
 from . import __version__, api
 from . import config as cfg
 from .atomic import atomic_open, write_text
-from .data import BUILTIN_PREFIX, data_notes, describe_builtin, tabular_feature_names
+from .data import BUILTIN_PREFIX, data_notes, describe_builtin
 from .errors import ConfigError, DivergenceError, XentError
 from .processes import large_arrays_outside_the_heap
 from .report import (
@@ -464,24 +464,11 @@ def _header(config: cfg.Config, table, masks) -> str:
     batch = "full batch" if not o.batch_size else f"batch {o.batch_size}"
     return (
         f"data {table.name}: n={n_train + n_val} (train {n_train}, val {n_val}), "
-        f"d={_n_features(table)}, K={n_classes} [{classes}]\n"
+        f"d={api.n_encoded_features(table)}, K={n_classes} [{classes}]\n"
         f"link {api.resolved_link(config, n_classes).name}, optimizer {o.optimizer}, "
         f"lr {o.lr}, {batch}, {penalty}, epochs <= {o.epochs}, tol {o.tol:g}, seed {d.seed}, "
         f"{'standardised' if d.standardize else 'not standardised'}"
     )
-
-
-def _features(table) -> list[str]:
-    """The feature names the table's columns encode to (every categorical level one)."""
-    categories = {column: sorted(levels) for column, levels
-                  in zip(table.schema.categorical, table.levels, strict=True)}
-    return tabular_feature_names(table.schema.columns, categories)
-
-
-def _n_features(table) -> int:
-    """The features the table encodes to, its hashed text buckets included."""
-    text = table.text_spec
-    return len(_features(table)) + (0 if text is None else text.n_features)
 
 
 def _schema(table) -> dict:
@@ -490,14 +477,14 @@ def _schema(table) -> dict:
     return {
         "data": table.name,
         "n_samples": table.n_rows,
-        "n_features": _n_features(table),
+        "n_features": api.n_encoded_features(table),
         "sparse": table.sparse,
         "target": schema.target or None,
         "weight": schema.weight,
         "classes": {str(c): int(n) for c, n in zip(table.classes, counts, strict=True)},
         "categorical": {c: sorted(table.levels[j]) for j, c in enumerate(schema.categorical)},
         "missing": {c: n for c, n in table.missing_counts.items() if n},
-        "features": _features(table),
+        "features": api.encoded_feature_names(table),
         "text": None if table.text_spec is None else table.text_spec.to_dict(),
         "notes": data_notes(table),
     }
@@ -555,8 +542,9 @@ def train(ctx, data, standardize, zero_based, config_file, sets, out, force, qui
             click.echo(cfg.to_toml(config))
             click.echo(to_json(_schema(table)))
             return
+        api.check_parameter_size(table, config)  # before the run directory is made
         if inference:  # before training, not after it: a run is never lost to this
-            api.check_inference_size(_n_features(table), len(table.classes), config)
+            api.check_inference_size(api.n_encoded_features(table), len(table.classes), config)
         if resume is None:
             run_dir = Path(out) if out else _default_run_dir(config.data.source)
         existing = "resume" if resume is not None else "replace" if force else "refuse"
@@ -630,7 +618,8 @@ def _path_header(config: cfg.Config, table, jobs: int) -> str:
     n_classes = len(table.classes)
     kind = "lasso" if p.l1_ratio == 1 else "ridge" if p.l1_ratio == 0 else "elastic net"
     return (
-        f"data {table.name}: n={table.n_rows}, d={_n_features(table)}, K={n_classes}; link "
+        f"data {table.name}: n={table.n_rows}, d={api.n_encoded_features(table)}, "
+        f"K={n_classes}; link "
         f"{api.resolved_link(config, n_classes).name}\n"
         f"path: {kind} (alpha = l1_ratio {p.l1_ratio:g}), {p.n_lambdas} lambdas down to "
         f"{p.lambda_min_ratio:g} lambda_max, warm-started {p.optimizer} to tol {p.tol:g};"

@@ -45,18 +45,18 @@ class Narrowing:
     def of(cls, source, validation, start: np.ndarray) -> Narrowing | None:
         """The narrowing for training on ``source`` (validated on ``validation``) from
         ``start`` (n_features + 1, k), or None where it does not apply or would not pay."""
-        sparse_in_memory = all(isinstance(s, ArraySource) and sp.issparse(s.X)
-                               for s in (source, validation) if s is not None)
-        if not sparse_in_memory:
-            return None
-        n_features = source.shape[1]
-        nnz = source.X.indptr[-1]  # scipy allows longer index arrays than that
-        present = np.bincount(source.X.indices[:nnz], minlength=n_features) > 0
-        if present.sum() >= PRESENT_SHARE * n_features:
+        present = _present(source, validation)
+        if present is None:
             return None
         if start[:-1].any() and start[:-1][~present].any():  # (the first test copies nothing)
             return None
-        return cls(np.flatnonzero(present), n_features)
+        return cls(np.flatnonzero(present), source.shape[1])
+
+    @staticmethod
+    def working_features(source, validation) -> int:
+        """The features training on ``source`` works on, narrowed from zeros (``of``)."""
+        present = _present(source, validation)
+        return source.shape[1] if present is None else int(present.sum())
 
     def _rows(self, length: int) -> np.ndarray:
         """The rows to keep of an array of ``length`` rows (the full parameters' or W's)."""
@@ -121,3 +121,17 @@ def on_columns(X, kept: np.ndarray):
     indptr = before[X.indptr].astype(X.indptr.dtype)
     return type(X)((data[inside], columns[inside], indptr), shape=(X.shape[0], len(kept)),
                    copy=False)
+
+
+def _present(source, validation) -> np.ndarray | None:
+    """(n_features,) whether each column has an entry in ``source``'s rows, where narrowing
+    applies (in-memory CSR rows) and pays (fewer than ``PRESENT_SHARE`` of the columns
+    present); else None."""
+    sparse_in_memory = all(isinstance(s, ArraySource) and sp.issparse(s.X)
+                           for s in (source, validation) if s is not None)
+    if not sparse_in_memory:
+        return None
+    n_features = source.shape[1]
+    nnz = source.X.indptr[-1]  # scipy allows longer index arrays than that
+    present = np.bincount(source.X.indices[:nnz], minlength=n_features) > 0
+    return None if present.sum() >= PRESENT_SHARE * n_features else present

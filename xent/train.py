@@ -32,6 +32,7 @@ from . import lazy
 from .config import OptimConfig
 from .errors import ConfigError, DataError
 from .loss import Objective, lipschitz_bound, target_entropy
+from .memory import check_parameters
 from .narrowing import Narrowing
 from .optim import (
     OPTIMIZERS,
@@ -43,7 +44,7 @@ from .optim import (
     with_lr,
 )
 from .sources import ArraySource, RowSource, shuffled_batches
-from .threads import single_threaded_blas
+from .threads import single_threaded_blas, thread_count
 
 #: AdaGrad's and Adam's steps are distances in parameter space (the gradient's scale divides
 #: out), not fractions of 1/L: these are their "auto".
@@ -224,6 +225,9 @@ def fit(
     if not isinstance(source, RowSource):
         raise TypeError(f"fit needs a RowSource (see xent.sources), got {type(source).__name__}")
     _check_settings(solver, stopping)
+    n_rows, n_outputs = objective.n_params(source.shape[1], source.target.n_classes)
+    check_parameters(n_rows, n_outputs, Narrowing.working_features(source, validation) + 1,
+                     solver.optimizer, thread_count())
     params, resume = _starting_point(source, objective, resume, init_params)
     narrowing = Narrowing.of(source, validation, params)
     if narrowing is None:
