@@ -103,12 +103,17 @@ _REPORTED = ("DataError(", "ConfigError(", "UnicodeDecodeError(", "ParserError("
 
 
 class _DataErrorFilter:
-    """Drops a worker's "Compute Failed" record of a task that raised an error the client
-    reports in one line: a mistake in the data or settings; any other failure keeps its
-    record (the worker's traceback)."""
+    """Drops a local worker's "Compute Failed" record of a task that raised an error the
+    client reports in one line (a mistake in the data or settings), and its heartbeat's
+    failure while the cluster xent started is shut down after such an error (the scheduler,
+    in xent's process, goes first); any other failure keeps its record (the worker's
+    traceback)."""
 
     def filter(self, record) -> bool:
-        failed = str(record.msg).startswith("Compute Failed") and len(record.args) > 3
+        message = str(record.msg)
+        if message.startswith("Failed to communicate with scheduler during heartbeat"):
+            return False
+        failed = message.startswith("Compute Failed") and len(record.args) > 3
         return not (failed and str(record.args[3]).startswith(_REPORTED))
 
 
