@@ -100,6 +100,7 @@ def test_predict_reads_a_large_file_a_block_at_a_time(run, tmp_path, monkeypatch
     assert run("train", "holes.csv", "--impute", "drop", "-o", "r", "-q").exit_code == 0
     whole = run("predict", "r", "holes.csv", "--proba")  # one block of 65,536 rows
     evaluated = run("eval", "r", "holes.csv", "--json")
+    assert run("train", "sklearn:iris", "-o", "no_fill", "-q").exit_code == 0  # no --impute
     monkeypatch.setattr(api, "PREDICT_BLOCK_ROWS", 7)
     from xent import data as data_mod
 
@@ -132,6 +133,15 @@ def test_predict_reads_a_large_file_a_block_at_a_time(run, tmp_path, monkeypatch
     failed = run("predict", "r", "broken.csv", "-o", "out.csv")
     assert failed.exit_code == 1 and failed.stderr.count("\n") == 1
     assert not (tmp_path / "out.csv").exists()
+    # the line is the file's, counted across blocks (it had said only "holds text here")
+    assert "column 'petal width (cm)' was numeric in training but holds text here ('wide' " \
+           "on line 102)" in failed.stderr
+    late = pd.read_csv(DATA / "iris.csv")
+    late.loc[130, "sepal width (cm)"] = np.nan  # block 19 of 7 rows
+    late.to_csv(tmp_path / "late.csv", index=False)
+    unfilled = run("predict", "no_fill", "late.csv")
+    assert unfilled.exit_code == 1 and "missing values in column(s) 'sepal width (cm)' (1) " \
+        "(lines [132])" in unfilled.stderr, unfilled.stderr
 
 
 def test_trace_reads_a_file_only_up_to_its_row(run, tmp_path, monkeypatch):

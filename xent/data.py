@@ -341,6 +341,16 @@ def parse_block(chunk: pd.DataFrame, schema: Schema, books: list[Codebook],
     return RawBlock(numeric, codes, labels, weights)
 
 
+def _text_lines(values: pd.Series, first_line: int) -> str:
+    """Where a column meant to hold numbers holds text: the first values and their lines
+    (the chunk's rows counted from ``first_line``)."""
+    import pandas as pd
+
+    text = pd.to_numeric(values, errors="coerce").isna() & values.notna()
+    at = np.flatnonzero(text.to_numpy())[:3]
+    return ", ".join(f"{values.iloc[i]!r} on line {first_line + i:,}" for i in at)
+
+
 def _numeric_block(chunk: pd.DataFrame, numeric, source: str, first_line: int,
                    trained: bool) -> np.ndarray:
     """The numeric columns of a chunk as float64 (n, n_numeric), NaN where missing; text in
@@ -354,7 +364,8 @@ def _numeric_block(chunk: pd.DataFrame, numeric, source: str, first_line: int,
             except (TypeError, ValueError):
                 if trained:
                     raise DataError(f"{source}: column {column!r} was numeric in training but "
-                                    "holds text here; clean it") from None
+                                    f"holds text here ({_text_lines(chunk[column], first_line)})"
+                                    "; clean it") from None
                 raise DataError(
                     f"{source}: column {column!r} is numeric in the first rows but has text "
                     f"in lines {first_line} to {first_line + len(chunk) - 1}; clean it, or "
@@ -632,23 +643,21 @@ class FeatureEncoder:
             )
         schema = self.schema
         books = [Codebook(self.categories[c], frozen=True) for c in schema.categorical]
-        block = parse_block(frame, schema, books, None, source, trained=True)
+        first_line = _first_line(frame)
+        block = parse_block(frame, schema, books, None, source, first_line, trained=True)
         unfilled = {c: n for c, n in block.missing_counts(schema).items()
                     if n and c not in self.fill}
         keep = np.arange(len(frame))
+        unusable = _missing_in(block, schema, set(unfilled))
         if unfilled and self.impute == "drop":
-            dropped = np.zeros(len(frame), dtype=bool)
-            for j, c in enumerate(schema.numeric):
-                dropped |= (c in unfilled) & np.isnan(block.numeric[:, j])
-            for j, c in enumerate(schema.categorical):
-                dropped |= (c in unfilled) & (block.codes[:, j] == -1)
-            keep = np.flatnonzero(~dropped)
+            keep = np.flatnonzero(~unusable)
             block = RawBlock(block.numeric[keep], block.codes[keep], None, None)
         elif unfilled:
             listed = ", ".join(f"{c!r} ({n})" for c, n in unfilled.items())
-            raise DataError(f"{source}: missing values in column(s) {listed}, and the model "
-                            "has no fill value for them: fill them in, or train the model with "
-                            "--impute mean|median|drop")
+            lines = (first_line + np.flatnonzero(unusable)[:5]).tolist()
+            raise DataError(f"{source}: missing values in column(s) {listed} (lines {lines}), "
+                            "and the model has no fill value for them: fill them in, or train "
+                            "the model with --impute mean|median|drop")
         X = EncodingPlan(schema, [list(self.categories[c]) for c in schema.categorical],
                          self).encode(block.numeric, block.codes)
         unseen = {c: Unseen(int(np.count_nonzero(block.codes[:, j] == -2)),
@@ -659,6 +668,25 @@ class FeatureEncoder:
         else:
             X = np.ascontiguousarray(X)
         return Encoded(X, keep, {c: u for c, u in unseen.items() if u.rows})
+
+
+def _first_line(frame: pd.DataFrame) -> int:
+    """The file line of ``frame``'s first row: a chunk pandas read from a file numbers its
+    rows on from the chunks before (the header is line 1)."""
+    import pandas as pd
+
+    counted = len(frame) and isinstance(frame.index, pd.RangeIndex)
+    return 2 + (int(frame.index[0]) if counted else 0)
+
+
+def _missing_in(block: RawBlock, schema: Schema, columns: set) -> np.ndarray:
+    """(rows,) whether a row of ``block`` misses a value in one of ``columns``."""
+    missing = np.zeros(len(block.numeric), dtype=bool)
+    for j, c in enumerate(schema.numeric):
+        missing |= (c in columns) & np.isnan(block.numeric[:, j])
+    for j, c in enumerate(schema.categorical):
+        missing |= (c in columns) & (block.codes[:, j] == -1)
+    return missing
 
 
 class Unseen(NamedTuple):
