@@ -193,3 +193,12 @@ def test_compare_any_runs(run, tmp_path):
     rows = read_rows(tmp_path / "cmp/leaderboard.csv")
     assert [r["optim.lr"] for r in rows] == ["0.5", "0.05"]  # the larger step got further
     assert (tmp_path / "cmp/curves.png").is_file()
+    assert "note:" not in result.stderr  # one data set, one split: the ranking compares
+    # a ranking of runs on other data or other validation rows was given with no word
+    run("train", "sklearn:wine", "--epochs", "50", "-q", "-o", "wine")
+    run("train", "sklearn:iris", "--epochs", "50", "--seed", "7", "-q", "-o", "seed7")
+    other_data = run("compare", "lr0.5", "wine", "-o", "cmp2")
+    assert "note: the runs were trained on 2 different data sets" in other_data.stderr
+    other_rows = run("compare", "lr0.5", "seed7", "-o", "cmp3")
+    assert "note: the runs hold out different validation rows (data.seed differs)" in \
+        other_rows.stderr

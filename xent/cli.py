@@ -1026,8 +1026,9 @@ def trace(model_path, data, sep, encoding, zero_based, row, lr, as_json):
 # ---- xent sweep / compare ----------------------------------------------------------------
 
 def _leaderboard(run_dirs, out_dir, strict=False) -> str:
-    rows, _ = leaderboard(run_dirs, strict)
+    rows, _, notes = leaderboard(run_dirs, strict)
     write_leaderboard(rows, {Path(d).name: Path(d) for d in run_dirs}, out_dir)
+    _notes([f"note: {note}" for note in notes])
     return leaderboard_markdown(rows)
 
 

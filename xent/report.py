@@ -513,8 +513,9 @@ def _flat_config(summary: dict) -> dict:
 
 
 def leaderboard(run_dirs: list[str | Path],
-                strict: bool = False) -> tuple[list[dict], list[str]]:
-    """One row per finished run, best first, and the settings that differ between runs.
+                strict: bool = False) -> tuple[list[dict], list[str], list[str]]:
+    """One row per finished run, best first, the settings that differ between runs, and what
+    a reader of the ranking should know (``comparison_notes``).
 
     Rows: run, the differing settings, best and final validation loss and accuracy (a path's
     CV loss at its chosen lambda, where one is listed), epochs, seconds, converged. Sorted by
@@ -558,7 +559,28 @@ def leaderboard(run_dirs: list[str | Path],
     if all(r["cv_loss"] is None for r in rows):
         for row in rows:
             del row["cv_loss"]
-    return rows, varied
+    return rows, varied, comparison_notes([summary for _, summary, _ in loaded], varied)
+
+
+#: the settings that choose a run's validation rows, given its data
+SPLIT_SETTINGS = ("data.val_fraction", "data.seed", "data.impute")
+
+
+def comparison_notes(summaries: list[dict], varied: list[str]) -> list[str]:
+    """Runs whose held-out losses are not over the same rows: trained on different data (by
+    the data's SHA-256, or another label column), or holding out other validation rows (the
+    split's settings differ)."""
+    data = {(s.get("data_sha256"), _flat_config(s).get("data.target")) for s in summaries}
+    if len(data) > 1:
+        return [f"the runs were trained on {len(data)} different data sets (by their SHA-256 "
+                "and label column): their losses are over different rows, and the ranking "
+                "compares them as if they were not"]
+    split = [k for k in SPLIT_SETTINGS if k in varied]
+    if split:
+        verb = "differs" if len(split) == 1 else "differ"
+        return [f"the runs hold out different validation rows ({', '.join(split)} {verb}): "
+                "their validation losses compare only roughly, not row for row"]
+    return []
 
 
 def _held_out_loss(row: dict) -> tuple:
