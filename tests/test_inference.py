@@ -168,6 +168,10 @@ def test_inference_from_the_command_line(run, tmp_path):
     evaluated = json.loads(run("eval", "r", "s.csv", "--json", "--plot", "rel.png").stdout)
     assert {"brier", "ece"} <= set(evaluated)
     assert (tmp_path / "rel.png").read_bytes()[:4] == b"\x89PNG"
+    # a plot that cannot be written was found after the data were read, and the results lost
+    nowhere = run("eval", "r", "s.csv", "--plot", "no/such/rel.png")
+    assert nowhere.exit_code == 2 and "--plot no/such/rel.png: no folder" in nowhere.stderr
+    assert nowhere.stdout == ""
 
 
 def test_a_singular_information_matrix_gets_a_note_not_silent_nans(run, tmp_path):

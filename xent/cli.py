@@ -761,14 +761,17 @@ def eval_command(model_path, data, sep, encoding, zero_based, device, as_json, p
     the Brier score, the expected calibration error (15 equal-width bins of the top label's
     confidence), the confusion matrix and per-class precision, recall and F1."""
     _device_ready(device)
+    if plot and not Path(plot).resolve().parent.is_dir():  # before the data are read
+        raise ConfigError(f"--plot {plot}: no folder {Path(plot).resolve().parent} to write "
+                          "it in")
     model, read = _model_and_read(model_path, sep, zero_based, encoding)
     blocks = api.data_for_model(data, model, True, read, api.PREDICT_BLOCK_ROWS)
     left = api.LeftOut(name=str(data))
     result = api.evaluate(model, blocks, device, left_out=left)
     _notes(left.notes())
+    click.echo(to_json(result) if as_json else evaluation_text(result))  # kept, come what may
     if plot:
         plot_reliability(result["calibration_bins"], plot, title=f"{data}")
-    click.echo(to_json(result) if as_json else evaluation_text(result))
 
 
 @cli.command()
