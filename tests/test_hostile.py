@@ -86,6 +86,21 @@ def test_predictions_line_up_with_input_rows_after_impute_drop(run, tmp_path):
     assert run("trace", "r", "holes.csv", "--row", "4", "--json").exit_code == 0
 
 
+def _counted_blocks(monkeypatch) -> list[int]:
+    """The rows of each block ``data.table_chunks`` reads from here on, as they are read."""
+    from xent import data as data_mod
+
+    chunks, read_chunks = [], data_mod.table_chunks
+
+    def counted(*args, **kwargs):
+        for chunk in read_chunks(*args, **kwargs):
+            chunks.append(len(chunk))
+            yield chunk
+
+    monkeypatch.setattr(data_mod, "table_chunks", counted)
+    return chunks
+
+
 def test_predict_reads_a_large_file_a_block_at_a_time(run, tmp_path, monkeypatch):
     """predict held the whole CSV, and every output line, in memory (719-838 MB for a 170 MB
     file), and eval the whole CSV; they now read a block of rows at a time. Here blocks of 7
@@ -104,14 +119,7 @@ def test_predict_reads_a_large_file_a_block_at_a_time(run, tmp_path, monkeypatch
     monkeypatch.setattr(api, "PREDICT_BLOCK_ROWS", 7)
     from xent import data as data_mod
 
-    chunks, read_chunks = [], data_mod.table_chunks
-
-    def counted(*args, **kwargs):  # the file is read in blocks, none of more than 7 rows
-        for chunk in read_chunks(*args, **kwargs):
-            chunks.append(len(chunk))
-            yield chunk
-
-    monkeypatch.setattr(data_mod, "table_chunks", counted)
+    chunks = _counted_blocks(monkeypatch)  # in blocks, none of more than 7 rows
     monkeypatch.setattr(data_mod, "read_csv", None)  # and never whole
     blocks = run("predict", "r", "holes.csv", "--proba")
     assert blocks.exit_code == 0 and blocks.stdout == whole.stdout
@@ -158,14 +166,7 @@ def test_trace_reads_a_file_only_up_to_its_row(run, tmp_path, monkeypatch):
     whole = {row: run("trace", "r", "holes.csv", "--row", str(row), "--json").stdout
              for row in (0, 100, 149)}
     monkeypatch.setattr(api, "PREDICT_BLOCK_ROWS", 7)
-    chunks, read_chunks = [], data_mod.table_chunks
-
-    def counted(*args, **kwargs):
-        for chunk in read_chunks(*args, **kwargs):
-            chunks.append(len(chunk))
-            yield chunk
-
-    monkeypatch.setattr(data_mod, "table_chunks", counted)
+    chunks = _counted_blocks(monkeypatch)
     monkeypatch.setattr(data_mod, "read_csv", None)
     for row, blocks_read in ((0, 1), (100, 15), (149, 22)):
         chunks.clear()
@@ -210,7 +211,6 @@ def test_predict_cuts_its_blocks_by_the_encoded_width(run, tmp_path, monkeypatch
     of three columns. Blocks are cut to about ``PREDICT_BLOCK_BYTES`` encoded: here 30 levels
     and a number, 31 features, and room for 10 rows a block."""
     from xent import api
-    from xent import data as data_mod
 
     rng = np.random.default_rng(0)
     frame = pd.DataFrame({"zip": [f"z{i % 30}" for i in range(300)],
@@ -219,14 +219,7 @@ def test_predict_cuts_its_blocks_by_the_encoded_width(run, tmp_path, monkeypatch
     assert run("train", "zips.csv", "-o", "r", "-q", "--epochs", "20").exit_code == 0
     assert len(load_model(tmp_path / "r").feature_names) == 31
     whole = run("predict", "r", "zips.csv", "--proba").stdout
-    chunks, read_chunks = [], data_mod.table_chunks
-
-    def counted(*args, **kwargs):
-        for chunk in read_chunks(*args, **kwargs):
-            chunks.append(len(chunk))
-            yield chunk
-
-    monkeypatch.setattr(data_mod, "table_chunks", counted)
+    chunks = _counted_blocks(monkeypatch)
     monkeypatch.setattr(api, "PREDICT_BLOCK_BYTES", 8 * 31 * 10)
     blocks = pd.read_csv(io.StringIO(run("predict", "r", "zips.csv", "--proba").stdout))
     assert chunks == [10] * 30
