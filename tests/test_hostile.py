@@ -858,6 +858,14 @@ def test_weights_whose_total_overflows_are_refused_in_one_line(run, tmp_path):
         assert refused.exit_code == 1 and refused.stderr.count("\n") == 1, refused.stderr
         assert "sample weights add up to more than float64 holds" in refused.stderr
         assert not (tmp_path / "huge").exists()
+    # a weight written as a word was "holds text", with no line nor what to do
+    worded = frame.copy()
+    worded.insert(0, "w", ["1"] * 120 + ["heavy"] + ["2"] * 29)
+    worded.to_csv(tmp_path / "worded.csv", index=False)
+    for stream in ([], ["--stream"]):
+        refused = run("train", "worded.csv", "-o", "worded", *settings, *stream)
+        assert refused.exit_code == 1 and "the weight column 'w' holds text ('heavy' on line " \
+            "122); give a number on every row" in refused.stderr, refused.stderr
     from xent.errors import DataError
     from xent.estimator import SoftmaxRegression
 

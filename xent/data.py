@@ -375,8 +375,9 @@ def _numeric_block(chunk: pd.DataFrame, numeric, source: str, first_line: int,
         block = block.copy()  # column gives its own memory, read-only; the split moves rows
     if np.isinf(block).any():
         bad = [numeric[j] for j in np.flatnonzero(np.isinf(block).any(axis=0))]
-        raise DataError(f"{source}: infinite values in column(s) {', '.join(map(repr, bad))}: "
-                        "fix the file")
+        lines = (first_line + np.flatnonzero(np.isinf(block).any(axis=1))[:5]).tolist()
+        raise DataError(f"{source}: infinite values in column(s) {', '.join(map(repr, bad))} "
+                        f"(lines {lines}): fix the file")
     return np.ascontiguousarray(block)
 
 
@@ -384,7 +385,9 @@ def _weight_block(values: pd.Series, source: str, first_line: int, column: str) 
     try:
         weights = values.to_numpy(dtype=np.float64, na_value=np.nan)
     except (TypeError, ValueError):
-        raise DataError(f"{source}: the weight column {column!r} holds text") from None
+        raise DataError(f"{source}: the weight column {column!r} holds text "
+                        f"({_text_lines(values, first_line)}); give a number on every "
+                        "row") from None
     bad = np.flatnonzero(~np.isfinite(weights) | (weights < 0))
     if bad.size:
         raise DataError(f"{source}: the weight column {column!r} needs a finite non-negative "
