@@ -543,6 +543,26 @@ def test_a_label_column_first_is_noted(run, tmp_path, stream):
     assert json.loads(chosen.stdout[chosen.stdout.index("{"):])["notes"] == []
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_file_without_a_header_is_noted(run, tmp_path, stream):
+    """UCI's iris.data has no header: its first row became the column names ('5.1', '3.5',
+    ..., the label column 'setosa') and left the data, with no word. An array's columns as
+    pandas names them (0, 1, 2, ...) are not noted."""
+    lines = (DATA / "iris.csv").read_text().splitlines()
+    (tmp_path / "iris.data").write_text("\n".join(lines[1:]) + "\n")
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(40, 3)))
+    frame["y"] = rng.integers(0, 2, 40)
+    frame.to_csv(tmp_path / "array.csv", index=False)
+    extra = ["--stream"] if stream else []
+    for name, noted in (("iris.data", True), ("array.csv", False)):
+        dry = run("train", name, "--dry-run", *extra)
+        notes = json.loads(dry.stdout[dry.stdout.index("{"):])["notes"]
+        expected = "the column names are numbers ('5.1', '3.5', '1.4', '0.2'): if the first " \
+            "line is a row of data, the file has no header"
+        assert any(expected in n for n in notes) == noted, (name, notes)
+
+
 def test_a_comma_that_may_separate_thousands_or_decimals_gets_both_readings(run, tmp_path):
     (tmp_path / "amb.csv").write_text("a,b,y\n" + "".join(
         f'"{i},{(i * 397) % 1000:03d}",{i},{i % 2}\n' for i in range(1, 9)))

@@ -765,7 +765,8 @@ def data_notes(table) -> list[str]:
     separators or a decimal comma, a column without a name (a written row index), a column of
     identifiers (nearly a level a row), labels that differ only in surrounding spaces or in
     how they write a number, classes too small to learn (a count named as the label), a feature
-    column named as label columns are (an MNIST-style file: labels first, not last). The same
+    column named as label columns are (an MNIST-style file: labels first, not last), a header
+    of numbers (a file without one, whose first row became the names). The same
     for every kind of table (it reads the schema, levels, classes, labels and row count
     alone)."""
     notes = list(table.notes)
@@ -773,7 +774,8 @@ def data_notes(table) -> list[str]:
         notes.append(f"{table.name}: read with the delimiter {table.read.sep!r}")
     numbers, numbers_as_text = _number_notes(table)
     return (notes + numbers + _unnamed_notes(table) + _identifier_notes(table, numbers_as_text)
-            + _label_notes(table) + _class_size_notes(table) + _label_name_notes(table))
+            + _label_notes(table) + _class_size_notes(table) + _label_name_notes(table)
+            + _header_notes(table))
 
 
 # Fewer rows a class than this on average, over at least SMALL_CLASSES_MIN classes, is noted:
@@ -815,6 +817,22 @@ def _label_name_notes(table) -> list[str]:
             f"are read from {target!r} (the last column unless --target names another): if "
             f"{column!r} holds the classes, pass --target {column!r}"
             for column in table.schema.columns if column.strip().lower() in LABEL_NAMES]
+
+
+def _header_notes(table) -> list[str]:
+    """Feature columns named by numbers, all of them (two or more): the first row of a file
+    without a header (UCI's iris.data) read as the column names, and lost from the data. Not
+    0, 1, 2, ... or 1, 2, 3, ...: the names pandas gives the columns of an array."""
+    names = [str(c).strip() for c in table.schema.columns]
+    if len(names) < 2 or not all(_number(name) for name in names):
+        return []
+    if [float(name) - float(names[0]) for name in names] == list(range(len(names))) and \
+            float(names[0]) in (0.0, 1.0):
+        return []
+    shown = ", ".join(repr(name) for name in names[:4]) + (", ..." if len(names) > 4 else "")
+    return [f"{table.name}: the column names are numbers ({shown}): if the first line is a row "
+            "of data, the file has no header, and that row was read as the names and is "
+            "missing from the data; add a header line naming the columns"]
 
 
 def _number_notes(table) -> tuple[list[str], set]:
