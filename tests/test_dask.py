@@ -133,6 +133,12 @@ def test_encoding_and_late_holes_read_a_file_on_dask_as_in_memory(tmp_path, clie
                                atol=1e-10)
     import bz2
 
+    (tmp_path / "bare.csv").write_text(text.split("\n", 1)[1])  # no header: c1, c2, c3
+    bare = api.train(config(tmp_path / "bare.csv", **settings, **{
+        "data.engine": "dask", "data.no_header": True}), client=client)
+    assert bare.model.feature_names[0] == "c1"
+    np.testing.assert_allclose(bare.model.params, in_memory.model.params, rtol=1e-8,
+                               atol=1e-10)
     (tmp_path / "utf8.csv.bz2").write_bytes(bz2.compress(text.encode()))  # a partition a file
     packed = api.train(config(tmp_path / "utf8.csv.bz2", **settings, **{
         "data.engine": "dask"}), client=client)

@@ -561,6 +561,20 @@ def test_a_file_without_a_header_is_noted(run, tmp_path, stream):
         expected = "the column names are numbers ('5.1', '3.5', '1.4', '0.2'): if the first " \
             "line is a row of data, the file has no header"
         assert any(expected in n for n in notes) == noted, (name, notes)
+    # --no-header reads it: columns c1, c2, ...; the model of the file with its header, and
+    # the model keeps the setting, so it predicts later files without one the same way
+    (tmp_path / "iris.csv").write_text("\n".join(lines) + "\n")
+    settings = ["--optimizer", "lbfgs", "-q", *extra]
+    assert run("train", "iris.csv", "-o", "named", *settings).exit_code == 0
+    trained = run("train", "iris.data", "--no-header", "-o", "unnamed", *settings)
+    assert trained.exit_code == 0, trained.stderr
+    named, unnamed = load_model(tmp_path / "named"), load_model(tmp_path / "unnamed")
+    assert list(unnamed.feature_names) == ["c1", "c2", "c3", "c4"]
+    np.testing.assert_allclose(unnamed.params, named.params, rtol=1e-9, atol=1e-12)
+    assert run("predict", "unnamed", "iris.data").stdout == \
+        run("predict", "named", "iris.csv").stdout
+    refused = run("train", "sklearn:iris", "--no-header", "-o", "r")
+    assert refused.exit_code == 2 and "--no-header: for CSV files" in refused.stderr
 
 
 def test_a_comma_that_may_separate_thousands_or_decimals_gets_both_readings(run, tmp_path):

@@ -204,7 +204,8 @@ def _check_table_options(d: DataConfig, path: Path, libsvm: bool) -> None:
     text_options = [name for name, value in (("--sep", d.sep), ("--na-values", d.na_values),
                                              ("--thousands", d.thousands),
                                              ("--decimal", d.decimal != "."),
-                                             ("--encoding", not _is_utf8(d.encoding)))
+                                             ("--encoding", not _is_utf8(d.encoding)),
+                                             ("--no-header", d.no_header))
                     if value]
     named = text_options + (["--ignore"] if d.ignore else [])
     not_a_table = libsvm or data_mod.is_builtin(d.source) or data_mod.is_numpy_file(path) or \
@@ -237,7 +238,8 @@ def read_options(data: DataConfig) -> ReadOptions:
     na_values = tuple(v.strip() for v in data.na_values.split(",") if v.strip())
     ignore = tuple(c.strip() for c in data.ignore.split(",") if c.strip())
     return ReadOptions(delimiter_option(data.sep), na_values, data.thousands or None,
-                       data.libsvm_base, data.decimal, ignore, encoding_option(data.encoding))
+                       data.libsvm_base, data.decimal, ignore, encoding_option(data.encoding),
+                       not data.no_header)
 
 
 def encoding_option(name: str) -> str:

@@ -180,6 +180,7 @@ TRAIN_OPTIONS = {
     "thousands": "data.thousands",
     "decimal": "data.decimal",
     "encoding": "data.encoding",
+    "no_header": "data.no_header",
     "ignore": "data.ignore",
     "dtype": "data.dtype",
     "lr_backoff": "optim.lr_backoff",

@@ -55,6 +55,9 @@ class DataConfig:
                               "none")
     ignore: str = _setting("", "comma-separated columns left out of the features (an "
                            "identifier, a written row index, a leak); empty: none")
+    no_header: bool = _setting(False, "the CSV has no header row: its columns are named c1, "
+                               "c2, ... (the label is the last unless --target names one); "
+                               "a model keeps this for the files it predicts")
     encoding: str = _setting("utf-8", "text encoding of the CSV (Python's codec names: "
                              "utf-8, with or without a byte-order mark; cp1252, latin-1, "
                              "shift_jis, ...)")

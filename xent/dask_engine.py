@@ -32,6 +32,7 @@ from .data import (
     RawBlock,
     ReadOptions,
     Schema,
+    checked_header,
     class_order,
     delimiter,
     file_sha256,
@@ -170,8 +171,9 @@ def read_frame(source: str, read: ReadOptions = DEFAULT_READ):
         with _read_errors(source, read):  # dask reads the first block here
             # a column of whole numbers with a missing value past the rows dask samples
             # would not fit the integer type the sample chose: read such columns as floats
+            names = checked_header(Path(paths[0]), read.sep, read) if paths else None
             return dd.read_csv(source, assume_missing=True, **blocks,
-                               **read.pandas(read.sep)), read
+                               **read.pandas(read.sep, names)), read
     except (OSError, ValueError) as exc:
         raise DataError(f"{source}: cannot read it with dask ({_dask_message(exc)})") from None
 

@@ -75,7 +75,10 @@ class ReadOptions:
     the file left out of the features (an identifier, a written row index, a leak): parsed,
     never encoded (``detect_schema``). encoding: the text encoding of the file's bytes
     (Python's codec names: "utf-8", with or without a byte-order mark, "latin-1", "cp1252",
-    ...); like the delimiter, it belongs to one file, so a model does not keep it."""
+    ...); like the delimiter, it belongs to one file, so a model does not keep it. header:
+    whether the first line names the columns; without one they are named c1, c2, ... (a model
+    keeps this, so predict reads later files the same way).
+    """
 
     sep: str | None = None
     na_values: tuple[str, ...] = ()
@@ -84,6 +87,7 @@ class ReadOptions:
     decimal: str = "."
     ignore: tuple[str, ...] = ()
     encoding: str = "utf-8"
+    header: bool = True
 
     @property
     def text_encoding(self) -> str:
@@ -91,9 +95,12 @@ class ReadOptions:
         write one)."""
         return "utf-8-sig" if codecs.lookup(self.encoding).name == "utf-8" else self.encoding
 
-    def pandas(self, sep: str) -> dict:
-        """Keyword arguments of ``pandas.read_csv`` for a file whose delimiter is ``sep``."""
+    def pandas(self, sep: str, names: list[str]) -> dict:
+        """Keyword arguments of ``pandas.read_csv`` for a file whose delimiter is ``sep`` and
+        whose columns are ``names`` (``checked_header``'s)."""
         options = {"encoding": self.text_encoding, "sep": sep}
+        if not self.header:
+            options.update(header=None, names=names)
         if self.na_values:
             options["na_values"] = list(self.na_values)
         if self.thousands:
@@ -105,7 +112,7 @@ class ReadOptions:
     def to_dict(self) -> dict:
         return {"sep": self.sep, "na_values": list(self.na_values), "thousands": self.thousands,
                 "libsvm_base": self.libsvm_base, "decimal": self.decimal,
-                "ignore": list(self.ignore), "encoding": self.encoding}
+                "ignore": list(self.ignore), "encoding": self.encoding, "header": self.header}
 
     def for_model(self) -> dict:
         """What a model keeps: the meaning of values, not the delimiter or encoding of one
@@ -118,7 +125,8 @@ class ReadOptions:
         spec = spec or {}
         return cls(spec.get("sep"), tuple(spec.get("na_values", ())), spec.get("thousands"),
                    spec.get("libsvm_base", "auto"), spec.get("decimal", "."),
-                   tuple(spec.get("ignore", ())), spec.get("encoding", "utf-8"))
+                   tuple(spec.get("ignore", ())), spec.get("encoding", "utf-8"),
+                   spec.get("header", True))
 
 
 #: the default: sniffed delimiter, pandas' missing values, no thousands separator, auto base,
@@ -1178,9 +1186,10 @@ def load_libsvm(path: str | os.PathLike, n_features: int | None = None,
     return Dataset(sp.csr_matrix(X), labels, classes, names, str(path)), base
 
 
-def _check_header(path: Path, sep: str, read: ReadOptions) -> list[str]:
-    """The header row of a CSV, checked: readable, text in ``read.encoding``, not empty, no
-    duplicate names."""
+def checked_header(path: Path, sep: str, read: ReadOptions) -> list[str]:
+    """The column names of a CSV: its header row, checked (readable, text in
+    ``read.encoding``, not empty, no duplicate names), or c1, c2, ... as many as the first
+    row's fields for a file without one (``read.header`` False)."""
     try:
         with open_text(path, read.text_encoding) as handle:
             header = next(csv.reader(handle, delimiter=sep), None)
@@ -1192,6 +1201,8 @@ def _check_header(path: Path, sep: str, read: ReadOptions) -> list[str]:
         _raise_read_failure(path, exc)
     if not header:
         raise DataError(f"{path}: the file is empty; a CSV needs a header row and data rows")
+    if not read.header:
+        return [f"c{i}" for i in range(1, len(header) + 1)]
     duplicated = sorted({c for c in header if header.count(c) > 1})
     if duplicated:
         raise DataError(f"{path}: duplicate column name(s) {_names(duplicated)}; rename them")
@@ -1235,11 +1246,11 @@ def read_csv(path: str | os.PathLike, read: ReadOptions = DEFAULT_READ) -> pd.Da
         frame = _read_parquet(path)
     else:
         sep = delimiter(path, read)
-        _check_header(path, sep, read)
+        names = checked_header(path, sep, read)
         # pandas reads a path it opens itself twice as fast as a Python file object
         source = open_bytes(path) if compression(path) else contextlib.nullcontext(path)
         with contextlib.contextmanager(_parse_errors)(path, read), source as handle:
-            frame = pd.read_csv(handle, **read.pandas(sep))
+            frame = pd.read_csv(handle, **read.pandas(sep, names))
     if len(frame) == 0:
         raise DataError(f"{path}: the header has no data rows below it")
     frame.columns = [str(c) for c in frame.columns]
@@ -1268,12 +1279,12 @@ def table_chunks(path: str | os.PathLike, chunk_rows: int, digest=None,
             raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
         return
     sep = delimiter(path, read)
-    _check_header(path, sep, read)
+    names = checked_header(path, sep, read)
     parse = contextlib.contextmanager(_parse_errors)
     with open(path, "rb") as raw, \
             open_bytes(path, raw if digest is None else hashing(raw, digest)) as source:
         with parse(path, read):
-            reader = pd.read_csv(source, chunksize=chunk_rows, **read.pandas(sep))
+            reader = pd.read_csv(source, chunksize=chunk_rows, **read.pandas(sep, names))
         while True:
             with parse(path, read):
                 chunk = next(reader, None)

@@ -201,7 +201,7 @@ def cache_key(path: Path, target: str | None, weight: str | None = None,
                 weight]
     if read != DEFAULT_READ:
         identity.append([read.sep, list(read.na_values), read.thousands, read.decimal,
-                         list(read.ignore), read.encoding])
+                         list(read.ignore), read.encoding, read.header])
     if text is not None:
         identity.append(text.to_dict())
     return hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:32]
