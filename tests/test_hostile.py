@@ -559,7 +559,8 @@ def test_a_file_without_a_header_is_noted(run, tmp_path, stream):
         dry = run("train", name, "--dry-run", *extra)
         notes = json.loads(dry.stdout[dry.stdout.index("{"):])["notes"]
         expected = "the column names are numbers ('5.1', '3.5', '1.4', '0.2'): if the first " \
-            "line is a row of data, the file has no header"
+            "line is a row of data, the file has no header, and that row was read as the " \
+            "names and is missing from the data: pass --no-header"
         assert any(expected in n for n in notes) == noted, (name, notes)
     # --no-header reads it: columns c1, c2, ...; the model of the file with its header, and
     # the model keeps the setting, so it predicts later files without one the same way

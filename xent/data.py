@@ -840,7 +840,8 @@ def _header_notes(table) -> list[str]:
     shown = ", ".join(repr(name) for name in names[:4]) + (", ..." if len(names) > 4 else "")
     return [f"{table.name}: the column names are numbers ({shown}): if the first line is a row "
             "of data, the file has no header, and that row was read as the names and is "
-            "missing from the data; add a header line naming the columns"]
+            "missing from the data: pass --no-header (its columns are then c1, c2, ...), or add "
+            "a header line"]
 
 
 def _number_notes(table) -> tuple[list[str], set]:
