@@ -139,11 +139,16 @@ def test_encoding_and_late_holes_read_a_file_on_dask_as_in_memory(tmp_path, clie
     assert bare.model.feature_names[0] == "c1"
     np.testing.assert_allclose(bare.model.params, in_memory.model.params, rtol=1e-8,
                                atol=1e-10)
+    import zipfile
+
     (tmp_path / "utf8.csv.bz2").write_bytes(bz2.compress(text.encode()))  # a partition a file
-    packed = api.train(config(tmp_path / "utf8.csv.bz2", **settings, **{
-        "data.engine": "dask"}), client=client)
-    np.testing.assert_allclose(packed.model.params, in_memory.model.params, rtol=1e-8,
-                               atol=1e-10)
+    with zipfile.ZipFile(tmp_path / "utf8.zip", "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("utf8.csv", text)
+    for name in ("utf8.csv.bz2", "utf8.zip"):
+        packed = api.train(config(tmp_path / name, **settings, **{"data.engine": "dask"}),
+                           client=client)
+        np.testing.assert_allclose(packed.model.params, in_memory.model.params, rtol=1e-8,
+                                   atol=1e-10)
 
 
 def _classes_data(n_classes, n=2400, seed=0):

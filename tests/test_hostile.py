@@ -397,19 +397,24 @@ def test_compressed_files_train_and_predict_as_the_plain_ones(run, tmp_path, str
     """A gzip, bzip2 or xz file (known by its first bytes, whatever its name) is read through
     its decompressor, as pandas and scikit-learn's LIBSVM reader read one: the data.csv.gz of
     a pandas user was "not a UTF-8 text file"; the .bz2 files LIBSVM's data sets come in
-    were "not a valid LIBSVM file". Each trains the model of the plain file and predicts its
-    bytes."""
+    were "not a valid LIBSVM file"; a zip archive of one file is how Kaggle's data sets come.
+    Each trains the model of the plain file and predicts its bytes."""
+    import zipfile
+
     iris = (DATA / "iris.csv").read_bytes()
     (tmp_path / "plain.csv").write_bytes(iris)
     for kind in ("gz", "bz2", "xz"):
         (tmp_path / f"iris.csv.{kind}").write_bytes(_compressed(kind, iris))
     (tmp_path / "unnamed.csv").write_bytes(_compressed("gz", iris))  # no compression suffix
+    with zipfile.ZipFile(tmp_path / "iris.zip", "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("iris.csv", iris)  # as Kaggle's data sets come
     (tmp_path / "tabs.tsv.gz").write_bytes(_compressed("gz", iris.replace(b",", b"\t")))
     settings = ["--optimizer", "lbfgs", "-q", *(["--stream"] if stream else [])]
     assert run("train", "plain.csv", "-o", "plain", *settings).exit_code == 0
     reference = load_model(tmp_path / "plain")
     expected = run("predict", "plain", "plain.csv", "--proba").stdout
-    for name in ("iris.csv.gz", "iris.csv.bz2", "iris.csv.xz", "unnamed.csv", "tabs.tsv.gz"):
+    for name in ("iris.csv.gz", "iris.csv.bz2", "iris.csv.xz", "unnamed.csv", "tabs.tsv.gz",
+                 "iris.zip"):
         trained = run("train", name, "-o", name + ".run", *settings)
         assert trained.exit_code == 0, (name, trained.stderr)
         model = load_model(tmp_path / (name + ".run"))
@@ -451,13 +456,19 @@ def test_files_that_are_no_text_and_unknown_encodings_are_named(run, tmp_path):
     import zipfile
 
     (tmp_path / "data.csv.zst").write_bytes(b"\x28\xb5\x2f\xfd" + bytes(range(200)))
-    with zipfile.ZipFile(tmp_path / "book.csv", "w") as archive:
-        archive.writestr("sheet.csv", _coffee_rows(50, 3))
+    with zipfile.ZipFile(tmp_path / "book.csv", "w") as archive:  # an .xlsx named .csv
+        archive.writestr("[Content_Types].xml", "<Types/>")
+        archive.writestr("xl/workbook.xml", "<workbook/>")
+    with zipfile.ZipFile(tmp_path / "parts.zip", "w") as archive:
+        archive.writestr("a.csv", _coffee_rows(50, 3))
+        archive.writestr("b.csv", _coffee_rows(50, 3))
     (tmp_path / "data.txt").write_bytes(b"__label__a good tea\n__label__b caf\xe9 au lait\n")
     for args, code, words in [
             (["data.csv.zst"], 1, "data.csv.zst: a zstd-compressed file, not a text file"),
-            (["book.csv"], 1, "book.csv: a zip archive (an Excel workbook is one), not a "
-                              "text file"),
+            (["book.csv"], 1, "book.csv: an Excel workbook, not one data file: save the "
+                              "sheet as CSV"),
+            (["parts.zip"], 1, "parts.zip: a zip archive of 2 files, not one data file: "
+                               "extract the data file"),
             (["data.txt"], 1, "line 2 is not UTF-8 text (byte 0xe9): fastText files are "
                               "UTF-8"),
             (["book.csv", "--encoding", "klingon"], 2, "no such text encoding"),

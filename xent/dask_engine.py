@@ -149,7 +149,7 @@ def _answers(scheduler: str, timeout: float = 5.0) -> None:
 #: the bytes of a CSV each partition reads
 BLOCK_BYTES = 64_000_000
 #: ``files.compression``'s names, as dask (fsspec) names them
-_DASK_COMPRESSION = {"gzip": "gzip", "bzip2": "bz2", "xz": "xz"}
+_DASK_COMPRESSION = {"gzip": "gzip", "bzip2": "bz2", "xz": "xz", "zip": "zip"}
 
 
 def read_frame(source: str, read: ReadOptions = DEFAULT_READ):

@@ -32,7 +32,6 @@ from .errors import DataError
 from .files import (
     compression,
     encoding_error,
-    hashing,
     kind_suffix,
     open_bytes,
     open_text,
@@ -1282,8 +1281,7 @@ def table_chunks(path: str | os.PathLike, chunk_rows: int, digest=None,
     sep = delimiter(path, read)
     names = checked_header(path, sep, read)
     parse = contextlib.contextmanager(_parse_errors)
-    with open(path, "rb") as raw, \
-            open_bytes(path, raw if digest is None else hashing(raw, digest)) as source:
+    with open_bytes(path, digest) as source:
         with parse(path, read):
             reader = pd.read_csv(source, chunksize=chunk_rows, **read.pandas(sep, names))
         while True:

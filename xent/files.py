@@ -1,14 +1,15 @@
 """How a data file's bytes are opened: the one place for compressed files and for bytes that do
 not decode.
 
-A gzip, bzip2 or xz file is read through its decompressor, whatever its name: ``open_bytes``
+A gzip, bzip2 or xz file, or a zip archive of one file, is read through its decompressor,
+whatever its name: ``open_bytes``
 knows it by its first bytes (``compression``), and every reader of CSV, LIBSVM and fastText
 text opens files through it. A file's kind by name (``.tsv``, ``.svm``) is read past the
 compression suffix (``kind_suffix``: ``data.tsv.gz`` is a TSV). The file's identity (its
 SHA-256, the stream's cache key) is that of its bytes on disk, compressed or not.
 
-Other archives and compressions (zip, an Excel workbook; zstd) are named as such by
-``encoding_error``, with what to do.
+A zip archive of several files (an Excel workbook is one) is an error of ``open_bytes``, and
+zstd (no decompressor in Python 3.11's library) one of ``encoding_error``, with what to do.
 """
 
 from __future__ import annotations
@@ -22,19 +23,18 @@ from typing import BinaryIO
 from .errors import DataError
 
 #: decompressors of the standard library, by their files' first bytes
-_COMPRESSIONS = {b"\x1f\x8b": "gzip", b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz"}
+_COMPRESSIONS = {b"\x1f\x8b": "gzip", b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz",
+                 b"PK\x03\x04": "zip"}
 #: the names such files end in
-COMPRESSION_SUFFIXES = (".gz", ".gzip", ".bz2", ".xz")
+COMPRESSION_SUFFIXES = (".gz", ".gzip", ".bz2", ".xz", ".zip")
 #: the first bytes of files that are no text and cannot be read here, and what to do
 _NOT_TEXT = ((b"\x28\xb5\x2f\xfd", "zstd-compressed file", "decompress it first (unzstd), or "
-              "compress it with gzip, bzip2 or xz, which xent reads"),
-             (b"PK\x03\x04", "zip archive (an Excel workbook is one)",
-              "extract the file, or save the sheet as CSV"))
+              "compress it with gzip, bzip2 or xz, which xent reads"),)
 
 
 def compression(path: str | os.PathLike) -> str | None:
-    """"gzip", "bzip2" or "xz" for a file compressed so (by its first bytes), else None (and
-    for a file that cannot be opened: opening it again says why)."""
+    """"gzip", "bzip2", "xz" or "zip" for a file compressed so (by its first bytes), else None
+    (and for a file that cannot be opened: opening it again says why)."""
     try:
         with open(path, "rb") as handle:
             head = handle.read(6)
@@ -44,14 +44,24 @@ def compression(path: str | os.PathLike) -> str | None:
                 None)
 
 
-def open_bytes(path: str | os.PathLike, raw: BinaryIO | None = None) -> BinaryIO:
-    """The bytes of the file at ``path``, decompressed where it is compressed. ``raw``: the
-    file already opened (to hash its bytes on disk as they are read); the caller closes
-    what this returns, which closes ``raw``."""
+def open_bytes(path: str | os.PathLike, digest=None) -> BinaryIO:
+    """The bytes of the file at ``path``, decompressed where it is compressed (a zip archive:
+    its one file). ``digest`` (hashlib), if given, sees every byte of the file on disk: as
+    they are read, or (a zip archive, read by seeking) in a pass before. The caller closes
+    what this returns."""
     kind = compression(path)
-    raw = raw if raw is not None else open(path, "rb")  # noqa: SIM115 (the caller closes it)
+    if digest is not None and kind == "zip":
+        with open(path, "rb") as whole:
+            for block in iter(lambda: whole.read(1 << 20), b""):
+                digest.update(block)
+        digest = None
+    raw = open(path, "rb")  # noqa: SIM115 (closed with what is returned)
+    if digest is not None:
+        raw = hashing(raw, digest)
     if kind is None:
         return raw
+    if kind == "zip":
+        return _zip_member(path, raw)
     if kind == "gzip":
         import gzip
 
@@ -63,6 +73,28 @@ def open_bytes(path: str | os.PathLike, raw: BinaryIO | None = None) -> BinaryIO
     import lzma
 
     return _closing(lzma.LZMAFile(raw, "rb"), raw)
+
+
+def _zip_member(path, raw) -> BinaryIO:
+    """The one file of the zip archive ``raw`` (as Kaggle's data sets come); an archive of
+    several (an Excel workbook is one) is an error."""
+    import zipfile
+
+    try:
+        archive = zipfile.ZipFile(raw)
+    except zipfile.BadZipFile as exc:
+        raw.close()
+        raise DataError(f"{path}: a damaged zip archive ({exc}); make or fetch it "
+                        "again") from None
+    members = [m for m in archive.infolist() if not m.is_dir()]
+    if len(members) != 1:
+        archive.close()
+        raw.close()
+        excel = any(m.filename.startswith("xl/") for m in members)
+        what = "an Excel workbook" if excel else f"a zip archive of {len(members)} files"
+        fix = "save the sheet as CSV" if excel else "extract the data file"
+        raise DataError(f"{path}: {what}, not one data file: {fix}")
+    return _closing(_closing(archive.open(members[0]), archive), raw)
 
 
 def _closing(decompressed, raw):
@@ -123,9 +155,10 @@ def decompression_failed(exc: Exception) -> bool:
     zlib's and lzma's errors, or an OSError with no errno (gzip's BadGzipFile, bz2's "Invalid
     data stream")."""
     import lzma
+    import zipfile
     import zlib
 
-    return isinstance(exc, EOFError | zlib.error | lzma.LZMAError) or \
+    return isinstance(exc, EOFError | zlib.error | lzma.LZMAError | zipfile.BadZipFile) or \
         (isinstance(exc, OSError) and exc.errno is None)
 
 

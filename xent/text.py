@@ -27,7 +27,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .errors import ConfigError, DataError
-from .files import hashing, open_bytes, open_text, read_failure
+from .files import open_bytes, open_text, read_failure
 from .threads import items_for, on_threads, thread_count
 
 #: default buckets per text column: 2^18 keeps the collisions of a 50,000-word vocabulary to a
@@ -263,8 +263,8 @@ def is_fasttext(path: Path) -> bool:
                 if line.strip():
                     return line.lstrip().startswith(FASTTEXT_LABEL)
                 break
-    except (OSError, EOFError, ValueError):  # unreadable or damaged: its reader says so
-        return False
+    except (OSError, EOFError, ValueError, DataError):  # unreadable, damaged, an archive of
+        return False  # several files: its reader says so
     return False
 
 
@@ -300,8 +300,7 @@ def _fasttext_blocks(path: Path, chunk_rows: int, digest=None):
     ``chunk_rows`` lines at a time, so that no more than a block is in memory; ``digest``
     (hashlib) sees every byte."""
     number = 1
-    with open(path, "rb") as on_disk, \
-            open_bytes(path, on_disk if digest is None else hashing(on_disk, digest)) as handle:
+    with open_bytes(path, digest) as handle:
         while True:
             raw = _read_lines(handle, chunk_rows, path)
             if not raw:
