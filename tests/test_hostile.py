@@ -587,6 +587,17 @@ def test_a_file_without_a_header_is_noted(run, tmp_path, stream):
         run("predict", "named", "iris.csv").stdout
     refused = run("train", "sklearn:iris", "--no-header", "-o", "r")
     assert refused.exit_code == 2 and "--no-header: for CSV files" in refused.stderr
+    # without a header the first data row is line 1, not 2: messages count so
+    unlabelled = lines[1:]
+    unlabelled[5] = unlabelled[5].rsplit(",", 1)[0] + ","
+    (tmp_path / "unlabelled.data").write_text("\n".join(unlabelled) + "\n")
+    missing = run("train", "unlabelled.data", "--no-header", "-o", "m", *settings)
+    assert "1 row(s) have no label in column 'c5' (file lines [6])" in missing.stderr
+    holed = lines[1:]
+    holed[100] = ",".join(holed[100].split(",")[:1] + [""] + holed[100].split(",")[2:])
+    (tmp_path / "holed.data").write_text("\n".join(holed) + "\n")
+    assert "missing values in column(s) 'c2' (1) (lines [101])" in \
+        run("predict", "unnamed", "holed.data").stderr
 
 
 def test_a_comma_that_may_separate_thousands_or_decimals_gets_both_readings(run, tmp_path):

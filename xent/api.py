@@ -684,7 +684,8 @@ def data_for_model(source: str, model: Model, require_labels: bool,
                 data_mod.table_chunks(path, _model_block_rows(model, block_rows), None, read)
             blocks = (data_mod.model_dataset(frame, source, model.encoder,
                                              model.metadata.get("target"), model.classes,
-                                             require_labels) for frame in frames)
+                                             require_labels, read.first_line)
+                      for frame in frames)
     for dataset in blocks:
         yield _checked_for_model(dataset, model, source, require_labels)
 
@@ -854,6 +855,7 @@ class LeftOut:
     for), and, by column, the rows whose level training never saw (encoded as no level)."""
 
     name: str = ""
+    first_line: int = 2  # the file line of the first data row (``ReadOptions.first_line``)
     n_read: int = 0
     count: int = 0
     first: list = field(default_factory=list)  # the first five of them, numbered from 0
@@ -887,7 +889,7 @@ class LeftOut:
         never saw."""
         notes = []
         if self.count:
-            lines = [row + 2 for row in self.first]  # the header is line 1
+            lines = [row + self.first_line for row in self.first]
             notes.append(f"note: {self.count} of {self.n_read} rows of {self.name} have missing "
                          f"values the model has no fill value for (trained with --impute drop; "
                          f"file lines {lines}): they are not predicted")

@@ -767,7 +767,7 @@ def eval_command(model_path, data, sep, encoding, zero_based, device, as_json, p
                           "it in")
     model, read = _model_and_read(model_path, sep, zero_based, encoding)
     blocks = api.data_for_model(data, model, True, read, api.PREDICT_BLOCK_ROWS)
-    left = api.LeftOut(name=str(data))
+    left = api.LeftOut(name=str(data), first_line=read.first_line)
     result = api.evaluate(model, blocks, device, left_out=left)
     _notes(left.notes())
     click.echo(to_json(result) if as_json else evaluation_text(result))  # kept, come what may
@@ -791,7 +791,7 @@ def predict(model_path, data, sep, encoding, zero_based, out, proba, device):
     """
     _device_ready(device)
     model, read = _model_and_read(model_path, sep, zero_based, encoding)
-    left = api.LeftOut(name=str(data))
+    left = api.LeftOut(name=str(data), first_line=read.first_line)
     pending = []  # rows before the first one the model can encode: no output until there is
     with atomic_open(out, "w") if out else \
             contextlib.nullcontext(click.get_text_stream("stdout")) as handle:
@@ -842,7 +842,7 @@ def inspect(model_path, data, sep, encoding, as_json):
         table = read_inference(Path(model_path))
     else:
         model, read = _model_and_read(model_path, sep, None, encoding)
-        left = api.LeftOut(name=str(data))
+        left = api.LeftOut(name=str(data), first_line=read.first_line)
         table = api.inference(model, api.data_for_model(data, model, True, read,
                                                         api.PREDICT_BLOCK_ROWS), left)
         _notes(left.notes())

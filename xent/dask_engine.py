@@ -246,12 +246,15 @@ def _dask_message(exc: Exception) -> str:
 
 # ---- what runs on the workers (plain functions of numpy/pandas data) ----------------------
 
-def _parse_partition(frame: pd.DataFrame, schema: Schema, levels, classes, source: str):
+def _parse_partition(frame: pd.DataFrame, schema: Schema, levels, classes, source: str,
+                     first_line: int):
     """A partition's raw rows (``data.parse_block``), coded by the levels and classes of the
-    whole data (fixed books: every partition gives the same codes)."""
+    whole data (fixed books: every partition gives the same codes). Its lines are counted
+    from ``first_line`` (the file's first data row's: exact for a file's first partition;
+    Dask does not say where the others start)."""
     books = [Codebook(lv, frozen=True) for lv in levels]
     return parse_block(frame, schema, books, Codebook(classes, frozen=True, labels=True),
-                       source)
+                       source, first_line)
 
 
 def _raw_summary(block: RawBlock, schema: Schema):
@@ -569,7 +572,8 @@ def open_table(client, source: str, target: str | None, weight: str | None,
             frame[schema.target].dropna().unique())
     levels = [sorted(set(lv)) for lv in levels]
     classes = class_order(list(raw_classes))
-    parts = [client.submit(_parse_partition, part, schema, levels, classes, source)
+    parts = [client.submit(_parse_partition, part, schema, levels, classes, source,
+                           read.first_line)
              for part in client.compute(frame.to_delayed())]
     summaries = client.gather([client.submit(_raw_summary, part, schema) for part in parts])
     labels = [s[0] for s in summaries]

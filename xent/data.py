@@ -89,6 +89,11 @@ class ReadOptions:
     header: bool = True
 
     @property
+    def first_line(self) -> int:
+        """The file line of the first data row, for messages: 2 below a header, else 1."""
+        return 2 if self.header else 1
+
+    @property
     def text_encoding(self) -> str:
         """The codec a file is opened with: UTF-8 drops a byte-order mark (spreadsheets
         write one)."""
@@ -480,7 +485,7 @@ def _schema_table(frame: pd.DataFrame, schema: Schema, name: str, origin: tuple,
     options), ``text`` (TextSpec or None, the hashed text columns or None)."""
     books = [Codebook() for _ in schema.categorical]
     label_book = Codebook(labels=True)
-    block = parse_block(frame, schema, books, label_book, name)
+    block = parse_block(frame, schema, books, label_book, name, origin[1].first_line)
     classes, remap = finish_labels(label_book)
     spec, hashed = text
     return RawTable(name, schema, [b.values for b in books], classes, block.numeric,
@@ -637,13 +642,15 @@ class FeatureEncoder:
             None if text is None else TextSpec.from_dict(text),
         )
 
-    def transform(self, frame: pd.DataFrame, source: str = "data") -> Encoded:
+    def transform(self, frame: pd.DataFrame, source: str = "data",
+                  first_line: int = 2) -> Encoded:
         """Encode ``frame``'s feature columns as training did (``parse_block`` and
         ``EncodingPlan``): X (n_kept, n_features), the kept row positions, and the levels
         training never saw (encoded as no level: all zeros), by column.
 
         Rows with missing values that the model has no fill for are dropped only under the
-        ``drop`` policy; otherwise they are an error that names the columns.
+        ``drop`` policy; otherwise they are an error that names the columns and lines (the
+        file's first data row is line ``first_line``: ``ReadOptions.first_line``).
         """
         missing = [c for c in self.schema.columns + self.schema.text if c not in frame.columns]
         if missing:
@@ -653,7 +660,7 @@ class FeatureEncoder:
             )
         schema = self.schema
         books = [Codebook(self.categories[c], frozen=True) for c in schema.categorical]
-        first_line = _first_line(frame)
+        first_line = _first_line(frame, first_line)
         block = parse_block(frame, schema, books, None, source, first_line, trained=True)
         unfilled = {c: n for c, n in block.missing_counts(schema).items()
                     if n and c not in self.fill}
@@ -680,13 +687,14 @@ class FeatureEncoder:
         return Encoded(X, keep, {c: u for c, u in unseen.items() if u.rows})
 
 
-def _first_line(frame: pd.DataFrame) -> int:
-    """The file line of ``frame``'s first row: a chunk pandas read from a file numbers its
-    rows on from the chunks before (the header is line 1)."""
+def _first_line(frame: pd.DataFrame, first_data_line: int) -> int:
+    """The file line of ``frame``'s first row, the file's first data row being line
+    ``first_data_line``: a chunk pandas read from a file numbers its rows on from the chunks
+    before."""
     import pandas as pd
 
     counted = len(frame) and isinstance(frame.index, pd.RangeIndex)
-    return 2 + (int(frame.index[0]) if counted else 0)
+    return first_data_line + (int(frame.index[0]) if counted else 0)
 
 
 def _missing_in(block: RawBlock, schema: Schema, columns: set) -> np.ndarray:
@@ -994,9 +1002,11 @@ def continuous_labels(classes: list) -> list[float]:
     return [c for c in classes if isinstance(c, float)]
 
 
-def encode_labels(values, classes: list, source: str = "data") -> np.ndarray:
+def encode_labels(values, classes: list, source: str = "data", first_line: int = 2,
+                  ) -> np.ndarray:
     """Class indices (n_samples,) of ``values`` in ``classes``. Labels that are not classes are
-    an error naming them (a model cannot predict a class it never saw); so are missing ones."""
+    an error naming them (a model cannot predict a class it never saw); so are missing ones,
+    by file line (``values[0]`` on line ``first_line``)."""
     import pandas as pd
 
     book = Codebook(classes, frozen=True, labels=True)
@@ -1007,7 +1017,7 @@ def encode_labels(values, classes: list, source: str = "data") -> np.ndarray:
             f"{source}: label(s) {shown} are not among the model's classes {classes}"
         )
     if (codes == -1).any():
-        lines = (np.flatnonzero(codes == -1)[:5] + 2).tolist()
+        lines = (np.flatnonzero(codes == -1)[:5] + first_line).tolist()
         raise DataError(f"{source}: rows without a label (file lines {lines}); fill them in")
     return codes.astype(np.intp)
 
@@ -1317,18 +1327,20 @@ def _read_parquet(path: Path) -> pd.DataFrame:
 
 
 def model_dataset(frame: pd.DataFrame, name: str, encoder: FeatureEncoder, target: str | None,
-                  classes: list, require_labels: bool) -> Dataset:
+                  classes: list, require_labels: bool, first_line: int = 2) -> Dataset:
     """A table encoded by a model's ``encoder``; its label column ``target`` (when present,
-    and always when ``require_labels``) mapped to the model's ``classes``."""
+    and always when ``require_labels``) mapped to the model's ``classes``. Messages name file
+    lines, the file's first data row being line ``first_line``."""
     if target is not None and target not in frame.columns:
         if require_labels:
             raise DataError(f"{name}: no target column {target!r}; the columns are "
                             f"{_names(frame.columns)}")
         target = None
-    X, kept, unseen = encoder.transform(frame, name)
+    X, kept, unseen = encoder.transform(frame, name, first_line)
     labels = None
     if target is not None:
-        labels = encode_labels(frame[target].iloc[kept].to_numpy(), list(classes), name)
+        labels = encode_labels(frame[target].iloc[kept].to_numpy(), list(classes), name,
+                               _first_line(frame, first_line))
     rows = None if len(kept) == len(frame) else kept
     return Dataset(X, labels, list(classes), encoder.feature_names, name, rows, len(frame),
                    unseen)

@@ -326,7 +326,8 @@ class _Parsed:
             self.missing_counts = dict.fromkeys(schema.columns, 0)
         elif set(chunk.columns) != set(schema.columns) | {schema.target} | \
                 ({schema.weight} - {None}) | set(self.text_columns) | set(schema.ignored):
-            raise DataError(f"{self.path}: the columns change at line {self.n_rows + 2}")
+            raise DataError(f"{self.path}: the columns change at line "
+                            f"{self.n_rows + self.read.first_line}")
         return schema
 
     def add(self, chunk, write, out: dict) -> None:
@@ -339,7 +340,7 @@ class _Parsed:
             write(hashed.indices.astype(np.int32, copy=False), out["text_indices"])
             self.row_nnz.append(np.diff(hashed.indptr))
         block = parse_block(chunk, schema, self.books, self.label_book, self.source,
-                            self.n_rows + 2)
+                            self.n_rows + self.read.first_line)
         self.labels.append(block.labels)
         self.missing.append(block.missing)
         if block.weights is not None:
