@@ -358,6 +358,15 @@ def test_a_file_in_another_encoding_is_named_and_read_with_encoding(run, tmp_pat
     expected = run("predict", "utf8", "utf8.csv", "--proba").stdout
     assert "café" in expected
     assert run("predict", "win", "win.csv", "--proba", "--encoding", "cp1252").stdout == expected
+    # Excel's "Unicode Text": UTF-16 with a byte-order mark, tab-separated
+    (tmp_path / "unicode.txt").write_bytes(text.replace(",", "\t").encode("utf-16"))
+    named = run("train", "unicode.txt", "-o", "u16", *settings)
+    assert named.exit_code == 1 and "UTF-16 text (its first bytes are a byte-order mark" in \
+        named.stderr and "pass --encoding utf-16" in named.stderr
+    assert run("train", "unicode.txt", "--encoding", "utf-16", "-o", "u16",
+               *settings).exit_code == 0
+    np.testing.assert_allclose(load_model(tmp_path / "u16").params, reference.params,
+                               rtol=1e-9, atol=1e-12)
     # the encoding is the file's, not the model's: the UTF-8 file is read as UTF-8
     assert run("predict", "win", "utf8.csv", "--proba").stdout == expected
 

@@ -183,6 +183,9 @@ def encoding_error(path: str | os.PathLike, encoding: str) -> DataError:
     for magic, what, fix in _NOT_TEXT:
         if head.startswith(magic):
             return DataError(f"{path}: a {what}, not a text file: {fix}")
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) and codecs.lookup(encoding).name != "utf-16":
+        return DataError(f"{path}: UTF-16 text (its first bytes are a byte-order mark; Excel "
+                         "saves 'Unicode Text' so): pass --encoding utf-16")
     found = first_undecodable(path, encoding)
     where = f" (byte 0x{found[1]:02x} on line {found[0]:,})" if found else ""
     if codecs.lookup(encoding).name != "utf-8":
