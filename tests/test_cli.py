@@ -30,8 +30,10 @@ def test_train_iris_then_eval(run, tmp_path):
     assert evaluated.exit_code == 0
     report = json.loads(evaluated.stdout)
     assert report["accuracy"] >= 0.95
-    assert set(report) == {"n_samples", "n_left_out", "log_loss", "accuracy", "brier", "ece",
-                           "calibration_bins", "classes", "confusion_matrix", "per_class"}
+    assert set(report) == {"n_samples", "n_left_out", "n_unseen_levels", "log_loss",
+                           "accuracy", "brier", "ece", "calibration_bins", "classes",
+                           "confusion_matrix", "per_class"}
+    assert report["n_unseen_levels"] == {}
     assert np.sum(report["confusion_matrix"]) == 150
     text = run("eval", tmp_path / "iris" / "model.npz", "sklearn:iris")
     assert "accuracy" in text.stdout and "virginica" in text.stdout

@@ -203,6 +203,8 @@ def test_levels_the_model_never_saw_are_noted(run, tmp_path, monkeypatch):
         used = run(*command)
         assert used.exit_code == 0 and expected in used.stderr, (command, used.stderr)
         assert "never saw" not in run(*command[:2], "train.csv").stderr
+    evaluated = json.loads(run("eval", "r", "other.csv", "--json").stdout)
+    assert evaluated["n_unseen_levels"] == {"c": 13}  # for scripts, beside n_left_out
 
 
 def test_predict_cuts_its_blocks_by_the_encoded_width(run, tmp_path, monkeypatch):

@@ -819,6 +819,8 @@ def evaluate(model: Model, data: Dataset | Iterable[Dataset], device: str = "cpu
     return {
         "n_samples": int(len(true)),
         "n_left_out": left.count,
+        # rows, by column, whose level the model never saw (counted as no level)
+        "n_unseen_levels": {column: rows for column, (rows, _, _) in left.unseen.items()},
         "log_loss": log_loss(true, log_proba),
         "accuracy": accuracy(true, predicted),
         "brier": brier_score(true, proba),
