@@ -611,6 +611,29 @@ def test_a_file_without_a_header_is_noted(run, tmp_path, stream):
         run("predict", "unnamed", "holed.data").stderr
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_lines_that_end_with_a_delimiter_say_how_to_read_them(run, tmp_path, stream):
+    """A trailing delimiter on every line makes an empty last column, 'Unnamed: 5', taken
+    as the label: "150 row(s) have no label ... fill them in", advice that cannot be
+    followed. The error now says what the file is and which options read it; they train the
+    plain file's model."""
+    text = (DATA / "iris.csv").read_text()
+    (tmp_path / "trailing.csv").write_text("".join(line + ",\n" for line in text.splitlines()))
+    extra = ["--stream"] if stream else []
+    refused = run("train", "trailing.csv", "-o", "r", "-q", *extra)
+    assert refused.exit_code == 1 and refused.stderr.count("\n") == 1
+    assert "the label column 'Unnamed: 5', the last, is empty on every line: if each line " \
+        "ends with a delimiter, name the label column with --target and leave this one out " \
+        "with --ignore 'Unnamed: 5'" in refused.stderr, refused.stderr
+    settings = ["--optimizer", "lbfgs", "-q", *extra]
+    (tmp_path / "plain.csv").write_text(text)
+    assert run("train", "plain.csv", "-o", "plain", *settings).exit_code == 0
+    assert run("train", "trailing.csv", "--target", "species", "--ignore", "Unnamed: 5",
+               "-o", "read", *settings).exit_code == 0
+    np.testing.assert_allclose(load_model(tmp_path / "read").params,
+                               load_model(tmp_path / "plain").params, rtol=1e-9, atol=1e-12)
+
+
 def test_a_comma_that_may_separate_thousands_or_decimals_gets_both_readings(run, tmp_path):
     (tmp_path / "amb.csv").write_text("a,b,y\n" + "".join(
         f'"{i},{(i * 397) % 1000:03d}",{i},{i % 2}\n' for i in range(1, 9)))

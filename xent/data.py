@@ -342,6 +342,11 @@ def parse_block(chunk: pd.DataFrame, schema: Schema, books: list[Codebook],
     if label_book is not None:
         labels = label_book.encode(chunk[schema.target])
         absent = np.flatnonzero(labels == -1)
+        if absent.size == len(chunk) and schema.target == chunk.columns[-1]:
+            raise DataError(f"{source}: the label column {schema.target!r}, the last, is empty "
+                            f"on every line: if each line ends with a delimiter, name the "
+                            f"label column with --target and leave this one out with --ignore "
+                            f"{schema.target!r}")
         if absent.size:
             lines = (absent[:5] + first_line).tolist()
             raise DataError(f"{source}: {absent.size} row(s) have no label in column "
