@@ -133,6 +133,18 @@ def test_encoding_and_late_holes_read_a_file_on_dask_as_in_memory(tmp_path, clie
                                atol=1e-10)
     import bz2
 
+    # a row with no label in a later partition: Dask does not say where it starts, and the
+    # message had called the partition's line numbers file lines
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    (parts / "a.csv").write_text(text, encoding="utf-8")
+    (parts / "b.csv").write_text(text.replace("\n3,tea,0\n", "\n3,tea,\n", 1),
+                                 encoding="utf-8")
+    from xent.errors import DataError
+
+    with pytest.raises(DataError, match=r"have no label .* \(lines counted from the start of "
+                                        "one of the 64 MB blocks"):
+        api.train(config(str(parts / "*.csv"), **{"data.engine": "dask"}), client=client)
     (tmp_path / "bare.csv").write_text(text.split("\n", 1)[1])  # no header: c1, c2, c3
     bare = api.train(config(tmp_path / "bare.csv", **settings, **{
         "data.engine": "dask", "data.no_header": True}), client=client)

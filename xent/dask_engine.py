@@ -247,14 +247,20 @@ def _dask_message(exc: Exception) -> str:
 # ---- what runs on the workers (plain functions of numpy/pandas data) ----------------------
 
 def _parse_partition(frame: pd.DataFrame, schema: Schema, levels, classes, source: str,
-                     first_line: int):
+                     first_line: int | None):
     """A partition's raw rows (``data.parse_block``), coded by the levels and classes of the
-    whole data (fixed books: every partition gives the same codes). Its lines are counted
-    from ``first_line`` (the file's first data row's: exact for a file's first partition;
-    Dask does not say where the others start)."""
+    whole data (fixed books: every partition gives the same codes). ``first_line``: the file
+    line of its first row, known for the first partition only (Dask does not say where the
+    others start: their errors count lines from the partition's start, and say so)."""
     books = [Codebook(lv, frozen=True) for lv in levels]
-    return parse_block(frame, schema, books, Codebook(classes, frozen=True, labels=True),
-                       source, first_line)
+    try:
+        return parse_block(frame, schema, books, Codebook(classes, frozen=True, labels=True),
+                           source, first_line or 1)
+    except DataError as exc:
+        if first_line is not None:
+            raise
+        raise DataError(f"{exc} (lines counted from the start of one of the 64 MB blocks "
+                        "Dask reads the data in)") from None
 
 
 def _raw_summary(block: RawBlock, schema: Schema):
@@ -573,8 +579,8 @@ def open_table(client, source: str, target: str | None, weight: str | None,
     levels = [sorted(set(lv)) for lv in levels]
     classes = class_order(list(raw_classes))
     parts = [client.submit(_parse_partition, part, schema, levels, classes, source,
-                           read.first_line)
-             for part in client.compute(frame.to_delayed())]
+                           None if i else read.first_line)
+             for i, part in enumerate(client.compute(frame.to_delayed()))]
     summaries = client.gather([client.submit(_raw_summary, part, schema) for part in parts])
     labels = [s[0] for s in summaries]
     offsets = np.cumsum([0] + [len(lab) for lab in labels])
