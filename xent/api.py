@@ -26,6 +26,7 @@ from .config import TEXT_DEFAULTS, Config, DataConfig
 from .data import Dataset, ReadOptions
 from .diagnostics import diagnose
 from .errors import ConfigError, DataError, ModelFileError
+from .files import codec_name
 from .links import get_link
 from .loss import Objective, penalised
 from .memory import memory_budget
@@ -204,7 +205,7 @@ def _check_table_options(d: DataConfig, path: Path, libsvm: bool) -> None:
     text_options = [name for name, value in (("--sep", d.sep), ("--na-values", d.na_values),
                                              ("--thousands", d.thousands),
                                              ("--decimal", d.decimal != "."),
-                                             ("--encoding", not _is_utf8(d.encoding)),
+                                             ("--encoding", codec_name(d.encoding) != "utf-8"),
                                              ("--no-header", d.no_header))
                     if value]
     named = text_options + (["--ignore"] if d.ignore else [])
@@ -244,23 +245,10 @@ def read_options(data: DataConfig) -> ReadOptions:
 
 def encoding_option(name: str) -> str:
     """A text encoding as typed (data.encoding, --encoding), checked: one Python knows."""
-    import codecs
-
-    try:
-        codecs.lookup(name)
-    except LookupError:
+    if codec_name(name) is None:
         raise ConfigError(f"--encoding {name!r}: no such text encoding; give one of Python's "
-                          "codec names, such as utf-8, cp1252, latin-1 or shift_jis") from None
+                          "codec names, such as utf-8, cp1252, latin-1 or shift_jis")
     return name
-
-
-def _is_utf8(name: str) -> bool:
-    import codecs
-
-    try:
-        return codecs.lookup(name).name == "utf-8"
-    except LookupError:
-        return False  # encoding_option reports it
 
 
 def text_spec(data: DataConfig) -> TextSpec | None:

@@ -14,7 +14,6 @@ same for training and prediction. For eval and predict a ``Dataset`` holds the e
 
 from __future__ import annotations
 
-import codecs
 import contextlib
 import csv
 import hashlib
@@ -30,6 +29,7 @@ import scipy.sparse as sp
 
 from .errors import DataError
 from .files import (
+    codec_name,
     compression,
     encoding_error,
     kind_suffix,
@@ -97,7 +97,7 @@ class ReadOptions:
     def text_encoding(self) -> str:
         """The codec a file is opened with: UTF-8 drops a byte-order mark (spreadsheets
         write one)."""
-        return "utf-8-sig" if codecs.lookup(self.encoding).name == "utf-8" else self.encoding
+        return "utf-8-sig" if codec_name(self.encoding) == "utf-8" else self.encoding
 
     def pandas(self, sep: str, names: list[str]) -> dict:
         """Keyword arguments of ``pandas.read_csv`` for a file whose delimiter is ``sep`` and

@@ -32,6 +32,15 @@ _NOT_TEXT = ((b"\x28\xb5\x2f\xfd", "zstd-compressed file", "decompress it first 
               "compress it with gzip, bzip2 or xz, which xent reads"),)
 
 
+def codec_name(encoding: str) -> str | None:
+    """Python's own name of a text encoding ("utf8", "UTF-8" -> "utf-8"); None for a name
+    Python does not know."""
+    try:
+        return codecs.lookup(encoding).name
+    except LookupError:
+        return None
+
+
 def compression(path: str | os.PathLike) -> str | None:
     """"gzip", "bzip2", "xz" or "zip" for a file compressed so (by its first bytes), else None
     (and for a file that cannot be opened: opening it again says why)."""
@@ -183,12 +192,12 @@ def encoding_error(path: str | os.PathLike, encoding: str) -> DataError:
     for magic, what, fix in _NOT_TEXT:
         if head.startswith(magic):
             return DataError(f"{path}: a {what}, not a text file: {fix}")
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")) and codecs.lookup(encoding).name != "utf-16":
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) and codec_name(encoding) != "utf-16":
         return DataError(f"{path}: UTF-16 text (its first bytes are a byte-order mark; Excel "
                          "saves 'Unicode Text' so): pass --encoding utf-16")
     found = first_undecodable(path, encoding)
     where = f" (byte 0x{found[1]:02x} on line {found[0]:,})" if found else ""
-    if codecs.lookup(encoding).name != "utf-8":
+    if codec_name(encoding) != "utf-8":
         return DataError(f"{path}: not {encoding} text{where}: name the file's encoding with "
                          "--encoding")
     return DataError(f"{path}: not UTF-8 text{where}: if it was saved in another encoding, "
