@@ -169,6 +169,20 @@ def test_too_big_for_memory_streams_by_itself(run, tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert "too big to train on in memory" in result.stderr
     assert "stream = true" in (tmp_path / "r/config.toml").read_text()
+    # a compressed file by its text, not its bytes on disk: 4 x its compressed size fits
+    # the budget, 4 x its text does not (it had been read whole)
+    import gzip
+
+    from xent.files import text_size
+
+    text = (tmp_path / "d.csv").read_bytes()
+    (tmp_path / "d.csv.gz").write_bytes(gzip.compress(text))
+    assert text_size(tmp_path / "d.csv.gz") == len(text)
+    packed = (tmp_path / "d.csv.gz").stat().st_size
+    monkeypatch.setenv("XENT_MEMORY_BUDGET", str(4 * packed + 1))
+    assert 4 * packed < 4 * len(text) // 2  # (it compresses more than twice)
+    result = run("train", "d.csv.gz", "-o", "r2", "--epochs", "3")
+    assert result.exit_code == 0 and "too big to train on in memory" in result.stderr
 
 
 @pytest.mark.parametrize("rows, message", [

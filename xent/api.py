@@ -26,7 +26,7 @@ from .config import TEXT_DEFAULTS, Config, DataConfig
 from .data import Dataset, ReadOptions
 from .diagnostics import diagnose
 from .errors import ConfigError, DataError, ModelFileError
-from .files import codec_name
+from .files import codec_name, text_size
 from .links import get_link
 from .loss import Objective, penalised
 from .memory import memory_budget
@@ -102,14 +102,15 @@ def with_absolute_paths(config: Config) -> Config:
 
 def needs_streaming(config: Config) -> bool:
     """Whether a data file is too big to train on in memory: parsed, a CSV takes several times
-    its size (float64 values, pandas' objects, the standardised copy); 4x is the estimate."""
+    its text's size (float64 values, pandas' objects, the standardised copy); 4x is the
+    estimate. A compressed file's text is estimated (``files.text_size``)."""
     source = config.data.source
     if config.data.stream or not source or data_mod.is_builtin(source):
         return False
     path = Path(source)
     if not path.is_file() or data_mod.is_libsvm(path) or data_mod.is_numpy_file(path):
         return False  # read whole (sparse) or memory-mapped
-    return 4 * path.stat().st_size > memory_budget()
+    return 4 * text_size(path) > memory_budget()
 
 
 def route(config: Config, notify=None) -> Config:
