@@ -2,9 +2,9 @@
 not decode.
 
 A gzip, bzip2 or xz file, or a zip archive of one file, is read through its decompressor,
-whatever its name: ``open_bytes``
-knows it by its first bytes (``compression``), and every reader of CSV, LIBSVM and fastText
-text opens files through it. A file's kind by name (``.tsv``, ``.svm``) is read past the
+whatever its name: ``open_bytes`` knows it by its first bytes (``compression``), and every
+reader of CSV, LIBSVM and fastText text opens files through it; ``text_size`` estimates how
+much text it holds (to judge whether it fits in memory). A file's kind by name (``.tsv``, ``.svm``) is read past the
 compression suffix (``kind_suffix``: ``data.tsv.gz`` is a TSV). The file's identity (its
 SHA-256, the stream's cache key) is that of its bytes on disk, compressed or not.
 
@@ -140,8 +140,11 @@ def text_size(path: str | os.PathLike) -> int:
     if kind is None:
         return size
     if kind == "zip":
-        with zipfile.ZipFile(path) as archive:
-            return sum(m.file_size for m in archive.infolist() if not m.is_dir())
+        try:
+            with zipfile.ZipFile(path) as archive:
+                return sum(m.file_size for m in archive.infolist() if not m.is_dir())
+        except zipfile.BadZipFile:  # damaged: reading it says so
+            return size
     decompressor = {"gzip": lambda: zlib.decompressobj(wbits=31), "bzip2": bz2.BZ2Decompressor,
                     "xz": lzma.LZMADecompressor}[kind]()
     with open(path, "rb") as handle:
