@@ -5,8 +5,9 @@ A gzip, bzip2 or xz file, or a zip archive of one file, is read through its deco
 whatever its name: ``open_bytes`` knows it by its first bytes (``compression``), and every
 reader of CSV, LIBSVM and fastText text opens files through it; ``text_size`` estimates how
 much text it holds (to judge whether it fits in memory). A file's kind by name (``.tsv``,
-``.svm``) is read past the compression suffix (``kind_suffix``: ``data.tsv.gz`` is a TSV). The file's identity (its
-SHA-256, the stream's cache key) is that of its bytes on disk, compressed or not.
+``.svm``) is read past the compression suffix (``kind_suffix``: ``data.tsv.gz`` is a TSV).
+The file's identity (its SHA-256, the stream's cache key) is that of its bytes on disk,
+compressed or not.
 
 A zip archive of several files (an Excel workbook is one) is an error of ``open_bytes``, and
 zstd (no decompressor in Python 3.11's library) one of ``encoding_error``, with what to do.
