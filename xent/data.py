@@ -228,7 +228,10 @@ def detect_schema(columns, is_numeric, target: str | None, weight: str | None,
                 and c not in ignore]
     if not features and not text:
         hint = ""
-        if any(mark in target for mark in ";\t|: "):
+        if target.lstrip().startswith("#"):
+            hint = ("; the first line looks like a comment: the header must be the file's "
+                    "first line, so remove the lines above it")
+        elif any(mark in target for mark in ";\t|: "):
             hint = ("; the header reads as one column: if another character separates the "
                     "columns, pass --sep")
         raise DataError(f"{source}: there are no feature columns besides the target "
