@@ -207,6 +207,23 @@ def test_levels_the_model_never_saw_are_noted(run, tmp_path, monkeypatch):
     assert evaluated["n_unseen_levels"] == {"c": 13}  # for scripts, beside n_left_out
 
 
+def test_eval_inspect_and_trace_take_the_label_column_of_their_file(run, tmp_path):
+    """A file whose label column has another name than the training file's could not be
+    evaluated without editing it ("no target column 'species'"); --target names it."""
+    text = (DATA / "iris.csv").read_text()
+    (tmp_path / "iris.csv").write_text(text)
+    (tmp_path / "kind.csv").write_text(text.replace("species", "kind", 1))
+    assert run("train", "iris.csv", "-o", "r", "-q").exit_code == 0
+    refused = run("eval", "r", "kind.csv")
+    assert refused.exit_code == 1 and "no target column 'species'" in refused.stderr and \
+        "name the label column with --target" in refused.stderr
+    for command, extra in (("eval", ["--json"]), ("inspect", ["--json"]),
+                           ("trace", ["--row", "60", "--json"])):
+        renamed = run(command, "r", "kind.csv", "--target", "kind", *extra)
+        assert renamed.exit_code == 0, renamed.stderr
+        assert renamed.stdout == run(command, "r", "iris.csv", *extra).stdout
+
+
 def test_predict_cuts_its_blocks_by_the_encoded_width(run, tmp_path, monkeypatch):
     """A column of many levels makes each row as many features wide: 65,536 rows of a
     3,000-level column were 1.6 GB encoded, and predict peaked at 3.3 GB on a 200,000-row file

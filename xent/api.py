@@ -646,12 +646,12 @@ def _model_block_rows(model: Model, block_rows: int) -> int:
 
 
 def data_for_model(source: str, model: Model, require_labels: bool,
-                   read: ReadOptions | None = None, block_rows: int | None = None
-                   ) -> Iterator[Dataset]:
+                   read: ReadOptions | None = None, block_rows: int | None = None,
+                   target: str | None = None) -> Iterator[Dataset]:
     """``load_for_model``'s data as Datasets: a CSV or Parquet file ``block_rows`` rows at
     a time (None: whole; fewer rows where they would encode wide, ``_model_block_rows``),
-    other data whole. A block's ``rows`` index its own rows, and a block
-    may hold no row the model can encode."""
+    other data whole; its labels in column ``target`` (default: the model's). A block's
+    ``rows`` index its own rows, and a block may hold no row the model can encode."""
     source = str(source)
     read = read if read is not None else model_read_options(model)
     if data_mod.is_builtin(source):
@@ -671,8 +671,8 @@ def data_for_model(source: str, model: Model, require_labels: bool,
         else:
             frames = [data_mod.read_csv(path, read)] if block_rows is None else \
                 data_mod.table_chunks(path, _model_block_rows(model, block_rows), None, read)
-            blocks = (data_mod.model_dataset(frame, source, model.encoder,
-                                             model.metadata.get("target"), model.classes,
+            label = target or model.metadata.get("target")
+            blocks = (data_mod.model_dataset(frame, source, model.encoder, label, model.classes,
                                              require_labels, read.first_line)
                       for frame in frames)
     for dataset in blocks:

@@ -717,6 +717,12 @@ def _model_data_options(func):
     return click.argument("model_path", metavar="MODEL")(func)
 
 
+def _target_option(func):
+    """--target of DATA for eval, inspect and trace: its label column, if not the model's."""
+    return click.option("--target", default="", metavar="COLUMN",
+                        help="Label column of DATA.  [default: the model's]")(func)
+
+
 def _encoding_option(func):
     """--encoding of DATA for eval, predict, inspect and trace: a file's own, as its
     delimiter is (the model does not keep the training file's)."""
@@ -753,11 +759,12 @@ def _model_and_read(model_path, sep, zero_based, encoding):
 
 @cli.command("eval")
 @_model_data_options
+@_target_option
 @_device_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--plot", type=click.Path(dir_okay=False), metavar="FILE.png",
               help="Draw a reliability diagram with the histogram of confidences.")
-def eval_command(model_path, data, sep, encoding, zero_based, device, as_json, plot):
+def eval_command(model_path, data, sep, encoding, zero_based, target, device, as_json, plot):
     """Evaluate MODEL (a run directory or model file) on labelled DATA: log-loss, accuracy,
     the Brier score, the expected calibration error (15 equal-width bins of the top label's
     confidence), the confusion matrix and per-class precision, recall and F1."""
@@ -766,7 +773,7 @@ def eval_command(model_path, data, sep, encoding, zero_based, device, as_json, p
         raise ConfigError(f"--plot {plot}: no folder {Path(plot).resolve().parent} to write "
                           "it in")
     model, read = _model_and_read(model_path, sep, zero_based, encoding)
-    blocks = api.data_for_model(data, model, True, read, api.PREDICT_BLOCK_ROWS)
+    blocks = api.data_for_model(data, model, True, read, api.PREDICT_BLOCK_ROWS, target)
     left = api.LeftOut(name=str(data), first_line=read.first_line)
     result = api.evaluate(model, blocks, device, left_out=left)
     _notes(left.notes())
@@ -826,8 +833,9 @@ def _prediction_rows(model, dataset, proba: bool, device: str) -> list[list[str]
 @click.option("--sep", default="", metavar="CHAR", help="CSV delimiter of DATA.  [default: "
               "sniffed]")
 @_encoding_option
+@_target_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def inspect(model_path, data, sep, encoding, as_json):
+def inspect(model_path, data, sep, encoding, target, as_json):
     """What MODEL says, as statsmodels' Logit/MNLogit summary: each coefficient in the data's
     own units with its standard error, z, p-value and 95% interval (odds ratios for a
     sigmoid), then n, the log-likelihood and the intercept-only model's, the likelihood-ratio
@@ -844,7 +852,7 @@ def inspect(model_path, data, sep, encoding, as_json):
         model, read = _model_and_read(model_path, sep, None, encoding)
         left = api.LeftOut(name=str(data), first_line=read.first_line)
         table = api.inference(model, api.data_for_model(data, model, True, read,
-                                                        api.PREDICT_BLOCK_ROWS), left)
+                                                        api.PREDICT_BLOCK_ROWS, target), left)
         _notes(left.notes())
     click.echo(to_json(table) if as_json else inference_text(table))
 
@@ -977,18 +985,19 @@ def _vector(values, names=None, limit=12) -> str:
 
 @cli.command()
 @_model_data_options
+@_target_option
 @click.option("--row", type=click.IntRange(min=0), required=True,
               help="Data row to trace (0 is the first row below the header).")
 @click.option("--lr", type=float, help="Step size.  [default: the model's training lr]")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def trace(model_path, data, sep, encoding, zero_based, row, lr, as_json):
+def trace(model_path, data, sep, encoding, zero_based, target, row, lr, as_json):
     """One example through one gradient step: x, z = xW + b, q = link(z), p, q - p, the
     gradient x (q - p)^T and the update -lr x (q - p)^T."""
     if lr is not None:
         cfg.check_value("optim.lr", lr, "option --lr")  # training's rule: a finite lr > 0
     model, read = _model_and_read(model_path, sep, zero_based, encoding)
-    t = api.trace(model, api.data_for_model(data, model, True, read, api.PREDICT_BLOCK_ROWS),
-                  row, lr)
+    t = api.trace(model, api.data_for_model(data, model, True, read, api.PREDICT_BLOCK_ROWS,
+                                            target), row, lr)
     if as_json:
         click.echo(to_json({k: v.tolist() if isinstance(v, np.ndarray) else
                             ({a: b.tolist() if isinstance(b, np.ndarray) else b

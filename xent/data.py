@@ -1342,7 +1342,7 @@ def model_dataset(frame: pd.DataFrame, name: str, encoder: FeatureEncoder, targe
     if target is not None and target not in frame.columns:
         if require_labels:
             raise DataError(f"{name}: no target column {target!r}; the columns are "
-                            f"{_names(frame.columns)}")
+                            f"{_names(frame.columns)}: name the label column with --target")
         target = None
     X, kept, unseen = encoder.transform(frame, name, first_line)
     labels = None
