@@ -46,6 +46,8 @@ BAD_CSVS = {
     "dupes.csv": (b"a,a,label\n1,2,x\n3,4,y\n", "duplicate column name(s) 'a'"),
     "no_label.csv": ((IRIS_HEADER + "1,2,x\n3,4,\n5,6,y\n").encode(), "have no label"),
     "only_label.csv": (b"label\nx\ny\n", "no feature columns"),
+    "records.csv": (b'{"a": 1, "label": "x"}\n{"a": 2, "label": "y"}\n', "JSON, not a CSV (the "
+                    "first line starts with '{')"),
     "commented.csv": (b"# made by a tool\na,b,label\n1,2,x\n3,4,y\n", "the first line looks like "
                       "a comment: the header must be the file's first line"),
     "trailing.csv": (b"a,b,label,\n1,2,x,\n3,4,y,\n", "the label column 'Unnamed: 3', the last, "

@@ -1219,6 +1219,11 @@ def checked_header(path: Path, sep: str, read: ReadOptions) -> list[str]:
         _raise_read_failure(path, exc)
     if not header:
         raise DataError(f"{path}: the file is empty; a CSV needs a header row and data rows")
+    if header[0].lstrip().startswith(("{", "[")):  # its commas split JSON, not columns
+        raise DataError(f"{path}: JSON, not a CSV (the first line starts with "
+                        f"{header[0].lstrip()[0]!r}): xent reads CSV, Parquet, LIBSVM, fastText "
+                        "and numpy files; convert it, e.g. with pandas.read_json(path, "
+                        "lines=True).to_csv('data.csv', index=False)")
     if not read.header:
         return [f"c{i}" for i in range(1, len(header) + 1)]
     duplicated = sorted({c for c in header if header.count(c) > 1})
