@@ -35,7 +35,7 @@ from .files import (
     kind_suffix,
     open_bytes,
     open_text,
-    read_failure,
+    raise_read_failure,
 )
 from .text import (
     FASTTEXT_BLOCK_LINES,
@@ -1124,7 +1124,7 @@ def is_libsvm(path: Path) -> bool:
         with open_bytes(path) as handle:
             first = handle.readline(4096).decode("utf-8", errors="replace")
     except Exception as exc:
-        _raise_read_failure(path, exc)
+        raise_read_failure(path, exc)
     first = first.split("#")[0].split()
     return len(first) >= 2 and all(":" in token for token in first[1:])
 
@@ -1180,7 +1180,7 @@ def load_libsvm(path: str | os.PathLike, n_features: int | None = None,
         found = libsvm_problem(path)
         raise DataError(f"{path}: not a valid LIBSVM file ({found or exc})") from None
     except Exception as exc:
-        _raise_read_failure(path, exc)
+        raise_read_failure(path, exc)
     if not np.all(np.isfinite(X.data)):
         raise DataError(f"{path}: {libsvm_problem(path) or 'a feature is not finite'}")
     if X.shape[0] == 0:
@@ -1216,7 +1216,7 @@ def checked_header(path: Path, sep: str, read: ReadOptions) -> list[str]:
     except csv.Error as exc:
         raise DataError(f"{path}: malformed CSV header ({exc})") from None
     except Exception as exc:
-        _raise_read_failure(path, exc)
+        raise_read_failure(path, exc)
     if not header:
         raise DataError(f"{path}: the file is empty; a CSV needs a header row and data rows")
     if header[0].lstrip().startswith(("{", "[")):  # its commas split JSON, not columns
@@ -1230,15 +1230,6 @@ def checked_header(path: Path, sep: str, read: ReadOptions) -> list[str]:
     if duplicated:
         raise DataError(f"{path}: duplicate column name(s) {_names(duplicated)}; rename them")
     return header
-
-
-def _raise_read_failure(path: Path, exc: Exception) -> None:
-    """Raise ``files.read_failure``'s one-line error for ``exc``; ``exc`` itself if it is
-    no failure to read."""
-    failure = read_failure(path, exc)
-    if failure is None:
-        raise exc
-    raise failure from None
 
 
 def _parse_errors(path: Path, read: ReadOptions):
@@ -1255,7 +1246,7 @@ def _parse_errors(path: Path, read: ReadOptions):
     except ValueError as exc:
         raise DataError(f"{path}: cannot parse the file as CSV ({exc})") from None
     except Exception as exc:
-        _raise_read_failure(path, exc)
+        raise_read_failure(path, exc)
 
 
 def read_csv(path: str | os.PathLike, read: ReadOptions = DEFAULT_READ) -> pd.DataFrame:

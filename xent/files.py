@@ -219,6 +219,15 @@ def read_failure(path: str | os.PathLike, exc: Exception) -> DataError | None:
     return None
 
 
+def raise_read_failure(path: str | os.PathLike, exc: Exception) -> None:
+    """Raise ``read_failure``'s one-line error for ``exc``; ``exc`` itself if it is no
+    failure to read."""
+    failure = read_failure(path, exc)
+    if failure is None:
+        raise exc
+    raise failure from None
+
+
 def encoding_error(path: str | os.PathLike, encoding: str) -> DataError:
     """The error for a file whose text does not decode as ``encoding``: an archive or a
     compression not read here, by its first bytes; else the first byte that does not decode

@@ -100,7 +100,7 @@ def coefficient_table(model, info: np.ndarray, likelihood: dict, l2: float | Non
     ``likelihood`` (``likelihood_summary`` of the same rows). ``l2`` is the penalty it was
     trained with (None: unknown, taken as 0). ``all_right``: every one of the rows is
     classified right (without a penalty, the rows are separable and the table means nothing:
-    ``_separation_note``). Returns {"coefficients": [{class, feature,
+    ``_SEPARATED``). Returns {"coefficients": [{class, feature,
     coef, std_err, z, p_value, ci_low, ci_high[, odds_ratio]}], "penalised", "form",
     "notes"} and the likelihood figures: "n", "log_likelihood", "null_log_likelihood",
     "lr_stat", "lr_df", "lr_pvalue", "aic", "bic", "pseudo_r2"."""

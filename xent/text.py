@@ -27,7 +27,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .errors import ConfigError, DataError
-from .files import open_bytes, open_text, read_failure
+from .files import open_bytes, open_text, raise_read_failure
 from .threads import items_for, on_threads, thread_count
 
 #: default buckets per text column: 2^18 keeps the collisions of a 50,000-word vocabulary to a
@@ -238,10 +238,7 @@ def _read_lines(handle, chunk_rows: int, path: Path) -> list[bytes]:
     try:
         return handle.readlines(max(1, chunk_rows) * 256)
     except Exception as exc:
-        failure = read_failure(path, exc)
-        if failure is None:
-            raise
-        raise failure from None
+        raise_read_failure(path, exc)
 
 
 def _utf8_line(line: bytes, number: int, path: Path) -> str:
