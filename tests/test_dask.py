@@ -312,6 +312,10 @@ CASES = {
     # in a ';'-separated file (each reader parses its own chunks or partitions)
     "ignore-decimal": ({"data.ignore": "id", "data.decimal": ",", "data.impute": "mean",
                        "model.class_weight": "balanced"}, True),
+    # files written gzip-compressed, in Windows-1252 ('grün'), without a header: each reader
+    # decompresses, decodes and names the columns c1, c2, ... (Dask: a partition a file)
+    "packed-encoded-bare": ({"data.encoding": "cp1252", "data.no_header": True,
+                             "data.impute": "mean", "model.class_weight": "balanced"}, True),
 }
 
 
@@ -419,9 +423,19 @@ def test_every_source_trains_the_same_model(tmp_path, client, case, kernels_ever
     if "data.ignore" not in settings:
         frame = frame.drop(columns="id")
     written = {"sep": ";", "decimal": ","} if "data.decimal" in settings else {}
-    frame.to_csv(tmp_path / "all.csv", index=False, **written)
+    packed = "data.no_header" in settings
+
+    def write(rows, name):
+        if not packed:
+            return rows.to_csv(tmp_path / name, index=False, **written)
+        import gzip
+
+        text = rows.to_csv(index=False, header=False, **written)
+        (tmp_path / name).write_bytes(gzip.compress(text.encode("cp1252")))
+
+    write(frame, "all.csv")
     for i, part in enumerate(np.array_split(np.arange(len(frame)), 3)):
-        frame.iloc[part].to_csv(tmp_path / f"part{i}.csv", index=False, **written)
+        write(frame.iloc[part], f"part{i}.csv")
     common = {"data.val_fraction": 0.2, "optim.optimizer": "nesterov", "optim.lr": 0.5,
               "optim.epochs": 40, "optim.tol": 0.0, **settings}
     memory = api.train(config(tmp_path / "all.csv", **common))
@@ -431,9 +445,11 @@ def test_every_source_trains_the_same_model(tmp_path, client, case, kernels_ever
                                **{"data.engine": "dask"}), client=client)
     rtol = 1e-6 if case == "float32" else 1e-10
     reference = memory.model.params
+    numbers = ("c1", "c3") if packed else ("x1", "x2")
     for run in (memory, streamed, on_dask):  # the numbers read as numbers, the ids left out
         names = list(run.model.feature_names)
-        assert "x1" in names and "x2" in names and not any(n.startswith("id") for n in names)
+        assert all(n in names for n in numbers) and not any(n.startswith("id") for n in names)
+        assert not packed or "c2=grün" in names
     for other in (streamed, on_dask):
         assert other.summary["n_train"] == memory.summary["n_train"]
         assert other.summary["dtype"] == memory.summary["dtype"]

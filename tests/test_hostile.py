@@ -1012,8 +1012,21 @@ def test_parameters_too_large_for_memory_are_refused_before_any_is_made(run, tmp
     assert "the model would have 104,858,000 parameters (262,144 features and the intercept, " \
            "x 400 outputs)" in refused.stderr and "--buckets" in refused.stderr
     assert not (tmp_path / "r").exists()
-    # 2 x 262,145 rows whole, and 4 copies + 1 thread's of the 20 columns the rows use, narrowed
-    assert memory.parameter_bytes(262_145, 400, 21, "gd", 1) == 8 * 400 * (2 * 262_145 + 5 * 21)
+    # W whole twice (8 x 400 x 2 x 262,145 bytes: 1.68 GB), and gd's 4 copies and a thread's
+    # buffer of the few columns the rows use (narrowed): un-narrowed, 7 whole copies, 5.87 GB
+    assert "training needs at least 1.68 GB" in refused.stderr
+    # fit counts the copies of the columns sparse rows are narrowed to (here 10 of 20,000):
+    # 1 MB holds them (0.3 MB with L-BFGS's), not 30 copies of the whole W (5 MB)
+    import scipy.sparse as sp
+
+    monkeypatch.setattr(memory, "available_memory", lambda: 1 << 20)
+    rng = np.random.default_rng(1)
+    narrow = sp.random(60, 10, density=0.5, format="csr", random_state=1)
+    wide = sp.hstack([narrow, sp.csr_matrix((60, 19_990))], format="csr")
+    labels = rng.integers(0, 2, 60)
+    SoftmaxRegression(optimizer="lbfgs", max_epochs=5).fit(wide, labels)
+    with pytest.raises(DataError, match="the model would have 20,001 parameters"):
+        SoftmaxRegression(optimizer="lbfgs", max_epochs=5).fit(wide.toarray(), labels)
     small = run("train", "many.txt", "-o", "r", "--buckets", "64", "--epochs", "3", "-q")
     assert small.exit_code == 0, small.stderr
     X = np.random.default_rng(0).normal(size=(50, 20_000))
